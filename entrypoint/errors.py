@@ -1,0 +1,109 @@
+"""The launcher's errors: one root, and one subclass per way a launch can be refused.
+
+Every error carries its process exit status, so ``entrypoint.cli`` turns any of them into
+one message on stderr and that status, never a traceback. The statuses are part of the
+public contract and are documented in the README ("Exit statuses"):
+
+====== =====================================================================
+status meaning
+====== =====================================================================
+0      the engine was started (exec), or a dry run / check / health passed
+1      ``check`` found a flag the engine rejects; ``health`` found it unhealthy
+2      the configuration is invalid or inconsistent (``ConfigError``)
+3      a preflight check of the host failed (``PreflightError``)
+4      the checkpoint could not be made available locally (``WeightsError``)
+127    the chosen engine is not installed here (``EngineNotInstalled``)
+====== =====================================================================
+"""
+
+from __future__ import annotations
+
+EXIT_CHECK_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_PREFLIGHT = 3
+EXIT_WEIGHTS = 4
+EXIT_ENGINE_MISSING = 127  # the shell's "command not found"
+
+
+class LaunchError(Exception):
+    """Root of every error the launcher reports to the user.
+
+    Attributes:
+        exit_status (int): the process exit status for this error.
+    """
+
+    exit_status = 1
+
+    def message(self) -> str:
+        """Return the one-paragraph message printed on stderr (no secrets, no traceback)."""
+        return str(self)
+
+
+class ConfigError(LaunchError):
+    """An environment variable (or a combination of them) is invalid. Exit status 2.
+
+    Args:
+        variable: the variable at fault, e.g. ``"NODE_RANK"``.
+        value: the value it had; ``None`` when it was unset. Never pass a secret here.
+        accepted: what would be accepted, e.g. ``"0..1 (NNODES=2)"``.
+        detail: optional extra sentence (why, or how to fix it).
+    """
+
+    exit_status = EXIT_CONFIG
+
+    def __init__(self, variable: str, value: str | None, accepted: str, detail: str = ""):
+        self.variable = variable
+        self.value = value
+        self.accepted = accepted
+        self.detail = detail
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        got = "is not set" if self.value is None else f"is {self.value!r}"
+        text = f"{self.variable} {got}; accepted: {self.accepted}."
+        if self.detail:
+            text += f" {self.detail}"
+        return text
+
+
+class EngineNotInstalled(LaunchError):
+    """The chosen engine cannot be found where the launcher runs. Exit status 127.
+
+    Args:
+        engine: ``"sglang"`` or ``"vllm"``.
+        looked_for: what was searched, e.g. ``"the 'vllm' command on PATH"``.
+    """
+
+    exit_status = EXIT_ENGINE_MISSING
+
+    def __init__(self, engine: str, looked_for: str):
+        self.engine = engine
+        self.looked_for = looked_for
+        super().__init__(
+            f"ENGINE={engine} but {engine} is not installed here (looked for {looked_for}). "
+            f"Use the longcat-deploy {engine} image, or set ENGINE to the engine this image has."
+        )
+
+
+class PreflightError(LaunchError):
+    """One or more host checks failed before the engine was started. Exit status 3.
+
+    Args:
+        failures: one line per failed check, each saying what was found and what to change.
+    """
+
+    exit_status = EXIT_PREFLIGHT
+
+    def __init__(self, failures: list[str]):
+        self.failures = list(failures)
+        lines = "\n".join(f"  - {f}" for f in self.failures)
+        super().__init__(
+            f"preflight failed, the engine was not started:\n{lines}\n"
+            "Fix the above, or set PREFLIGHT=warn to start anyway."
+        )
+
+
+class WeightsError(LaunchError):
+    """The checkpoint is not available locally and cannot be fetched. Exit status 4."""
+
+    exit_status = EXIT_WEIGHTS
