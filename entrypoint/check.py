@@ -1,0 +1,80 @@
+"""``python -m entrypoint check``: run our commands through the installed engine's parser.
+
+Validates either the current configuration, or (``--all``) every standard plan for the
+engine: {fp8, bf16} x {each node rank of the precision's default node count} x {MTP off,
+on}. The images run ``check --all`` before they are tagged (issue 3), so a launcher that
+no longer matches its engine never ships.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, TextIO
+
+from .engines import build_argv, engine_module
+from .errors import EngineNotInstalled
+from .launch import command_line
+from .plan import resolve_plan
+from .settings import DEFAULT_NNODES, PRECISIONS, load_settings
+
+# A documentation address (RFC 5737), used when a standard multi-node plan needs one and
+# MASTER_IP is unset: the parser only needs its form, nothing is sent to it.
+PLACEHOLDER_MASTER_IP = "192.0.2.10"
+# Variables the standard plans set themselves; platform variables are dropped too, so
+# the plans do not depend on where the check runs.
+_PLAN_VARIABLES = ("PRECISION", "NNODES", "NODE_RANK", "MTP")
+_PLATFORM_PREFIXES = ("LWS_", "SLURM_")
+
+
+def standard_environments(env: Mapping[str, str]) -> list[tuple[str, dict]]:
+    """Return (label, environment) for every standard plan, based on ``env``.
+
+    Everything else in ``env`` (ENGINE, MODEL, GPUS_PER_NODE, EXTRA_ARGS, ...) is kept.
+    """
+    base = {k: v for k, v in env.items()
+            if k not in _PLAN_VARIABLES and not k.startswith(_PLATFORM_PREFIXES)}
+    if not base.get("MASTER_IP", "").strip():
+        base["MASTER_IP"] = PLACEHOLDER_MASTER_IP
+    cases = []
+    for precision in PRECISIONS:
+        nnodes = DEFAULT_NNODES[precision]
+        for rank in range(nnodes):
+            for mtp in ("0", "1"):
+                label = f"{precision} node {rank} of {nnodes}, MTP {'on' if mtp == '1' else 'off'}"
+                cases.append((label, dict(base, PRECISION=precision, NODE_RANK=str(rank),
+                                          MTP=mtp)))
+    return cases
+
+
+def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
+    """Check one or all plans with the real parser of the engine ``env`` selects.
+
+    Args:
+        env: the environment (ENGINE and the rest, as for a launch).
+        all_plans: check every standard plan instead of the one ``env`` describes.
+        out: where the report goes (one line per plan, then each rejection).
+
+    Returns:
+        0 when the engine accepts every command, 1 when it rejects any flag.
+
+    Raises:
+        ConfigError: ``env`` is invalid.
+        EngineNotInstalled: the engine is not installed here.
+    """
+    settings = load_settings(env)
+    engine = settings["ENGINE"]
+    module = engine_module(engine)
+    if module.find_engine() is None:
+        raise EngineNotInstalled(engine, "its package and command")
+    cases = standard_environments(env) if all_plans else [("current configuration", dict(env))]
+    print(f"checking {len(cases)} plan(s) against {engine} {module.installed_version()}",
+          file=out)
+    failed = 0
+    for label, case_env in cases:
+        argv = build_argv(resolve_plan(load_settings(case_env)))
+        problems = module.parser_rejections(argv)
+        print(f"{'FAIL' if problems else 'ok  '} {label}: {command_line(argv)}", file=out)
+        for problem in problems:
+            print(f"     rejected {problem}", file=out)
+        failed += bool(problems)
+    print(f"{len(cases) - failed} accepted, {failed} rejected", file=out)
+    return 1 if failed else 0

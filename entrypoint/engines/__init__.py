@@ -1,0 +1,43 @@
+"""One module per engine: a plan in, the engine's argv out.
+
+Each engine module provides:
+
+- ``build_argv(plan) -> list[str]``: the exact command, canonical long flags only;
+- ``find_engine() -> str | None``: what would run, or ``None`` when it is not installed;
+- ``parser_rejections(argv) -> list[str]``: run ``argv`` through the installed engine's own
+  argument parser (imported only then) and describe each flag it rejects.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+
+def engine_module(engine: str):
+    """Return the module for ``engine`` (``"sglang"`` or ``"vllm"``)."""
+    return importlib.import_module(f"{__name__}.{engine}")
+
+
+def build_argv(plan) -> list[str]:
+    """Return the engine command for ``plan`` (an ``entrypoint.plan.Plan``)."""
+    return engine_module(plan.engine).build_argv(plan)
+
+
+def unknown_flags(argv: list[str], known: set[str]) -> list[str]:
+    """Return each ``--flag`` in ``argv`` that is not spelled exactly as one in ``known``.
+
+    argparse accepts unambiguous prefixes (``--tp`` for ``--tp-size``); we emit only
+    canonical names, so a prefix counts as rejected here. ``--flag=value`` is checked by
+    its name. Values that start with ``-`` (a negative number) are not flags.
+
+    Args:
+        argv: the engine's arguments after its program words.
+        known: every option string the engine's parser defines.
+    """
+    rejected = []
+    for token in argv:
+        if token.startswith("--") and len(token) > 2:
+            name = token.split("=", 1)[0]
+            if name not in known:
+                rejected.append(name)
+    return rejected

@@ -1,0 +1,110 @@
+"""vLLM: plan -> ``vllm serve MODEL`` argv, and its real parser.
+
+Flags follow seed/longcat-flash-deployment-guide.md, corrected for vLLM 0.33.0 by
+engine-notes.md ("vLLM"): nodes ranked 1 and up are ``--headless`` with
+``--data-parallel-start-rank``; node 0 passes no start rank (vllm/engine/arg_utils.py,
+"autoswitch to data_parallel_external_lb"); MTP is ``--speculative-config`` with the
+method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+
+PROGRAM = "vllm"
+# The current spelling; 0.33.0 logs "longcat_flash_mtp" as deprecated (engine-notes.md).
+SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
+# vLLM waits VLLM_ENGINE_READY_TIMEOUT_S (default 600 s) for its engine cores to load,
+# which is short for a 560B checkpoint (engine-notes.md, "vLLM").
+ENGINE_READY_TIMEOUT_S = 3600
+
+
+def build_argv(plan) -> list[str]:
+    """Return the vLLM command for ``plan`` (an ``entrypoint.plan.Plan``).
+
+    Also sets ``VLLM_ENGINE_READY_TIMEOUT_S`` in ``plan.engine_env``.
+    """
+    argv = [PROGRAM, "serve", plan.model,
+            "--trust-remote-code",
+            "--enable-expert-parallel",
+            "--tensor-parallel-size", str(plan.tensor_parallel_size)]
+    if not plan.headless:
+        argv += ["--host", plan.host, "--port", str(plan.port)]
+    if plan.served_model_name:
+        argv += ["--served-model-name", plan.served_model_name]
+    if plan.multi_node:
+        argv += [
+            "--data-parallel-size", str(plan.data_parallel_size),
+            "--data-parallel-size-local", "1",
+            "--data-parallel-address", plan.master_ip,
+            "--data-parallel-rpc-port", str(plan.master_port),
+        ]
+        if plan.headless:
+            argv += ["--headless", "--data-parallel-start-rank", str(plan.node_rank)]
+    if plan.mtp:
+        argv += ["--speculative-config", json.dumps(SPECULATIVE_CONFIG, separators=(",", ":"))]
+    plan.engine_env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ENGINE_READY_TIMEOUT_S)
+    return argv + plan.extra_args
+
+
+def find_engine() -> str | None:
+    """Return the path of the ``vllm`` command on ``PATH``, or ``None``."""
+    import shutil
+
+    return shutil.which(PROGRAM)
+
+
+def installed_version() -> str | None:
+    """Return the installed vLLM distribution's version, or ``None``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vllm")
+    except PackageNotFoundError:
+        return None
+
+
+def parser_rejections(argv: list[str]) -> list[str]:
+    """Check ``argv`` (as from ``build_argv``) with vLLM's own parser and validation.
+
+    Follows ``vllm serve`` on a CPU-only machine (engine-notes.md, last section):
+    ``VLLM_TARGET_DEVICE=cpu`` unless set, ``ServeSubcommand().subparser_init`` on a
+    ``FlexibleArgumentParser``, ``parse_args(["serve", ...])``, ``validate`` and
+    ``AsyncEngineArgs.from_cli_args``. Imports vLLM: never on the launch path.
+
+    Returns:
+        One line per rejected flag or value; empty when vLLM accepts ``argv``.
+    """
+    import contextlib
+    import io
+    import os
+
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    from vllm import AsyncEngineArgs
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    from . import unknown_flags
+
+    args = argv[argv.index("serve"):]
+    parser = FlexibleArgumentParser(prog="vllm")
+    subparsers = parser.add_subparsers(dest="subparser")
+    command = ServeSubcommand()
+    serve = command.subparser_init(subparsers)
+    known = set(serve._option_string_actions)  # argparse's table of option strings
+    # vLLM normalises underscores to dashes (engine-notes.md); compare dashed names.
+    problems = [f"{flag}: not an option of vllm {installed_version()}"
+                for flag in unknown_flags([a.replace("_", "-") if a.startswith("--") else a
+                                           for a in args[2:]], known)]
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            namespace = parser.parse_args(args)
+            command.validate(namespace)
+            AsyncEngineArgs.from_cli_args(namespace)
+    except SystemExit:
+        message = stderr.getvalue().strip().splitlines()
+        problems.append(message[-1] if message else "the parser refused the arguments")
+    except Exception as exc:  # vLLM's own validation errors (ValueError, TypeError, ...)
+        problems.append(f"{type(exc).__name__}: {exc}")
+    return problems

@@ -1,0 +1,326 @@
+"""Settings: the environment in, validated values out.
+
+Every environment variable the launcher reads is defined once, in ``VARIABLES``, with its
+type, default, accepted values and help. The README's table is rendered from the same
+definitions (``env_table_markdown``), and a test fails when the two disagree.
+
+Nothing here reads ``os.environ`` at import time: ``load_settings`` takes the environment
+as a plain mapping, so it can be called with any dict in tests.
+
+Only the standard library is imported on this path; the launcher runs on every container
+start (see ``benchmarks/launcher_startup.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from typing import Mapping
+
+from .errors import ConfigError
+
+ENGINES = ("sglang", "vllm")
+PRECISIONS = ("fp8", "bf16")
+
+# Checkpoints per precision: seed/longcat-flash-deployment-guide.md.
+CHECKPOINTS = {
+    "fp8": "meituan-longcat/LongCat-Flash-Chat-FP8",
+    "bf16": "meituan-longcat/LongCat-Flash-Chat",
+}
+# The guide's minimum hardware: FP8 fits one node of 8x141 GB, BF16 needs two nodes.
+DEFAULT_NNODES = {"fp8": 1, "bf16": 2}
+# Engine defaults. SGLang: server_args.py (port 30000); its dist-init port is the guide's
+# 5000. vLLM: 8000 (vllm/entrypoints/openai/cli_args.py); RPC port is the guide's 13345.
+DEFAULT_PORT = {"sglang": 30000, "vllm": 8000}
+DEFAULT_MASTER_PORT = {"sglang": 5000, "vllm": 13345}
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+# Variables that platforms can supply when the explicit one is unset (issue 6).
+PLATFORM_VARIABLES = ("NODE_RANK", "MASTER_IP", "NNODES")
+_PLATFORM_PREFIXES = ("LWS_", "SLURM_")
+
+
+class Variable:
+    """One environment variable of the launcher's contract.
+
+    Args:
+        name: the variable's name.
+        kind: how its value is parsed: ``"choice"``, ``"bool"``, ``"count"`` (1 or more),
+            ``"index"`` (0 or more), ``"port"``, ``"seconds"``, ``"address"``, ``"model"``, ``"text"``, ``"args"``, or
+            ``"library"`` for a variable the launcher passes through to a library
+            (huggingface_hub, NCCL) and does not parse itself.
+        default: the value used when the variable is unset or empty (already parsed),
+            or ``None`` when the default depends on other values (see ``default_doc``).
+        help: one sentence for the README.
+        choices: the accepted words for ``"choice"``.
+        default_doc: how the default reads in the README, when it is not ``default``.
+        secret: never print the value.
+    """
+
+    __slots__ = ("name", "kind", "default", "help", "choices", "default_doc", "secret")
+
+    def __init__(self, name, kind, default, help, choices=(), default_doc=None, secret=False):
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.choices = tuple(choices)
+        self.default_doc = default_doc
+        self.secret = secret
+
+    def accepted(self) -> str:
+        """Describe the accepted values, for error messages and the README."""
+        if self.kind == "choice":
+            return " | ".join(self.choices)
+        return {
+            "bool": "1/true/yes/on or 0/false/no/off/empty (any case)",
+            "count": "a whole number, 1 or more",
+            "index": "a whole number, 0 or more",
+            "port": "a TCP port, 1..65535",
+            "seconds": "a whole number of seconds, 0 or more",
+            "address": "an IPv4 address, an IPv6 address (brackets optional) or a DNS name",
+            "model": "a Hugging Face repo id (org/name) or an absolute local directory",
+            "text": "any text",
+            "args": "engine flags, quoted the way a shell quotes them",
+            "library": "see the library's documentation",
+        }[self.kind]
+
+    def default_text(self) -> str:
+        """The default as the README shows it."""
+        if self.default_doc is not None:
+            return self.default_doc
+        if self.kind == "bool":
+            return "on" if self.default else "off"
+        if self.default in (None, ""):
+            return "unset"
+        return str(self.default)
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("ENGINE", "choice", None,
+             "Inference engine to launch.",
+             choices=ENGINES, default_doc="the engine installed in the image"),
+    Variable("PRECISION", "choice", "fp8",
+             "Checkpoint precision: fp8 serves meituan-longcat/LongCat-Flash-Chat-FP8, "
+             "bf16 serves meituan-longcat/LongCat-Flash-Chat.",
+             choices=PRECISIONS),
+    Variable("NNODES", "count", None,
+             "Number of nodes in the deployment.",
+             default_doc="1 for fp8, 2 for bf16"),
+    Variable("NODE_RANK", "index", 0,
+             "This node's rank, 0..NNODES-1. Node 0 serves the API."),
+    Variable("MASTER_IP", "address", None,
+             "Address of node 0, reachable from every node. Required when NNODES > 1."),
+    Variable("MASTER_PORT", "port", None,
+             "Port on node 0 for SGLang's dist-init address or vLLM's data-parallel RPC.",
+             default_doc="5000 (sglang), 13345 (vllm)"),
+    Variable("MTP", "bool", False,
+             "Multi-token prediction: speculative decoding with the checkpoint's own draft "
+             "layer (SGLang NEXTN, vLLM mtp)."),
+    Variable("MODEL", "model", None,
+             "Checkpoint to serve instead of the one PRECISION selects; also the MTP draft "
+             "model.",
+             default_doc="the checkpoint for PRECISION"),
+    Variable("GPUS_PER_NODE", "count", 8,
+             "GPUs each node uses."),
+    Variable("HOST", "address", "0.0.0.0",
+             "Address the HTTP server binds to."),
+    Variable("PORT", "port", None,
+             "Port of the HTTP server (OpenAI API and /health).",
+             default_doc="30000 (sglang), 8000 (vllm)"),
+    Variable("EXTRA_ARGS", "args", (),
+             "Extra engine flags, appended after the launcher's own; arguments given after "
+             "the image name come after these.",
+             default_doc="none"),
+    Variable("DRY_RUN", "bool", False,
+             "Print the plan and the command, then exit without starting anything "
+             "(same as --dry-run)."),
+)
+
+BY_NAME = {v.name: v for v in VARIABLES}
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+# Hugging Face repo ids: huggingface_hub.utils._validators (REPO_ID_REGEX).
+_REPO_ID = re.compile(r"(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}")
+
+
+class Settings:
+    """Validated values of every variable, and where each came from.
+
+    Attributes:
+        values (dict[str, object]): parsed value per variable name; ``None`` where unset and
+            the default depends on other values (``NNODES``, ``PORT``, ...; see ``plan``).
+        sources (dict[str, str]): per name, where the value came from: ``"environment"``,
+            ``"default"``, ``"installed engine"``, or a platform variable such as
+            ``"LWS_WORKER_INDEX"``.
+    """
+
+    __slots__ = ("values", "sources")
+
+    def __init__(self, values: dict, sources: dict):
+        self.values = values
+        self.sources = sources
+
+    def __getitem__(self, name: str):
+        return self.values[name]
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse a boolean the one way the launcher accepts.
+
+    Raises:
+        ConfigError: for anything but 1/true/yes/on or 0/false/no/off/empty (any case).
+    """
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, raw, BY_NAME[name].accepted() if name in BY_NAME
+                      else "1/true/yes/on or 0/false/no/off/empty (any case)")
+
+
+def parse_address(name: str, raw: str) -> str:
+    """Return a host address without IPv6 brackets.
+
+    Accepts IPv4, IPv6 with or without brackets (``[fd00::1]``), or a DNS name (RFC 1123).
+
+    Raises:
+        ConfigError: for anything else, e.g. a value with a port (``10.0.0.1:5000``).
+    """
+    text = raw.strip()
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError:
+        pass
+    if inner is text and _HOSTNAME.fullmatch(text):
+        return text.rstrip(".")
+    raise ConfigError(name, raw, BY_NAME[name].accepted() if name in BY_NAME else "an address",
+                      "Give the address alone; the port has its own variable.")
+
+
+# Inclusive bounds of the numeric kinds. 2**31 - 1 keeps counts sane and within C ints.
+_RANGES = {"count": (1, 2**31 - 1), "index": (0, 2**31 - 1), "port": (1, 65535),
+           "seconds": (0, 2**31 - 1)}
+
+
+def _parse(var: Variable, raw: str):
+    """Parse one non-empty raw value according to its variable's kind."""
+    text = raw.strip()
+    if var.kind == "choice":
+        word = text.lower()
+        if word not in var.choices:
+            raise ConfigError(var.name, raw, var.accepted())
+        return word
+    if var.kind == "bool":
+        return parse_bool(var.name, raw)
+    if var.kind in _RANGES:
+        low, high = _RANGES[var.kind]
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+            raise ConfigError(var.name, raw, var.accepted())
+        return int(text)
+    if var.kind == "address":
+        return parse_address(var.name, raw)
+    if var.kind == "model":
+        if text.startswith(("/", "./", "../")):
+            return text
+        if _REPO_ID.fullmatch(text) and ".." not in text and "--" not in text:
+            return text
+        raise ConfigError(var.name, raw, var.accepted())
+    if var.kind == "args":
+        try:
+            return shlex.split(raw)
+        except ValueError as exc:  # unbalanced quotes
+            raise ConfigError(var.name, raw, var.accepted(), f"It does not split: {exc}.")
+    return raw
+
+
+def detect_engine() -> list[str]:
+    """Return the engines installed where the launcher runs, in ``ENGINES`` order.
+
+    SGLang counts when its package is importable by this interpreter (it is launched as
+    ``python -m sglang.launch_server``); vLLM when the ``vllm`` command is on ``PATH``.
+    Neither is imported.
+    """
+    import importlib.util
+    import shutil
+
+    found = []
+    if importlib.util.find_spec("sglang") is not None:
+        found.append("sglang")
+    if shutil.which("vllm") is not None:
+        found.append("vllm")
+    return found
+
+
+def _platform_values(env: Mapping[str, str]) -> dict:
+    """Values that LeaderWorkerSet or Slurm give, only imported when their variables exist."""
+    if not any(key.startswith(_PLATFORM_PREFIXES) for key in env):
+        return {}
+    from .platforms import platform_values
+
+    return platform_values(env)
+
+
+def load_settings(env: Mapping[str, str], installed=detect_engine) -> Settings:
+    """Read and validate every variable in ``VARIABLES`` from ``env``.
+
+    An empty value counts as unset. ``NODE_RANK``, ``MASTER_IP`` and ``NNODES`` fall back
+    to the values a platform gives (LeaderWorkerSet ``LWS_*``, Slurm ``SLURM_*``; see
+    ``entrypoint.platforms``); an explicit value always wins, but an explicit rank or node
+    count that contradicts the platform's is an error.
+
+    Args:
+        env: the environment, e.g. ``os.environ``.
+        installed: returns the installed engines; called only when ENGINE is unset.
+
+    Returns:
+        Settings with every variable parsed, defaults that depend on other variables
+        left as ``None`` for ``entrypoint.plan.resolve_plan``.
+
+    Raises:
+        ConfigError: naming the first variable whose value is invalid.
+    """
+    values: dict = {}
+    sources: dict = {}
+    platform = _platform_values(env)
+    for var in VARIABLES:
+        raw = env.get(var.name, "")
+        if raw.strip() == "":
+            if var.name in platform:
+                raw, source = platform[var.name]
+                values[var.name] = _parse(var, raw)
+                sources[var.name] = source
+                continue
+            values[var.name] = var.default
+            sources[var.name] = "default"
+            continue
+        values[var.name] = _parse(var, raw)
+        sources[var.name] = "environment"
+        if var.name in platform and var.name != "MASTER_IP":
+            theirs, source = platform[var.name]
+            if _parse(var, theirs) != values[var.name]:
+                raise ConfigError(var.name, raw, f"{theirs} (from {source}), or unset",
+                                  f"{var.name} contradicts the platform's {source}.")
+    if values["ENGINE"] is None:
+        found = installed()
+        if len(found) != 1:
+            where = "neither engine is installed here" if not found else "both are installed"
+            raise ConfigError("ENGINE", None, " | ".join(ENGINES),
+                              f"ENGINE must be set: {where}.")
+        values["ENGINE"] = found[0]
+        sources["ENGINE"] = "installed engine"
+    return Settings(values, sources)
+
+
+def env_table_markdown() -> str:
+    """Render ``VARIABLES`` as the README's Markdown table (one row per variable)."""
+    rows = ["| Variable | Default | Accepted | Meaning |", "|---|---|---|---|"]
+    for var in VARIABLES:
+        rows.append(f"| `{var.name}` | {var.default_text()} | {var.accepted()} | {var.help} |")
+    return "\n".join(rows) + "\n"
