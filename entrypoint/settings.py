@@ -135,6 +135,35 @@ VARIABLES: tuple[Variable, ...] = (
              "Extra engine flags, appended after the launcher's own; arguments given after "
              "the image name come after these.",
              default_doc="none"),
+    Variable("MODEL_REVISION", "text", None,
+             "Branch, tag or commit of a Hub checkpoint to fetch and serve.",
+             default_doc="main"),
+    Variable("DOWNLOAD", "bool", True,
+             "Fetch missing checkpoint files into HF_HOME before the engine starts; off "
+             "leaves MODEL to the engine as given."),
+    Variable("PREFLIGHT", "choice", "on",
+             "Host checks before launch: on refuses a deployment that cannot work (exit 3), "
+             "warn only reports, off skips them.",
+             choices=("on", "warn", "off")),
+    Variable("MASTER_WAIT_S", "seconds", 1800,
+             "How long a node ranked 1 or more waits for MASTER_IP:MASTER_PORT to accept "
+             "connections before giving up (node 0 may still be fetching the checkpoint)."),
+    Variable("HF_TOKEN", "library", None,
+             "Hugging Face token for gated or private checkpoints. Never printed.",
+             secret=True),
+    Variable("HF_HOME", "library", None,
+             "Hugging Face cache; the checkpoint is stored under HF_HOME/hub. Mount a volume "
+             "here.",
+             default_doc="/root/.cache/huggingface in the images"),
+    Variable("HF_HUB_OFFLINE", "library", None,
+             "1: never contact the Hub; every checkpoint file must already be cached."),
+    Variable("GLOO_SOCKET_IFNAME", "library", None,
+             "The one network interface Gloo uses; on multi-node plans the launcher sets it "
+             "to the interface that routes to MASTER_IP when unset.",
+             default_doc="the interface towards MASTER_IP"),
+    Variable("NCCL_SOCKET_IFNAME", "library", None,
+             "NCCL's interfaces (accepts ^-exclusions and comma lists); passed through "
+             "unchanged."),
     Variable("DRY_RUN", "bool", False,
              "Print the plan and the command, then exit without starting anything "
              "(same as --dry-run)."),
@@ -290,6 +319,8 @@ def load_settings(env: Mapping[str, str], installed=detect_engine) -> Settings:
     sources: dict = {}
     platform = _platform_values(env)
     for var in VARIABLES:
+        if var.kind == "library":  # read by its library, from the environment
+            continue
         raw = env.get(var.name, "")
         if raw.strip() == "":
             if var.name in platform:
