@@ -58,11 +58,14 @@ class Variable:
         choices: the accepted words for ``"choice"``.
         default_doc: how the default reads in the README, when it is not ``default``.
         secret: never print the value.
+        accepted_doc: what is accepted, for ``"library"`` variables.
     """
 
-    __slots__ = ("name", "kind", "default", "help", "choices", "default_doc", "secret")
+    __slots__ = ("name", "kind", "default", "help", "choices", "default_doc", "secret",
+                 "accepted_doc")
 
-    def __init__(self, name, kind, default, help, choices=(), default_doc=None, secret=False):
+    def __init__(self, name, kind, default, help, choices=(), default_doc=None, secret=False,
+                 accepted_doc=""):
         self.name = name
         self.kind = kind
         self.default = default
@@ -70,11 +73,14 @@ class Variable:
         self.choices = tuple(choices)
         self.default_doc = default_doc
         self.secret = secret
+        self.accepted_doc = accepted_doc
 
     def accepted(self) -> str:
         """Describe the accepted values, for error messages and the README."""
         if self.kind == "choice":
             return " | ".join(self.choices)
+        if self.kind == "library":
+            return self.accepted_doc
         return {
             "bool": "1/true/yes/on or 0/false/no/off/empty (any case)",
             "count": "a whole number, 1 or more",
@@ -85,7 +91,6 @@ class Variable:
             "model": "a Hugging Face repo id (org/name) or an absolute local directory",
             "text": "any text",
             "args": "engine flags, quoted the way a shell quotes them",
-            "library": "see the library's documentation",
         }[self.kind]
 
     def default_text(self) -> str:
@@ -150,20 +155,24 @@ VARIABLES: tuple[Variable, ...] = (
              "connections before giving up (node 0 may still be fetching the checkpoint)."),
     Variable("HF_TOKEN", "library", None,
              "Hugging Face token for gated or private checkpoints. Never printed.",
-             secret=True),
+             secret=True, accepted_doc="a token (read by huggingface_hub)"),
     Variable("HF_HOME", "library", None,
              "Hugging Face cache; the checkpoint is stored under HF_HOME/hub. Mount a volume "
              "here.",
-             default_doc="/root/.cache/huggingface in the images"),
+             default_doc="/root/.cache/huggingface in the images",
+             accepted_doc="a writable directory (read by huggingface_hub)"),
     Variable("HF_HUB_OFFLINE", "library", None,
-             "1: never contact the Hub; every checkpoint file must already be cached."),
+             "Never contact the Hub; every checkpoint file must already be cached.",
+             accepted_doc="1 (read by huggingface_hub)"),
     Variable("GLOO_SOCKET_IFNAME", "library", None,
              "The one network interface Gloo uses; on multi-node plans the launcher sets it "
              "to the interface that routes to MASTER_IP when unset.",
-             default_doc="the interface towards MASTER_IP"),
+             default_doc="the interface towards MASTER_IP",
+             accepted_doc="one interface name (read by Gloo)"),
     Variable("NCCL_SOCKET_IFNAME", "library", None,
              "NCCL's interfaces (accepts ^-exclusions and comma lists); passed through "
-             "unchanged."),
+             "unchanged.",
+             accepted_doc="interface names or prefixes (read by NCCL)"),
     Variable("DRY_RUN", "bool", False,
              "Print the plan and the command, then exit without starting anything "
              "(same as --dry-run)."),
@@ -353,5 +362,6 @@ def env_table_markdown() -> str:
     """Render ``VARIABLES`` as the README's Markdown table (one row per variable)."""
     rows = ["| Variable | Default | Accepted | Meaning |", "|---|---|---|---|"]
     for var in VARIABLES:
-        rows.append(f"| `{var.name}` | {var.default_text()} | {var.accepted()} | {var.help} |")
+        cells = (f"`{var.name}`", var.default_text(), var.accepted(), var.help)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
