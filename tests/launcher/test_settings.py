@@ -1,0 +1,119 @@
+"""Settings and plan, called in-process with plain dicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from entrypoint.errors import ConfigError
+from entrypoint.plan import resolve_plan
+from entrypoint.settings import (BY_NAME, FALSE_WORDS, TRUE_WORDS, VARIABLES, load_settings,
+                                 parse_address, parse_bool)
+
+
+def settings(env, installed=("sglang",)):
+    return load_settings(env, installed=lambda: list(installed))
+
+
+@pytest.mark.parametrize("word", [*TRUE_WORDS, "TRUE", "Yes", " on "])
+def test_true_words(word):
+    assert parse_bool("MTP", word) is True
+
+
+@pytest.mark.parametrize("word", [*FALSE_WORDS, "FALSE", "Off", " "])
+def test_false_words(word):
+    assert parse_bool("MTP", word) is False
+
+
+@pytest.mark.parametrize("word", ["2", "maybe", "y", "enabled", "-1"])
+def test_other_booleans_are_refused(word):
+    with pytest.raises(ConfigError) as info:
+        parse_bool("MTP", word)
+    assert info.value.variable == "MTP" and info.value.value == word
+
+
+@pytest.mark.parametrize("raw, want", [
+    ("10.0.0.1", "10.0.0.1"), ("fd00::1", "fd00::1"), ("[fd00::1]", "fd00::1"),
+    ("[FD00:0::1]", "fd00::1"), ("node-0.example.com", "node-0.example.com"),
+    ("leader.svc.cluster.local.", "leader.svc.cluster.local"), ("localhost", "localhost"),
+])
+def test_addresses(raw, want):
+    assert parse_address("MASTER_IP", raw) == want
+
+
+@pytest.mark.parametrize("raw", ["10.0.0.1:5000", "[fd00::1]:5000", "-bad.example",
+                                 "a..b", "has space", "[node0]", "http://node0", "x" * 300])
+def test_bad_addresses(raw):
+    with pytest.raises(ConfigError) as info:
+        parse_address("MASTER_IP", raw)
+    assert "MASTER_IP" in info.value.message()
+
+
+def test_engine_defaults_to_the_installed_one():
+    s = settings({}, installed=("vllm",))
+    assert s["ENGINE"] == "vllm" and s.sources["ENGINE"] == "installed engine"
+
+
+@pytest.mark.parametrize("installed, words", [((), "neither"), (("sglang", "vllm"), "both")])
+def test_engine_must_be_set_unless_exactly_one_is_installed(installed, words):
+    with pytest.raises(ConfigError) as info:
+        settings({}, installed=installed)
+    assert info.value.variable == "ENGINE" and words in info.value.message()
+
+
+def test_explicit_engine_does_not_look_for_installed_ones():
+    def fail():
+        raise AssertionError("detection must not run when ENGINE is set")
+    assert load_settings({"ENGINE": "vllm"}, installed=fail)["ENGINE"] == "vllm"
+
+
+def test_sources_say_where_values_came_from():
+    plan = resolve_plan(settings({"ENGINE": "vllm", "PRECISION": "bf16",
+                                  "MASTER_IP": "192.0.2.10"}))
+    assert plan.sources["ENGINE"] == "environment"
+    assert plan.sources["NNODES"] == "default for bf16"
+    assert plan.sources["PORT"] == "default for vllm"
+    assert plan.sources["MODEL"] == "checkpoint for bf16"
+
+
+@pytest.mark.parametrize("engine, tp, dp", [("sglang", 16, 1), ("vllm", 8, 2)])
+def test_parallel_sizes(engine, tp, dp):
+    plan = resolve_plan(settings({"ENGINE": engine, "PRECISION": "bf16",
+                                  "MASTER_IP": "192.0.2.10"}))
+    assert (plan.tensor_parallel_size, plan.expert_parallel_size, plan.data_parallel_size) \
+        == (tp, tp, dp)
+
+
+def test_roles():
+    base = {"PRECISION": "bf16", "MASTER_IP": "192.0.2.10"}
+    vllm1 = resolve_plan(settings(dict(base, ENGINE="vllm", NODE_RANK="1")))
+    sglang1 = resolve_plan(settings(dict(base, ENGINE="sglang", NODE_RANK="1")))
+    leader = resolve_plan(settings(dict(base, ENGINE="vllm")))
+    assert (vllm1.headless, vllm1.serves_http, vllm1.serves_api) == (True, False, False)
+    assert (sglang1.headless, sglang1.serves_http, sglang1.serves_api) == (False, True, False)
+    assert (leader.headless, leader.serves_http, leader.serves_api) == (False, True, True)
+
+
+def test_master_ip_is_ignored_on_one_node():
+    plan = resolve_plan(settings({"ENGINE": "sglang", "MASTER_IP": "192.0.2.10"}))
+    assert plan.master_ip is None and not plan.multi_node
+
+
+def test_headless_node_may_reuse_the_rpc_port_number_for_http():
+    # A headless vLLM node binds no HTTP port, so PORT cannot clash with MASTER_PORT.
+    plan = resolve_plan(settings({"ENGINE": "vllm", "PRECISION": "bf16", "NODE_RANK": "1",
+                                  "MASTER_IP": "192.0.2.10", "PORT": "13345"}))
+    assert plan.headless
+
+
+def test_draft_model_follows_the_served_checkpoint():
+    plan = resolve_plan(settings({"ENGINE": "sglang", "MTP": "1"}))
+    plan.model = "/cache/snapshots/abc"
+    assert plan.draft_model == "/cache/snapshots/abc"
+
+
+def test_every_variable_has_help_and_a_known_kind():
+    kinds = {"choice", "bool", "count", "index", "port", "seconds", "address", "model",
+             "text", "args", "library"}
+    assert len(BY_NAME) == len(VARIABLES)
+    for var in VARIABLES:
+        assert var.kind in kinds and var.help.endswith(".") and var.accepted()
