@@ -16,10 +16,13 @@ one message on stderr and its documented exit status (``entrypoint.errors``).
 from __future__ import annotations
 
 import sys
-from typing import Mapping, Sequence
 
 from .errors import EngineNotInstalled, LaunchError
 from .settings import VARIABLES, load_settings, parse_bool
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at every container start
+    from typing import Mapping, Sequence
 
 USAGE = """\
 usage: python -m entrypoint [--dry-run] [--] [ENGINE ARGS ...]

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Mapping
 
 from .errors import EngineNotInstalled
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at every container start
+    from typing import Mapping
 
 # Flags whose value is a secret, in both engines (SGLang server_args.py and vLLM
 # entrypoints/openai/cli_args.py both define --api-key).

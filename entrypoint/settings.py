@@ -13,12 +13,11 @@ start (see ``benchmarks/launcher_startup.py``).
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import shlex
-from typing import Mapping
-
 from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at every container start
+    from typing import Mapping
 
 ENGINES = ("sglang", "vllm")
 PRECISIONS = ("fp8", "bf16")
@@ -180,10 +179,18 @@ VARIABLES: tuple[Variable, ...] = (
 
 BY_NAME = {v.name: v for v in VARIABLES}
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+# RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.
+_HOSTNAME = (r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+             r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 # Hugging Face repo ids: huggingface_hub.utils._validators (REPO_ID_REGEX).
-_REPO_ID = re.compile(r"(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}")
+_REPO_ID = r"(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}"
+
+
+def _fullmatch(pattern: str, text: str) -> bool:
+    """``re.fullmatch``, with ``re`` imported only when a value needs it."""
+    import re
+
+    return re.fullmatch(pattern, text) is not None
 
 
 class Settings:
@@ -230,13 +237,15 @@ def parse_address(name: str, raw: str) -> str:
     Raises:
         ConfigError: for anything else, e.g. a value with a port (``10.0.0.1:5000``).
     """
+    import ipaddress
+
     text = raw.strip()
     inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
         return str(ipaddress.ip_address(inner))
     except ValueError:
         pass
-    if inner is text and _HOSTNAME.fullmatch(text):
+    if inner is text and _fullmatch(_HOSTNAME, text):
         return text.rstrip(".")
     raise ConfigError(name, raw, BY_NAME[name].accepted() if name in BY_NAME else "an address",
                       "Give the address alone; the port has its own variable.")
@@ -267,10 +276,12 @@ def _parse(var: Variable, raw: str):
     if var.kind == "model":
         if text.startswith(("/", "./", "../")):
             return text
-        if _REPO_ID.fullmatch(text) and ".." not in text and "--" not in text:
+        if _fullmatch(_REPO_ID, text) and ".." not in text and "--" not in text:
             return text
         raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "args":
+        import shlex
+
         try:
             return shlex.split(raw)
         except ValueError as exc:  # unbalanced quotes

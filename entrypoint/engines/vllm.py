@@ -9,8 +9,6 @@ method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
 
 from __future__ import annotations
 
-import json
-
 PROGRAM = "vllm"
 # The current spelling; 0.33.0 logs "longcat_flash_mtp" as deprecated (engine-notes.md).
 SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
@@ -42,6 +40,8 @@ def build_argv(plan) -> list[str]:
         if plan.headless:
             argv += ["--headless", "--data-parallel-start-rank", str(plan.node_rank)]
     if plan.mtp:
+        import json
+
         argv += ["--speculative-config", json.dumps(SPECULATIVE_CONFIG, separators=(",", ":"))]
     plan.engine_env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ENGINE_READY_TIMEOUT_S)
     return argv + plan.extra_args
