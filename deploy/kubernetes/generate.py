@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Generate the LeaderWorkerSet manifests in this directory from one template.
+
+    python deploy/kubernetes/generate.py            # rewrite the manifests
+    python deploy/kubernetes/generate.py --check    # exit 1 if any is out of date
+
+Every manifest is written from ``render_all()`` below; edit this file, not the YAML, then
+run it and commit both. ``tests/deploy/test_kubernetes.py`` fails when they disagree.
+
+Output, for each engine (sglang, vllm):
+
+- ``<engine>-1node.yaml``: one 8-GPU node serving the FP8 checkpoint (a group of size 1);
+- ``<engine>-2node.yaml``: two 8-GPU nodes serving the BF16 checkpoint (a group of size 2);
+
+each holding a ``Service`` for the API, in front of the leader only, and the
+``LeaderWorkerSet``. ``hf-cache-pvc.yaml`` holds the weight cache that all of them mount.
+
+No manifest computes a rank or a leader: the LeaderWorkerSet controller gives every
+container ``LWS_WORKER_INDEX``, ``LWS_GROUP_SIZE`` and ``LWS_LEADER_ADDRESS``, and the
+launcher (``entrypoint/platforms.py``) reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+
+# Placeholder registry: replace "your-org" with the organisation the images are pushed to
+# (build.py --registry), or override the image with kustomize's `images:` field.
+# Tags follow images/matrix.toml's scheme: `<engine>` moves with each release;
+# `<engine>-<version>-<cuda>` is pinned and is what production should use.
+IMAGE_REPOSITORY = "ghcr.io/your-org/longcat-deploy"
+
+ENGINE_PORT = {"sglang": 30000, "vllm": 8000}  # the engines' default ports (engine-notes.md)
+# Deployments the vendor guide describes: FP8 on one node, BF16 on two.
+SHAPES = {1: "fp8", 2: "bf16"}
+
+HF_HOME = "/root/.cache/huggingface"  # the images' HF_HOME (issue 3)
+CACHE_CLAIM = "longcat-hf-cache"
+CACHE_SIZE = "2Ti"  # FP8 (~560 GB) and BF16 (~1.1 TB) checkpoints side by side
+HF_TOKEN_SECRET = "hf-token"
+SHM_SIZE = "32Gi"  # NCCL and the engines' shared-memory queues; Docker's 64 MiB breaks NCCL
+GPUS_PER_NODE = 8
+
+# Probes. A crash restarts the container at once whatever these say; they bound a *hang*.
+# The startup budget covers fetching and loading the checkpoint: 240 x 30 s = 2 h.
+STARTUP_PERIOD_S = 30
+STARTUP_FAILURES = 240
+
+# LeaderWorkerSet's own labels on every pod (kubernetes-sigs/lws, leaderworkerset_types.go).
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
+LWS_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+def name_of(engine: str, nodes: int) -> str:
+    """The LeaderWorkerSet's name, e.g. ``longcat-sglang-2node``."""
+    return f"longcat-{engine}-{nodes}node"
+
+
+def labels(engine: str, nodes: int, component: str) -> dict:
+    """Recommended Kubernetes labels (app.kubernetes.io/*) for one deployment."""
+    return {
+        "app.kubernetes.io/name": "longcat-flash",
+        "app.kubernetes.io/instance": name_of(engine, nodes),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "longcat-deploy",
+    }
+
+
+def http_probe(period_s: int, timeout_s: int, failures: int) -> dict:
+    """``GET /health`` on the container's ``http`` port."""
+    return {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": period_s,
+        "timeoutSeconds": timeout_s,
+        "failureThreshold": failures,
+    }
+
+
+def probes(engine: str, leader: bool) -> dict:
+    """The probes of one pod, by role (engine-notes.md, "Nodes with rank >= 1").
+
+    - The leader serves the API: startup (load budget), readiness (the Service sends
+      traffic only to a ready leader) and liveness on ``/health``. SGLang's ``/health``
+      answers 503 while loading, then runs a one-token generation; vLLM's starts after
+      the weights are loaded.
+    - SGLang workers answer ``/health`` only: startup and liveness, never readiness.
+    - vLLM workers are headless and serve no HTTP: no probe. Their process is the
+      container's, so a crash ends the container and LeaderWorkerSet recreates the group.
+    """
+    if not leader and engine == "vllm":
+        return {}
+    found = {
+        "startupProbe": http_probe(STARTUP_PERIOD_S, 10, STARTUP_FAILURES),
+        # 10 x 30 s of failures before a restart: a restart reloads 560 GB or more.
+        "livenessProbe": http_probe(30, 30, 10),
+    }
+    if leader:
+        found["readinessProbe"] = http_probe(15, 30, 3)
+    return found
+
+
+def pod_template(engine: str, nodes: int, leader: bool) -> dict:
+    """The leader's or the workers' pod template."""
+    role = "leader" if leader else "worker"
+    env = [
+        {"name": "ENGINE", "value": engine},
+        {"name": "PRECISION", "value": SHAPES[nodes]},
+        {"name": "MTP", "value": "0"},
+        {"name": "HF_HOME", "value": HF_HOME},
+        # optional: the default checkpoints are public; create the Secret for a private
+        # MODEL or higher Hub rate limits (README, "Kubernetes").
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": HF_TOKEN_SECRET, "key": "HF_TOKEN", "optional": True}}},
+    ]
+    container = {
+        "name": "engine",
+        "image": f"{IMAGE_REPOSITORY}:{engine}",
+        "env": env,
+    }
+    if leader or engine == "sglang":  # a vLLM worker is headless: it listens on no port
+        container["ports"] = [
+            {"name": "http", "containerPort": ENGINE_PORT[engine], "protocol": "TCP"}]
+    container.update({
+        "resources": {"limits": {"nvidia.com/gpu": GPUS_PER_NODE}},
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "hf-cache", "mountPath": HF_HOME},
+        ],
+        **probes(engine, leader),
+    })
+    return {
+        "metadata": {"labels": {**labels(engine, nodes, role)}},
+        "spec": {
+            # Service links would put e.g. VLLM_PORT=tcp://... into the environment when a
+            # Service named "vllm" exists in the namespace, which vLLM refuses to parse.
+            "enableServiceLinks": False,
+            "containers": [container],
+            "volumes": [
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+                {"name": "hf-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}},
+            ],
+        },
+    }
+
+
+def leader_worker_set(engine: str, nodes: int) -> dict:
+    """The LeaderWorkerSet: one group of ``nodes`` pods, the leader being rank 0."""
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "metadata": {"name": name_of(engine, nodes), "labels": labels(engine, nodes, "server")},
+        "spec": {
+            "replicas": 1,
+            # LeaderCreated: workers start with the leader. LeaderReady would deadlock, since
+            # the leader is ready only once every worker has joined.
+            "startupPolicy": "LeaderCreated",
+            "leaderWorkerTemplate": {
+                "size": nodes,
+                # One engine spans the group: when any pod restarts, restart them all.
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": pod_template(engine, nodes, leader=True),
+                # Required by the API; with size 1 it creates no pod.
+                "workerTemplate": pod_template(engine, nodes, leader=False),
+            },
+        },
+    }
+
+
+def api_service(engine: str, nodes: int) -> dict:
+    """A ClusterIP Service for the OpenAI-compatible API, selecting the leader pod only."""
+    port = ENGINE_PORT[engine]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{name_of(engine, nodes)}-api",
+                     "labels": labels(engine, nodes, "api")},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {LWS_NAME_LABEL: name_of(engine, nodes), LWS_INDEX_LABEL: "0"},
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def cache_claim() -> dict:
+    """The weight cache shared by every pod: ReadWriteMany, so two nodes can mount it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CACHE_CLAIM, "labels": {
+            "app.kubernetes.io/name": "longcat-flash",
+            "app.kubernetes.io/component": "weights",
+            "app.kubernetes.io/part-of": "longcat-deploy"}},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": CACHE_SIZE}},
+        },
+    }
+
+
+def header(lines: list[str]) -> str:
+    """A comment block: what the file deploys, and that it is generated."""
+    text = ["# Generated by deploy/kubernetes/generate.py: edit that, run it, commit both."]
+    text += [f"# {line}" if line else "#" for line in lines]
+    return "\n".join(text) + "\n"
+
+
+def dump(header_text: str, documents: list[dict]) -> str:
+    """Render documents as one multi-document YAML file, in the order given."""
+    body = "---\n".join(yaml.safe_dump(d, sort_keys=False, default_flow_style=False,
+                                       width=100) for d in documents)
+    return header_text + "---\n" + body
+
+
+def render_all() -> dict[str, str]:
+    """Return ``{file name: content}`` for every generated manifest."""
+    files = {
+        "hf-cache-pvc.yaml": dump(header([
+            f"The weight cache ({CACHE_SIZE}), mounted at HF_HOME={HF_HOME} by every pod.",
+            "ReadWriteMany lets both nodes of a group share one copy; a single node also",
+            "works with ReadWriteOnce. Set spec.storageClassName to a class that offers it.",
+        ]), [cache_claim()]),
+    }
+    for engine in ENGINE_PORT:
+        for nodes, precision in SHAPES.items():
+            name = name_of(engine, nodes)
+            what = ("one node, 8 GPUs" if nodes == 1 else f"{nodes} nodes x 8 GPUs")
+            files[f"{engine}-{nodes}node.yaml"] = dump(header([
+                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}.",
+                f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
+                f"Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, and optionally",
+                f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
+                f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
+            ]), [api_service(engine, nodes), leader_worker_set(engine, nodes)])
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when a manifest differs from the output")
+    parser.add_argument("--out", type=Path, default=HERE,
+                        help="directory to write to or check (default: this one)")
+    args = parser.parse_args(argv)
+    stale = []
+    for file_name, content in render_all().items():
+        path = args.out / file_name
+        current = path.read_text() if path.exists() else None
+        if current == content:
+            continue
+        stale.append(file_name)
+        if not args.check:
+            path.write_text(content)
+    if args.check and stale:
+        print("out of date (run python deploy/kubernetes/generate.py): " + ", ".join(stale),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""deploy/kubernetes: generated, valid against the Kubernetes and LeaderWorkerSet schemas,
+shaped as issue 6 asks, and resolved by the real launcher to the right rank and leader."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from .dryrun import REPO, base_env, dry_run, flag, plan_row
+
+KUBE_DIR = REPO / "deploy" / "kubernetes"
+GENERATOR = KUBE_DIR / "generate.py"
+# The LWS CRD lives in shared/, beside the repository (CI lays it there too).
+CRD_PATH = REPO.parent / "shared" / "schemas" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+# Validate built-in kinds against the oldest and newest Kubernetes releases we claim.
+KUBERNETES_VERSIONS = ("1.29", "1.37")
+DEPLOYMENTS = [(engine, nodes) for engine in ("sglang", "vllm") for nodes in (1, 2)]
+ENGINE_PORT = {"sglang": 30000, "vllm": 8000}
+HF_HOME = "/root/.cache/huggingface"
+
+
+def documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def all_documents() -> list[tuple[str, dict]]:
+    return [(p.name, d) for p in sorted(KUBE_DIR.glob("*.yaml")) for d in documents(p)]
+
+
+def of_kind(file_name: str, kind: str) -> dict:
+    found = [d for d in documents(KUBE_DIR / file_name) if d["kind"] == kind]
+    assert len(found) == 1, f"{file_name}: {len(found)} {kind} documents"
+    return found[0]
+
+
+def strict(schema):
+    """The CRD schema as an API server with strict field validation reads it: an object
+    that lists its properties accepts no others (structural schemas prune unknown fields,
+    and kubectl's --validate=strict rejects them)."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if (out.get("type") == "object" and isinstance(out.get("properties"), dict)
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+@pytest.fixture(scope="module")
+def lws_validator():
+    assert CRD_PATH.is_file(), f"the LWS CRD is missing: {CRD_PATH} (shared/ beside the clone)"
+    # 1.3 MB of YAML: libyaml's loader reads it in a second, the pure-Python one in ten.
+    crd = yaml.load(CRD_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    schema = strict(version["schema"]["openAPIV3Schema"])
+    # OpenAPI v3.0 schemas follow JSON Schema draft 4's keywords (exclusiveMinimum etc.).
+    jsonschema.Draft4Validator.check_schema(schema)
+    return jsonschema.Draft4Validator(schema)
+
+
+def lws_errors(validator, document) -> list[str]:
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(document)]
+
+
+def pod_templates(lws: dict) -> dict[str, dict]:
+    template = lws["spec"]["leaderWorkerTemplate"]
+    return {"leader": template["leaderTemplate"], "worker": template["workerTemplate"]}
+
+
+def container(template: dict) -> dict:
+    (only,) = template["spec"]["containers"]
+    return only
+
+
+# --- generated, and up to date --------------------------------------------------------
+
+def test_manifests_are_what_the_generator_writes():
+    proc = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in KUBE_DIR.glob("*.yaml")}
+    assert names == {"hf-cache-pvc.yaml", "sglang-1node.yaml", "sglang-2node.yaml",
+                     "vllm-1node.yaml", "vllm-2node.yaml"}
+
+
+def test_generator_check_catches_a_hand_edit(tmp_path):
+    for path in KUBE_DIR.glob("*.yaml"):
+        shutil.copy(path, tmp_path)
+    edited = tmp_path / "vllm-2node.yaml"
+    edited.write_text(edited.read_text().replace("size: 2", "size: 3"))
+    (tmp_path / "sglang-1node.yaml").unlink()
+    proc = subprocess.run([sys.executable, str(GENERATOR), "--check", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "vllm-2node.yaml" in proc.stderr and "sglang-1node.yaml" in proc.stderr
+    # Without --check it rewrites them, after which --check passes.
+    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True,
+                   timeout=60)
+    assert edited.read_text() == (KUBE_DIR / "vllm-2node.yaml").read_text()
+
+
+# --- valid against the schemas, offline -----------------------------------------------
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_built_in_kinds_validate(version):
+    checked = 0
+    for file_name, document in all_documents():
+        if document["kind"] == "LeaderWorkerSet":
+            continue
+        kubernetes_validate.validate(document, version, strict=True)
+        checked += 1
+    assert checked == 5  # four Services and the PersistentVolumeClaim
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_pod_templates_validate_as_core_pod_templates(version):
+    """The LWS CRD embeds the pod template schema; check it against core/v1 as well."""
+    for file_name, document in all_documents():
+        if document["kind"] != "LeaderWorkerSet":
+            continue
+        for role, template in pod_templates(document).items():
+            wrapped = {"apiVersion": "v1", "kind": "PodTemplate",
+                       "metadata": {"name": f"{document['metadata']['name']}-{role}"},
+                       "template": template}
+            kubernetes_validate.validate(wrapped, version, strict=True)
+
+
+def test_leaderworkersets_validate_against_the_crd(lws_validator):
+    checked = 0
+    for file_name, document in all_documents():
+        if document["kind"] == "LeaderWorkerSet":
+            assert document["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+            assert lws_errors(lws_validator, document) == [], file_name
+            checked += 1
+    assert checked == 4
+
+
+def test_only_known_kinds():
+    kinds = {d["kind"] for _, d in all_documents()}
+    assert kinds == {"Service", "LeaderWorkerSet", "PersistentVolumeClaim"}
+
+
+def test_validators_reject_broken_manifests(lws_validator):
+    """The checks above can fail: a typo, a wrong type and a bad enum are each caught."""
+    lws = of_kind("sglang-2node.yaml", "LeaderWorkerSet")
+    typo = copy.deepcopy(lws)
+    typo["spec"]["leaderWorkerTemplate"]["sizee"] = 2
+    wrong_type = copy.deepcopy(lws)
+    wrong_type["spec"]["leaderWorkerTemplate"]["size"] = "two"
+    bad_enum = copy.deepcopy(lws)
+    bad_enum["spec"]["startupPolicy"] = "WhenReady"
+    in_pod = copy.deepcopy(lws)
+    container(in_pod["spec"]["leaderWorkerTemplate"]["leaderTemplate"])["imagePullPolicy"] = 3
+    for broken in (typo, wrong_type, bad_enum, in_pod):
+        assert lws_errors(lws_validator, broken), broken
+    service = of_kind("sglang-2node.yaml", "Service")
+    service["spec"]["ports"][0]["prot"] = 8000
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(service, KUBERNETES_VERSIONS[-1], strict=True)
+    template = copy.deepcopy(pod_templates(lws)["leader"])
+    container(template)["resource"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate",
+                                      "metadata": {"name": "x"}, "template": template},
+                                     KUBERNETES_VERSIONS[-1], strict=True)
+
+
+# --- what issue 6 asks of each deployment ---------------------------------------------
+
+@pytest.mark.parametrize("engine, nodes", DEPLOYMENTS)
+def test_deployment_shape(engine, nodes):
+    file_name = f"{engine}-{nodes}node.yaml"
+    lws = of_kind(file_name, "LeaderWorkerSet")
+    name = lws["metadata"]["name"]
+    spec = lws["spec"]
+    assert spec["leaderWorkerTemplate"]["size"] == nodes
+    assert spec["replicas"] == 1
+    assert spec.get("startupPolicy", "LeaderCreated") == "LeaderCreated"
+    assert spec["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
+    claim = of_kind("hf-cache-pvc.yaml", "PersistentVolumeClaim")
+    for role, template in pod_templates(lws).items():
+        pod = template["spec"]
+        main = container(template)
+        where = f"{file_name} {role}"
+        assert main["image"].rsplit(":", 1) == ["ghcr.io/your-org/longcat-deploy", engine]
+        assert main["resources"]["limits"]["nvidia.com/gpu"] == 8, where
+        # No shell snippet anywhere: the image's entrypoint runs as it is.
+        assert "command" not in main and "args" not in main, where
+        env = {e["name"]: e for e in main["env"]}
+        assert env["ENGINE"]["value"] == engine
+        assert env["PRECISION"]["value"] == {1: "fp8", 2: "bf16"}[nodes]
+        assert env["MTP"]["value"] in ("0", "1")
+        assert not {"NODE_RANK", "MASTER_IP", "NNODES"} & env.keys(), where
+        assert not any("LWS_" in e.get("value", "") for e in main["env"]), where
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "hf-token", "key": "HF_TOKEN", "optional": True}
+        # /dev/shm in memory, the weight cache on the claim, mounted exactly at HF_HOME.
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+        assert env["HF_HOME"]["value"] == HF_HOME
+        cache = volumes[mounts[HF_HOME]]["persistentVolumeClaim"]["claimName"]
+        assert cache == claim["metadata"]["name"]
+        assert pod["enableServiceLinks"] is False
+    assert "ReadWriteMany" in claim["spec"]["accessModes"]
+
+    service = of_kind(file_name, "Service")
+    assert service["metadata"]["name"] != name  # LWS names its own headless Service `name`
+    assert service["spec"]["selector"] == {"leaderworkerset.sigs.k8s.io/name": name,
+                                           "leaderworkerset.sigs.k8s.io/worker-index": "0"}
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == ENGINE_PORT[engine]
+    leader_ports = {p["name"]: p["containerPort"]
+                    for p in container(pod_templates(lws)["leader"])["ports"]}
+    assert leader_ports[port["targetPort"]] == ENGINE_PORT[engine]
+
+
+@pytest.mark.parametrize("engine, nodes", DEPLOYMENTS)
+def test_probes_follow_each_role(engine, nodes):
+    lws = of_kind(f"{engine}-{nodes}node.yaml", "LeaderWorkerSet")
+    leader = container(pod_templates(lws)["leader"])
+    worker = container(pod_templates(lws)["worker"])
+    # Readiness on the leader only: it alone serves the API behind the Service.
+    assert leader["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert "readinessProbe" not in worker
+    # The startup budget covers fetching and loading a 560B checkpoint: at least an hour.
+    for probed in [leader] + ([worker] if "startupProbe" in worker else []):
+        startup = probed["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
+        assert "livenessProbe" in probed
+    if engine == "vllm":  # headless: no HTTP at all (engine-notes.md)
+        assert not {"startupProbe", "livenessProbe", "ports"} & worker.keys()
+    else:  # SGLang ranks >= 1 answer /health
+        assert worker["startupProbe"]["httpGet"]["path"] == "/health"
+        assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+# --- the real launcher, given what LeaderWorkerSet gives each pod ----------------------
+
+def pod_environment(lws: dict, role: str, index: int, namespace: str = "longcat") -> dict:
+    """The environment of one pod's container: LWS's variables first, as its webhook
+    prepends them (kubernetes-sigs/lws pod_webhook.go), then the manifest's own values;
+    the optional HF_TOKEN Secret is absent."""
+    name = lws["metadata"]["name"]
+    env = base_env()
+    env.update({
+        "LWS_LEADER_ADDRESS": f"{name}-0.{name}.{namespace}",
+        "LWS_GROUP_SIZE": str(lws["spec"]["leaderWorkerTemplate"]["size"]),
+        "LWS_WORKER_INDEX": str(index),
+    })
+    for item in container(pod_templates(lws)[role])["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    return env
+
+
+@pytest.mark.parametrize("engine, nodes", DEPLOYMENTS)
+def test_each_pod_resolves_rank_leader_and_node_count(engine, nodes):
+    lws = of_kind(f"{engine}-{nodes}node.yaml", "LeaderWorkerSet")
+    name = lws["metadata"]["name"]
+    leader_address = f"{name}-0.{name}.longcat"
+    for index in range(nodes):
+        role = "leader" if index == 0 else "worker"
+        stdout, argv = dry_run(pod_environment(lws, role, index))
+        assert "LWS_GROUP_SIZE" in plan_row(stdout, "NNODES")
+        assert "LWS_WORKER_INDEX" in plan_row(stdout, "NODE_RANK")
+        template_ports = {p["name"]: p["containerPort"]
+                          for p in container(pod_templates(lws)[role]).get("ports", [])}
+        if nodes == 1:
+            assert flag(argv, "--nnodes") is None
+            assert flag(argv, "--data-parallel-size") is None
+        elif engine == "sglang":
+            assert flag(argv, "--nnodes") == str(nodes)
+            assert flag(argv, "--node-rank") == str(index)
+            assert flag(argv, "--dist-init-addr") == f"{leader_address}:5000"
+            assert "LWS_LEADER_ADDRESS" in plan_row(stdout, "MASTER_IP")
+        else:
+            assert flag(argv, "--data-parallel-size") == str(nodes)
+            assert flag(argv, "--data-parallel-address") == leader_address
+            assert ("--headless" in argv) == (index > 0)
+            assert flag(argv, "--data-parallel-start-rank") == (str(index) if index else None)
+        # Every probed port is the port the engine listens on.
+        if "--headless" not in argv:
+            assert flag(argv, "--port") == str(template_ports["http"])
