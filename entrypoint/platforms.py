@@ -208,12 +208,17 @@ def first_host(variable: str, nodelist: str) -> str:
     return _host(variable, hosts[0], _HOSTLIST_ACCEPTED)
 
 
+# The launcher's own counts and indexes stop at 2**31 - 1 (entrypoint.settings).
+_LARGEST = 2**31 - 1
+
+
 def _whole_number(variable: str, raw: str, minimum: int) -> str:
     """Return ``raw`` as canonical decimal digits, or raise naming ``variable``."""
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
-        accepted = "a whole number, 0 or more" if minimum == 0 else "a whole number, 1 or more"
-        raise ConfigError(variable, raw, accepted)
-    return str(int(raw))
+    digits = raw.lstrip("0") or "0"
+    if (not (raw.isascii() and raw.isdigit()) or len(digits) > len(str(_LARGEST))
+            or not minimum <= int(digits) <= _LARGEST):
+        raise ConfigError(variable, raw, f"a whole number, {minimum}..{_LARGEST}")
+    return digits
 
 
 def _host(variable: str, raw: str, accepted: str) -> str:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from entrypoint.errors import ConfigError
 from entrypoint.platforms import first_host, platform_values
@@ -129,6 +130,8 @@ def test_missing_hostlist_package_is_a_config_error(monkeypatch):
     ({"LWS_WORKER_INDEX": "2", "LWS_GROUP_SIZE": "2"}, "LWS_WORKER_INDEX"),
     ({"SLURM_NODEID": "3", "SLURM_NNODES": "2"}, "SLURM_NODEID"),
     ({"SLURM_LOCALID": "1", **SLURM}, "SLURM_LOCALID"),
+    ({"SLURM_NNODES": "9" * 5000}, "SLURM_NNODES"),  # past int()'s 4300-digit limit
+    ({"LWS_GROUP_SIZE": str(2**31)}, "LWS_GROUP_SIZE"),
 ])
 def test_malformed_platform_value_names_the_platform_variable(env, variable):
     with pytest.raises(ConfigError) as info:
@@ -207,3 +210,29 @@ def test_malformed_platform_value_stops_settings():
     with pytest.raises(ConfigError) as info:
         settings({"SLURM_JOB_NODELIST": "gpu[01-", "SLURM_NODEID": "0", "SLURM_NNODES": "2"})
     assert info.value.variable == "SLURM_JOB_NODELIST"
+
+
+# --- any environment: a result or a ConfigError, never a traceback ----------------------
+
+PLATFORM_NAMES = ["LWS_WORKER_INDEX", "LWS_GROUP_SIZE", "LWS_LEADER_ADDRESS", "SLURM_NODEID",
+                  "SLURM_NNODES", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST", "SLURM_LOCALID"]
+VALUES = st.one_of(
+    st.text(st.sampled_from(list("gpu0123456789[]-,.: _\n٢")), max_size=24),
+    st.text(max_size=12),
+    st.sampled_from(["0", "1", "2", "gpu[07-08]", "a.b.c", "[fd00::1]", "9" * 5000]),
+)
+
+
+@hypothesis_settings(max_examples=400, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(PLATFORM_NAMES), VALUES))
+def test_any_platform_environment_gives_values_or_a_config_error(env):
+    try:
+        found = platform_values(env)
+    except ConfigError as error:
+        assert error.variable in PLATFORM_NAMES
+        return
+    assert set(found) <= {"NODE_RANK", "MASTER_IP", "NNODES"}
+    got = settings(env)  # whatever a platform gives, the launcher's settings accept
+    for name, (raw, source) in found.items():
+        assert got.sources[name] == source
