@@ -10,10 +10,12 @@ method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
 from __future__ import annotations
 
 PROGRAM = "vllm"
-# The current spelling; 0.33.0 logs "longcat_flash_mtp" as deprecated (engine-notes.md).
+# The current spelling. vLLM 0.33.0 still accepts "longcat_flash_mtp" but logs "method
+# `%s` is deprecated and replaced with mtp" (vllm/config/speculative.py,
+# SpeculativeConfig.__post_init__).
 SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
-# vLLM waits VLLM_ENGINE_READY_TIMEOUT_S (default 600 s) for its engine cores to load,
-# which is short for a 560B checkpoint (engine-notes.md, "vLLM").
+# vLLM waits VLLM_ENGINE_READY_TIMEOUT_S (vllm/envs.py, default 600 s) for its engine
+# cores to load, which is short for a 560B checkpoint (engine-notes.md, "vLLM").
 ENGINE_READY_TIMEOUT_S = 3600
 
 
@@ -70,7 +72,10 @@ def parser_rejections(argv: list[str]) -> list[str]:
     Follows ``vllm serve`` on a CPU-only machine (engine-notes.md, last section):
     ``VLLM_TARGET_DEVICE=cpu`` unless set, ``ServeSubcommand().subparser_init`` on a
     ``FlexibleArgumentParser``, ``parse_args(["serve", ...])``, ``validate`` and
-    ``AsyncEngineArgs.from_cli_args``. Imports vLLM: never on the launch path.
+    ``AsyncEngineArgs.from_cli_args``. A ``--speculative-config`` method that vLLM
+    would rewrite with a deprecation warning (any MTP method but ``mtp``, from
+    ``vllm.config.speculative.MTPModelTypes``) is reported too. Imports vLLM: never on
+    the launch path.
 
     Returns:
         One line per rejected flag or value; empty when vLLM accepts ``argv``.
@@ -102,9 +107,24 @@ def parser_rejections(argv: list[str]) -> list[str]:
             namespace = parser.parse_args(args)
             command.validate(namespace)
             AsyncEngineArgs.from_cli_args(namespace)
+        problems += _deprecated_speculative_method(getattr(namespace, "speculative_config",
+                                                           None))
     except SystemExit:
         message = stderr.getvalue().strip().splitlines()
         problems.append(message[-1] if message else "the parser refused the arguments")
     except Exception as exc:  # vLLM's own validation errors (ValueError, TypeError, ...)
         problems.append(f"{type(exc).__name__}: {exc}")
     return problems
+
+
+def _deprecated_speculative_method(config) -> list[str]:
+    """Describe a speculative method vLLM accepts only with a deprecation warning."""
+    from typing import get_args
+
+    from vllm.config.speculative import MTPModelTypes
+
+    method = (config or {}).get("method") if isinstance(config, dict) else None
+    if method in get_args(MTPModelTypes) and method != "mtp":
+        return [f"--speculative-config: method {method!r} is deprecated in vllm "
+                f"{installed_version()}; use 'mtp'"]
+    return []
