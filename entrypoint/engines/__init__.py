@@ -23,8 +23,8 @@ def build_argv(plan) -> list[str]:
     return engine_module(plan.engine).build_argv(plan)
 
 
-def unknown_flags(argv: list[str], known: set[str]) -> list[str]:
-    """Return each ``--flag`` in ``argv`` that is not spelled exactly as one in ``known``.
+def unknown_flags(argv: list[str], known: set[str], engine: str) -> list[str]:
+    """Describe each ``--flag`` in ``argv`` that is not spelled exactly as one in ``known``.
 
     argparse accepts unambiguous prefixes (``--tp`` for ``--tp-size``); we emit only
     canonical names, so a prefix counts as rejected here. ``--flag=value`` is checked by
@@ -33,11 +33,21 @@ def unknown_flags(argv: list[str], known: set[str]) -> list[str]:
     Args:
         argv: the engine's arguments after its program words.
         known: every option string the engine's parser defines.
+        engine: the engine and version, for the message (``"sglang 0.5.23"``).
+
+    Returns:
+        One line per rejected flag, starting with the flag.
     """
     rejected = []
     for token in argv:
         if token.startswith("--") and len(token) > 2:
             name = token.split("=", 1)[0]
-            if name not in known:
-                rejected.append(name)
+            if name in known:
+                continue
+            longer = sorted(k for k in known if k.startswith(name))
+            if longer:
+                rejected.append(f"{name}: only an abbreviation of {' or '.join(longer[:3])} "
+                                f"in {engine}; use the full name")
+            else:
+                rejected.append(f"{name}: not an option of {engine}")
     return rejected

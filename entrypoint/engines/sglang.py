@@ -97,13 +97,12 @@ def parser_rejections(argv: list[str]) -> list[str]:
     parser = argparse.ArgumentParser(prog="sglang.launch_server")
     ServerArgs.add_cli_args(parser)
     known = set(parser._option_string_actions)  # argparse's table of option strings
-    problems = [f"{flag}: not an option of sglang {installed_version()}"
-                for flag in unknown_flags(args, known)]
+    problems = unknown_flags(args, known, f"sglang {installed_version()}")
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
             parser.parse_args(args)
     except SystemExit:
         message = stderr.getvalue().strip().splitlines()
-        problems.append(message[-1] if message else "the parser refused the arguments")
+        problems.append("by the parser: " + (message[-1] if message else "refused"))
     return problems

@@ -98,9 +98,8 @@ def parser_rejections(argv: list[str]) -> list[str]:
     serve = command.subparser_init(subparsers)
     known = set(serve._option_string_actions)  # argparse's table of option strings
     # vLLM normalises underscores to dashes (engine-notes.md); compare dashed names.
-    problems = [f"{flag}: not an option of vllm {installed_version()}"
-                for flag in unknown_flags([a.replace("_", "-") if a.startswith("--") else a
-                                           for a in args[2:]], known)]
+    problems = unknown_flags([a.replace("_", "-") if a.startswith("--") else a
+                              for a in args[2:]], known, f"vllm {installed_version()}")
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
@@ -111,9 +110,9 @@ def parser_rejections(argv: list[str]) -> list[str]:
                                                            None))
     except SystemExit:
         message = stderr.getvalue().strip().splitlines()
-        problems.append(message[-1] if message else "the parser refused the arguments")
+        problems.append("by the parser: " + (message[-1] if message else "refused"))
     except Exception as exc:  # vLLM's own validation errors (ValueError, TypeError, ...)
-        problems.append(f"{type(exc).__name__}: {exc}")
+        problems.append(f"by vLLM's validation: {type(exc).__name__}: {exc}")
     return problems
 
 
