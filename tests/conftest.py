@@ -1,0 +1,164 @@
+"""Shared Docker fixtures for every test that needs a real Docker engine.
+
+Session fixtures, built once per test run and cleaned up at its end:
+
+- ``docker_client``: a ``docker.DockerClient`` on a daemon that answers. No daemon is a
+  test *failure*, never a skip: ``.ci/setup-docker`` provides one (CI runs it).
+- ``docker_token``: a random token unique to this session; names of images and the
+  ``dev.longcat-deploy.test`` label of containers carry it, so parallel sessions on one
+  daemon never collide and each removes only what it made.
+- ``standin_image``: the local stand-in for the official engine base images
+  (tests/images/standin.py), made by ``.ci/setup-docker`` and kept between runs.
+- ``fake_base_images``: ``{engine: image}``: the stand-in plus that engine's fake
+  (tests/images/fakes), i.e. what ``--base-image`` points at instead of the official base.
+- ``built_images``: ``{engine: tests.images.dockerutil.BuiltImage}``: the shipped
+  Dockerfiles built by the shipped build.py (``build.build_targets``) from the fake bases,
+  verified in-image and tagged ``longcat-test-<token>:<engine>-<version>-<cuda>`` (and the
+  other tags of the scheme). Reuse it for anything that needs our images, for example
+  compose tests: ``built_images["sglang"].ref`` is an image reference to run. Do not
+  remove or retag these images; they are removed when the session ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from tests.images.dockerutil import (TEST_LABEL, BuiltImage, consume_build, new_token,
+                                     remove_images)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A docker.DockerClient on a live daemon; fails (not skips) when there is none."""
+    try:
+        import docker
+    except ImportError:
+        pytest.fail("the docker SDK is missing: pip install -e '.[test]'", pytrace=False)
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect
+        pytest.fail(f"no Docker daemon answers ({exc}); run `bash .ci/setup-docker` first "
+                    "(CI does). A Docker test that cannot run is a failing test.",
+                    pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def docker_token(docker_client):
+    """This session's unique token; removes the session's leftover containers at the end."""
+    token = new_token()
+    yield token
+    for leftover in docker_client.containers.list(all=True,
+                                                  filters={"label": f"{TEST_LABEL}={token}"}):
+        with contextlib.suppress(Exception):
+            leftover.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def standin_image(docker_client) -> str:
+    """The stand-in base image's name; fails when .ci/setup-docker has not built it."""
+    import docker.errors
+
+    from tests.images.standin import image_name
+
+    name = image_name()
+    try:
+        docker_client.images.get(name)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"the stand-in base {name} is missing: run `bash .ci/setup-docker` "
+                    "(it builds it once, then keeps it)", pytrace=False)
+    return name
+
+
+@pytest.fixture(scope="session")
+def matrix() -> dict:
+    """images/matrix.toml, as build.py reads it."""
+    import build
+
+    return build.load_matrix(ROOT)
+
+
+def build_fake_base(client, matrix: dict, standin: str, engine: str, tag: str,
+                    reject: str = "") -> str:
+    """Build ``engine``'s fake base (stand-in + fake engine) as ``tag``; return ``tag``.
+
+    Args:
+        reject: comma-separated option strings the fake's parser leaves out
+            (``FAKE_ENGINE_REJECT``), to stand for an engine that dropped a flag.
+    """
+    from tests.images.fakes import fake_base_context
+
+    context = fake_base_context(engine, matrix["engines"][engine]["version"])
+    consume_build(client.api.build(
+        fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True, forcerm=True,
+        network_mode="host", decode=True, labels={TEST_LABEL: tag},
+        buildargs={"STANDIN": standin, "FAKE_ENGINE_REJECT": reject}))
+    return tag
+
+
+@pytest.fixture(scope="session")
+def fake_base_images(docker_client, matrix, standin_image, docker_token) -> dict[str, str]:
+    """{engine: fake base image}, built for this session and removed after it."""
+    bases = {}
+    try:
+        for engine in matrix["engines"]:
+            bases[engine] = build_fake_base(docker_client, matrix, standin_image, engine,
+                                            f"longcat-test-{docker_token}-base:{engine}")
+        yield bases
+    finally:
+        remove_images(docker_client, bases.values())
+
+
+def build_with_buildpy(client, matrix: dict, engine: str, base: str, repository: str,
+                       root: Path = ROOT, **options) -> BuiltImage:
+    """Build ``engine``'s image from ``root`` with build.py, FROM ``base``.
+
+    Args:
+        options: more ``build.build_targets`` keywords (``no_cache``, ``push``).
+
+    Raises:
+        build.BuildError: as build.py would report it (the build, or its verification).
+    """
+    import build
+
+    targets = build.plan(matrix, [engine], base_image=base, repository=repository,
+                         revision="test", root=root)
+    out = io.StringIO()
+    try:
+        results = build.build_targets(targets, client=client, root=root, matrix=matrix,
+                                      out=out, **options)
+    except build.BuildError as exc:
+        exc.output = out.getvalue()
+        raise
+    (result,) = results.values()
+    return BuiltImage(engine=engine, id=result["id"], ref=result["tags"][0],
+                      tags=result["tags"], base=base, repository=repository,
+                      output=out.getvalue())
+
+
+@pytest.fixture(scope="session")
+def built_images(docker_client, matrix, fake_base_images, docker_token) -> dict[str, BuiltImage]:
+    """{engine: BuiltImage}: our images, built by build.py from the fake bases (see above)."""
+    import build
+
+    images = {}
+    try:
+        for engine, base in fake_base_images.items():
+            try:
+                images[engine] = build_with_buildpy(docker_client, matrix, engine, base,
+                                                    f"longcat-test-{docker_token}")
+            except build.BuildError as exc:
+                pytest.fail(f"build.py could not build {engine}: {exc}\n"
+                            f"{getattr(exc, 'output', '')}", pytrace=False)
+        yield images
+    finally:
+        for image in images.values():
+            remove_images(docker_client, [*image.tags, image.id])
