@@ -9,7 +9,7 @@ the checkpoint is a local directory (no Hub lookup) and, for the first configura
 preflight is off (no GPUs here). The second configuration keeps the host checks on in
 warn mode, so their cost shows too.
 
-    python benchmarks/launcher_startup.py [--runs 30]
+    python benchmarks/launcher_startup.py [--runs 30] [--python /usr/bin/python3]
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def elapsed(argv: list[str], env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="runs per command (>= 20)")
-    runs = parser.parse_args().runs
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter to measure (default: this one)")
+    options = parser.parse_args()
+    runs, python = options.runs, options.python
     with tempfile.TemporaryDirectory() as tmp:
         bindir = Path(tmp) / "bin"
         bindir.mkdir()
@@ -48,10 +51,10 @@ def main() -> None:
         env = {"PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(tmp),
                "ENGINE": "vllm", "MODEL": str(model)}
         commands = {
-            "python3 -c pass": ([sys.executable, "-c", "pass"], env),
-            "launcher, PREFLIGHT=off": ([sys.executable, "-m", "entrypoint"],
+            "python3 -c pass": ([python, "-c", "pass"], env),
+            "launcher, PREFLIGHT=off": ([python, "-m", "entrypoint"],
                                         dict(env, PREFLIGHT="off")),
-            "launcher, PREFLIGHT=warn": ([sys.executable, "-m", "entrypoint"],
+            "launcher, PREFLIGHT=warn": ([python, "-m", "entrypoint"],
                                          dict(env, PREFLIGHT="warn")),
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
@@ -61,7 +64,7 @@ def main() -> None:
             for name, (argv, cmd_env) in commands.items():
                 times[name].append(elapsed(argv, cmd_env))
     base = statistics.median(times["python3 -c pass"])
-    print(f"interpreter: {sys.executable} ({sys.version.split()[0]}), {runs} runs each, "
+    print(f"interpreter: {python}, {runs} runs each, "
           "interleaved")
     for name, samples in times.items():
         median = statistics.median(samples)

@@ -7,7 +7,6 @@ directly and no wrapper process remains. Nothing goes through a shell.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 
 from .errors import EngineNotInstalled
@@ -33,9 +32,28 @@ def redact(argv: list[str]) -> list[str]:
     return shown
 
 
+# The characters shlex.quote leaves unquoted (Lib/shlex.py, _find_unsafe).
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                  "_@%+=:,./-")
+
+
+def quote(word: str) -> str:
+    """Quote ``word`` for a POSIX shell exactly as ``shlex.quote`` does.
+
+    Not ``shlex`` itself: it imports ``re``, which doubled the launcher's start-up cost
+    (benchmarks/launcher_startup.py). tests/launcher/test_engines.py checks this against
+    ``shlex.quote`` on arbitrary text.
+    """
+    if not word:
+        return "''"
+    if _SAFE.issuperset(word):
+        return word
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
 def command_line(argv: list[str]) -> str:
     """The command as one shell-quoted line, secrets redacted, for printing."""
-    return shlex.join(redact(argv))
+    return " ".join(quote(word) for word in redact(argv))
 
 
 def engine_environment(environ: Mapping[str, str], engine_env: Mapping[str, str]) -> dict:

@@ -296,15 +296,9 @@ def detect_engine() -> list[str]:
     ``python -m sglang.launch_server``); vLLM when the ``vllm`` command is on ``PATH``.
     Neither is imported.
     """
-    import importlib.util
-    import shutil
+    from .engines import engine_module
 
-    found = []
-    if importlib.util.find_spec("sglang") is not None:
-        found.append("sglang")
-    if shutil.which("vllm") is not None:
-        found.append("vllm")
-    return found
+    return [name for name in ENGINES if engine_module(name).find_engine() is not None]
 
 
 def _platform_values(env: Mapping[str, str]) -> dict:

@@ -50,10 +50,18 @@ def build_argv(plan) -> list[str]:
 
 
 def find_engine() -> str | None:
-    """Return the path of the ``vllm`` command on ``PATH``, or ``None``."""
-    import shutil
+    """Return the path of the ``vllm`` command on ``PATH``, or ``None``.
 
-    return shutil.which(PROGRAM)
+    The same search ``os.execvp`` makes. Not ``shutil.which``: importing shutil (with
+    bz2, lzma and fnmatch) costs more than the rest of the launcher's start-up.
+    """
+    import os
+
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", PROGRAM)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def installed_version() -> str | None:

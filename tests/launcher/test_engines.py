@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from entrypoint.engines import unknown_flags
 from entrypoint.engines.sglang import dist_init_addr
-from entrypoint.launch import command_line, redact
+import shlex
+
+from hypothesis import given, strategies as st
+
+from entrypoint.launch import command_line, quote, redact
 
 KNOWN = {"--tp-size", "--tp-rank", "--model-path", "--host"}
 
@@ -32,3 +36,14 @@ def test_api_keys_are_redacted_in_printed_commands():
     assert redact(argv) == ["vllm", "serve", "m", "--api-key", "***", "--api-key=***",
                             "--port", "1"]
     assert "sk-" not in command_line(argv)
+
+
+@given(st.text())
+def test_quote_is_shlex_quote(word):
+    assert quote(word) == shlex.quote(word)
+
+
+@given(st.lists(st.text()))
+def test_command_line_splits_back_to_the_argv(argv):
+    if "--api-key" not in " ".join(argv):
+        assert shlex.split(command_line(argv)) == argv
