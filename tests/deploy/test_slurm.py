@@ -61,6 +61,7 @@ def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
         "SLURM_JOB_NUM_NODES": nodes,
         "SLURM_NNODES": nodes,
         "SLURM_NODEID": "0",
+        "SLURM_CPUS_ON_NODE": "112",
         "SLURM_SUBMIT_DIR": str(tmp_path),
         # The stand-ins' own inputs.
         "FAKE_SLURM_RECORD": str(record),
@@ -107,6 +108,7 @@ def test_directives_ask_for_two_whole_gpu_nodes():
     assert found["--ntasks-per-node"] == "1"
     assert found["--gpus-per-node"] == "8"
     assert "--exclusive" in found
+    assert found["--mem"] == "0"  # all of each node's memory
 
 
 def test_every_launcher_variable_is_passed_through():
@@ -141,6 +143,7 @@ def test_two_node_job_resolves_rank_leader_and_node_count(tmp_path, engine):
     assert srun["command"] == ["python3", "-m", "entrypoint"]
     options = srun["options"]
     assert options["--nodes"] == "2" and options["--ntasks-per-node"] == "1"
+    assert options["--cpus-per-task"] == "112"  # the whole node, not srun's one CPU
     assert options["--container-image"] == f"ghcr.io#your-org/longcat-deploy:{engine}"
     assert options["--container-mounts"] == f"{cache_dir(tmp_path)}:{HF_HOME}"
     assert {"--no-container-entrypoint", "--no-container-mount-home"} <= set(srun["flags"])
