@@ -3,6 +3,9 @@
 See tests/images/fakes/site/_longcat_fake_engine.py for what the fake server does.
 """
 
-from importlib.metadata import version as _version
+from importlib.metadata import PackageNotFoundError, version as _version
 
-__version__ = _version("sglang")
+try:
+    __version__ = _version("sglang")
+except PackageNotFoundError:  # imported from the source tree (tests/images/test_fakes.py)
+    __version__ = "0+unknown"

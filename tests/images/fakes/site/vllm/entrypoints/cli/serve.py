@@ -62,7 +62,7 @@ class ServeSubcommand:
         if args.model_tag is not None:
             args.model = args.model_tag
         if args.data_parallel_start_rank is not None and not args.headless:
-            # 0.33.0 switches to external load balancing here (engine-notes.md); our plans
+            # The pinned vLLM switches to external load balancing here (engine-notes.md); our plans
             # never ask for that, so the fake refuses it outright.
             raise ValueError("--data-parallel-start-rank without --headless: "
                              "external load balancing is not what the plans ask for")
