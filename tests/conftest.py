@@ -118,19 +118,22 @@ def fake_base_images(docker_client, matrix, standin_image, docker_token) -> dict
 
 
 def build_with_buildpy(client, matrix: dict, engine: str, base: str, repository: str,
-                       root: Path = ROOT, **options) -> BuiltImage:
+                       root: Path = ROOT, registry: str | None = None,
+                       **options) -> BuiltImage:
     """Build ``engine``'s image from ``root`` with build.py, FROM ``base``.
 
     Args:
+        registry: ``HOST:PORT`` to prefix the repository with (for pushes).
         options: more ``build.build_targets`` keywords (``no_cache``, ``push``).
 
     Raises:
-        build.BuildError: as build.py would report it (the build, or its verification).
+        build.BuildError: as build.py would report it (the build, or its verification);
+            its ``output`` attribute holds what build.py printed.
     """
     import build
 
     targets = build.plan(matrix, [engine], base_image=base, repository=repository,
-                         revision="test", root=root)
+                         registry=registry, revision="test", root=root)
     out = io.StringIO()
     try:
         results = build.build_targets(targets, client=client, root=root, matrix=matrix,
@@ -141,7 +144,7 @@ def build_with_buildpy(client, matrix: dict, engine: str, base: str, repository:
     (result,) = results.values()
     return BuiltImage(engine=engine, id=result["id"], ref=result["tags"][0],
                       tags=result["tags"], base=base, repository=repository,
-                      output=out.getvalue())
+                      output=out.getvalue(), digests=result["digests"])
 
 
 @pytest.fixture(scope="session")
@@ -162,3 +165,53 @@ def built_images(docker_client, matrix, fake_base_images, docker_token) -> dict[
     finally:
         for image in images.values():
             remove_images(docker_client, [*image.tags, image.id])
+
+
+@pytest.fixture(scope="session")
+def local_registry(tmp_path_factory):
+    """A real registry (Debian's docker-registry, distribution v2) on 127.0.0.1.
+
+    It listens on a free port, stores into a temporary folder of its own, and is stopped at
+    the end of the session. Yields ``"127.0.0.1:PORT"``; the Docker engine treats
+    127.0.0.1 as an insecure registry, so pushes and pulls need no TLS.
+    """
+    import shutil
+    import subprocess
+    import urllib.request
+
+    from tests.images.dockerutil import free_port, poll_until
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is missing: run `bash .ci/setup-docker` (apt "
+                    "docker-registry)", pytrace=False)
+    folder = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = folder / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {folder / 'storage'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n")
+    log = open(folder / "registry.log", "wb")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log,
+                               stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+
+    def answers():
+        assert process.poll() is None, (folder / "registry.log").read_text()
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as reply:
+            return reply.status == 200
+
+    try:
+        poll_until(answers, 30, f"the registry on {address}")
+        yield address
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()

@@ -142,6 +142,7 @@ class BuiltImage:
         base: the fake base it was built FROM.
         repository: the session's repository (unique per test session).
         output: what build.py printed while building it.
+        digests: {tag: registry digest} of the tags build.py pushed (empty if none).
     """
 
     engine: str
@@ -151,3 +152,4 @@ class BuiltImage:
     base: str
     repository: str
     output: str = field(repr=False, default="")
+    digests: dict[str, str] = field(default_factory=dict)

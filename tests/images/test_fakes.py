@@ -93,3 +93,19 @@ def test_fake_reject_switch_removes_exactly_the_named_option():
                                            "FAKE_ENGINE_REJECT": "--ep-size"})
     assert "--ep-size" not in fake and "--expert-parallel-size" not in fake
     assert "--tp-size" in fake
+
+
+def test_fake_vllm_mtp_methods_are_real_ones():
+    probe = ("from typing import get_args; from vllm.config.speculative import MTPModelTypes;"
+             " print('JSON:' + __import__('json').dumps(list(get_args(MTPModelTypes))))")
+    names = {}
+    for label, python, env in (
+            ("fake", sys.executable, {"PYTHONPATH": str(SITE)}),
+            ("real", str(engine_venvs.venv_python("vllm")), {"VLLM_TARGET_DEVICE": "cpu"})):
+        done = subprocess.run([python, "-c", probe], capture_output=True, text=True,
+                              env=dict(os.environ, **env), timeout=600)
+        lines = [l for l in done.stdout.splitlines() if l.startswith("JSON:")]
+        assert done.returncode == 0 and lines, done.stderr
+        names[label] = set(json.loads(lines[-1][5:]))
+    assert "mtp" in names["fake"] and "longcat_flash_mtp" in names["fake"]
+    assert names["fake"] <= names["real"]

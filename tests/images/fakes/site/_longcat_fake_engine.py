@@ -116,7 +116,9 @@ def serve(engine: str, parsed: dict, *, port: int | None, model: str,
     record_argv(engine, parsed)
     if os.environ.get("FAKE_ENGINE_EXIT", "") == "1":
         return 0
-    worker = subprocess.Popen([sys.executable, "-m", "_longcat_fake_engine", "worker"])
+    worker = subprocess.Popen([sys.executable, "-m", "_longcat_fake_engine", "worker"],
+                              stdout=subprocess.PIPE)
+    worker.stdout.read(1)      # the worker handles SIGTERM from here on
     server = None
     if port is not None:
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(model, serves_api))
@@ -135,8 +137,12 @@ def serve(engine: str, parsed: dict, *, port: int | None, model: str,
 
 
 def worker() -> int:
-    """A worker process: wait for SIGTERM, record it, exit 0."""
-    _sigterm_waiter("worker").wait()
+    """A worker process: say it is ready (one byte on stdout), wait for SIGTERM, record it,
+    exit 0."""
+    stop = _sigterm_waiter("worker")
+    sys.stdout.write("r")
+    sys.stdout.flush()
+    stop.wait()
     return 0
 
 
