@@ -35,6 +35,7 @@ UP_TIMEOUT_S = 300
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a compose command: the kept host variables plus ``extra``."""
     env = {name: os.environ[name] for name in _KEPT if name in os.environ}
+    env.setdefault("HOME", str(Path.home()))  # the compose files' default cache is under it
     env.update(extra or {})
     return env
 

@@ -274,8 +274,13 @@ def test_two_nodes(deploy, memlock, engine):
     record1 = assert_container_settings(node1, memlock)
     assert received_command(record0) == resolve_program(node0, expected0)
     assert received_command(record1) == resolve_program(node1, expected1)
-    assert record0["parsed"]["node_rank" if engine == "sglang" else "data_parallel_size"] \
-        == (0 if engine == "sglang" else 2)
+    # Each fake engine parsed its own rank's command.
+    if engine == "sglang":
+        assert (record0["parsed"]["node_rank"], record1["parsed"]["node_rank"]) == (0, 1)
+        assert record0["parsed"]["nnodes"] == record1["parsed"]["nnodes"] == 2
+    else:
+        assert (record0["parsed"]["headless"], record1["parsed"]["headless"]) == (False, True)
+        assert record1["parsed"]["data_parallel_start_rank"] == 1
 
     # Node 0 serves the API.
     status, body = http_get(port0, "/v1/models")

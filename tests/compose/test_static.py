@@ -19,7 +19,7 @@ from entrypoint.health import HTTP_TIMEOUT_S
 from entrypoint.plan import resolve_plan
 from entrypoint.settings import load_settings
 
-from .composeutil import (COMMON, COMPOSE_DIR, ROOT, SERVICE, SINGLE, TWO, config,
+from .composeutil import (COMMON, COMPOSE_DIR, ROOT, SERVICE, SINGLE, TWO, clean_env, config,
                           run_compose, seconds, ulimit)
 
 ENGINES = ("sglang", "vllm")
@@ -115,7 +115,7 @@ def test_defaults(path):
     env = {"NODE_RANK": "0", "MASTER_IP": "node0.example"} if path == TWO else {}
     svc = service(config([path], env))  # HOME: the real one, where the docker CLI looks
     assert svc["image"] == build_tag("sglang")
-    assert svc["volumes"][0]["source"] == os.path.join(os.environ["HOME"],
+    assert svc["volumes"][0]["source"] == os.path.join(clean_env()["HOME"],
                                                        ".cache/huggingface")
     assert seconds(svc["healthcheck"]["start_period"]) == 3600
     plan = resolve_plan(load_settings(container_env(svc), installed=lambda: ["sglang"]))
@@ -253,3 +253,22 @@ def test_cache_mount_matches_the_image_hf_home(engine):
     image_env = _dockerfile_env(dockerfile)
     assert image_env.get("ENGINE") == engine
     assert image_env.get("HF_HOME") == HF_HOME
+
+
+# Launcher variables a compose file deliberately does not hand to the container.
+NOT_PASSED = {
+    SINGLE: {"DRY_RUN", "MASTER_IP"},  # a dry run would make the service restart; one node
+    TWO: {"DRY_RUN"},
+}
+
+
+@pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
+def test_every_launcher_variable_reaches_the_container(path):
+    """A variable added to the launcher must be passed (or excluded here, on purpose)."""
+    from entrypoint.settings import VARIABLES
+
+    env = {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"} if path == TWO else {}
+    container = set(service(config([path], env))["environment"])
+    launcher = {v.name for v in VARIABLES}
+    assert launcher - NOT_PASSED[path] <= container, launcher - NOT_PASSED[path] - container
+    assert not NOT_PASSED[path] & container
