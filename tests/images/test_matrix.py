@@ -162,7 +162,8 @@ def test_labels_are_the_oci_set_plus_engine_and_cuda(engine):
                                     "CUDA_VARIANT")}).labels())
     assert expected <= keys
     assert f'dev.longcat-deploy.engine="{engine}"' in labels
-    args_declared = {a.split("=")[0] for k, a in instructions(engine) if k == "ARG"}
+    args_declared = {word.split("=")[0] for k, a in instructions(engine) if k == "ARG"
+                     for word in a.split()}
     used = set(re.findall(r"\$\{([A-Z_]+)\}", labels))
     assert used <= args_declared
 
