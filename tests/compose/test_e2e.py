@@ -75,6 +75,7 @@ class Deployment:
         self.state = tmp / self.project / "state"
         self.cache = tmp / self.project / "hf-cache"
         self.state.mkdir(parents=True)
+        self.timings: dict[str, float | None] = {}  # printed by the tests (pytest -s)
         self.env = {
             # The shipped default image, `${IMAGE_REPOSITORY}:${ENGINE}`: build.py's
             # moving tag in this session's repository.
@@ -100,12 +101,15 @@ class Deployment:
         return shlex.split(out.rstrip("\n").splitlines()[-1])
 
     def up(self) -> None:
+        """``up --detach --wait``: returns once the service is healthy (or fails)."""
+        start = time.monotonic()
         result = self.compose("up", "--detach", "--wait", "--wait-timeout", str(UP_WAIT_S),
                               check=False, timeout=UP_TIMEOUT_S)
         if result.returncode != 0:
             logs = self.compose("logs", "--no-color", check=False).stdout
             raise AssertionError(f"up --wait failed ({result.returncode}):\n{result.stderr}\n"
                                  f"logs:\n{logs}")
+        self.timings["up --wait"] = time.monotonic() - start
 
     def container(self):
         (cid,) = self.compose("ps", "--quiet", SERVICE).stdout.split()
@@ -120,9 +124,11 @@ class Deployment:
     def down(self) -> float:
         """``down -v``; return its duration in seconds."""
         start = time.monotonic()
+        self.timings["down"] = None
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "30",
                      timeout=UP_TIMEOUT_S)
-        return time.monotonic() - start
+        self.timings["down"] = time.monotonic() - start
+        return self.timings["down"]
 
     def leftovers(self) -> list[str]:
         """Containers, networks and volumes of this project that still exist."""
@@ -257,6 +263,11 @@ def test_single_node(deploy, built_images, memlock, engine, precision, mtp):
     assert env["HF_TOKEN"] == token  # passed through from the environment compose ran in
 
     assert_down_leaves_nothing(d)
+    print(f"\n{engine} {precision} mtp={mtp} one node: {report(d)}")
+
+
+def report(d: Deployment) -> str:
+    return ", ".join(f"{k} {v:.2f} s" for k, v in d.timings.items() if v is not None)
 
 
 @pytest.mark.parametrize("engine", ["sglang", "vllm"])
@@ -301,6 +312,7 @@ def test_two_nodes(deploy, memlock, engine):
 
     assert_down_leaves_nothing(node1)
     assert_down_leaves_nothing(node0)
+    print(f"\n{engine} two nodes: node 0: {report(node0)}; node 1: {report(node1)}")
 
 
 @pytest.mark.parametrize("missing", ["MASTER_IP", "NODE_RANK"])

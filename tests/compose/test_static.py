@@ -95,6 +95,7 @@ def test_config_every_case(path, engine, precision, rank, mtp):
     assert seconds(health["start_period"]) >= 30 * 60
     assert seconds(health["timeout"]) > HTTP_TIMEOUT_S  # the probe's own timeout fires first
     assert health["retries"] >= 1
+    assert seconds(health["start_interval"]) <= seconds(health["interval"])
 
     # The container's environment is a valid launcher configuration for this node.
     plan = resolve_plan(load_settings(container_env(svc), installed=lambda: [engine]))
