@@ -1,0 +1,689 @@
+"""Preflight: check that this host can run its part of the plan, before the engine starts.
+
+Loading LongCat-Flash takes tens of minutes; a missing GPU, a 64 MiB ``/dev/shm`` or a
+wrong ``MASTER_IP`` otherwise shows up only after that, as an obscure engine error. The
+launcher knows the plan, so it checks what the plan needs first and says what to change.
+
+Checks (``run_checks``), all reported together in one block:
+
+- GPUs: the number NVML reports, restricted by ``CUDA_VISIBLE_DEVICES``, is at least
+  ``GPUS_PER_NODE``; the memory of the GPUs the engine uses covers this node's share of the
+  precision's minimum hardware (``MINIMUM_HARDWARE``).
+- ``/dev/shm``: at least ``SHM_MIN_BYTES``.
+- memlock: unlimited on multi-node plans (``MEMLOCK_UNLIMITED_NODES``).
+- ports: the HTTP port (where this node serves HTTP) and, on node 0 of a multi-node plan,
+  ``MASTER_PORT`` can be bound on this host.
+- ``MASTER_IP``: on node 0 of a multi-node plan, one of this host's own addresses.
+- ``GLOO_SOCKET_IFNAME``: when set, exactly one existing interface; when unset on a
+  multi-node plan, set for the engine to the interface that routes to ``MASTER_IP``.
+  ``NCCL_SOCKET_IFNAME`` is passed through unchanged (it also takes ``^`` and lists).
+- the Hugging Face cache is writable, when files have to be downloaded into it.
+
+Then, after the download, nodes ranked 1 and up wait for node 0 (``wait_for_master``).
+
+``PREFLIGHT`` decides what a failure does: ``on`` raises ``PreflightError`` (exit status 3;
+the message lists every failure with its fix), ``warn`` prints the failures as warnings and
+the launch goes on, ``off`` runs nothing here (and so leaves ``GLOO_SOCKET_IFNAME`` unset).
+
+Only ``os`` and ``sys`` are imported at module level: the launcher runs on every container
+start.
+``socket``, ``resource``, ``fcntl`` and ``pynvml`` (nvidia-ml-py) are imported by the check
+that needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import PreflightError
+
+# The guide's minimum hardware per precision (engine-notes.md, "Both engines", from
+# seed/longcat-flash-deployment-guide.md): FP8 (about 560 GB of weights) runs on 8 GPUs of
+# 141 GB; BF16 (about 1.1 TB) on 16 GPUs of 80 GB, i.e. two nodes. (GPUs, GB per GPU), with
+# GB = 10**9 bytes, the unit of those datasheet sizes. NVML reports a little more than the
+# datasheet figure (an H100 "80 GB" has 81559 MiB = 85.5e9 bytes), so the reference GPUs
+# pass their own row. The deployment needs GPUs x GB in total; each node needs its share,
+# total / NNODES, from the GPUs it uses.
+MINIMUM_HARDWARE = {"fp8": (8, 141), "bf16": (16, 80)}
+GB = 10**9
+GiB = 2**30
+MiB = 2**20
+
+# /dev/shm: Docker's default of 64 MiB breaks NCCL (engine-notes.md, "Containers"); NVIDIA's
+# container guides start its containers with --shm-size=1g (and DeepSpeed's ds_report
+# already warns below 512 MiB). 1 GiB is the floor; `ipc: host` (our compose files) gives
+# the host's /dev/shm, half the RAM by default.
+SHM_MIN_BYTES = 1 * GiB
+SHM_PATH = "/dev/shm"
+
+# memlock: across nodes NCCL registers its buffers with the RDMA NIC (ibv_reg_mr), which
+# fails under a small RLIMIT_MEMLOCK; NVIDIA's container guides and our compose files use
+# `--ulimit memlock=-1`. One node talks over NVLink/PCIe and needs no locked memory, so the
+# limit is only required from this many nodes on.
+MEMLOCK_UNLIMITED_NODES = 2
+
+# How often the wait for node 0 logs, and the longest pause between two connection attempts.
+WAIT_LOG_EVERY_S = 30
+WAIT_RETRY_S = 2
+
+SYS_CLASS_NET = "/sys/class/net"
+PROC_IF_INET6 = "/proc/net/if_inet6"
+
+
+class Outcome:
+    """The result of one check.
+
+    Attributes:
+        name (str): what was checked, e.g. ``"gpus"``.
+        ok (bool): the check passed.
+        text (str): what was found; for a failure, also what to change.
+    """
+
+    __slots__ = ("name", "ok", "text")
+
+    def __init__(self, name: str, ok: bool, text: str):
+        self.name = name
+        self.ok = ok
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.name!r}, {self.ok}, {self.text!r})"
+
+
+def _log(message: str) -> None:
+    print(f"longcat-deploy: {message}", file=sys.stderr, flush=True)
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes for a human: 64 MiB, 1.5 GiB, 8 KiB."""
+    for unit, size in (("TiB", 2**40), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+# --- GPUs -------------------------------------------------------------------------------
+
+class Gpu:
+    """One GPU as NVML reports it: index (NVML order), name, UUID, total memory in bytes."""
+
+    __slots__ = ("index", "name", "uuid", "memory")
+
+    def __init__(self, index: int, name: str, uuid: str, memory: int):
+        self.index, self.name, self.uuid, self.memory = index, name, uuid, memory
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def nvml_gpus(nvml) -> list[Gpu]:
+    """Every GPU NVML reports, through the ``pynvml`` module ``nvml``.
+
+    Raises:
+        nvml.NVMLError: when NVML cannot be initialised or queried.
+    """
+    nvml.nvmlInit()
+    try:
+        gpus = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            gpus.append(Gpu(index, _text(nvml.nvmlDeviceGetName(handle)),
+                            _text(nvml.nvmlDeviceGetUUID(handle)),
+                            int(nvml.nvmlDeviceGetMemoryInfo(handle).total)))
+        return gpus
+    finally:
+        nvml.nvmlShutdown()
+
+
+def visible_gpus(gpus: list[Gpu], cuda_visible_devices: str | None) -> list[Gpu]:
+    """The GPUs CUDA shows the engine, in its order, given ``CUDA_VISIBLE_DEVICES``.
+
+    NVML ignores ``CUDA_VISIBLE_DEVICES``; CUDA reads it as a comma list of indices or GPU
+    UUIDs (``GPU-...``, a unique prefix is enough) and, like CUDA, this stops at the first
+    entry it cannot use (``-1``, an index out of range, an unknown or repeated device, a
+    MIG instance). Unset means every GPU; empty means none. Indices are taken in NVML's
+    (PCI bus) order, which is CUDA's order on the identical GPUs of a serving node.
+    """
+    if cuda_visible_devices is None:
+        return list(gpus)
+    chosen: list[Gpu] = []
+    for token in cuda_visible_devices.split(","):
+        token = token.strip()
+        if token.isdigit() and int(token) < len(gpus):
+            gpu = gpus[int(token)]
+        elif token.startswith("GPU-"):
+            matches = [g for g in gpus if g.uuid.startswith(token)]
+            if len(matches) != 1:
+                break
+            gpu = matches[0]
+        else:
+            break
+        if gpu in chosen:
+            break
+        chosen.append(gpu)
+    return chosen
+
+
+def required_gpu_memory(precision: str, nnodes: int) -> int:
+    """Bytes of GPU memory one node needs: its share of ``MINIMUM_HARDWARE[precision]``."""
+    count, gb = MINIMUM_HARDWARE[precision]
+    return -(-count * gb * GB // nnodes)  # ceiling division
+
+
+def _gpu_summary(gpus: list[Gpu]) -> str:
+    counts: dict[tuple[str, int], int] = {}
+    for gpu in gpus:
+        counts[(gpu.name, gpu.memory)] = counts.get((gpu.name, gpu.memory), 0) + 1
+    return ", ".join(f"{n} x {name} ({memory / GB:.1f} GB)"
+                     for (name, memory), n in counts.items()) or "none"
+
+
+def check_gpus(plan, env) -> list[Outcome]:
+    """GPU count and GPU memory, read from NVML (``import pynvml``, nvidia-ml-py)."""
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    shown_cvd = "unset" if cvd is None else repr(cvd)
+    try:
+        import pynvml
+    except ImportError:
+        return [Outcome("gpus", False,
+                        "cannot count GPUs: the nvidia-ml-py package (module pynvml) is not "
+                        "installed; the longcat-deploy images ship it. Install nvidia-ml-py, or "
+                        "set PREFLIGHT=warn to start without this check.")]
+    try:
+        every = nvml_gpus(pynvml)
+    except pynvml.NVMLError as error:
+        return [Outcome("gpus", False,
+                        f"NVML cannot read the GPUs ({error}): this container sees no NVIDIA "
+                        "driver or GPU. Start it with the NVIDIA runtime and the GPUs (docker "
+                        "run --gpus all; compose: deploy.resources.reservations.devices with "
+                        "driver: nvidia).")]
+    visible = visible_gpus(every, cvd)
+    need = plan.gpus_per_node
+    found = (f"{len(visible)} visible ({_gpu_summary(visible)}; NVML reports {len(every)}, "
+             f"CUDA_VISIBLE_DEVICES {shown_cvd})")
+    if len(visible) < need:
+        return [Outcome("gpus", False,
+                        f"GPUs: {found}, but GPUS_PER_NODE={need}. Give the container all "
+                        "the node's GPUs (docker run --gpus all), correct CUDA_VISIBLE_DEVICES, "
+                        "or set GPUS_PER_NODE to the number this node has.")]
+    used = visible[:need]
+    have = sum(g.memory for g in used)
+    want = required_gpu_memory(plan.precision, plan.nnodes)
+    count, gb = MINIMUM_HARDWARE[plan.precision]
+    basis = (f"PRECISION={plan.precision} needs {count} x {gb} GB = {count * gb} GB of GPU "
+             f"memory (the guide's minimum hardware), {want / GB:.0f} GB on each of "
+             f"NNODES={plan.nnodes}")
+    outcomes = [Outcome("gpus", True, found)]
+    if have < want:
+        outcomes.append(Outcome(
+            "gpu memory", False,
+            f"GPU memory: the {need} GPUs this node uses have {have / GB:.0f} GB in total; "
+            f"{basis}. Use GPUs with more memory, or spread the deployment over more nodes "
+            "(NNODES)" + (", or serve PRECISION=fp8" if plan.precision == "bf16" else "")
+            + "."))
+    else:
+        outcomes.append(Outcome("gpu memory", True,
+                                f"{have / GB:.0f} GB on {need} GPUs >= {want / GB:.0f} GB "
+                                f"({basis})"))
+    return outcomes
+
+
+# --- host limits ------------------------------------------------------------------------
+
+def check_shm(path: str = SHM_PATH) -> Outcome:
+    """``/dev/shm`` (``path``) holds at least ``SHM_MIN_BYTES``."""
+    try:
+        stat = os.statvfs(path)
+    except OSError as error:
+        return Outcome("/dev/shm", False,
+                       f"{path} cannot be read ({error.strerror}); NCCL needs shared memory "
+                       "there. Run the container with --ipc=host (compose: ipc: host).")
+    size = stat.f_blocks * stat.f_frsize
+    if size < SHM_MIN_BYTES:
+        return Outcome("/dev/shm", False,
+                       f"{path} is {_bytes(size)}; NCCL and the engine's worker processes "
+                       f"need at least {_bytes(SHM_MIN_BYTES)} (Docker's default 64 MiB "
+                       "breaks NCCL). Run the container with --ipc=host (compose: ipc: host) "
+                       "or --shm-size=16g.")
+    return Outcome("/dev/shm", True, f"{path} is {_bytes(size)} >= {_bytes(SHM_MIN_BYTES)}")
+
+
+def check_memlock(plan, limits: tuple[int, int] | None = None) -> Outcome:
+    """RLIMIT_MEMLOCK (soft) is unlimited on multi-node plans.
+
+    Args:
+        limits: (soft, hard) to judge instead of this process's ``resource.getrlimit``.
+    """
+    import resource
+
+    soft, hard = limits or resource.getrlimit(resource.RLIMIT_MEMLOCK)
+
+    def shown(limit):
+        return "unlimited" if limit == resource.RLIM_INFINITY else _bytes(limit)
+
+    found = f"memlock limit {shown(soft)} (hard {shown(hard)})"
+    if soft == resource.RLIM_INFINITY:
+        return Outcome("memlock", True, found)
+    if plan.nnodes < MEMLOCK_UNLIMITED_NODES:
+        return Outcome("memlock", True, f"{found}; one node needs no locked memory")
+    return Outcome("memlock", False,
+                   f"{found}; across {plan.nnodes} nodes NCCL registers its buffers with the "
+                   "RDMA network card, which fails under a memlock limit. Run the container "
+                   "with --ulimit memlock=-1 (compose: ulimits: memlock: -1).")
+
+
+# --- network ----------------------------------------------------------------------------
+
+def _ip(text: str):
+    import ipaddress
+
+    return ipaddress.ip_address(text.split("%", 1)[0])
+
+
+def interface_addresses() -> dict[str, str]:
+    """This host's addresses, each mapped to its interface name.
+
+    IPv4 from the SIOCGIFCONF ioctl (every address, aliases included), IPv6 from
+    ``/proc/net/if_inet6``. Addresses are in their compressed text form.
+    """
+    import array
+    import fcntl
+    import socket
+    import struct
+
+    found: dict[str, str] = {}
+    siocgifconf, ifreq_size = 0x8912, 40  # linux/sockios.h; sizeof(struct ifreq) on 64-bit
+    slots = 64
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        while True:
+            buffer = array.array("B", bytes(ifreq_size * slots))
+            request = struct.pack("iL", len(buffer), buffer.buffer_info()[0])
+            length = struct.unpack("iL", fcntl.ioctl(sock.fileno(), siocgifconf, request))[0]
+            if length < len(buffer):
+                break
+            slots *= 4
+    data = buffer.tobytes()[:length]
+    for offset in range(0, length, ifreq_size):
+        name = data[offset:offset + 16].split(b"\0", 1)[0].decode()
+        address = socket.inet_ntoa(data[offset + 20:offset + 24])
+        found[address] = name.split(":", 1)[0]  # "eth0:1" is an alias label of eth0
+    try:
+        with open(PROC_IF_INET6) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 6:
+                    hexa = fields[0]
+                    text = ":".join(hexa[i:i + 4] for i in range(0, 32, 4))
+                    found[str(_ip(text))] = fields[5]
+    except OSError:  # no IPv6 in this kernel or namespace
+        pass
+    return found
+
+
+def network_interfaces() -> list[str]:
+    """The names of this host's network interfaces (``/sys/class/net``)."""
+    try:
+        return sorted(os.listdir(SYS_CLASS_NET))
+    except OSError:
+        import socket
+
+        return sorted(name for _, name in socket.if_nameindex())
+
+
+def _resolve(host: str) -> list[str]:
+    """The addresses ``host`` (an address or a DNS name) resolves to here.
+
+    Raises:
+        OSError: (socket.gaierror) when it does not resolve.
+    """
+    import socket
+
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(_ip(info[4][0])) for info in infos))
+
+
+def _is_local(address: str, local: dict[str, str]) -> str | None:
+    """The interface holding ``address`` on this host, or ``None``."""
+    if address in local:
+        return local[address]
+    if _ip(address).is_loopback:  # all of 127.0.0.0/8 and ::1 are this host's, on lo
+        return next((name for a, name in local.items() if _ip(a).is_loopback), "lo")
+    return None
+
+
+def _local_list(local: dict[str, str]) -> str:
+    return ", ".join(f"{address} on {name}" for address, name in local.items()) or "none"
+
+
+def check_master_ip(plan) -> Outcome:
+    """On node 0, ``MASTER_IP`` is one of this host's addresses."""
+    try:
+        addresses = _resolve(plan.master_ip)
+    except OSError as error:
+        return Outcome("MASTER_IP", False,
+                       f"MASTER_IP={plan.master_ip} does not resolve on this host ({error}). "
+                       "Set MASTER_IP to this node's address (node 0), the same on every node.")
+    local = interface_addresses()
+    for address in addresses:
+        interface = _is_local(address, local)
+        if interface:
+            via = "" if address == plan.master_ip else f" ({address})"
+            return Outcome("MASTER_IP", True,
+                           f"MASTER_IP={plan.master_ip}{via} is this host's, on {interface}")
+    resolved = "" if addresses == [plan.master_ip] else f" ({', '.join(addresses)})"
+    return Outcome("MASTER_IP", False,
+                   f"MASTER_IP={plan.master_ip}{resolved} is not an address of "
+                   f"this host, which has {_local_list(local)}. Node 0 must be the host at "
+                   "MASTER_IP: set MASTER_IP to this node's address, reachable from the other "
+                   "nodes. If that is already so, this container is not on the host's network: "
+                   "run it with --network host (compose: network_mode: host).")
+
+
+def route_interface(host: str, port: int) -> tuple[str, str]:
+    """The interface (and its address) this host would use to reach ``host``.
+
+    Connects a UDP socket (no packet is sent) and looks up the local address the kernel
+    chose.
+
+    Raises:
+        OSError: when ``host`` does not resolve or no route leads there.
+        LookupError: when the chosen address belongs to no interface.
+    """
+    import socket
+
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, sockaddr = infos[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect(sockaddr)
+        address = str(_ip(sock.getsockname()[0]))
+    interface = _is_local(address, interface_addresses())
+    if interface is None:
+        raise LookupError(f"the local address {address} belongs to no interface")
+    return interface, address
+
+
+def check_gloo(plan, env) -> Outcome | None:
+    """``GLOO_SOCKET_IFNAME``: one existing interface; chosen for multi-node plans if unset.
+
+    Sets ``plan.engine_env["GLOO_SOCKET_IFNAME"]`` when it chooses. Returns ``None`` when
+    there is nothing to check (one node, variable unset).
+    """
+    value = (env.get("GLOO_SOCKET_IFNAME") or "").strip()
+    interfaces = network_interfaces()
+    if value:
+        if "," in value or value.startswith("^"):
+            return Outcome("GLOO_SOCKET_IFNAME", False,
+                           f"GLOO_SOCKET_IFNAME={value!r} is a list; Gloo takes one interface "
+                           "name (lists and ^exclusions are NCCL_SOCKET_IFNAME syntax). Set it "
+                           f"to one of: {', '.join(interfaces)}.")
+        if value not in interfaces:
+            return Outcome("GLOO_SOCKET_IFNAME", False,
+                           f"GLOO_SOCKET_IFNAME={value!r} is not an interface of this host "
+                           f"(interfaces: {', '.join(interfaces)}). Set it to the interface "
+                           "the other nodes reach this one on, or unset it to let the launcher "
+                           "choose the one that routes to MASTER_IP.")
+        return Outcome("GLOO_SOCKET_IFNAME", True, f"GLOO_SOCKET_IFNAME={value} exists")
+    if not plan.multi_node:
+        return None
+    try:
+        interface, address = route_interface(plan.master_ip, plan.master_port)
+    except (OSError, LookupError) as error:
+        return Outcome("GLOO_SOCKET_IFNAME", False,
+                       f"GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP="
+                       f"{plan.master_ip} ({error}). Set GLOO_SOCKET_IFNAME to the interface "
+                       f"the other nodes reach this one on (interfaces: {', '.join(interfaces)}).")
+    plan.engine_env["GLOO_SOCKET_IFNAME"] = interface
+    return Outcome("GLOO_SOCKET_IFNAME", True,
+                   f"GLOO_SOCKET_IFNAME unset: set to {interface} (this host's {address}), "
+                   f"the interface that routes to MASTER_IP={plan.master_ip}")
+
+
+def _endpoint(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _wildcard(host: str | None) -> str:
+    return "::" if host and ":" in host else "0.0.0.0"
+
+
+def port_in_use(host: str, port: int) -> OSError | None:
+    """Bind a TCP socket to ``host:port`` and release it; the error when that fails.
+
+    ``SO_REUSEADDR`` is set, as servers set it, so connections lingering in TIME_WAIT do
+    not count; a socket listening there does.
+    """
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError as error:
+        return error
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(sockaddr)
+        except OSError as error:
+            return error
+    return None
+
+
+def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> Outcome:
+    import errno
+
+    error = port_in_use(host, port)
+    where = _endpoint(host, port)
+    if error is None:
+        return Outcome(name, True, f"{where} ({variable}) is free")
+    if error.errno == errno.EADDRINUSE:
+        return Outcome(name, False,
+                       f"{where} ({variable}) is already in use on this host: another server, "
+                       f"or an earlier container still running. Stop it, or {fix}.")
+    if error.errno == errno.EADDRNOTAVAIL:
+        return Outcome(name, False,
+                       f"{where} ({variable}) cannot be bound: {host} is not an address of "
+                       "this host. Set HOST to 0.0.0.0 or to one of this host's addresses.")
+    return Outcome(name, False, f"{where} ({variable}) cannot be bound ({error}); {fix}.")
+
+
+def check_ports(plan) -> list[Outcome]:
+    """The HTTP port where this node serves HTTP; on node 0 of several, MASTER_PORT too."""
+    outcomes = []
+    if plan.serves_http:
+        outcomes.append(_port_outcome("HTTP port", plan.host, plan.port, "PORT",
+                                      "set PORT to a free port"))
+    if plan.multi_node and plan.node_rank == 0:
+        role = "SGLang dist-init" if plan.engine == "sglang" else "vLLM data-parallel RPC"
+        outcomes.append(_port_outcome(f"{role} port", _wildcard(plan.master_ip),
+                                      plan.master_port, "MASTER_PORT",
+                                      "set MASTER_PORT to a free port, the same on every node"))
+    return outcomes
+
+
+# --- the Hugging Face cache ----------------------------------------------------------------
+
+def check_writable(directory: str) -> Outcome:
+    """``directory`` exists or can be created, and a file can be written in it."""
+    import tempfile
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".longcat-deploy-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        return Outcome("HF cache", False,
+                       f"the Hugging Face cache {directory} is not writable ({error.strerror}), "
+                       "and checkpoint files are missing from it. Mount a writable volume at "
+                       "HF_HOME, or fill the cache elsewhere and mount it with HF_HUB_OFFLINE=1.")
+    return Outcome("HF cache", True, f"{directory} is writable")
+
+
+# --- running them -----------------------------------------------------------------------
+
+def collect(plan, env, download_to: str | None = None) -> list[Outcome]:
+    """Run every check that applies to ``plan`` on this host; return their outcomes.
+
+    Args:
+        plan: this node's plan; ``plan.engine_env`` may gain ``GLOO_SOCKET_IFNAME``.
+        env: the environment (``CUDA_VISIBLE_DEVICES``, ``GLOO_SOCKET_IFNAME``).
+        download_to: the cache files will be downloaded into, when some are missing.
+    """
+    outcomes = check_gpus(plan, env)
+    outcomes.append(check_shm())
+    outcomes.append(check_memlock(plan))
+    outcomes.extend(check_ports(plan))
+    if plan.multi_node and plan.node_rank == 0:
+        outcomes.append(check_master_ip(plan))
+    gloo = check_gloo(plan, env)
+    if gloo is not None:
+        outcomes.append(gloo)
+    if download_to is not None:
+        outcomes.append(check_writable(download_to))
+    return outcomes
+
+
+def report(outcomes: list[Outcome], mode: str) -> None:
+    """Print the outcomes as one block; act on failures as ``mode`` says.
+
+    Raises:
+        PreflightError: ``mode == "on"`` and a check failed (exit status 3).
+    """
+    failures = [o.text for o in outcomes if not o.ok]
+    if failures and mode == "on":
+        raise PreflightError(failures)
+    lines = [f"preflight ({len(outcomes) - len(failures)} of {len(outcomes)} checks passed):"]
+    for outcome in outcomes:
+        mark = "ok  " if outcome.ok else "WARN"
+        lines.append(f"  {mark} {outcome.name}: {outcome.text}")
+    if failures:
+        lines.append("  PREFLIGHT=warn: starting anyway.")
+    _log("\n".join(lines))
+
+
+def run_checks(plan, env, mode: str, download_to: str | None = None) -> list[Outcome]:
+    """``collect`` then ``report``; nothing at all when ``mode == "off"``.
+
+    Raises:
+        PreflightError: ``mode == "on"`` and a check failed (exit status 3).
+    """
+    if mode == "off":
+        return []
+    outcomes = collect(plan, env, download_to)
+    report(outcomes, mode)
+    return outcomes
+
+
+def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> bool:
+    """On nodes ranked 1 and up, wait until ``MASTER_IP:MASTER_PORT`` accepts TCP connections.
+
+    Node 0 opens that port only once its engine starts, after its own download, so this
+    waits up to ``wait_s`` seconds (``MASTER_WAIT_S``), logging every ``WAIT_LOG_EVERY_S``.
+    A probe connects and closes at once. Does nothing on node 0, on one node, or when
+    ``mode == "off"``.
+
+    Args:
+        sleep, clock: ``time.sleep`` and ``time.monotonic`` unless given (tests).
+
+    Returns:
+        True when node 0 answered (or there was nothing to wait for), False when it did not
+        and ``mode == "warn"``.
+
+    Raises:
+        PreflightError: node 0 did not answer within ``wait_s`` and ``mode == "on"``.
+    """
+    if mode == "off" or not plan.multi_node or plan.node_rank == 0:
+        return True
+    import socket
+    import time
+
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    target = _endpoint(plan.master_ip, plan.master_port)
+    start = clock()
+    deadline = start + wait_s
+    next_log = start
+    attempts = 0
+    while True:
+        attempts += 1
+        now = clock()
+        try:
+            timeout = max(0.1, min(5.0, deadline - now))
+            with socket.create_connection((plan.master_ip, plan.master_port), timeout=timeout):
+                pass
+            if attempts > 1:
+                _log(f"node 0 at {target} accepts connections after {clock() - start:.0f} s")
+            return True
+        except OSError as error:
+            last = error.strerror or str(error)
+        now = clock()
+        if now >= deadline:
+            break
+        if now >= next_log:
+            _log(f"waiting for node 0 at {target} (MASTER_IP:MASTER_PORT) to accept "
+                 f"connections: {last}; {now - start:.0f} s of MASTER_WAIT_S={wait_s} s")
+            next_log = now + WAIT_LOG_EVERY_S
+        sleep(min(WAIT_RETRY_S, deadline - now))
+    message = (f"node 0 at {target} (MASTER_IP:MASTER_PORT) did not accept a connection within "
+               f"MASTER_WAIT_S={wait_s} s ({attempts} attempts; last: {last}). Start node 0 "
+               "(it downloads the checkpoint before it listens), check that MASTER_IP is node "
+               "0's address as this node reaches it and that MASTER_PORT matches node 0's, "
+               "check firewalls between the nodes, or raise MASTER_WAIT_S.")
+    if mode == "on":
+        raise PreflightError([message])
+    _log(f"warning: {message} PREFLIGHT=warn: starting anyway.")
+    return False
+
+
+# --- the dry run ------------------------------------------------------------------------
+
+def describe(plan, values, env) -> list[tuple[str, str, str]]:
+    """What the launch would check, for the dry run: (name, what, why) rows. Checks nothing.
+
+    Args:
+        plan: this node's plan.
+        values: the settings' values (``PREFLIGHT``, ``DOWNLOAD``, ``MASTER_WAIT_S``, ...).
+        env: the environment.
+    """
+    from .weights import describe as describe_weights
+
+    rows = describe_weights(plan, values, env)
+    mode = values["PREFLIGHT"]
+    effect = {"on": "a failure stops the launch (exit 3)",
+              "warn": "failures are printed as warnings", "off": "skipped"}[mode]
+    rows.append(("preflight", mode, f"PREFLIGHT: {effect}"))
+    if mode == "off":
+        return rows
+    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    want = required_gpu_memory(plan.precision, plan.nnodes)
+    count, gb = MINIMUM_HARDWARE[plan.precision]
+    rows.append(("  gpus", f">= {plan.gpus_per_node} visible, >= {want / GB:.0f} GB",
+                 f"NVML; CUDA_VISIBLE_DEVICES {'unset' if cvd is None else repr(cvd)}; "
+                 f"{plan.precision}: {count} x {gb} GB over {plan.nnodes} node(s)"))
+    rows.append(("  /dev/shm", f">= {_bytes(SHM_MIN_BYTES)}", "NCCL shared memory"))
+    rows.append(("  memlock", "unlimited" if plan.nnodes >= MEMLOCK_UNLIMITED_NODES
+                 else "no minimum (one node)", "NCCL over RDMA between nodes"))
+    if plan.serves_http:
+        rows.append(("  free port", _endpoint(plan.host, plan.port), "PORT"))
+    if plan.multi_node and plan.node_rank == 0:
+        rows.append(("  free port", _endpoint(_wildcard(plan.master_ip), plan.master_port),
+                     "MASTER_PORT"))
+        rows.append(("  MASTER_IP", f"{plan.master_ip} is this host's", "node 0"))
+    gloo = (env.get("GLOO_SOCKET_IFNAME") or "").strip()
+    if gloo:
+        rows.append(("  GLOO_SOCKET_IFNAME", f"{gloo} exists", "one interface"))
+    elif plan.multi_node:
+        rows.append(("  GLOO_SOCKET_IFNAME", f"the interface towards {plan.master_ip}",
+                     "chosen at launch"))
+    nccl = env.get("NCCL_SOCKET_IFNAME")
+    if nccl:
+        rows.append(("  NCCL_SOCKET_IFNAME", nccl, "passed through unchanged"))
+    if plan.multi_node and plan.node_rank > 0:
+        rows.append(("  wait for node 0", _endpoint(plan.master_ip, plan.master_port),
+                     f"up to MASTER_WAIT_S={values['MASTER_WAIT_S']} s, after the download"))
+    return rows

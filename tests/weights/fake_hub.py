@@ -1,0 +1,280 @@
+"""A small Hugging Face Hub on 127.0.0.1, for the real huggingface_hub to download from.
+
+It answers the requests huggingface_hub makes for a model download, in the Hub's format:
+
+- ``GET /api/models/{repo}[/revision/{rev}]``: model info with ``sha`` and ``siblings``
+  (sizes, blob ids, LFS metadata), as ``HfApi.model_info(files_metadata=True)`` reads it;
+- ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the file listing (``list_repo_tree``);
+- ``HEAD``/``GET /{repo}/resolve/{rev}/{path}``: file metadata headers (``X-Repo-Commit``,
+  ``ETag``/``X-Linked-Etag``, ``X-Linked-Size``) and contents, with HTTP range requests.
+
+Every request is recorded (``requests``), and faults can be planted: cut a file's transfer
+once part-way (``cut_once``), pause part-way until the test says so (``pause_at``), answer
+500 for a file (``broken``), or report a size the files do not have (``FakeRepo.reported_size``).
+A repository with a ``token`` answers 401 without ``Authorization: Bearer <token>``, as the
+Hub does for private repositories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+MiB = 2**20
+LFS_SUFFIXES = (".safetensors", ".bin")
+
+
+def longcat_like_files(shard_sizes=(12 * MiB, 1 * MiB), seed: int = 0) -> dict[str, bytes]:
+    """A tiny repository laid out like meituan-longcat/LongCat-Flash-Chat.
+
+    The first shard is larger than huggingface_hub's 10 MiB download chunk, so a transfer cut
+    after 11 MiB has written a chunk that a range request can resume from.
+    """
+    rng = random.Random(seed)
+    shards = [f"model-{i:05d}-of-{len(shard_sizes):05d}.safetensors"
+              for i in range(1, len(shard_sizes) + 1)]
+    files = {
+        "config.json": json.dumps({
+            "architectures": ["LongcatFlashForCausalLM"], "model_type": "longcat_flash",
+            "auto_map": {"AutoConfig": "configuration_longcat_flash.LongcatFlashConfig",
+                         "AutoModelForCausalLM": "modeling_longcat_flash.LongcatFlashForCausalLM"},
+        }).encode(),
+        "configuration_longcat_flash.py": b"class LongcatFlashConfig: pass\n",
+        "modeling_longcat_flash.py": b"class LongcatFlashForCausalLM: pass\n",
+        "generation_config.json": b'{"do_sample": true}',
+        "tokenizer.json": b'{"model": {"type": "BPE"}}',
+        "tokenizer_config.json": b'{"chat_template": "[Round 0] USER:{query} ASSISTANT:"}',
+        "special_tokens_map.json": b"{}",
+        "model.safetensors.index.json": json.dumps({
+            "metadata": {"total_size": sum(shard_sizes)},
+            "weight_map": {f"layer.{i}.weight": name for i, name in enumerate(shards)},
+        }).encode(),
+        # Not loaded by the engines: must not be downloaded.
+        "README.md": b"# LongCat-Flash-Chat\n",
+        "figures/benchmark.png": b"\x89PNG fake",
+        "pytorch_model.bin": b"a PyTorch duplicate of the weights",
+        ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+    }
+    for name, size in zip(shards, shard_sizes):
+        files[name] = rng.randbytes(size)
+    return files
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class FakeRepo:
+    """A model repository: commits (files per commit hash) and refs (branch/tag -> commit)."""
+
+    def __init__(self, repo_id: str, files: dict[str, bytes], token: str | None = None):
+        self.repo_id = repo_id
+        self.token = token
+        self.commits: dict[str, dict[str, bytes]] = {}
+        self.refs: dict[str, str] = {}
+        self.reported_size: dict[str, int] = {}
+        self.commit(files, "main")
+
+    def commit(self, files: dict[str, bytes], ref: str) -> str:
+        """Add a commit holding ``files`` and point ``ref`` at it; return its hash."""
+        digest = hashlib.sha1(repr(sorted((name, hashlib.sha256(data).hexdigest())
+                                          for name, data in files.items())).encode())
+        sha = digest.hexdigest()
+        self.commits[sha] = dict(files)
+        self.refs[ref] = sha
+        return sha
+
+    def resolve(self, revision: str) -> str | None:
+        if revision in self.commits:
+            return revision
+        return self.refs.get(revision)
+
+    def entry(self, name: str, data: bytes) -> dict:
+        size = self.reported_size.get(name, len(data))
+        entry = {"path": name, "size": size, "oid": git_blob_id(data)}
+        if name.endswith(LFS_SUFFIXES):
+            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": size,
+                            "pointerSize": 134}
+        return entry
+
+
+class Request:
+    """One request the server received."""
+
+    __slots__ = ("method", "path", "range", "authorization")
+
+    def __init__(self, method, path, range_, authorization):
+        self.method, self.path, self.range, self.authorization = \
+            method, path, range_, authorization
+
+    def __repr__(self):
+        return f"{self.method} {self.path}" + (f" [{self.range}]" if self.range else "")
+
+
+class FakeHub(ThreadingHTTPServer):
+    """The server; use as a context manager, point ``HF_ENDPOINT`` at ``url``."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.repos: dict[str, FakeRepo] = {}
+        self.requests: list[Request] = []
+        self.cut_once: dict[str, int] = {}
+        self.pause_at: dict[str, tuple[int, threading.Event, threading.Event]] = {}
+        self.broken: set[str] = set()
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def add(self, repo: FakeRepo) -> FakeRepo:
+        self.repos[repo.repo_id] = repo
+        return repo
+
+    def gets(self, name: str) -> list[Request]:
+        """The GET requests for the contents of file ``name`` (any repo, any revision)."""
+        with self.lock:
+            return [r for r in self.requests
+                    if r.method == "GET" and "/resolve/" in r.path and r.path.endswith("/" + name)]
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        for _, _, release in self.pause_at.values():
+            release.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeHub
+
+    def log_message(self, format, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        self._handle(head=False)
+
+    def do_HEAD(self):
+        self._handle(head=True)
+
+    def _send_json(self, status: int, body, headers=()):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _not_found(self, code: str, message: str):
+        self._send_json(404, {"error": message}, [("X-Error-Code", code),
+                                                  ("X-Error-Message", message)])
+
+    def _handle(self, head: bool):
+        split = urlsplit(self.path)
+        parts = [unquote(p) for p in split.path.split("/")[1:]]
+        with self.server.lock:
+            self.server.requests.append(Request(self.command, split.path,
+                                                self.headers.get("Range"),
+                                                self.headers.get("Authorization")))
+        if parts[:2] == ["api", "models"] and len(parts) >= 4:
+            repo_id, rest = "/".join(parts[2:4]), parts[4:]
+        elif len(parts) >= 5 and parts[2] == "resolve":
+            repo_id, rest = "/".join(parts[:2]), parts[2:]
+        else:
+            return self._not_found("EntryNotFound", f"no route {split.path}")
+        repo = self.server.repos.get(repo_id)
+        if repo is None:
+            return self._not_found("RepoNotFound", "Repository not found")
+        if repo.token and self.headers.get("Authorization") != f"Bearer {repo.token}":
+            return self._send_json(401, {"error": "Invalid credentials"},
+                                   [("X-Error-Code", "RepoNotFound"),
+                                    ("X-Error-Message", "Invalid credentials")])
+        if not rest or rest[0] == "revision":
+            revision = rest[1] if len(rest) > 1 else "main"
+        else:
+            revision = rest[1]
+        sha = repo.resolve(revision)
+        if sha is None:
+            return self._not_found("RevisionNotFound", f"Invalid rev id: {revision}")
+        files = repo.commits[sha]
+        if not rest or rest[0] == "revision":
+            siblings = []
+            for name, data in sorted(files.items()):
+                entry = repo.entry(name, data)
+                sibling = {"rfilename": name, "size": entry["size"], "blobId": entry["oid"]}
+                if "lfs" in entry:
+                    sibling["lfs"] = {"sha256": entry["lfs"]["oid"], "size": entry["size"],
+                                      "pointerSize": 134}
+                siblings.append(sibling)
+            return self._send_json(200, {"id": repo_id, "modelId": repo_id, "sha": sha,
+                                         "private": bool(repo.token), "gated": False,
+                                         "disabled": False, "tags": [], "siblings": siblings,
+                                         "lastModified": "2025-09-01T00:00:00.000Z"})
+        if rest[0] == "tree":
+            prefix = "/".join(rest[2:])
+            entries = [dict(repo.entry(name, data), type="file")
+                       for name, data in sorted(files.items())
+                       if not prefix or name.startswith(prefix.rstrip("/") + "/")]
+            return self._send_json(200, entries)
+        if rest[0] != "resolve":
+            return self._not_found("EntryNotFound", "unknown endpoint")
+        name = "/".join(rest[2:])
+        if name not in files:
+            return self._not_found("EntryNotFound", f"{name} does not exist",)
+        return self._file(repo, sha, name, files[name], head)
+
+    def _file(self, repo: FakeRepo, sha: str, name: str, data: bytes, head: bool):
+        if name in self.server.broken and not head:
+            return self._send_json(500, {"error": "Internal Error"})
+        entry = repo.entry(name, data)
+        headers = [("X-Repo-Commit", sha), ("ETag", f'"{entry["oid"]}"'),
+                   ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
+        if "lfs" in entry:
+            headers += [("X-Linked-Etag", f'"{entry["lfs"]["oid"]}"'),
+                        ("X-Linked-Size", str(len(data)))]
+        start, status = 0, 200
+        wanted = self.headers.get("Range")
+        if wanted and wanted.startswith("bytes=") and not head:
+            start = int(wanted[len("bytes="):].split("-", 1)[0])
+            status = 206
+            headers.append(("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"))
+        self.send_response(status)
+        for header, value in headers:
+            self.send_header(header, value)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if head:
+            return
+        body = data[start:]
+        with self.server.lock:
+            cut = self.server.cut_once.pop(name, None) if status == 200 else None
+            pause = self.server.pause_at.get(name) if status == 200 else None
+        if cut is not None:  # send part of the body, then drop the connection
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if pause is not None:
+            offset, reached, release = pause
+            self.wfile.write(body[:offset])
+            self.wfile.flush()
+            reached.set()
+            release.wait(60)
+            body = body[offset:]
+        self.wfile.write(body)

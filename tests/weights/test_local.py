@@ -1,0 +1,96 @@
+"""A local MODEL is used as given; a cache repository folder resolves to its snapshot."""
+
+from __future__ import annotations
+
+import pytest
+
+from entrypoint.errors import WeightsError
+from entrypoint.plan import resolve_plan
+from entrypoint.settings import load_settings
+from entrypoint.weights import locate, prepare
+
+COMMIT_A = "a" * 40
+COMMIT_B = "b" * 40
+
+
+def plan_for(model: str, **env):
+    settings = load_settings({"ENGINE": "sglang", "MODEL": model, **env})
+    return resolve_plan(settings), settings.values
+
+
+def checkpoint(path):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    return path
+
+
+def cache_folder(tmp_path, snapshots=(COMMIT_A,), main=None):
+    folder = tmp_path / "hub" / "models--meituan-longcat--LongCat-Flash-Chat"
+    for commit in snapshots:
+        checkpoint(folder / "snapshots" / commit)
+    if main:
+        (folder / "refs").mkdir(parents=True)
+        (folder / "refs" / "main").write_text(main)
+    return folder
+
+
+def test_a_checkpoint_directory_is_used_as_given(tmp_path):
+    model = checkpoint(tmp_path / "ckpt")
+    plan, values = plan_for(str(model))
+    prepare(plan, values, {})
+    assert plan.model == str(model)
+    assert plan.served_model_name is None
+
+
+def test_a_directory_without_config_json_is_refused(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    plan, values = plan_for(str(tmp_path / "ckpt"))
+    with pytest.raises(WeightsError, match="holds no config.json, so it is not a checkpoint"):
+        locate(plan, values, {})
+
+
+def test_a_missing_directory_is_refused(tmp_path):
+    plan, values = plan_for(str(tmp_path / "absent"))
+    with pytest.raises(WeightsError, match="is not a directory on this host. Mount the "):
+        locate(plan, values, {})
+
+
+def test_a_cache_folder_resolves_to_refs_main(tmp_path):
+    folder = cache_folder(tmp_path, (COMMIT_A, COMMIT_B), main=COMMIT_B)
+    plan, values = plan_for(str(folder), MTP="1")
+    prepare(plan, values, {})
+    assert plan.model == str(folder / "snapshots" / COMMIT_B)
+    assert plan.served_model_name == "meituan-longcat/LongCat-Flash-Chat"
+    assert plan.draft_model == plan.model
+
+
+def test_a_cache_folder_with_one_snapshot_and_no_refs_uses_it(tmp_path):
+    folder = cache_folder(tmp_path, (COMMIT_A,))
+    plan, values = plan_for(str(folder))
+    prepare(plan, values, {})
+    assert plan.model == str(folder / "snapshots" / COMMIT_A)
+
+
+def test_model_revision_picks_a_snapshot_of_a_cache_folder(tmp_path):
+    folder = cache_folder(tmp_path, (COMMIT_A, COMMIT_B), main=COMMIT_B)
+    plan, values = plan_for(str(folder), MODEL_REVISION=COMMIT_A)
+    prepare(plan, values, {})
+    assert plan.model == str(folder / "snapshots" / COMMIT_A)
+
+
+def test_a_cache_folder_without_a_usable_snapshot_is_refused(tmp_path):
+    folder = cache_folder(tmp_path, (COMMIT_A, COMMIT_B))
+    plan, values = plan_for(str(folder))
+    with pytest.raises(WeightsError) as error:
+        locate(plan, values, {})
+    assert f"no snapshot for refs/main (snapshots: {COMMIT_A}, {COMMIT_B}; refs: none)" \
+        in error.value.message()
+    assert "Set MODEL_REVISION to one of those" in error.value.message()
+
+
+def test_a_snapshot_without_config_json_is_refused(tmp_path):
+    folder = cache_folder(tmp_path, (COMMIT_A,))
+    (folder / "snapshots" / COMMIT_A / "config.json").unlink()
+    plan, values = plan_for(str(folder))
+    with pytest.raises(WeightsError, match="holds no config.json"):
+        locate(plan, values, {})
