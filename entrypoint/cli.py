@@ -45,8 +45,12 @@ Exit statuses: 0 ok, 1 check/health failed, 2 bad configuration, 3 preflight fai
 """
 
 
-def describe_plan(plan, argv: list[str]) -> str:
-    """Render the plan for a human: each value and where it came from, then derived ones."""
+def describe_plan(plan, argv: list[str], before_launch=()) -> str:
+    """Render the plan for a human: each value and where it came from, then derived ones.
+
+    ``before_launch``: (name, what, why) rows of what the launch would check and fetch
+    first (``entrypoint.preflight.describe``); the dry run itself checks none of it.
+    """
     from .launch import command_line
 
     shown = {
@@ -81,33 +85,68 @@ def describe_plan(plan, argv: list[str]) -> str:
         derived.append(("engine environment", f"{name}={value}", "unless already set"))
     for name, value, source in derived:
         lines.append(f"  {name:<22} {str(value):<44} {source}")
+    if before_launch:
+        lines.append("before launch (not done by a dry run):")
+        for name, value, source in before_launch:
+            lines.append(f"  {name:<22} {str(value):<44} {source}")
     lines.append("command:")
     lines.append(command_line(argv))
     return "\n".join(lines)
 
 
 def launch(env: Mapping[str, str], passthrough: list[str], dry_run: bool) -> int:
-    """Resolve the plan; print it (dry run) or exec the engine.
+    """Resolve the plan; print it (dry run) or check the host, fetch weights, exec the engine.
+
+    Before the exec, in this order: the checkpoint is located without network access
+    (``DOWNLOAD``, ``entrypoint.weights.locate``); the host checks run and report in one
+    block (``PREFLIGHT``, ``entrypoint.preflight.run_checks``); missing checkpoint files
+    are downloaded (``entrypoint.weights.prepare``); nodes ranked 1 and up wait for node 0
+    (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip their steps and their
+    imports.
 
     Returns:
         0 after a dry run. Otherwise it does not return (exec) or raises.
 
     Raises:
-        LaunchError: any refusal, carrying its exit status.
+        LaunchError: any refusal, carrying its exit status: ``PreflightError`` (3) for a
+            failed host check or node 0 not answering with ``PREFLIGHT=on``,
+            ``WeightsError`` (4) when the checkpoint cannot be made available locally.
     """
     from .engines import build_argv, engine_module
     from .plan import resolve_plan
 
-    plan = resolve_plan(load_settings(env), passthrough)
+    settings = load_settings(env)
+    plan = resolve_plan(settings, passthrough)
     if dry_run:
+        from .preflight import describe
+
         argv = build_argv(plan)
-        print(describe_plan(plan, argv), flush=True)
+        print(describe_plan(plan, argv, describe(plan, settings.values, env)), flush=True)
         return 0
     module = engine_module(plan.engine)
     if module.find_engine() is None:
         raise EngineNotInstalled(plan.engine, {"sglang": "the sglang package in "
                                                f"{sys.executable}",
                                                "vllm": "the 'vllm' command on PATH"}[plan.engine])
+    values, mode = settings.values, settings["PREFLIGHT"]
+    located = None
+    if values["DOWNLOAD"]:
+        from .weights import locate
+
+        located = locate(plan, values, env)
+    if mode != "off":
+        from .preflight import run_checks
+
+        run_checks(plan, env, mode, download_to=located.cache
+                   if located is not None and located.needs_download else None)
+    if located is not None:
+        from .weights import prepare
+
+        prepare(plan, values, env, located)
+    if mode != "off":
+        from .preflight import wait_for_master
+
+        wait_for_master(plan, values["MASTER_WAIT_S"], mode)
     argv = build_argv(plan)
     from .launch import engine_environment, exec_engine
 

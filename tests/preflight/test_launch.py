@@ -1,0 +1,169 @@
+"""The real launcher process: preflight in one block, its exit status, and its place in the
+launch (after the engine check, before the download, the wait, and the exec)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.preflight.fake_nvml import H100, H200, gpus
+from tests.preflight.support import free_port
+from tests.weights.fake_hub import FakeHub, FakeRepo, longcat_like_files
+from tests.weights.support import CHECKPOINT, REPO_ROOT, engine_record, launch, launcher_env
+
+NVML_SITE = Path(__file__).resolve().parent / "nvml_site"
+
+
+def preflight_env(tmp_path, mode="on", devices=None, **extra):
+    """A one-node vLLM launch on a local checkpoint, with fake GPUs behind NVML."""
+    model = tmp_path / "ckpt"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
+    settings = {"PREFLIGHT": mode, "MODEL": model, "HOST": "127.0.0.1", "PORT": free_port(),
+                **extra}
+    env = launcher_env(tmp_path, **settings)
+    env["PYTHONPATH"] = f"{NVML_SITE}{os.pathsep}{REPO_ROOT}"
+    env["FAKE_NVML_GPUS"] = json.dumps(gpus(H200, 8) if devices is None else devices)
+    return env
+
+
+def with_big_shm(env: dict) -> tuple[list[str], dict]:
+    """Run the launcher in its own mount namespace with a 2 GiB /dev/shm (root, as CI runs),
+    so the /dev/shm check passes whatever the host's size is."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a private /dev/shm needs root and unshare(1)")
+    script = ('mount -t tmpfs -o size=2g tmpfs /dev/shm && '
+              f'exec {sys.executable} -m entrypoint')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env
+
+
+def test_passing_checks_reach_the_exec(tmp_path):
+    argv, env = with_big_shm(preflight_env(tmp_path))
+    result = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "preflight (5 of 5 checks passed):" in result.stderr
+    for line in ("ok   gpus: 8 visible", "ok   gpu memory: 1206 GB on 8 GPUs", "ok   /dev/shm",
+                 "ok   memlock", f"ok   HTTP port: 127.0.0.1:{env['PORT']} (PORT) is free"):
+        assert line in result.stderr
+    assert engine_record(env)["argv"][2] == env["MODEL"]
+
+
+def test_failing_checks_stop_the_launch_with_exit_3_and_every_fix(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = preflight_env(tmp_path, devices=gpus(H100, 4), PORT=busy.getsockname()[1])
+        result = launch(env)
+    assert result.returncode == 3
+    err = result.stderr
+    assert "longcat-deploy: error: preflight failed, the engine was not started:" in err
+    assert "  - GPUs: 4 visible" in err and "but GPUS_PER_NODE=8" in err
+    assert f"  - 127.0.0.1:{env['PORT']} (PORT) is already in use on this host" in err
+    assert "Fix the above, or set PREFLIGHT=warn to start anyway." in err
+    assert "Traceback" not in err
+    assert not Path(env["FAKE_ENGINE_RECORD"]).exists()
+
+
+def test_no_gpu_driver_is_reported_in_the_block(tmp_path):
+    env = preflight_env(tmp_path)
+    env["FAKE_NVML_GPUS"] = "no-driver"
+    result = launch(env)
+    assert result.returncode == 3
+    assert "  - NVML cannot read the GPUs (NVML Shared Library Not Found)" in result.stderr
+
+
+def test_warn_mode_prints_the_failures_and_starts_anyway(tmp_path):
+    env = preflight_env(tmp_path, mode="warn", devices=gpus(H100, 8))
+    result = launch(env)
+    assert result.returncode == 0, result.stderr
+    assert "WARN gpu memory: GPU memory: the 8 GPUs this node uses have 684 GB" in result.stderr
+    assert "PREFLIGHT=warn: starting anyway." in result.stderr
+    assert engine_record(env)["argv"][2] == env["MODEL"]
+
+
+def test_off_runs_no_check(tmp_path):
+    env = preflight_env(tmp_path, mode="off")
+    env["FAKE_NVML_GPUS"] = "no-driver"
+    result = launch(env)
+    assert result.returncode == 0, result.stderr
+    assert "preflight" not in result.stderr
+
+
+def test_node_1_waits_for_node_0_and_gets_the_gloo_interface(tmp_path):
+    with socket.socket() as node0:
+        node0.bind(("127.0.0.1", 0))
+        node0.listen()
+        env = preflight_env(tmp_path, mode="warn", PRECISION="bf16", NODE_RANK=1,
+                            MASTER_IP="127.0.0.1", MASTER_PORT=node0.getsockname()[1],
+                            NCCL_SOCKET_IFNAME="^docker,lo")
+        result = launch(env)
+    assert result.returncode == 0, result.stderr
+    seen = engine_record(env)["env"]
+    assert seen["GLOO_SOCKET_IFNAME"] == "lo"
+    assert seen["NCCL_SOCKET_IFNAME"] == "^docker,lo", "passed through unchanged"
+    assert "ok   GLOO_SOCKET_IFNAME: GLOO_SOCKET_IFNAME unset: set to lo" in result.stderr
+    assert "did not accept" not in result.stderr
+
+
+def test_users_gloo_interface_is_kept(tmp_path):
+    with socket.socket() as node0:
+        node0.bind(("127.0.0.1", 0))
+        node0.listen()
+        env = preflight_env(tmp_path, mode="warn", PRECISION="bf16", NODE_RANK=1,
+                            MASTER_IP="127.0.0.1", MASTER_PORT=node0.getsockname()[1],
+                            GLOO_SOCKET_IFNAME="lo")
+        assert launch(env).returncode == 0
+    assert engine_record(env)["env"]["GLOO_SOCKET_IFNAME"] == "lo"
+
+
+def test_node_1_gives_up_on_a_silent_node_0(tmp_path):
+    env = preflight_env(tmp_path, mode="warn", PRECISION="bf16", NODE_RANK=1,
+                        MASTER_IP="127.0.0.1", MASTER_PORT=free_port(), MASTER_WAIT_S=0)
+    result = launch(env)
+    assert result.returncode == 0  # warn: the engine is started anyway
+    assert "warning: node 0 at 127.0.0.1:" in result.stderr
+    assert "did not accept a connection within MASTER_WAIT_S=0 s" in result.stderr
+
+
+def test_checks_run_before_any_download(tmp_path):
+    with FakeHub() as hub:
+        hub.add(FakeRepo(CHECKPOINT, longcat_like_files()))
+        env = preflight_env(tmp_path, HF_ENDPOINT=hub.url)
+        del env["MODEL"]
+        env["FAKE_NVML_GPUS"] = "no-driver"
+        result = launch(env)
+        assert result.returncode == 3
+        assert hub.requests == [], "a doomed deployment fetches nothing"
+
+
+def test_unwritable_cache_is_a_preflight_failure_when_files_are_missing(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    env = preflight_env(tmp_path, HF_HOME=tmp_path / "a-file" / "hf")
+    del env["MODEL"]
+    result = launch(env)
+    assert result.returncode == 3
+    assert f"  - the Hugging Face cache {tmp_path}/a-file/hf/hub is not writable " \
+        "(Not a directory), and checkpoint files are missing from it." in result.stderr
+
+
+def test_a_complete_cache_is_not_probed_for_writing(tmp_path):
+    # A read-only volume holding the whole checkpoint is a valid deployment.
+    with FakeHub() as hub:
+        repo = hub.add(FakeRepo(CHECKPOINT, longcat_like_files()))
+        env = preflight_env(tmp_path, mode="warn", HF_ENDPOINT=hub.url)
+        del env["MODEL"]
+        first = launch(env)
+        assert first.returncode == 0, first.stderr
+        assert "ok   HF cache: " in first.stderr
+        second = launch(env)
+    assert second.returncode == 0, second.stderr
+    assert "HF cache" not in second.stderr
+    assert repo.refs["main"] in engine_record(env)["argv"][2]
