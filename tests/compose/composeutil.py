@@ -22,6 +22,8 @@ TWO = COMPOSE_DIR / "two-node.yaml"
 COMMON = COMPOSE_DIR / "common.yaml"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 SERVICE = "longcat"
+# The test-only override: no GPU reservation, fast health probes, the fake engines' state.
+OVERRIDE = Path(__file__).resolve().parent / "override.yaml"
 
 # Host variables the docker CLI and compose need to find the daemon and their plugins.
 _KEPT = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
@@ -101,3 +103,41 @@ def ulimit(value) -> tuple[int, int]:
     if isinstance(value, dict):
         return int(value["soft"]), int(value["hard"])
     return int(value), int(value)
+
+
+def probe_memlock(client, image: str, token: str) -> int:
+    """The memlock limit to ask for in the override: the shipped -1 where the daemon can
+    grant it, else the daemon's own hard limit (a dockerd without CAP_SYS_RESOURCE, as in
+    our sandboxed test machines, cannot raise RLIMIT_MEMLOCK for a container).
+
+    Args:
+        client: a docker.DockerClient.
+        image: any local image with python3 (the stand-in base).
+        token: the test session's label value for the probe containers.
+    """
+    import docker.errors
+    from docker.types import Ulimit
+
+    from tests.images.dockerutil import run_to_end
+
+    probe = ["python3", "-c",
+             "import resource; print(resource.getrlimit(resource.RLIMIT_MEMLOCK)[1])"]
+    try:
+        status, out, err = run_to_end(client, image, token, command=probe, timeout_s=60,
+                                      ulimits=[Ulimit(name="memlock", soft=-1, hard=-1)])
+    except docker.errors.APIError as exc:
+        if "rlimit" not in str(exc):
+            raise
+    else:
+        assert status == 0, err
+        return -1
+    status, out, err = run_to_end(client, image, token, command=probe, timeout_s=60)
+    assert status == 0, err
+    return int(out.strip())
+
+
+def override_env(state_dir: Path, token: str, memlock: int) -> dict[str, str]:
+    """The variables tests/compose/override.yaml requires, plus what the fake engines need:
+    no checkpoint download (``DOWNLOAD=0``) and no host checks (``PREFLIGHT=off``)."""
+    return {"DOWNLOAD": "0", "PREFLIGHT": "off", "LONGCAT_TEST_STATE_DIR": str(state_dir),
+            "LONGCAT_TEST_TOKEN": token, "LONGCAT_TEST_MEMLOCK": str(memlock)}

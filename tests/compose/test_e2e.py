@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.images.dockerutil import TEST_LABEL, free_port, poll_until, run_to_end
+from tests.images.dockerutil import free_port, poll_until
 
-from .composeutil import ROOT, SERVICE, SINGLE, TWO, UP_TIMEOUT_S, run_compose
+from .composeutil import (OVERRIDE, SERVICE, SINGLE, TWO, UP_TIMEOUT_S, override_env,
+                          probe_memlock, run_compose)
 
-OVERRIDE = Path(__file__).resolve().parent / "override.yaml"
 PROJECT_LABEL = "com.docker.compose.project"
 # Bounds: the fake engines answer within a second of starting.
 UP_WAIT_S = 120
@@ -35,25 +35,8 @@ DOWN_WITHIN_S = 30
 
 @pytest.fixture(scope="session")
 def memlock(docker_client, standin_image, docker_token) -> int:
-    """The memlock limit the override asks for: the shipped -1 where the daemon can grant
-    it, else the daemon's own hard limit (a dockerd without CAP_SYS_RESOURCE)."""
-    import docker.errors
-    from docker.types import Ulimit
-
-    probe = ["python3", "-c",
-             "import resource; print(resource.getrlimit(resource.RLIMIT_MEMLOCK)[1])"]
-    try:
-        status, out, err = run_to_end(docker_client, standin_image, docker_token,
-                                      command=probe, timeout_s=60,
-                                      ulimits=[Ulimit(name="memlock", soft=-1, hard=-1)])
-        assert status == 0, err
-        return -1
-    except docker.errors.APIError as exc:
-        assert "rlimit" in str(exc), exc
-    status, out, err = run_to_end(docker_client, standin_image, docker_token,
-                                  command=probe, timeout_s=60)
-    assert status == 0, err
-    return int(out.strip())
+    """The memlock limit the override asks for (``composeutil.probe_memlock``)."""
+    return probe_memlock(docker_client, standin_image, docker_token)
 
 
 class Deployment:
@@ -80,11 +63,8 @@ class Deployment:
             # The shipped default image, `${IMAGE_REPOSITORY}:${ENGINE}`: build.py's
             # moving tag in this session's repository.
             "IMAGE_REPOSITORY": image.repository, "ENGINE": engine,
-            # The fake engine needs no checkpoint, and this host has no GPU to check.
-            "DOWNLOAD": "0", "PREFLIGHT": "off",
             "HF_CACHE_DIR": str(self.cache),
-            "LONGCAT_TEST_STATE_DIR": str(self.state), "LONGCAT_TEST_TOKEN": token,
-            "LONGCAT_TEST_MEMLOCK": str(memlock),
+            **override_env(self.state, token, memlock),
             **variables,
         }
 
