@@ -118,22 +118,33 @@ def probe_memlock(client, image: str, token: str) -> int:
     import docker.errors
     from docker.types import Ulimit
 
-    from tests.images.dockerutil import run_to_end
+    from tests.images.dockerutil import TEST_LABEL
 
     probe = ["python3", "-c",
              "import resource; print(resource.getrlimit(resource.RLIMIT_MEMLOCK)[1])"]
-    try:
-        status, out, err = run_to_end(client, image, token, command=probe, timeout_s=60,
-                                      ulimits=[Ulimit(name="memlock", soft=-1, hard=-1)])
-    except docker.errors.APIError as exc:
-        if "rlimit" not in str(exc):
-            raise
-    else:
-        assert status == 0, err
+
+    def hard_limit(**kwargs) -> int | None:
+        """Run the probe; None when the daemon cannot start it with these limits."""
+        # create, then start: a start that fails still leaves a container to remove.
+        c = client.containers.create(image, probe, network_mode="host",
+                                     labels={TEST_LABEL: token}, **kwargs)
+        try:
+            try:
+                c.start()
+            except docker.errors.APIError as exc:
+                if "rlimit" not in str(exc):
+                    raise
+                return None
+            status = c.wait(timeout=60)["StatusCode"]
+            out = c.logs(stdout=True, stderr=False).decode()
+            assert status == 0, c.logs().decode()
+            return int(out.strip())
+        finally:
+            c.remove(force=True)
+
+    if hard_limit(ulimits=[Ulimit(name="memlock", soft=-1, hard=-1)]) is not None:
         return -1
-    status, out, err = run_to_end(client, image, token, command=probe, timeout_s=60)
-    assert status == 0, err
-    return int(out.strip())
+    return hard_limit()
 
 
 def override_env(state_dir: Path, token: str, memlock: int) -> dict[str, str]:
