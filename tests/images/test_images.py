@@ -397,6 +397,18 @@ def test_a_launcher_only_change_rebuilds_only_the_launcher_layers(
                 remove_images(docker_client, [*image.tags, image.id])
 
 
+def test_a_missing_base_fails_the_build_at_its_from_step_with_the_daemons_error(
+        docker_client, matrix, local_registry, docker_token):
+    # On the local registry, so the daemon's pull attempt stays on 127.0.0.1.
+    missing = f"{local_registry}/longcat-test-{docker_token}-absent:none"
+    with pytest.raises(build.BuildError) as caught:
+        build_with_buildpy(docker_client, matrix, "vllm", missing,
+                           f"longcat-test-{docker_token}-unbuilt")
+    message = str(caught.value)
+    assert "failed at step 2/" in message and "FROM ${BASE_IMAGE}" in message
+    assert "longcat-test-" in message and "absent" in message
+
+
 def test_the_in_image_check_fails_the_build_when_the_engine_rejects_a_flag(
         docker_client, matrix, standin_image, docker_token):
     base = build_fake_base(docker_client, matrix, standin_image, "sglang",
