@@ -158,6 +158,13 @@ def resolve_program(d: Deployment, argv: list[str]) -> list[str]:
     return [out.decode().strip(), *argv[1:]]
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    """``n`` different ports that are free now (two calls may return the same one)."""
+    ports: set[int] = set()
+    poll_until(lambda: ports.add(free_port()) or len(ports) >= n, 10, f"{n} free ports")
+    return sorted(ports)[:n]
+
+
 def http_get(port: int, path: str) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -252,7 +259,7 @@ def report(d: Deployment) -> str:
 
 @pytest.mark.parametrize("engine", ["sglang", "vllm"])
 def test_two_nodes(deploy, memlock, engine):
-    master_port, port0, port1 = free_port(), free_port(), free_port()
+    master_port, port0, port1 = distinct_free_ports(3)
     common = {"MASTER_IP": "127.0.0.1", "MASTER_PORT": str(master_port)}
     node0 = deploy(TWO, engine, NODE_RANK="0", PORT=str(port0), **common)
     node1 = deploy(TWO, engine, NODE_RANK="1", PORT=str(port1), **common)
