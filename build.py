@@ -734,7 +734,8 @@ def push_tags(client, tags: list[str], out=sys.stdout) -> dict[str, str]:
             client.images.get(name)
         except docker.errors.ImageNotFound:
             raise BuildError(f"cannot push {name}: there is no such image here; build it "
-                             "first (python build.py build ...)") from None
+                             "first (python build.py build ...), or pass the --revision and "
+                             "--tag it was built with") from None
         out.write(f"push: {name}\n")
         for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
             if "error" in chunk or "errorDetail" in chunk:
@@ -930,7 +931,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        fire.Fire(Commands, command=protect_strings(args), name="build.py")
+        fire.Fire(Commands(), command=protect_strings(args), name="build.py")
     except BuildError as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)
         return exc.exit_status

@@ -259,6 +259,40 @@ def test_docker_stop_ends_everything_within_5_s_and_the_engine_saw_sigterm(
                    f"every process of the container ({pids}) to be gone")
 
 
+# Prints {pid: state} of every process in the container but itself, as JSON.
+PROC_STATES = """
+import json, os
+states = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            states[pid] = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        pass
+states.pop(str(os.getpid()), None)
+print(json.dumps(states))
+"""
+
+
+def test_the_init_reaps_orphaned_processes(docker_client, built_images, docker_token,
+                                           tmp_path):
+    environment = {**QUIET, "PORT": str(free_port()), "FAKE_ENGINE_DIR": STATE,
+                   "FAKE_ENGINE_ORPHANS": "3"}
+    with container(docker_client, built_images["sglang"].ref, docker_token,
+                   environment=environment, volumes=state_volume(tmp_path)) as running:
+        poll_until(lambda: read_json(tmp_path / "ready.json"), 60, "the fake engine to start")
+        poll_until(lambda: len(list(tmp_path.glob("orphan-*.json"))) == 3, 30,
+                   "three orphans re-parented to PID 1")
+
+        def settled():
+            # Inside the container: `docker top` cannot show zombies (an exited process
+            # leaves its cgroup before it is reaped), the container's /proc does.
+            states = json.loads(running.exec_run(["python3", "-c", PROC_STATES]).output)
+            return len(states) == 3 and "Z" not in states.values() and states
+
+        poll_until(settled, 30, "only dumb-init, the engine and its worker, no zombie")
+
+
 def health(running) -> str:
     running.reload()
     return running.attrs["State"].get("Health", {}).get("Status", "")

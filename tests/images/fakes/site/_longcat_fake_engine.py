@@ -15,6 +15,9 @@ command is parsed, this module plays the running server:
 - on SIGTERM, record ``sigterm-<pid>.json`` (main process and worker) and exit 0.
 
 ``FAKE_ENGINE_EXIT=1`` records the argv and exits 0 at once, serving nothing.
+``FAKE_ENGINE_ORPHANS=N`` leaves N orphans at start: processes whose parent exits at once,
+so they are re-parented to PID 1, record ``orphan-<pid>.json`` and exit; only an init that
+reaps (dumb-init) keeps them from staying zombies.
 """
 
 from __future__ import annotations
@@ -105,6 +108,20 @@ def _handler_class(model: str, serves_api: bool):
     return Handler
 
 
+def _leave_orphans(count: int) -> None:
+    """Fork ``count`` grandchildren whose parent exits at once (see the module doc)."""
+    for _ in range(count):
+        child = os.fork()
+        if child == 0:                       # the child: fork the orphan, then exit
+            if os.fork() == 0:               # the orphan: wait for re-parenting, record
+                while os.getppid() != 1:
+                    time.sleep(0.01)
+                write_json(f"orphan-{os.getpid()}.json", {"pid": os.getpid(), "ppid": 1})
+                os._exit(0)
+            os._exit(0)
+        os.waitpid(child, 0)
+
+
 def serve(engine: str, parsed: dict, *, port: int | None, model: str,
           serves_api: bool) -> int:
     """Play a running engine until SIGTERM. ``port=None``: serve no HTTP (headless).
@@ -116,6 +133,7 @@ def serve(engine: str, parsed: dict, *, port: int | None, model: str,
     record_argv(engine, parsed)
     if os.environ.get("FAKE_ENGINE_EXIT", "") == "1":
         return 0
+    _leave_orphans(int(os.environ.get("FAKE_ENGINE_ORPHANS", "0") or 0))
     worker = subprocess.Popen([sys.executable, "-m", "_longcat_fake_engine", "worker"],
                               stdout=subprocess.PIPE)
     worker.stdout.read(1)      # the worker handles SIGTERM from here on
