@@ -44,16 +44,52 @@ def with_big_shm(env: dict) -> tuple[list[str], dict]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env
 
 
-def test_passing_checks_reach_the_exec(tmp_path):
-    argv, env = with_big_shm(preflight_env(tmp_path))
-    result = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=60)
+def test_passing_checks_reach_the_exec_with_the_local_snapshot(tmp_path):
+    with FakeHub() as hub:
+        repo = hub.add(FakeRepo(CHECKPOINT, longcat_like_files()))
+        env = preflight_env(tmp_path, HF_ENDPOINT=hub.url)
+        del env["MODEL"]  # the checkpoint PRECISION=fp8 selects, from the (fake) Hub
+        argv, env = with_big_shm(env)
+        result = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "preflight (5 of 5 checks passed):" in result.stderr
+    assert "preflight (6 of 6 checks passed):" in result.stderr
     for line in ("ok   gpus: 8 visible", "ok   gpu memory: 1206 GB on 8 GPUs", "ok   /dev/shm",
-                 "ok   memlock", f"ok   HTTP port: 127.0.0.1:{env['PORT']} (PORT) is free"):
+                 "ok   memlock", f"ok   HTTP port: 127.0.0.1:{env['PORT']} (PORT) is free",
+                 "ok   HF cache: "):
         assert line in result.stderr
-    assert engine_record(env)["argv"][2] == env["MODEL"]
+    seen = engine_record(env)["argv"]
+    assert seen[2].endswith(f"/snapshots/{repo.refs['main']}")
+    assert seen[seen.index("--served-model-name") + 1] == CHECKPOINT
+    # The order of the launch: checks, then the download, then the exec.
+    err = result.stderr
+    assert err.index("preflight (6 of 6") < err.index("weights: fetching") < \
+        err.index("download: ")
+
+
+def test_dry_run_shows_what_the_checks_would_look_at_and_checks_nothing(tmp_path):
+    with FakeHub() as hub:
+        hub.add(FakeRepo(CHECKPOINT, longcat_like_files()))
+        env = preflight_env(tmp_path, HF_ENDPOINT=hub.url, PRECISION="bf16", NODE_RANK=1,
+                            MASTER_IP="192.0.2.10", NCCL_SOCKET_IFNAME="^docker,lo",
+                            CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7")
+        del env["MODEL"]
+        env["FAKE_NVML_GPUS"] = "no-driver"
+        result = launch(env, ["--dry-run"])
+        assert hub.requests == []
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("vllm serve meituan-longcat/LongCat-Flash-Chat ")
+    assert lines[-2] == "command:"
+    text = result.stdout
+    assert "before launch (not done by a dry run):" in text
+    assert "meituan-longcat/LongCat-Flash-Chat@main" in text
+    assert f"{tmp_path}/hf/hub" in text
+    assert ">= 8 visible, >= 640 GB" in text and "CUDA_VISIBLE_DEVICES '0,1,2,3,4,5,6,7'" in text
+    assert "the interface towards 192.0.2.10" in text
+    assert "^docker,lo" in text and "passed through unchanged" in text
+    assert "192.0.2.10:13345" in text and "MASTER_WAIT_S=1800 s" in text
+    assert not Path(env["FAKE_ENGINE_RECORD"]).exists()
 
 
 def test_failing_checks_stop_the_launch_with_exit_3_and_every_fix(tmp_path):
