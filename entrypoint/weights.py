@@ -199,6 +199,18 @@ def _locate_local(model: str, revision: str | None) -> Located:
 
 # --- the Hugging Face cache -------------------------------------------------------------
 
+def _hub():
+    """``huggingface_hub``, imported now; a clear refusal when it is not installed."""
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise WeightsError("MODEL is a Hugging Face repo id, but the huggingface_hub package "
+                           "is not installed here (the longcat-deploy images ship it). Install "
+                           "huggingface_hub, or set DOWNLOAD=0 to leave MODEL to the engine.") \
+            from None
+    return huggingface_hub
+
+
 def _wanted(names) -> list[str]:
     from huggingface_hub.utils import filter_repo_objects
 
@@ -236,7 +248,7 @@ def cached_snapshot(repo_id: str, revision: str, cache: str) -> tuple[str | None
         (the snapshot directory or ``None``, the expected files not cached, or ``None`` when
         nothing of this revision is cached). Complete means a directory and ``[]``.
     """
-    import huggingface_hub as hub
+    hub = _hub()
 
     def cached(name: str) -> str | None:
         found = hub.try_to_load_from_cache(repo_id, name, cache_dir=cache, revision=revision)
@@ -289,7 +301,11 @@ def locate(plan, values, env) -> Located:
         return _locate_local(plan.model, revision)
     revision = revision or DEFAULT_REVISION
     cache = hub_cache(env)
-    snapshot, missing = cached_snapshot(plan.model, revision, cache)
+    try:
+        snapshot, missing = cached_snapshot(plan.model, revision, cache)
+    except ValueError as error:  # huggingface_hub's HFValidationError: a name it refuses
+        raise WeightsError(f"MODEL={plan.model} (MODEL_REVISION={revision}) is refused by "
+                           f"huggingface_hub: {error}") from None
     located = Located(plan.model, served_name=plan.model, repo_id=plan.model,
                       revision=revision, cache=cache, missing=missing)
     if snapshot is not None and not missing:
@@ -394,6 +410,7 @@ def fetch(located: Located, env, log=_log) -> str:
         WeightsError: the Hub refuses or cannot be reached, the revision or repository does
             not exist or is not a checkpoint, the disk is too small, or the transfer fails.
     """
+    _hub()
     from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
     from huggingface_hub.errors import (GatedRepoError, RepositoryNotFoundError,
                                         RevisionNotFoundError)

@@ -94,3 +94,19 @@ def test_a_snapshot_without_config_json_is_refused(tmp_path):
     plan, values = plan_for(str(folder))
     with pytest.raises(WeightsError, match="holds no config.json"):
         locate(plan, values, {})
+
+
+def test_a_repo_id_without_huggingface_hub_installed_is_refused(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import raises ImportError
+    plan, values = plan_for("meituan-longcat/LongCat-Flash-Chat")
+    with pytest.raises(WeightsError, match="the huggingface_hub package is not installed here"):
+        locate(plan, values, {"HF_HOME": str(tmp_path)})
+
+
+def test_a_repo_id_huggingface_hub_refuses_is_a_weights_error(tmp_path):
+    plan, values = plan_for("org/-name-")
+    with pytest.raises(WeightsError, match=r"MODEL=org/-name- \(MODEL_REVISION=main\) is "
+                                           "refused by huggingface_hub"):
+        locate(plan, values, {"HF_HOME": str(tmp_path)})
