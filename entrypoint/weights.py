@@ -17,8 +17,10 @@
   (``Plan.draft_model``) follows ``plan.model``.
 
 Only the files the engine loads are fetched (``ALLOW_PATTERNS``). The transfer is resumable:
-``huggingface_hub`` resumes an interrupted file with an HTTP range request, and a later start
-fetches only the files still missing. ``HF_TOKEN`` (never printed), ``HF_HOME``/``HF_HUB_CACHE``,
+an interrupted file is resumed with an HTTP range request (by huggingface_hub within its call
+in recent releases; from the partial file by the launcher's next attempt, ``DOWNLOAD_ATTEMPTS``,
+in releases that keep partial files, such as 0.34), and files already fetched are never
+fetched again, by this start or a later one. ``HF_TOKEN`` (never printed), ``HF_HOME``/``HF_HUB_CACHE``,
 ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` are honoured as huggingface_hub defines them;
 ``MODEL_REVISION`` pins a branch, tag or commit. ``DOWNLOAD=0`` skips this module entirely.
 
@@ -65,6 +67,10 @@ DEFAULT_REVISION = "main"
 CACHE_PREFIX = "models--"
 # How often the download logs its progress.
 PROGRESS_EVERY_S = 15.0
+# snapshot_download calls per start: a transfer cut by the network is resumed at once (files
+# already fetched are kept; releases that keep partial files resume those with a range
+# request). Refusals (unknown repository or revision, no access, HTTP 4xx) are not retried.
+DOWNLOAD_ATTEMPTS = 3
 GB = 10**9
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VALUES
 
@@ -412,8 +418,8 @@ def fetch(located: Located, env, log=_log) -> str:
     """
     _hub()
     from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
-    from huggingface_hub.errors import (GatedRepoError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
     from huggingface_hub.file_download import repo_folder_name
 
     repo, revision, cache = located.repo_id, located.revision, located.cache
@@ -467,17 +473,32 @@ def fetch(located: Located, env, log=_log) -> str:
         f"{free / GB:.2f} GB free")
     progress = _Progress(os.path.join(cache, repo_folder_name(repo_id=repo, repo_type="model")),
                          need, len(missing), log)
-    try:
-        with progress:
-            path = snapshot_download(repo, revision=revision, cache_dir=cache,
-                                     allow_patterns=list(ALLOW_PATTERNS), token=token,
-                                     endpoint=env.get("HF_ENDPOINT") or None)
-    except Exception as error:
-        if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
-            raise WeightsError(f"the disk under {cache} filled up while fetching {where} "
-                               f"({_gb(need)} were needed, {_gb(free)} free at the start). "
-                               "Free space there; the files already fetched are kept.") from None
-        raise refuse(error, "fetch") from None
+    def final(error: Exception) -> bool:
+        if isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError, ValueError)):
+            return True
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        return isinstance(error, HfHubHTTPError) and status is not None \
+            and 400 <= status < 500 and status not in (408, 429)
+
+    with progress:
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                path = snapshot_download(repo, revision=revision, cache_dir=cache,
+                                         allow_patterns=list(ALLOW_PATTERNS), token=token,
+                                         endpoint=env.get("HF_ENDPOINT") or None)
+                break
+            except Exception as error:
+                if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
+                    raise WeightsError(
+                        f"the disk under {cache} filled up while fetching {where} "
+                        f"({_gb(need)} were needed, {_gb(free)} free at the start). Free "
+                        "space there; the files already fetched are kept.") from None
+                if attempt == DOWNLOAD_ATTEMPTS or final(error):
+                    raise refuse(error, "fetch") from None
+                detail = _redact(str(error).strip().splitlines()[0] if str(error).strip()
+                                 else "", token)
+                log(f"weights: the transfer was interrupted ({type(error).__name__}: "
+                    f"{detail}); resuming, attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS}")
     log(f"{progress.line()}; done: {path}")
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise WeightsError(f"{where} was fetched to {path}, but config.json is not there.")

@@ -84,6 +84,7 @@ def test_a_failed_start_is_resumed_by_the_next_one_without_refetching(hub, repo,
     failed = launch(env)
     assert failed.returncode == 4
     assert f"cannot fetch {CHECKPOINT}@main" in failed.stderr
+    assert "resuming, attempt 3 of 3" in failed.stderr, "retried within the start first"
     assert "Traceback" not in failed.stderr
     done_before = {r.path for r in hub.requests if r.method == "GET" and "/resolve/" in r.path
                    and not r.path.endswith(SHARD_2)}
