@@ -28,21 +28,10 @@ import time
 from pathlib import Path
 
 import build
+from tests.images.dockerutil import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 20 * 10**6
-
-
-def copy_project(destination: Path) -> Path:
-    """Copy what build.py builds from (pyproject, README, the launcher, images/)."""
-    destination.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, destination / name)
-    for folder in ("entrypoint", "images"):
-        shutil.copytree(ROOT / folder, destination / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return destination
 
 
 def timed_build(client, matrix: dict, target: build.Target, root: Path, cache: Path,
@@ -86,7 +75,7 @@ def measure(client, matrix: dict, engine: str, base: str, runs: int) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     cold, rebuild, images = [], [], []
     with tempfile.TemporaryDirectory(prefix="longcat-bench.") as tmp:
-        project = copy_project(Path(tmp) / "project")
+        project = copy_project(ROOT, Path(tmp) / "project")
         launcher_file = project / "entrypoint" / "__init__.py"
         original = launcher_file.read_text()
         try:

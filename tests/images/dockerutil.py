@@ -7,10 +7,12 @@ fixed time, and removes what it creates.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Every container and image the tests create carries this label, with the session's
 # token as value, so a session can find and remove its leftovers.
@@ -101,6 +103,19 @@ def run_to_end(client, image: str, token: str, *, timeout_s: float = 120,
         out = c.logs(stdout=True, stderr=False).decode(errors="replace")
         err = c.logs(stdout=False, stderr=True).decode(errors="replace")
         return status, out, err
+
+
+def copy_project(root: Path, destination: Path) -> Path:
+    """Copy what build.py builds an image from (pyproject, README, the launcher package,
+    images/) from ``root`` to ``destination``, which must not exist yet; return it."""
+    destination.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (root / name).exists():
+            shutil.copy2(root / name, destination / name)
+    for folder in ("entrypoint", "images"):
+        shutil.copytree(root / folder, destination / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return destination
 
 
 def consume_build(stream) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -21,8 +20,8 @@ import yaml
 
 import build
 from tests.conftest import build_fake_base, build_with_buildpy
-from tests.images.dockerutil import (container, free_port, poll_until, remove_images,
-                                     run_to_end)
+from tests.images.dockerutil import (container, copy_project, free_port, poll_until,
+                                     remove_images, run_to_end)
 from tests.launcher.support import SHARED_CASES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -382,21 +381,9 @@ def test_push_to_a_local_registry_remove_pull_by_digest_and_run(
                                                                   else []))
 
 
-def copy_project(destination: Path) -> Path:
-    """Copy what build.py builds from (pyproject, README, the launcher, images/)."""
-    destination.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, destination / name)
-    for folder in ("entrypoint", "images"):
-        shutil.copytree(ROOT / folder, destination / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return destination
-
-
 def test_a_launcher_only_change_rebuilds_only_the_launcher_layers(
         docker_client, matrix, fake_base_images, docker_token, tmp_path):
-    project = copy_project(tmp_path / "project")
+    project = copy_project(ROOT, tmp_path / "project")
     base = fake_base_images["sglang"]
     first = build_with_buildpy(docker_client, matrix, "sglang", base,
                                f"longcat-test-{docker_token}-before", root=project)
