@@ -152,7 +152,7 @@ def visible_gpus(gpus: list[Gpu], cuda_visible_devices: str | None) -> list[Gpu]
     chosen: list[Gpu] = []
     for token in cuda_visible_devices.split(","):
         token = token.strip()
-        if token.isdigit() and int(token) < len(gpus):
+        if token.isascii() and token.isdigit() and int(token) < len(gpus):
             gpu = gpus[int(token)]
         elif token.startswith("GPU-"):
             matches = [g for g in gpus if g.uuid.startswith(token)]

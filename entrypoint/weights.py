@@ -338,8 +338,11 @@ def _free_bytes(directory: str) -> int:
     return shutil.disk_usage(path).free
 
 
-def _redact(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
+def _summary(error: Exception, token: str | None) -> str:
+    """``Type: first line of the message``, with the token (if any) blanked out."""
+    text = str(error).strip()
+    text = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {text.replace(token, '***') if token else text}"
 
 
 class _Progress:
@@ -350,12 +353,12 @@ class _Progress:
     and transfer backend, and prints plain lines that suit container logs.
     """
 
-    def __init__(self, folder: str, total: int, files: int, log):
+    def __init__(self, folder: str, total: int, log):
         import threading
         import time
 
         self.blobs = os.path.join(folder, "blobs")
-        self.total, self.files, self.log = total, files, log
+        self.total, self.log = total, log
         self.clock = time.monotonic
         self.start = self.clock()
         self.base = self._on_disk()
@@ -440,9 +443,7 @@ def fetch(located: Located, env, log=_log) -> str:
             why = (f"{repo} has no revision {revision!r}. Set MODEL_REVISION to a branch, tag "
                    "or commit of it")
         else:
-            detail = _redact(str(error).strip().splitlines()[0] if str(error).strip() else "",
-                             token)
-            why = (f"{type(error).__name__}: {detail}. Check the network path to "
+            why = (f"{_summary(error, token)}. Check the network path to "
                    f"{api.endpoint} (proxy, firewall), or fill the cache at HF_HOME and set "
                    "HF_HUB_OFFLINE=1")
         return WeightsError(f"cannot {doing} {where}: {why}{missing_here}.")
@@ -472,7 +473,8 @@ def fetch(located: Located, env, log=_log) -> str:
         f"{info.sha}), {need / GB:.2f} GB, from {api.endpoint} into {cache}; "
         f"{free / GB:.2f} GB free")
     progress = _Progress(os.path.join(cache, repo_folder_name(repo_id=repo, repo_type="model")),
-                         need, len(missing), log)
+                         need, log)
+
     def final(error: Exception) -> bool:
         if isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError, ValueError)):
             return True
@@ -495,10 +497,8 @@ def fetch(located: Located, env, log=_log) -> str:
                         "space there; the files already fetched are kept.") from None
                 if attempt == DOWNLOAD_ATTEMPTS or final(error):
                     raise refuse(error, "fetch") from None
-                detail = _redact(str(error).strip().splitlines()[0] if str(error).strip()
-                                 else "", token)
-                log(f"weights: the transfer was interrupted ({type(error).__name__}: "
-                    f"{detail}); resuming, attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS}")
+                log(f"weights: the transfer was interrupted ({_summary(error, token)}); "
+                    f"resuming, attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS}")
     log(f"{progress.line()}; done: {path}")
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise WeightsError(f"{where} was fetched to {path}, but config.json is not there.")
