@@ -1,6 +1,6 @@
 """The final step: print the command, then replace this process with the engine.
 
-``os.execvpe`` keeps the process ID, so under an init (tini) the engine receives SIGTERM
+``os.execvpe`` keeps the process ID, so under the images' init (dumb-init) the engine receives SIGTERM
 directly and no wrapper process remains. Nothing goes through a shell.
 """
 

@@ -182,8 +182,9 @@ BY_NAME = {v.name: v for v in VARIABLES}
 # RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.
 _HOSTNAME = (r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
              r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
-# Hugging Face repo ids: huggingface_hub.utils._validators (REPO_ID_REGEX).
-_REPO_ID = r"(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}"
+# Hugging Face repo ids, as huggingface_hub.utils._validators.validate_repo_id accepts
+# them: REPO_ID_REGEX, and no "--", "..", or ".git" ending.
+_REPO_ID = r"(?:\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b"
 
 
 def _fullmatch(pattern: str, text: str) -> bool:
@@ -276,7 +277,8 @@ def _parse(var: Variable, raw: str):
     if var.kind == "model":
         if text.startswith(("/", "./", "../")):
             return text
-        if _fullmatch(_REPO_ID, text) and ".." not in text and "--" not in text:
+        if (_fullmatch(_REPO_ID, text) and ".." not in text and "--" not in text
+                and not text.endswith(".git")):
             return text
         raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "args":

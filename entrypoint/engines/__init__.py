@@ -23,6 +23,16 @@ def build_argv(plan) -> list[str]:
     return engine_module(plan.engine).build_argv(plan)
 
 
+def distribution_version(name: str) -> str | None:
+    """Return the installed version of the distribution ``name``, or ``None``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def unknown_flags(argv: list[str], known: set[str], engine: str) -> list[str]:
     """Describe each ``--flag`` in ``argv`` that is not spelled exactly as one in ``known``.
 
@@ -33,7 +43,7 @@ def unknown_flags(argv: list[str], known: set[str], engine: str) -> list[str]:
     Args:
         argv: the engine's arguments after its program words.
         known: every option string the engine's parser defines.
-        engine: the engine and version, for the message (``"sglang 0.5.23"``).
+        engine: the engine and version, for the message (``"sglang 1.2.3"``).
 
     Returns:
         One line per rejected flag, starting with the flag.

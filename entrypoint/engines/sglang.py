@@ -1,7 +1,7 @@
 """SGLang: plan -> ``python -m sglang.launch_server`` argv, and its real parser.
 
-Flags follow seed/longcat-flash-deployment-guide.md, corrected for SGLang 0.5.23 by
-engine-notes.md ("SGLang"): ``--enable-ep-moe`` is gone and replaced by ``--ep-size``;
+Flags follow seed/longcat-flash-deployment-guide.md, corrected for the pinned SGLang
+(images/matrix.toml) by engine-notes.md ("SGLang"): ``--enable-ep-moe`` is gone and replaced by ``--ep-size``;
 canonical names ``--model-path``/``--tp-size``/``--ep-size``; ``--host 0.0.0.0`` in a
 container; IPv6 dist-init addresses in brackets; MTP needs an explicit draft model path.
 """
@@ -67,12 +67,9 @@ def find_engine() -> str | None:
 
 def installed_version() -> str | None:
     """Return the installed SGLang distribution's version, or ``None``."""
-    from importlib.metadata import PackageNotFoundError, version
+    from . import distribution_version
 
-    try:
-        return version("sglang")
-    except PackageNotFoundError:
-        return None
+    return distribution_version("sglang")
 
 
 def parser_rejections(argv: list[str]) -> list[str]:

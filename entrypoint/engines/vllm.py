@@ -1,7 +1,7 @@
 """vLLM: plan -> ``vllm serve MODEL`` argv, and its real parser.
 
-Flags follow seed/longcat-flash-deployment-guide.md, corrected for vLLM 0.33.0 by
-engine-notes.md ("vLLM"): nodes ranked 1 and up are ``--headless`` with
+Flags follow seed/longcat-flash-deployment-guide.md, corrected for the pinned vLLM
+(images/matrix.toml) by engine-notes.md ("vLLM"): nodes ranked 1 and up are ``--headless`` with
 ``--data-parallel-start-rank``; node 0 passes no start rank (vllm/engine/arg_utils.py,
 "autoswitch to data_parallel_external_lb"); MTP is ``--speculative-config`` with the
 method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
@@ -10,7 +10,7 @@ method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
 from __future__ import annotations
 
 PROGRAM = "vllm"
-# The current spelling. vLLM 0.33.0 still accepts "longcat_flash_mtp" but logs "method
+# The current spelling. The pinned vLLM still accepts "longcat_flash_mtp" but logs "method
 # `%s` is deprecated and replaced with mtp" (vllm/config/speculative.py,
 # SpeculativeConfig.__post_init__).
 SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
@@ -66,12 +66,9 @@ def find_engine() -> str | None:
 
 def installed_version() -> str | None:
     """Return the installed vLLM distribution's version, or ``None``."""
-    from importlib.metadata import PackageNotFoundError, version
+    from . import distribution_version
 
-    try:
-        return version("vllm")
-    except PackageNotFoundError:
-        return None
+    return distribution_version("vllm")
 
 
 def parser_rejections(argv: list[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, strategies as st
 
 from entrypoint.errors import ConfigError
 from entrypoint.plan import resolve_plan
@@ -117,3 +118,22 @@ def test_every_variable_has_help_and_a_known_kind():
     assert len(BY_NAME) == len(VARIABLES)
     for var in VARIABLES:
         assert var.kind in kinds and var.help.endswith(".") and var.accepted()
+
+
+@given(st.text(alphabet="ab-_./9Z", min_size=1, max_size=12))
+def test_repo_ids_are_accepted_exactly_when_huggingface_hub_accepts_them(text):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if text.startswith(("/", "./", "../")) or text.strip() != text:
+        return  # local directories, not repo ids
+    try:
+        validate_repo_id(text)
+        hub_accepts = True
+    except HFValidationError:
+        hub_accepts = False
+    try:
+        load_settings({"ENGINE": "vllm", "MODEL": text})
+        we_accept = True
+    except ConfigError:
+        we_accept = False
+    assert we_accept == hub_accepts, text
