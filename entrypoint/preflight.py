@@ -66,6 +66,8 @@ MEMLOCK_UNLIMITED_NODES = 2
 # How often the wait for node 0 logs, and the longest pause between two connection attempts.
 WAIT_LOG_EVERY_S = 30
 WAIT_RETRY_S = 2
+# How long node 0 retries a MASTER_IP name that does not resolve yet (check_master_ip).
+MASTER_RESOLVE_WAIT_S = 30
 
 SYS_CLASS_NET = "/sys/class/net"
 PROC_IF_INET6 = "/proc/net/if_inet6"
@@ -358,14 +360,29 @@ def _local_list(local: dict[str, str]) -> str:
     return ", ".join(f"{address} on {name}" for address, name in local.items()) or "none"
 
 
-def check_master_ip(plan) -> Outcome:
-    """On node 0, ``MASTER_IP`` is one of this host's addresses."""
-    try:
-        addresses = _resolve(plan.master_ip)
-    except OSError as error:
-        return Outcome("MASTER_IP", False,
-                       f"MASTER_IP={plan.master_ip} does not resolve on this host ({error}). "
-                       "Set MASTER_IP to this node's address (node 0), the same on every node.")
+def check_master_ip(plan, resolve_wait_s: float = MASTER_RESOLVE_WAIT_S, *, sleep=None,
+                    clock=None) -> Outcome:
+    """On node 0, ``MASTER_IP`` is one of this host's addresses.
+
+    A name that does not resolve yet is retried for ``resolve_wait_s`` seconds: the DNS
+    record of a LeaderWorkerSet leader (``LWS_LEADER_ADDRESS``, served by the set's headless
+    Service) can appear a few seconds after the pod starts.
+    """
+    import time
+
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    deadline = clock() + resolve_wait_s
+    while True:
+        try:
+            addresses = _resolve(plan.master_ip)
+            break
+        except OSError as error:
+            if clock() >= deadline:
+                return Outcome("MASTER_IP", False,
+                               f"MASTER_IP={plan.master_ip} does not resolve on this host "
+                               f"({error}; tried for {resolve_wait_s:g} s). Set MASTER_IP to "
+                               "this node's address (node 0), the same on every node.")
+            sleep(min(WAIT_RETRY_S, max(deadline - clock(), 0)))
     local = interface_addresses()
     for address in addresses:
         interface = _is_local(address, local)

@@ -88,7 +88,16 @@ def test_master_ip_of_another_host_fails_on_node_0():
 
 
 def test_master_ip_that_does_not_resolve_fails():
-    outcome = check_master_ip(plan_for(PRECISION="bf16", MASTER_IP="no-such-host.invalid"))
+    now = [0.0]
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+
+    outcome = check_master_ip(plan_for(PRECISION="bf16", MASTER_IP="no-such-host.invalid"),
+                              resolve_wait_s=5, sleep=sleep, clock=lambda: now[0])
+    assert sum(waits) == 5 and len(waits) >= 3, "a name that does not resolve is retried"
     assert not outcome.ok
     assert "MASTER_IP=no-such-host.invalid does not resolve on this host" in outcome.text
 
@@ -140,3 +149,26 @@ def test_route_interface_for_a_remote_address_is_a_real_interface():
     interface, address = route_interface("192.0.2.10", 9)
     assert interface in network_interfaces()
     assert interface_addresses()[address] == interface
+
+
+def test_master_ip_name_that_resolves_late_passes(monkeypatch):
+    # A LeaderWorkerSet leader's DNS record can appear after the pod starts: the first
+    # lookups fail, a later one gives this host's loopback address.
+    import entrypoint.preflight as preflight
+
+    attempts = []
+    real_resolve = preflight._resolve
+
+    def late_resolve(host):
+        attempts.append(host)
+        if len(attempts) < 3:
+            raise OSError("Name or service not known")
+        return real_resolve("127.0.0.1")
+
+    monkeypatch.setattr(preflight, "_resolve", late_resolve)
+    now = [0.0]
+    outcome = check_master_ip(plan_for(PRECISION="bf16", MASTER_IP="leader.lws.invalid"),
+                              resolve_wait_s=30, sleep=lambda s: now.__setitem__(0, now[0] + s),
+                              clock=lambda: now[0])
+    assert outcome.ok, outcome.text
+    assert len(attempts) == 3 and "is this host's, on lo" in outcome.text
