@@ -922,6 +922,33 @@ def protect_strings(argv: list[str]) -> list[str]:
     return protected
 
 
+def check_options(argv: list[str]) -> None:
+    """Refuse an option the command does not take, before fire runs anything.
+
+    fire runs the command first and complains about arguments it could not use afterwards,
+    so ``build --cdua=all`` would build everything before saying so.
+
+    Raises:
+        UsageError: naming the unknown option and the ones the command accepts.
+    """
+    import inspect
+
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    command = next((w for w in words if not w.startswith("-")), None)
+    method = getattr(Commands, command, None) if command else None
+    if not callable(method):
+        return  # fire reports an unknown command itself, before running anything
+    accepted = [name for name, p in inspect.signature(method).parameters.items()
+                if name != "self" and p.kind is not p.VAR_POSITIONAL]
+    spellings = {f"--{n}" for n in accepted} | {f"--{n.replace('_', '-')}" for n in accepted}
+    spellings |= {f"--no{n}" for n in accepted} | {"--help", "-h"}
+    for word in words:
+        name = word.split("=", 1)[0]
+        if name.startswith("-") and name not in spellings:
+            raise UsageError(f"{command} has no option {name}; it takes: "
+                             + ", ".join(f"--{n.replace('_', '-')}" for n in accepted))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status. Errors print one message, no traceback."""
     try:
@@ -931,6 +958,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = sys.argv[1:] if argv is None else list(argv)
     try:
+        check_options(args)
         fire.Fire(Commands(), command=protect_strings(args), name="build.py")
     except BuildError as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at every container start
     from typing import Mapping, Sequence
 
 USAGE = """\
-usage: python -m entrypoint [--dry-run] [--] [ENGINE ARGS ...]
+usage: python -m entrypoint [--dry-run] [ENGINE ARGS ...] [-- ENGINE ARGS ...]
        python -m entrypoint check [--all]
        python -m entrypoint health
        python -m entrypoint env-table
@@ -33,8 +33,9 @@ usage: python -m entrypoint [--dry-run] [--] [ENGINE ARGS ...]
 Launch LongCat-Flash on SGLang or vLLM, configured by environment variables
 (ENGINE, PRECISION, NNODES, NODE_RANK, MASTER_IP, MTP, ...; see env-table).
 
-  --dry-run    print the plan and the exact command, start nothing (or DRY_RUN=1)
-  --           pass everything after it to the engine (e.g. -- --help)
+  --dry-run    print the plan and the command, start nothing (or DRY_RUN=1);
+               anywhere before "--"
+  --           pass everything after it to the engine as is (e.g. -- --help)
   check        run the command through the installed engine's own parser;
                --all: every standard plan (fp8/bf16 x node ranks x MTP off/on)
   health       exit 0 when this node is healthy (the images' HEALTHCHECK)
@@ -190,17 +191,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
             print(env_table_markdown(), end="")
             return 0
-        dry_run = False
-        while args and args[0] in ("--dry-run", "-h", "--help", "--"):
-            option = args.pop(0)
-            if option == "--":
-                break
-            if option in ("-h", "--help"):
-                print(USAGE, end="")
-                return 0
-            dry_run = True
+        if args[:1] in (["-h"], ["--help"]):
+            print(USAGE, end="")
+            return 0
+        # --dry-run counts wherever it stands before "--": neither engine has such a
+        # flag, and a preview asked for must never start a launch.
+        cut = args.index("--") if "--" in args else len(args)
+        dry_run = "--dry-run" in args[:cut]
+        passthrough = [a for a in args[:cut] if a != "--dry-run"] + args[cut + 1:]
         dry_run = dry_run or parse_bool("DRY_RUN", env.get("DRY_RUN", ""))
-        return launch(env, args, dry_run)
+        return launch(env, passthrough, dry_run)
     except LaunchError as error:
         print(f"longcat-deploy: error: {error.message()}", file=sys.stderr, flush=True)
         return error.exit_status

@@ -202,6 +202,17 @@ def test_cli_unknown_option_exits_2_without_traceback():
     assert "Traceback" not in done.stderr + done.stdout
 
 
+@pytest.mark.parametrize("args, unknown", [(["plan", "--cdua=all"], "--cdua"),
+                                           (["build", "sglang", "--cdua", "all"], "--cdua"),
+                                           (["push", "--no-cache"], "--no-cache")])
+def test_cli_unknown_option_is_refused_before_the_command_runs(args, unknown):
+    # fire would run the command first (a whole build) and complain afterwards.
+    done = run_cli(*args, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == "", "nothing may run before the refusal"
+    assert f"{args[0]} has no option {unknown}; it takes: --cuda" in done.stderr
+
+
 # --------------------------------------------------------------------------------------
 # build, verify, tag, push (fake client)
 # --------------------------------------------------------------------------------------

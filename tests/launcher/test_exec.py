@@ -77,3 +77,15 @@ def test_dry_run_variable_equals_flag():
     env = clean_env({"ENGINE": "vllm", "DRY_RUN": "1"})
     assert command_of(run_launcher([], env).stdout) == \
         command_of(run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm"})).stdout)
+
+
+def test_dry_run_anywhere_before_the_separator_starts_nothing(tmp_path):
+    env = fake_env(tmp_path, ENGINE="vllm")
+    result = run_launcher(["--max-model-len", "100", "--dry-run"], env)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "record.json").exists(), "a dry run must not start the engine"
+    assert command_of(result.stdout)[-2:] == ["--max-model-len", "100"]
+    after = run_launcher(["--seed", "1", "--", "--dry-run"], env)
+    assert after.returncode == 0
+    seen = json.loads((tmp_path / "record.json").read_text())
+    assert seen["argv"][-3:] == ["--seed", "1", "--dry-run"], "after -- it is the engine's"
