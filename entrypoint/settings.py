@@ -87,7 +87,8 @@ class Variable:
             "port": "a TCP port, 1..65535",
             "seconds": "a whole number of seconds, 0 or more",
             "address": "an IPv4 address, an IPv6 address (brackets optional) or a DNS name",
-            "model": "a Hugging Face repo id (org/name) or an absolute local directory",
+            "model": "a Hugging Face repo id (org/name), or a local directory: absolute, "
+                     "or relative starting with ./ or ../",
             "text": "any text",
             "args": "engine flags, quoted the way a shell quotes them",
         }[self.kind]

@@ -90,7 +90,7 @@ def up(engine: str = "sglang") -> int:
     status = _run(env, "up", "--detach", "--wait", "--wait-timeout", "120")
     if status == 0:
         print(f"demo: healthy. Try: curl http://127.0.0.1:{DEFAULT_PORT[engine]}/v1/models\n"
-              f"demo: stop it with: python3 -m tests.compose.demo down")
+              f"demo: stop it with: {sys.executable} -m tests.compose.demo down")
     return status
 
 
@@ -100,7 +100,9 @@ def down() -> int:
 
 
 def clean() -> int:
-    """Take the demo down and remove its images."""
+    """Take the demo down, remove its images and its state folder."""
+    import shutil
+
     from tests.images.dockerutil import remove_images
 
     status = down()
@@ -108,6 +110,7 @@ def clean() -> int:
     refs = [tag for image in client.images.list() for tag in image.tags
             if tag.split(":")[0] in (REPOSITORY, f"{REPOSITORY}-base")]
     remove_images(client, refs)
+    shutil.rmtree(STATE, ignore_errors=True)
     return status
 
 
