@@ -82,7 +82,9 @@ def describe_plan(plan, argv: list[str], before_launch=()) -> str:
         derived.append(("draft model", plan.draft_model, "MODEL (the served checkpoint)"))
     if plan.served_model_name:
         derived.append(("served model name", plan.served_model_name, "MODEL"))
-    for name, value in sorted(plan.engine_env.items()):
+    from .engines import engine_env
+
+    for name, value in sorted(engine_env(plan).items()):
         derived.append(("engine environment", f"{name}={value}", "unless already set"))
     for name, value, source in derived:
         lines.append(f"  {name:<22} {str(value):<44} {source}")
@@ -149,9 +151,10 @@ def launch(env: Mapping[str, str], passthrough: list[str], dry_run: bool) -> int
 
         wait_for_master(plan, values["MASTER_WAIT_S"], mode)
     argv = build_argv(plan)
+    from .engines import engine_env
     from .launch import engine_environment, exec_engine
 
-    exec_engine(argv, engine_environment(env, plan.engine_env), plan.engine)
+    exec_engine(argv, engine_environment(env, engine_env(plan)), plan.engine)
     return 0  # not reached: exec replaced this process
 
 

@@ -40,8 +40,9 @@ class Plan:
             False only on vLLM headless nodes, which serve no HTTP (engine-notes.md).
         serves_api (bool): this node serves the OpenAI API: node 0 only.
         extra_args (list[str]): EXTRA_ARGS, then the arguments given after the image name.
-        engine_env (dict[str, str]): variables the launcher sets for the engine, unless
-            the environment already sets them.
+        engine_env (dict[str, str]): variables preflight chose for the engine (e.g.
+            ``GLOO_SOCKET_IFNAME``), set unless the environment already has them; see
+            ``entrypoint.engines.engine_env``.
         sources (dict[str, str]): where each displayed value came from.
     """
 

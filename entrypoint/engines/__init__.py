@@ -3,6 +3,7 @@
 Each engine module provides:
 
 - ``build_argv(plan) -> list[str]``: the exact command, canonical long flags only;
+- ``ENGINE_ENV``: variables the launcher sets for the engine unless already set;
 - ``find_engine() -> str | None``: what would run, or ``None`` when it is not installed;
 - ``parser_rejections(argv) -> list[str]``: run ``argv`` through the installed engine's own
   argument parser (imported only then) and describe each flag it rejects.
@@ -21,6 +22,13 @@ def engine_module(engine: str):
 def build_argv(plan) -> list[str]:
     """Return the engine command for ``plan`` (an ``entrypoint.plan.Plan``)."""
     return engine_module(plan.engine).build_argv(plan)
+
+
+def engine_env(plan) -> dict[str, str]:
+    """Variables the launcher sets for the engine of ``plan`` unless the environment has
+    them: the engine module's ``ENGINE_ENV``, then what preflight chose
+    (``plan.engine_env``, e.g. ``GLOO_SOCKET_IFNAME``)."""
+    return {**engine_module(plan.engine).ENGINE_ENV, **plan.engine_env}
 
 
 def distribution_version(name: str) -> str | None:

@@ -14,6 +14,8 @@ MODULE = "sglang.launch_server"
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
 # maintainers advise --dist-timeout 3600, the same on every node (engine-notes.md).
 MULTI_NODE_DIST_TIMEOUT_S = 3600
+# Environment the launcher sets for SGLang: none.
+ENGINE_ENV: dict = {}
 
 
 def dist_init_addr(host: str, port: int) -> str:

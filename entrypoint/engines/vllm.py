@@ -16,14 +16,11 @@ PROGRAM = "vllm"
 SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
 # vLLM waits VLLM_ENGINE_READY_TIMEOUT_S (vllm/envs.py, default 600 s) for its engine
 # cores to load, which is short for a 560B checkpoint (engine-notes.md, "vLLM").
-ENGINE_READY_TIMEOUT_S = 3600
+ENGINE_ENV = {"VLLM_ENGINE_READY_TIMEOUT_S": "3600"}
 
 
 def build_argv(plan) -> list[str]:
-    """Return the vLLM command for ``plan`` (an ``entrypoint.plan.Plan``).
-
-    Also sets ``VLLM_ENGINE_READY_TIMEOUT_S`` in ``plan.engine_env``.
-    """
+    """Return the vLLM command for ``plan`` (an ``entrypoint.plan.Plan``)."""
     argv = [PROGRAM, "serve", plan.model,
             "--trust-remote-code",
             "--enable-expert-parallel",
@@ -45,7 +42,6 @@ def build_argv(plan) -> list[str]:
         import json
 
         argv += ["--speculative-config", json.dumps(SPECULATIVE_CONFIG, separators=(",", ":"))]
-    plan.engine_env["VLLM_ENGINE_READY_TIMEOUT_S"] = str(ENGINE_READY_TIMEOUT_S)
     return argv + plan.extra_args
 
 
