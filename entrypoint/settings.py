@@ -48,7 +48,8 @@ class Variable:
     Args:
         name: the variable's name.
         kind: how its value is parsed: ``"choice"``, ``"bool"``, ``"count"`` (1 or more),
-            ``"index"`` (0 or more), ``"port"``, ``"seconds"``, ``"address"``, ``"model"``, ``"text"``, ``"args"``, or
+            ``"index"`` (0 or more), ``"port"``, ``"seconds"``, ``"address"``, ``"model"``,
+            ``"revision"``, ``"args"``, or
             ``"library"`` for a variable the launcher passes through to a library
             (huggingface_hub, NCCL) and does not parse itself.
         default: the value used when the variable is unset or empty (already parsed),
@@ -89,7 +90,7 @@ class Variable:
             "address": "an IPv4 address, an IPv6 address (brackets optional) or a DNS name",
             "model": "a Hugging Face repo id (org/name), or a local directory: absolute, "
                      "or relative starting with ./ or ../",
-            "text": "any text",
+            "revision": "a branch, tag or commit hash (letters, digits, . _ - /; no ..)",
             "args": "engine flags, quoted the way a shell quotes them",
         }[self.kind]
 
@@ -140,7 +141,7 @@ VARIABLES: tuple[Variable, ...] = (
              "Extra engine flags, appended after the launcher's own; arguments given after "
              "the image name come after these.",
              default_doc="none"),
-    Variable("MODEL_REVISION", "text", None,
+    Variable("MODEL_REVISION", "revision", None,
              "Branch, tag or commit of a Hub checkpoint to fetch and serve.",
              default_doc="main"),
     Variable("DOWNLOAD", "bool", True,
@@ -282,6 +283,13 @@ def _parse(var: Variable, raw: str):
                 and not text.endswith(".git")):
             return text
         raise ConfigError(var.name, raw, var.accepted())
+    if var.kind == "revision":
+        # Git ref names and commit hashes, as Hub revisions are (e.g. refs/pr/1); no ".."
+        # or leading "/": the revision names a file under the cache's refs/ folder.
+        if (_fullmatch(r"[\w.\-/]{1,200}", text) and ".." not in text
+                and not text.startswith(("/", "-"))):
+            return text
+        raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "args":
         import shlex
 
@@ -289,7 +297,7 @@ def _parse(var: Variable, raw: str):
             return shlex.split(raw)
         except ValueError as exc:  # unbalanced quotes
             raise ConfigError(var.name, raw, var.accepted(), f"It does not split: {exc}.")
-    return raw
+    raise TypeError(f"{var.name}: no parser for kind {var.kind!r}")  # a bug in VARIABLES
 
 
 def detect_engine() -> list[str]:

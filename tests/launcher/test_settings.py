@@ -114,7 +114,7 @@ def test_draft_model_follows_the_served_checkpoint():
 
 def test_every_variable_has_help_and_a_known_kind():
     kinds = {"choice", "bool", "count", "index", "port", "seconds", "address", "model",
-             "text", "args", "library"}
+             "revision", "args", "library"}
     assert len(BY_NAME) == len(VARIABLES)
     for var in VARIABLES:
         assert var.kind in kinds and var.help.endswith(".") and var.accepted()
@@ -137,3 +137,16 @@ def test_repo_ids_are_accepted_exactly_when_huggingface_hub_accepts_them(text):
     except ConfigError:
         we_accept = False
     assert we_accept == hub_accepts, text
+
+
+@pytest.mark.parametrize("revision, ok", [("main", True), ("v1.0", True), ("refs/pr/1", True),
+                                          ("a" * 40, True), ("../../etc", False),
+                                          ("/abs", False), ("has space", False), ("-x", False)])
+def test_model_revision(revision, ok):
+    env = {"ENGINE": "vllm", "MODEL_REVISION": revision}
+    if ok:
+        assert load_settings(env)["MODEL_REVISION"] == revision
+    else:
+        with pytest.raises(ConfigError) as info:
+            load_settings(env)
+        assert info.value.variable == "MODEL_REVISION"
