@@ -46,11 +46,12 @@ lower case, without a trailing dot or IPv6 brackets.
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from typing import Mapping
-
 from .errors import ConfigError
+from .settings import parse_address
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at every container start
+    from typing import Mapping
 
 #: The launcher variables a platform can provide, in the order they are reported.
 PROVIDED = ("NODE_RANK", "MASTER_IP", "NNODES")
@@ -66,9 +67,6 @@ SLURM_NODELISTS = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST")
 SLURM_LOCALID = "SLURM_LOCALID"
 
 _HOSTLIST_ACCEPTED = "a Slurm host list whose first host is a host name, e.g. gpu[01-04,07]"
-# RFC 1123 host names, dot-separated labels (the launcher's MASTER_IP accepts the same).
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 def platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -222,16 +220,10 @@ def _whole_number(variable: str, raw: str, minimum: int) -> str:
 
 
 def _host(variable: str, raw: str, accepted: str) -> str:
-    """Return ``raw`` when it is an IP address (IPv6 brackets allowed) or a host name."""
-    inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
-    try:
-        ipaddress.ip_address(inner)
-        return raw
-    except ValueError:
-        pass
-    if inner is raw and _HOSTNAME.fullmatch(raw):
-        return raw
-    raise ConfigError(variable, raw, accepted)
+    """Return ``raw`` unchanged when it is an IP address (IPv6 brackets allowed) or a host
+    name: the rules of ``MASTER_IP`` (``settings.parse_address``)."""
+    parse_address(variable, raw, accepted)
+    return raw
 
 
 def _rank_below_count(found: dict[str, tuple[str, str]]) -> None:
@@ -245,9 +237,5 @@ def _rank_below_count(found: dict[str, tuple[str, str]]) -> None:
 def _comparable(name: str, raw: str):
     """A key under which two platforms' values for ``name`` are equal when they agree."""
     if name == "MASTER_IP":
-        text = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
-        try:
-            return str(ipaddress.ip_address(text))
-        except ValueError:
-            return text.rstrip(".").lower()
+        return parse_address(name, raw).lower()
     return int(raw)

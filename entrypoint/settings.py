@@ -232,10 +232,16 @@ def parse_bool(name: str, raw: str) -> bool:
                       else "1/true/yes/on or 0/false/no/off/empty (any case)")
 
 
-def parse_address(name: str, raw: str) -> str:
-    """Return a host address without IPv6 brackets.
+def parse_address(name: str, raw: str, accepted: str | None = None) -> str:
+    """Return a host address without IPv6 brackets, in canonical form.
 
-    Accepts IPv4, IPv6 with or without brackets (``[fd00::1]``), or a DNS name (RFC 1123).
+    Accepts IPv4, IPv6 with or without brackets (``[fd00::1]``), or a DNS name (RFC 1123),
+    which is returned without a trailing dot.
+
+    Args:
+        name: the variable the value came from, for the error message.
+        raw: the value.
+        accepted: what the error message says is accepted (default: the variable's own).
 
     Raises:
         ConfigError: for anything else, e.g. a value with a port (``10.0.0.1:5000``).
@@ -250,8 +256,10 @@ def parse_address(name: str, raw: str) -> str:
         pass
     if inner is text and _fullmatch(_HOSTNAME, text):
         return text.rstrip(".")
-    raise ConfigError(name, raw, BY_NAME[name].accepted() if name in BY_NAME else "an address",
-                      "Give the address alone; the port has its own variable.")
+    if accepted is None:
+        accepted = BY_NAME[name].accepted() if name in BY_NAME else "an address"
+    raise ConfigError(name, raw, accepted, "Give the address alone; the port has its own "
+                      "variable.")
 
 
 # Inclusive bounds of the numeric kinds. 2**31 - 1 keeps counts sane and within C ints.
