@@ -12,8 +12,9 @@ from typing import Mapping, TextIO
 
 from .engines import build_argv, engine_module
 from .errors import EngineNotInstalled
-from .launch import command_line
+from .output import command_line
 from .plan import resolve_plan
+from .platforms import PLATFORM_PREFIXES
 from .settings import DEFAULT_NNODES, PRECISIONS, load_settings
 
 # A documentation address (RFC 5737), used when a standard multi-node plan needs one and
@@ -22,7 +23,6 @@ PLACEHOLDER_MASTER_IP = "192.0.2.10"
 # Variables the standard plans set themselves; platform variables are dropped too, so
 # the plans do not depend on where the check runs.
 _PLAN_VARIABLES = ("PRECISION", "NNODES", "NODE_RANK", "MTP")
-_PLATFORM_PREFIXES = ("LWS_", "SLURM_")
 
 
 def standard_environments(env: Mapping[str, str]) -> list[tuple[str, dict]]:
@@ -31,7 +31,7 @@ def standard_environments(env: Mapping[str, str]) -> list[tuple[str, dict]]:
     Everything else in ``env`` (ENGINE, MODEL, GPUS_PER_NODE, EXTRA_ARGS, ...) is kept.
     """
     base = {k: v for k, v in env.items()
-            if k not in _PLAN_VARIABLES and not k.startswith(_PLATFORM_PREFIXES)}
+            if k not in _PLAN_VARIABLES and not k.startswith(PLATFORM_PREFIXES)}
     if not base.get("MASTER_IP", "").strip():
         base["MASTER_IP"] = PLACEHOLDER_MASTER_IP
     cases = []

@@ -1,31 +1,31 @@
-"""``python -m entrypoint``: the images' ENTRYPOINT.
+"""``python -m entrypoint``: the images' ENTRYPOINT. It only dispatches.
 
 Usage::
 
-    python -m entrypoint [--dry-run] [--] [ENGINE ARGS ...]
+    python -m entrypoint [--dry-run] [ENGINE FLAGS ...] [-- ENGINE ARGS ...]
     python -m entrypoint check [--all]
     python -m entrypoint health
     python -m entrypoint env-table
 
-Without a subcommand it reads the environment (see ``entrypoint.settings.VARIABLES``),
-resolves this node's plan, builds the engine's argv and execs it. Arguments it does not
-recognise are passed to the engine after ``EXTRA_ARGS``. Every ``LaunchError`` becomes
-one message on stderr and its documented exit status (``entrypoint.errors``).
+Without a subcommand it launches (``entrypoint.launch.launch``): arguments that start
+with ``-`` go to the engine after ``EXTRA_ARGS``. Each subcommand takes exactly its own
+options; anything else, a misspelled subcommand or a ``--dry-run`` spelled another way
+included, prints the usage and exits 2 without starting anything. Every ``LaunchError``
+becomes one message on stderr and its documented exit status (``entrypoint.errors``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from .errors import EngineNotInstalled, LaunchError
-from .settings import VARIABLES, load_settings, parse_bool
+from .errors import EXIT_CONFIG, LaunchError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
     from typing import Mapping, Sequence
 
 USAGE = """\
-usage: python -m entrypoint [--dry-run] [ENGINE ARGS ...] [-- ENGINE ARGS ...]
+usage: python -m entrypoint [--dry-run] [ENGINE FLAGS ...] [-- ENGINE ARGS ...]
        python -m entrypoint check [--all]
        python -m entrypoint health
        python -m entrypoint env-table
@@ -41,131 +41,69 @@ Launch LongCat-Flash on SGLang or vLLM, configured by environment variables
   health       exit 0 when this node is healthy (the images' HEALTHCHECK)
   env-table    print the environment variables as a Markdown table
 
-Exit statuses: 0 ok, 1 check/health failed, 2 bad configuration, 3 preflight failed,
-4 weights unavailable, 127 engine not installed.
+Exit statuses: 0 ok, 1 check/health failed, 2 bad configuration or usage,
+3 preflight failed, 4 weights unavailable, 127 engine not installed.
 """
 
-
-def describe_plan(plan, argv: list[str], before_launch=()) -> str:
-    """Render the plan for a human: each value and where it came from, then derived ones.
-
-    ``before_launch``: (name, what, why) rows of what the launch would check and fetch
-    first (``entrypoint.preflight.describe``); the dry run itself checks none of it.
-    """
-    from .launch import command_line
-
-    shown = {
-        "ENGINE": plan.engine, "PRECISION": plan.precision, "NNODES": plan.nnodes,
-        "NODE_RANK": plan.node_rank, "MASTER_IP": plan.master_ip or "-",
-        "MASTER_PORT": plan.master_port if plan.multi_node else "- (one node)",
-        "MTP": "on" if plan.mtp else "off", "MODEL": plan.model,
-        "GPUS_PER_NODE": plan.gpus_per_node, "HOST": plan.host,
-        "PORT": plan.port if plan.serves_http else "- (headless node: no HTTP)",
-        "EXTRA_ARGS": command_line(plan.extra_args) or "-",
-    }
-    lines = ["LongCat-Flash launch plan (dry run: nothing is started)"]
-    for var in VARIABLES:
-        if var.name in shown:
-            lines.append(f"  {var.name:<22} {str(shown[var.name]):<44} "
-                         f"{plan.sources.get(var.name, '')}")
-    derived = [
-        ("role", plan.role, ""),
-        ("tensor parallel size", plan.tensor_parallel_size,
-         plan.sources["tensor_parallel_size"]),
-        ("expert parallel size", plan.expert_parallel_size,
-         plan.sources["expert_parallel_size"]),
-    ]
-    if plan.engine == "vllm":
-        derived.append(("data parallel size", plan.data_parallel_size,
-                        plan.sources["data_parallel_size"]))
-    if plan.mtp:
-        derived.append(("draft model", plan.draft_model, "MODEL (the served checkpoint)"))
-    if plan.served_model_name:
-        derived.append(("served model name", plan.served_model_name, "MODEL"))
-    from .engines import engine_env
-
-    for name, value in sorted(engine_env(plan).items()):
-        derived.append(("engine environment", f"{name}={value}", "unless already set"))
-    for name, value, source in derived:
-        lines.append(f"  {name:<22} {str(value):<44} {source}")
-    if before_launch:
-        lines.append("before launch (not done by a dry run):")
-        for name, value, source in before_launch:
-            lines.append(f"  {name:<22} {str(value):<44} {source}")
-    lines.append("command:")
-    lines.append(command_line(argv))
-    return "\n".join(lines)
+DRY_RUN = "--dry-run"
+# Subcommand -> the exact argument lists it accepts after its name.
+SUBCOMMANDS = {
+    "check": ([], ["--all"]),
+    "health": ([],),
+    "env-table": ([],),
+}
 
 
-def launch(env: Mapping[str, str], passthrough: list[str], dry_run: bool) -> int:
-    """Resolve the plan; print it (dry run) or check the host, fetch weights, exec the engine.
+class UsageError(LaunchError):
+    """The command line is not one of the forms in ``USAGE``. Exit status 2."""
 
-    Before the exec, in this order: the checkpoint is located without network access
-    (``DOWNLOAD``, ``entrypoint.weights.locate``); the host checks run and report in one
-    block (``PREFLIGHT``, ``entrypoint.preflight.run_checks``); missing checkpoint files
-    are downloaded (``entrypoint.weights.prepare``); nodes ranked 1 and up wait for node 0
-    (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip their steps and their
-    imports.
+    exit_status = EXIT_CONFIG
+
+    def message(self) -> str:
+        usage = USAGE.split("\n\n", 1)[0]
+        return f"{self}\n{usage}\n(python -m entrypoint --help explains each)"
+
+
+def _looks_like_dry_run(token: str) -> bool:
+    """True for other spellings of ``--dry-run``: ``--dry_run``, ``--dry-run=1``, ``--dryrun``,
+    ``-dry-run``, ``--DRY-RUN``. Neither engine has an option starting with ``--dry``."""
+    name = token.split("=", 1)[0].lower().replace("_", "-").lstrip("-")
+    return name.startswith("dry") and token != DRY_RUN
+
+
+def parse_command_line(args: Sequence[str]) -> tuple[str, list[str], bool]:
+    """Split the arguments into (subcommand, its arguments or the engine's, dry run).
 
     Returns:
-        0 after a dry run. Otherwise it does not return (exec) or raises.
+        ``("launch", engine arguments, dry_run)`` without a subcommand;
+        ``(name, [], False)`` or ``("check", ["--all"], False)`` for a subcommand;
+        ``("help", [], False)`` for ``-h``/``--help``.
 
     Raises:
-        LaunchError: any refusal, carrying its exit status: ``PreflightError`` (3) for a
-            failed host check or node 0 not answering with ``PREFLIGHT=on``,
-            ``WeightsError`` (4) when the checkpoint cannot be made available locally.
+        UsageError: a subcommand with arguments it does not take, a first argument that
+            is neither a subcommand nor a flag (a misspelled subcommand), or a
+            ``--dry-run`` spelled another way.
     """
-    from .engines import build_argv, engine_module
-    from .plan import resolve_plan
-
-    settings = load_settings(env)
-    plan = resolve_plan(settings, passthrough)
-    if dry_run:
-        from .preflight import describe
-
-        argv = build_argv(plan)
-        print(describe_plan(plan, argv, describe(plan, settings.values, env)), flush=True)
-        return 0
-    module = engine_module(plan.engine)
-    if module.find_engine() is None:
-        raise EngineNotInstalled(plan.engine, {"sglang": "the sglang package in "
-                                               f"{sys.executable}",
-                                               "vllm": "the 'vllm' command on PATH"}[plan.engine])
-    values, mode = settings.values, settings["PREFLIGHT"]
-    located = None
-    if values["DOWNLOAD"]:
-        from .weights import locate
-
-        located = locate(plan, values, env)
-    if mode != "off":
-        from .preflight import run_checks
-
-        run_checks(plan, env, mode, download_to=located.cache
-                   if located is not None and located.needs_download else None)
-    if located is not None:
-        from .weights import prepare
-
-        prepare(plan, values, env, located)
-    if mode != "off":
-        from .preflight import wait_for_master
-
-        wait_for_master(plan, values["MASTER_WAIT_S"], mode)
-    argv = build_argv(plan)
-    from .engines import engine_env
-    from .launch import engine_environment, exec_engine
-
-    exec_engine(argv, engine_environment(env, engine_env(plan)), plan.engine)
-    return 0  # not reached: exec replaced this process
-
-
-def health(env: Mapping[str, str]) -> int:
-    """``health``: 0 when this node is healthy, 1 otherwise; prints the reason."""
-    from .health import node_health
-    from .plan import resolve_plan
-
-    healthy, reason = node_health(resolve_plan(load_settings(env)))
-    print(reason)
-    return 0 if healthy else 1
+    args = list(args)
+    if args[:1] in (["-h"], ["--help"]) and len(args) == 1:
+        return "help", [], False
+    if args and args[0] in SUBCOMMANDS:
+        name, rest = args[0], args[1:]
+        if rest not in SUBCOMMANDS[name]:
+            raise UsageError(f"'{name}' takes {' or '.join(' '.join(f) or 'no arguments' for f in SUBCOMMANDS[name])}, "
+                             f"not {' '.join(rest)!r}")
+        return name, rest, False
+    cut = args.index("--") if "--" in args else len(args)
+    before, after = args[:cut], args[cut + 1:]
+    if before and not before[0].startswith("-"):
+        raise UsageError(f"unknown command {before[0]!r}; the commands are "
+                         f"{', '.join(SUBCOMMANDS)}, and engine flags start with '-'")
+    for token in before:
+        if _looks_like_dry_run(token):
+            raise UsageError(f"{token!r} is not an option; a dry run is exactly {DRY_RUN} "
+                             "(or DRY_RUN=1)")
+    dry_run = DRY_RUN in before
+    return "launch", [a for a in before if a != DRY_RUN] + after, dry_run
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -177,33 +115,29 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """
     import os
 
-    args = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
     try:
-        if args[:1] == ["check"]:
+        command, args, dry_run = parse_command_line(sys.argv[1:] if argv is None else argv)
+        if command == "help":
+            print(USAGE, end="")
+            return 0
+        if command == "check":
             from .check import run_check
 
-            if args[1:] not in ([], ["--all"]):
-                print(USAGE, file=sys.stderr, end="")
-                return 2
-            return run_check(env, args[1:] == ["--all"], sys.stdout)
-        if args == ["health"]:
-            return health(env)
-        if args == ["env-table"]:
+            return run_check(env, args == ["--all"], sys.stdout)
+        if command == "health":
+            from .health import run_health
+
+            return run_health(env)
+        if command == "env-table":
             from .settings import env_table_markdown
 
             print(env_table_markdown(), end="")
             return 0
-        if args[:1] in (["-h"], ["--help"]):
-            print(USAGE, end="")
-            return 0
-        # --dry-run counts wherever it stands before "--": neither engine has such a
-        # flag, and a preview asked for must never start a launch.
-        cut = args.index("--") if "--" in args else len(args)
-        dry_run = "--dry-run" in args[:cut]
-        passthrough = [a for a in args[:cut] if a != "--dry-run"] + args[cut + 1:]
-        dry_run = dry_run or parse_bool("DRY_RUN", env.get("DRY_RUN", ""))
-        return launch(env, passthrough, dry_run)
+        from .launch import launch
+        from .values import parse_bool
+
+        return launch(env, args, dry_run or parse_bool("DRY_RUN", env.get("DRY_RUN", "")))
     except LaunchError as error:
         print(f"longcat-deploy: error: {error.message()}", file=sys.stderr, flush=True)
         return error.exit_status

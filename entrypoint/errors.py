@@ -25,6 +25,17 @@ EXIT_WEIGHTS = 4
 EXIT_ENGINE_MISSING = 127  # the shell's "command not found"
 
 
+# How much of a refused value a message quotes: enough to recognise it, never a flood.
+SHOWN_VALUE_CHARS = 80
+
+
+def shorten(value: str) -> str:
+    """``repr(value)``, cut to ``SHOWN_VALUE_CHARS`` characters with its length said."""
+    if len(value) <= SHOWN_VALUE_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_VALUE_CHARS]!r}... ({len(value)} characters)"
+
+
 class LaunchError(Exception):
     """Root of every error the launcher reports to the user.
 
@@ -59,8 +70,8 @@ class ConfigError(LaunchError):
         super().__init__(self.message())
 
     def message(self) -> str:
-        got = "is not set" if self.value is None else f"is {self.value!r}"
-        text = f"{self.variable} {got}; accepted: {self.accepted}."
+        got = "is not set" if self.value is None else f"is {shorten(self.value)}"
+        text = f"{self.variable} {got}; accepted: {self.accepted.rstrip('.')}."
         if self.detail:
             text += f" {self.detail}"
         return text

@@ -81,3 +81,19 @@ def node_health(plan) -> tuple[bool, str]:
     if pids:
         return True, f"headless vLLM node: 'vllm serve --headless' is running (pid {pids[0]})"
     return False, "headless vLLM node: no 'vllm serve --headless' process is running"
+
+
+def run_health(env) -> int:
+    """``python -m entrypoint health``: 0 when this node is healthy, 1 otherwise.
+
+    Resolves the same plan the launcher did from ``env`` and prints the one-line reason.
+
+    Raises:
+        ConfigError: ``env`` is invalid (exit status 2).
+    """
+    from .plan import resolve_plan
+    from .settings import load_settings
+
+    healthy, reason = node_health(resolve_plan(load_settings(env)))
+    print(reason)
+    return 0 if healthy else 1

@@ -1,78 +1,149 @@
-"""The final step: print the command, then replace this process with the engine.
+"""The launch sequence: environment in, the engine exec'd (or, in a dry run, the plan printed).
 
-``os.execvpe`` keeps the process ID, so under the images' init (dumb-init) the engine receives SIGTERM
-directly and no wrapper process remains. Nothing goes through a shell.
+The whole data flow of a launch is in ``launch``, one step after the other::
+
+    settings = load_settings(env)                    # environment -> validated values
+    plan = resolve_plan(settings, passthrough)       # values -> this node's topology
+    located = weights.locate(...)                    # the checkpoint, without network
+    outcomes = preflight.run_checks(...)             # the host, in one report
+    located = weights.prepare(...)                   # fetch what is missing
+    plan = plan.replace(model=..., engine_env=...)   # what those steps decided
+    preflight.wait_for_master(...)                   # nodes 1..N-1 wait for node 0
+    exec_engine(build_argv(plan), ...)               # become the engine
+
+Each step is a function of plain data; only ``launch`` strings them together, and only
+``launch`` builds a new plan from what a step decided.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .errors import EngineNotInstalled
+from .settings import VARIABLES, load_settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
-    from typing import Mapping
+    from typing import Mapping, Sequence
 
-# Flags whose value is a secret, in both engines (SGLang server_args.py and vLLM
-# entrypoints/openai/cli_args.py both define --api-key).
-SECRET_FLAGS = ("--api-key",)
+    from .plan import Plan
 
 
-def redact(argv: list[str]) -> list[str]:
-    """Return ``argv`` with the value of every flag in ``SECRET_FLAGS`` replaced by ``***``."""
-    shown = list(argv)
-    for i, token in enumerate(shown):
-        for flag in SECRET_FLAGS:
-            if token == flag and i + 1 < len(shown):
-                shown[i + 1] = "***"
-            elif token.startswith(flag + "="):
-                shown[i] = flag + "=***"
-    return shown
+def describe_plan(plan: Plan, argv: list[str],
+                  before_launch: Sequence[tuple[str, str, str]] = ()) -> str:
+    """Render the plan for a human: each value and where it came from, then derived ones.
 
-
-# The characters shlex.quote leaves unquoted (Lib/shlex.py, _find_unsafe).
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                  "_@%+=:,./-")
-
-
-def quote(word: str) -> str:
-    """Quote ``word`` for a POSIX shell exactly as ``shlex.quote`` does.
-
-    Not ``shlex`` itself: it imports ``re``, which doubled the launcher's start-up cost
-    (benchmarks/launcher_startup.py). tests/launcher/test_engines.py checks this against
-    ``shlex.quote`` on arbitrary text.
+    Args:
+        plan: this node's plan.
+        argv: the engine command it gives (printed last, secrets redacted).
+        before_launch: (name, what, why) rows of what the launch would check and fetch
+            first (``entrypoint.preflight.describe``); the dry run itself checks none of it.
     """
-    if not word:
-        return "''"
-    if _SAFE.issuperset(word):
-        return word
-    return "'" + word.replace("'", "'\"'\"'") + "'"
+    from .engines import engine_env
+    from .output import command_line
+
+    shown = {
+        "ENGINE": plan.engine, "PRECISION": plan.precision, "NNODES": plan.nnodes,
+        "NODE_RANK": plan.node_rank, "MASTER_IP": plan.master_ip or "-",
+        "MASTER_PORT": plan.master_port if plan.multi_node else "- (one node)",
+        "MTP": "on" if plan.mtp else "off", "MODEL": plan.model,
+        "GPUS_PER_NODE": plan.gpus_per_node, "HOST": plan.host,
+        "PORT": plan.port if plan.serves_http else "- (headless node: no HTTP)",
+        "EXTRA_ARGS": command_line(list(plan.extra_args)) or "-",
+    }
+    lines = ["LongCat-Flash launch plan (dry run: nothing is started)"]
+    for var in VARIABLES:
+        if var.name in shown:
+            lines.append(f"  {var.name:<22} {str(shown[var.name]):<44} "
+                         f"{plan.sources.get(var.name, '')}")
+    derived: list[tuple[str, object, str]] = [
+        ("role", plan.role, ""),
+        ("tensor parallel size", plan.tensor_parallel_size,
+         plan.sources["tensor_parallel_size"]),
+        ("expert parallel size", plan.expert_parallel_size,
+         plan.sources["expert_parallel_size"]),
+    ]
+    if plan.engine == "vllm":
+        derived.append(("data parallel size", plan.data_parallel_size,
+                        plan.sources["data_parallel_size"]))
+    if plan.mtp:
+        derived.append(("draft model", plan.draft_model, "MODEL (the served checkpoint)"))
+    if plan.served_model_name:
+        derived.append(("served model name", plan.served_model_name, "MODEL"))
+    for name, value in sorted(engine_env(plan).items()):
+        derived.append(("engine environment", f"{name}={value}", "unless already set"))
+    for name, shown_value, source in derived:
+        lines.append(f"  {name:<22} {str(shown_value):<44} {source}")
+    if before_launch:
+        lines.append("before launch (not done by a dry run):")
+        for name, what, why in before_launch:
+            lines.append(f"  {name:<22} {what:<44} {why}")
+    lines.append("command:")
+    lines.append(command_line(argv))
+    return "\n".join(lines)
 
 
-def command_line(argv: list[str]) -> str:
-    """The command as one shell-quoted line, secrets redacted, for printing."""
-    return " ".join(quote(word) for word in redact(argv))
+def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) -> int:
+    """Resolve the plan; print it (dry run) or check the host, fetch weights, exec the engine.
 
+    Before the exec, in this order: the checkpoint is located without network access
+    (``DOWNLOAD``, ``entrypoint.weights.locate``); the host checks run and report in one
+    block (``PREFLIGHT``, ``entrypoint.preflight.run_checks``); missing checkpoint files
+    are downloaded (``entrypoint.weights.prepare``); nodes ranked 1 and up wait for node 0
+    (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip their steps and their
+    imports.
 
-def engine_environment(environ: Mapping[str, str], engine_env: Mapping[str, str]) -> dict:
-    """Return the engine's environment: ``environ`` plus ``engine_env`` where unset."""
-    env = dict(environ)
-    for name, value in engine_env.items():
-        env.setdefault(name, value)
-    return env
+    Args:
+        env: the environment (``os.environ`` in a container).
+        passthrough: arguments for the engine, after ``EXTRA_ARGS``.
+        dry_run: print the plan and the command instead of launching.
 
-
-def exec_engine(argv: list[str], env: Mapping[str, str], engine: str):
-    """Print the command on stdout and become ``engine`` by running ``argv``. Does not return.
+    Returns:
+        0 after a dry run. Otherwise it does not return (exec) or raises.
 
     Raises:
-        EngineNotInstalled: when ``argv[0]`` cannot be executed.
+        LaunchError: any refusal, carrying its exit status: ``ConfigError`` (2),
+            ``PreflightError`` (3) for a failed host check or node 0 not answering with
+            ``PREFLIGHT=on``, ``WeightsError`` (4) when the checkpoint cannot be made
+            available locally, ``EngineNotInstalled`` (127).
     """
-    print(f"longcat-deploy: exec {command_line(argv)}", flush=True)
-    sys.stderr.flush()
-    try:
-        os.execvpe(argv[0], argv, env)
-    except OSError as exc:
-        raise EngineNotInstalled(engine, f"{argv[0]!r}: {exc.strerror}") from None
+    from .engines import build_argv, engine_env, engine_module
+    from .plan import resolve_plan
+
+    settings = load_settings(env)
+    values, mode = settings.values, settings["PREFLIGHT"]
+    plan = resolve_plan(settings, passthrough)
+    if dry_run:
+        from .preflight import describe
+
+        print(describe_plan(plan, build_argv(plan), describe(plan, values, env)), flush=True)
+        return 0
+    if engine_module(plan.engine).find_engine() is None:
+        raise EngineNotInstalled(plan.engine, {"sglang": "the sglang package in "
+                                               f"{sys.executable}",
+                                               "vllm": "the 'vllm' command on PATH"}[plan.engine])
+    located = None
+    if values["DOWNLOAD"]:
+        from .weights import locate
+
+        located = locate(plan, values, env)
+    chosen_env: dict[str, str] = {}
+    if mode != "off":
+        from .preflight import chosen_engine_env, run_checks
+
+        outcomes = run_checks(plan, env, mode, download_to=located.cache
+                              if located is not None and located.needs_download else None)
+        chosen_env = chosen_engine_env(outcomes)
+    if located is not None:
+        from .weights import prepare
+
+        located = prepare(plan, values, env, located)
+        plan = plan.replace(**located.plan_changes())
+    plan = plan.replace(engine_env={**plan.engine_env, **chosen_env})
+    if mode != "off":
+        from .preflight import wait_for_master
+
+        wait_for_master(plan, values["MASTER_WAIT_S"], mode)
+    from .execute import engine_environment, exec_engine
+
+    exec_engine(build_argv(plan), engine_environment(env, engine_env(plan)), plan.engine)

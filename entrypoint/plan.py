@@ -8,57 +8,116 @@ combinations that cannot work are refused here, before any engine is involved.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from .errors import ConfigError
 from .settings import (CHECKPOINTS, DEFAULT_MASTER_PORT, DEFAULT_NNODES, DEFAULT_PORT,
                        Settings)
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at every container start
+    from typing import Any, Mapping
+
 
 class Plan:
-    """One node's part in a LongCat-Flash deployment.
+    """One node's part in a LongCat-Flash deployment. Immutable: ``replace`` makes a changed copy.
+
+    Every field is declared once, in the annotations below (``__slots__`` is made from
+    them). ``resolve_plan`` builds the first plan from the settings; the launch sequence
+    (``entrypoint.launch``) builds the next ones from what the later steps decide (the
+    local snapshot and the served name from ``entrypoint.weights``, the engine environment
+    from ``entrypoint.preflight``).
 
     Attributes:
-        engine (str): ``"sglang"`` or ``"vllm"``.
-        precision (str): ``"fp8"`` or ``"bf16"``.
-        model (str): the checkpoint the engine loads: a Hugging Face repo id or a local
-            directory. ``entrypoint.weights`` may replace a repo id by its local snapshot.
-        served_model_name (str | None): the name clients see, when it differs from
-            ``model`` (set when ``model`` was replaced by a local snapshot).
-        nnodes (int): number of nodes.
-        node_rank (int): this node's rank, ``0 <= node_rank < nnodes``.
-        gpus_per_node (int): GPUs each node uses.
-        tensor_parallel_size (int): SGLang: GPUS_PER_NODE x NNODES across all nodes;
-            vLLM: GPUS_PER_NODE, within each data-parallel rank.
-        expert_parallel_size (int): SGLang's ``--ep-size``, equal to the tensor-parallel
-            size (engine-notes.md: ``--enable-ep-moe`` was replaced by ``--ep-size``).
-        data_parallel_size (int): vLLM's data-parallel size, NNODES; 1 for SGLang.
-        master_ip (str | None): node 0's address without IPv6 brackets; ``None`` on one node.
-        master_port (int): SGLang dist-init port or vLLM data-parallel RPC port.
-        host (str): address the HTTP server binds.
-        port (int): HTTP port.
-        mtp (bool): multi-token prediction on.
-        serves_http (bool): this node answers HTTP on ``port`` (``/health`` at least).
-            False only on vLLM headless nodes, which serve no HTTP (engine-notes.md).
-        serves_api (bool): this node serves the OpenAI API: node 0 only.
-        extra_args (list[str]): EXTRA_ARGS, then the arguments given after the image name.
-        engine_env (dict[str, str]): variables preflight chose for the engine (e.g.
-            ``GLOO_SOCKET_IFNAME``), set unless the environment already has them; see
-            ``entrypoint.engines.engine_env``.
-        sources (dict[str, str]): where each displayed value came from.
+        engine: ``"sglang"`` or ``"vllm"``.
+        precision: ``"fp8"`` or ``"bf16"``.
+        model: the checkpoint the engine loads: a Hugging Face repo id or a local
+            directory (the local snapshot once ``entrypoint.weights`` fetched it).
+        served_model_name: the name clients see, when it differs from ``model``.
+        nnodes: number of nodes.
+        node_rank: this node's rank, ``0 <= node_rank < nnodes``.
+        gpus_per_node: GPUs each node uses.
+        tensor_parallel_size: SGLang: GPUS_PER_NODE x NNODES across all nodes; vLLM:
+            GPUS_PER_NODE, within each data-parallel rank.
+        expert_parallel_size: SGLang's ``--ep-size``, equal to its tensor-parallel size;
+            vLLM's, tensor x data parallel size (``--enable-expert-parallel``;
+            docs/engines.md, "Parallelism").
+        data_parallel_size: vLLM's data-parallel size, NNODES; 1 for SGLang.
+        master_ip: node 0's address without IPv6 brackets; ``None`` on one node.
+        master_port: SGLang dist-init port or vLLM data-parallel RPC port.
+        host: address the HTTP server binds.
+        port: HTTP port.
+        mtp: multi-token prediction on.
+        extra_args: EXTRA_ARGS, then the arguments given after the image name.
+        engine_env: variables the launcher sets for the engine unless the environment
+            already has them (``entrypoint.engines.engine_env`` adds the engine's own).
+        sources: where each displayed value came from, by variable or field name.
     """
 
-    def __init__(self, **fields):
-        self.served_model_name = None
-        self.engine_env = {}
-        for name, value in fields.items():
-            setattr(self, name, value)
+    engine: str
+    precision: str
+    model: str
+    served_model_name: str | None
+    nnodes: int
+    node_rank: int
+    gpus_per_node: int
+    tensor_parallel_size: int
+    expert_parallel_size: int
+    data_parallel_size: int
+    master_ip: str | None
+    master_port: int
+    host: str
+    port: int
+    mtp: bool
+    extra_args: tuple[str, ...]
+    engine_env: Mapping[str, str]
+    sources: Mapping[str, str]
+
+    __slots__ = tuple(__annotations__)
+
+    def __init__(self, **fields: Any) -> None:
+        """Set every field, by keyword; a missing or unknown one is a ``TypeError``."""
+        missing = [name for name in self.__slots__ if name not in fields]
+        unknown = [name for name in fields if name not in self.__slots__]
+        if missing or unknown:
+            raise TypeError(f"Plan: missing {missing}, unknown {unknown}")
+        for name in self.__slots__:
+            value = fields[name]
+            if isinstance(value, dict):  # mappings are stored read-only
+                value = MappingProxyType(dict(value))
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Plan is immutable; use plan.replace({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Plan is immutable")
+
+    def replace(self, **changes: Any) -> Plan:
+        """Return a copy of this plan with ``changes`` applied (field name -> new value)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields = {name: dict(value) if isinstance(value, MappingProxyType) else value
+                  for name, value in fields.items()}
+        fields.update(changes)
+        return Plan(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mappings inside: not hashable
+
+    def __repr__(self) -> str:
+        return "Plan(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def draft_model(self) -> str | None:
         """The MTP draft model: the served checkpoint itself, or ``None`` without MTP.
 
-        LongCat-Flash's MTP layer ships in the served checkpoint; the guide's FP8 example
-        points at the BF16 repository, which would pull a second 1.1 TB checkpoint
-        (engine-notes.md, "Both engines").
+        LongCat-Flash's MTP layer ships in the served checkpoint; the vendor guide's FP8
+        example points at the BF16 repository, which would pull a second 1.1 TB checkpoint
+        (docs/engines.md, "MTP").
         """
         return self.model if self.mtp else None
 
@@ -71,6 +130,16 @@ class Plan:
     def headless(self) -> bool:
         """True for a vLLM node ranked 1 or more: it runs engine workers and no API server."""
         return self.engine == "vllm" and self.node_rank > 0
+
+    @property
+    def serves_http(self) -> bool:
+        """This node answers HTTP on ``port`` (``/health`` at least): all but headless nodes."""
+        return not self.headless
+
+    @property
+    def serves_api(self) -> bool:
+        """This node serves the OpenAI API: node 0 only (docs/engines.md, "Node roles")."""
+        return self.node_rank == 0
 
     @property
     def role(self) -> str:
@@ -138,14 +207,17 @@ def resolve_plan(settings: Settings, extra_args: list[str] | tuple = ()) -> Plan
     gpus = v["GPUS_PER_NODE"]
     if engine == "sglang":
         tensor_parallel, data_parallel = gpus * nnodes, 1
+        expert_parallel = tensor_parallel
         sources["tensor_parallel_size"] = "GPUS_PER_NODE x NNODES"
+        sources["expert_parallel_size"] = "tensor parallel size (--ep-size)"
     else:
         tensor_parallel, data_parallel = gpus, nnodes
+        expert_parallel = tensor_parallel * data_parallel
         sources["tensor_parallel_size"] = "GPUS_PER_NODE"
         sources["data_parallel_size"] = "NNODES"
-    sources["expert_parallel_size"] = "tensor parallel size"
+        sources["expert_parallel_size"] = "tensor x data parallel size (vLLM)"
 
-    plan = Plan(
+    return Plan(
         engine=engine,
         precision=precision,
         model=model,
@@ -153,16 +225,15 @@ def resolve_plan(settings: Settings, extra_args: list[str] | tuple = ()) -> Plan
         node_rank=node_rank,
         gpus_per_node=gpus,
         tensor_parallel_size=tensor_parallel,
-        expert_parallel_size=tensor_parallel,
+        expert_parallel_size=expert_parallel,
         data_parallel_size=data_parallel,
         master_ip=master_ip,
         master_port=master_port,
         host=v["HOST"],
         port=port,
         mtp=v["MTP"],
-        extra_args=list(v["EXTRA_ARGS"]) + list(extra_args),
+        served_model_name=None,
+        extra_args=(*v["EXTRA_ARGS"], *extra_args),
+        engine_env={},
         sources=sources,
     )
-    plan.serves_http = not plan.headless
-    plan.serves_api = node_rank == 0
-    return plan

@@ -47,7 +47,7 @@ lower case, without a trailing dot or IPv6 brackets.
 from __future__ import annotations
 
 from .errors import ConfigError
-from .settings import parse_address
+from .values import parse_address, parse_whole
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # typing costs milliseconds at every container start
 
 #: The launcher variables a platform can provide, in the order they are reported.
 PROVIDED = ("NODE_RANK", "MASTER_IP", "NNODES")
+#: Every platform variable starts with one of these; none set means no platform.
+PLATFORM_PREFIXES = ("LWS_", "SLURM_")
 
 LWS_VARIABLES = {
     "NODE_RANK": "LWS_WORKER_INDEX",
@@ -206,22 +208,14 @@ def first_host(variable: str, nodelist: str) -> str:
     return _host(variable, hosts[0], _HOSTLIST_ACCEPTED)
 
 
-# The launcher's own counts and indexes stop at 2**31 - 1 (entrypoint.settings).
-_LARGEST = 2**31 - 1
-
-
 def _whole_number(variable: str, raw: str, minimum: int) -> str:
     """Return ``raw`` as canonical decimal digits, or raise naming ``variable``."""
-    digits = raw.lstrip("0") or "0"
-    if (not (raw.isascii() and raw.isdigit()) or len(digits) > len(str(_LARGEST))
-            or not minimum <= int(digits) <= _LARGEST):
-        raise ConfigError(variable, raw, f"a whole number, {minimum}..{_LARGEST}")
-    return digits
+    return str(parse_whole(variable, raw, minimum))
 
 
 def _host(variable: str, raw: str, accepted: str) -> str:
     """Return ``raw`` unchanged when it is an IP address (IPv6 brackets allowed) or a host
-    name: the rules of ``MASTER_IP`` (``settings.parse_address``)."""
+    name: the rules of ``MASTER_IP`` (``values.parse_address``)."""
     parse_address(variable, raw, accepted)
     return raw
 

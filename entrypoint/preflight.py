@@ -37,6 +37,8 @@ import os
 import sys
 
 from .errors import PreflightError
+from .output import format_bytes, log
+from .values import GB, GiB, join_host_port
 
 # The guide's minimum hardware per precision (engine-notes.md, "Both engines", from
 # seed/longcat-flash-deployment-guide.md): FP8 (about 560 GB of weights) runs on 8 GPUs of
@@ -46,9 +48,6 @@ from .errors import PreflightError
 # pass their own row. The deployment needs GPUs x GB in total; each node needs its share,
 # total / NNODES, from the GPUs it uses.
 MINIMUM_HARDWARE = {"fp8": (8, 141), "bf16": (16, 80)}
-GB = 10**9
-GiB = 2**30
-MiB = 2**20
 
 # /dev/shm: Docker's default of 64 MiB breaks NCCL (engine-notes.md, "Containers"); NVIDIA's
 # container guides start its containers with --shm-size=1g (and DeepSpeed's ds_report
@@ -80,30 +79,25 @@ class Outcome:
         name (str): what was checked, e.g. ``"gpus"``.
         ok (bool): the check passed.
         text (str): what was found; for a failure, also what to change.
+        engine_env (dict[str, str]): variables this check chose for the engine (e.g.
+            ``GLOO_SOCKET_IFNAME``); the launch passes them on unless already set.
     """
 
-    __slots__ = ("name", "ok", "text")
+    __slots__ = ("name", "ok", "text", "engine_env")
 
-    def __init__(self, name: str, ok: bool, text: str):
+    def __init__(self, name: str, ok: bool, text: str, engine_env: dict[str, str] | None = None):
         self.name = name
         self.ok = ok
         self.text = text
+        self.engine_env = engine_env or {}
 
     def __repr__(self) -> str:
         return f"Outcome({self.name!r}, {self.ok}, {self.text!r})"
 
 
-def _log(message: str) -> None:
-    print(f"longcat-deploy: {message}", file=sys.stderr, flush=True)
-
-
-def _bytes(n: float) -> str:
-    """``n`` bytes for a human: 64 MiB, 1.5 GiB, 8 KiB."""
-    for unit, size in (("TiB", 2**40), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
-        if n >= size:
-            value = n / size
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{int(n)} bytes"
+def chosen_engine_env(outcomes: list[Outcome]) -> dict[str, str]:
+    """The variables the checks in ``outcomes`` chose for the engine, merged."""
+    return {name: value for outcome in outcomes for name, value in outcome.engine_env.items()}
 
 
 # --- GPUs -------------------------------------------------------------------------------
@@ -246,11 +240,11 @@ def check_shm(path: str = SHM_PATH) -> Outcome:
     size = stat.f_blocks * stat.f_frsize
     if size < SHM_MIN_BYTES:
         return Outcome("/dev/shm", False,
-                       f"{path} is {_bytes(size)}; NCCL and the engine's worker processes "
-                       f"need at least {_bytes(SHM_MIN_BYTES)} (Docker's default 64 MiB "
+                       f"{path} is {format_bytes(size)}; NCCL and the engine's worker processes "
+                       f"need at least {format_bytes(SHM_MIN_BYTES)} (Docker's default 64 MiB "
                        "breaks NCCL). Run the container with --ipc=host (compose: ipc: host) "
                        "or --shm-size=16g.")
-    return Outcome("/dev/shm", True, f"{path} is {_bytes(size)} >= {_bytes(SHM_MIN_BYTES)}")
+    return Outcome("/dev/shm", True, f"{path} is {format_bytes(size)} >= {format_bytes(SHM_MIN_BYTES)}")
 
 
 def check_memlock(plan, limits: tuple[int, int] | None = None) -> Outcome:
@@ -264,7 +258,7 @@ def check_memlock(plan, limits: tuple[int, int] | None = None) -> Outcome:
     soft, hard = limits or resource.getrlimit(resource.RLIMIT_MEMLOCK)
 
     def shown(limit):
-        return "unlimited" if limit == resource.RLIM_INFINITY else _bytes(limit)
+        return "unlimited" if limit == resource.RLIM_INFINITY else format_bytes(limit)
 
     found = f"memlock limit {shown(soft)} (hard {shown(hard)})"
     if soft == resource.RLIM_INFINITY:
@@ -425,8 +419,8 @@ def route_interface(host: str, port: int) -> tuple[str, str]:
 def check_gloo(plan, env) -> Outcome | None:
     """``GLOO_SOCKET_IFNAME``: one existing interface; chosen for multi-node plans if unset.
 
-    Sets ``plan.engine_env["GLOO_SOCKET_IFNAME"]`` when it chooses. Returns ``None`` when
-    there is nothing to check (one node, variable unset).
+    When it chooses, the outcome's ``engine_env`` holds ``GLOO_SOCKET_IFNAME``. Returns
+    ``None`` when there is nothing to check (one node, variable unset).
     """
     value = (env.get("GLOO_SOCKET_IFNAME") or "").strip()
     interfaces = network_interfaces()
@@ -452,15 +446,10 @@ def check_gloo(plan, env) -> Outcome | None:
                        f"GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP="
                        f"{plan.master_ip} ({error}). Set GLOO_SOCKET_IFNAME to the interface "
                        f"the other nodes reach this one on (interfaces: {', '.join(interfaces)}).")
-    plan.engine_env["GLOO_SOCKET_IFNAME"] = interface
     return Outcome("GLOO_SOCKET_IFNAME", True,
                    f"GLOO_SOCKET_IFNAME unset: set to {interface} (this host's {address}), "
-                   f"the interface that routes to MASTER_IP={plan.master_ip}")
-
-
-def _endpoint(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 host in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                   f"the interface that routes to MASTER_IP={plan.master_ip}",
+                   engine_env={"GLOO_SOCKET_IFNAME": interface})
 
 
 def _wildcard(host: str | None) -> str:
@@ -494,7 +483,7 @@ def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> O
     import errno
 
     error = port_in_use(host, port)
-    where = _endpoint(host, port)
+    where = join_host_port(host, port)
     if error is None:
         return Outcome(name, True, f"{where} ({variable}) is free")
     if error.errno == errno.EADDRINUSE:
@@ -547,7 +536,7 @@ def collect(plan, env, download_to: str | None = None) -> list[Outcome]:
     """Run every check that applies to ``plan`` on this host; return their outcomes.
 
     Args:
-        plan: this node's plan; ``plan.engine_env`` may gain ``GLOO_SOCKET_IFNAME``.
+        plan: this node's plan.
         env: the environment (``CUDA_VISIBLE_DEVICES``, ``GLOO_SOCKET_IFNAME``).
         download_to: the cache files will be downloaded into, when some are missing.
     """
@@ -580,7 +569,7 @@ def report(outcomes: list[Outcome], mode: str) -> None:
         lines.append(f"  {mark} {outcome.name}: {outcome.text}")
     if failures:
         lines.append("  PREFLIGHT=warn: starting anyway.")
-    _log("\n".join(lines))
+    log("\n".join(lines))
 
 
 def run_checks(plan, env, mode: str, download_to: str | None = None) -> list[Outcome]:
@@ -621,7 +610,7 @@ def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> 
 
     sleep = sleep or time.sleep
     clock = clock or time.monotonic
-    target = _endpoint(plan.master_ip, plan.master_port)
+    target = join_host_port(plan.master_ip, plan.master_port)
     start = clock()
     deadline = start + wait_s
     next_log = start
@@ -634,7 +623,7 @@ def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> 
             with socket.create_connection((plan.master_ip, plan.master_port), timeout=timeout):
                 pass
             if attempts > 1:
-                _log(f"node 0 at {target} accepts connections after {clock() - start:.0f} s")
+                log(f"node 0 at {target} accepts connections after {clock() - start:.0f} s")
             return True
         except OSError as error:
             last = error.strerror or str(error)
@@ -642,7 +631,7 @@ def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> 
         if now >= deadline:
             break
         if now >= next_log:
-            _log(f"waiting for node 0 at {target} (MASTER_IP:MASTER_PORT) to accept "
+            log(f"waiting for node 0 at {target} (MASTER_IP:MASTER_PORT) to accept "
                  f"connections: {last}; {now - start:.0f} s of MASTER_WAIT_S={wait_s} s")
             next_log = now + WAIT_LOG_EVERY_S
         sleep(min(WAIT_RETRY_S, deadline - now))
@@ -653,7 +642,7 @@ def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> 
                "check firewalls between the nodes, or raise MASTER_WAIT_S.")
     if mode == "on":
         raise PreflightError([message])
-    _log(f"warning: {message} PREFLIGHT=warn: starting anyway.")
+    log(f"warning: {message} PREFLIGHT=warn: starting anyway.")
     return False
 
 
@@ -682,13 +671,13 @@ def describe(plan, values, env) -> list[tuple[str, str, str]]:
     rows.append(("  gpus", f">= {plan.gpus_per_node} visible, >= {want / GB:.0f} GB",
                  f"NVML; CUDA_VISIBLE_DEVICES {'unset' if cvd is None else repr(cvd)}; "
                  f"{plan.precision}: {count} x {gb} GB over {plan.nnodes} node(s)"))
-    rows.append(("  /dev/shm", f">= {_bytes(SHM_MIN_BYTES)}", "NCCL shared memory"))
+    rows.append(("  /dev/shm", f">= {format_bytes(SHM_MIN_BYTES)}", "NCCL shared memory"))
     rows.append(("  memlock", "unlimited" if plan.nnodes >= MEMLOCK_UNLIMITED_NODES
                  else "no minimum (one node)", "NCCL over RDMA between nodes"))
     if plan.serves_http:
-        rows.append(("  free port", _endpoint(plan.host, plan.port), "PORT"))
+        rows.append(("  free port", join_host_port(plan.host, plan.port), "PORT"))
     if plan.multi_node and plan.node_rank == 0:
-        rows.append(("  free port", _endpoint(_wildcard(plan.master_ip), plan.master_port),
+        rows.append(("  free port", join_host_port(_wildcard(plan.master_ip), plan.master_port),
                      "MASTER_PORT"))
         rows.append(("  MASTER_IP", f"{plan.master_ip} is this host's", "node 0"))
     gloo = (env.get("GLOO_SOCKET_IFNAME") or "").strip()
@@ -701,6 +690,6 @@ def describe(plan, values, env) -> list[tuple[str, str, str]]:
     if nccl:
         rows.append(("  NCCL_SOCKET_IFNAME", nccl, "passed through unchanged"))
     if plan.multi_node and plan.node_rank > 0:
-        rows.append(("  wait for node 0", _endpoint(plan.master_ip, plan.master_port),
+        rows.append(("  wait for node 0", join_host_port(plan.master_ip, plan.master_port),
                      f"up to MASTER_WAIT_S={values['MASTER_WAIT_S']} s, after the download"))
     return rows

@@ -14,6 +14,9 @@ start (see ``benchmarks/launcher_startup.py``).
 from __future__ import annotations
 
 from .errors import ConfigError
+from .platforms import PLATFORM_PREFIXES
+from .values import (ADDRESS_ACCEPTED, BOOL_ACCEPTED, LARGEST_WHOLE, fullmatch, parse_address,
+                     parse_bool, parse_whole)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -33,14 +36,6 @@ DEFAULT_NNODES = {"fp8": 1, "bf16": 2}
 # 5000. vLLM: 8000 (vllm/entrypoints/openai/cli_args.py); RPC port is the guide's 13345.
 DEFAULT_PORT = {"sglang": 30000, "vllm": 8000}
 DEFAULT_MASTER_PORT = {"sglang": 5000, "vllm": 13345}
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
-
-# Variables that platforms can supply when the explicit one is unset (issue 6).
-PLATFORM_VARIABLES = ("NODE_RANK", "MASTER_IP", "NNODES")
-_PLATFORM_PREFIXES = ("LWS_", "SLURM_")
-
 
 class Variable:
     """One environment variable of the launcher's contract.
@@ -82,12 +77,12 @@ class Variable:
         if self.kind == "library":
             return self.accepted_doc
         return {
-            "bool": "1/true/yes/on or 0/false/no/off/empty (any case)",
-            "count": "a whole number, 1 or more",
-            "index": "a whole number, 0 or more",
+            "bool": BOOL_ACCEPTED,
+            "count": f"a whole number, 1..{LARGEST_WHOLE}",
+            "index": f"a whole number, 0..{LARGEST_WHOLE}",
             "port": "a TCP port, 1..65535",
-            "seconds": "a whole number of seconds, 0 or more",
-            "address": "an IPv4 address, an IPv6 address (brackets optional) or a DNS name",
+            "seconds": f"a whole number of seconds, 0..{LARGEST_WHOLE}",
+            "address": ADDRESS_ACCEPTED,
             "model": "a Hugging Face repo id (org/name), or a local directory: absolute, "
                      "or relative starting with ./ or ../",
             "revision": "a branch, tag or commit hash (letters, digits, . _ - /; no ..)",
@@ -181,19 +176,9 @@ VARIABLES: tuple[Variable, ...] = (
 
 BY_NAME = {v.name: v for v in VARIABLES}
 
-# RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.
-_HOSTNAME = (r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-             r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 # Hugging Face repo ids, as huggingface_hub.utils._validators.validate_repo_id accepts
 # them: REPO_ID_REGEX, and no "--", "..", or ".git" ending.
 _REPO_ID = r"(?:\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b"
-
-
-def _fullmatch(pattern: str, text: str) -> bool:
-    """``re.fullmatch``, with ``re`` imported only when a value needs it."""
-    import re
-
-    return re.fullmatch(pattern, text) is not None
 
 
 class Settings:
@@ -217,54 +202,9 @@ class Settings:
         return self.values[name]
 
 
-def parse_bool(name: str, raw: str) -> bool:
-    """Parse a boolean the one way the launcher accepts.
-
-    Raises:
-        ConfigError: for anything but 1/true/yes/on or 0/false/no/off/empty (any case).
-    """
-    word = raw.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ConfigError(name, raw, BY_NAME[name].accepted() if name in BY_NAME
-                      else "1/true/yes/on or 0/false/no/off/empty (any case)")
-
-
-def parse_address(name: str, raw: str, accepted: str | None = None) -> str:
-    """Return a host address without IPv6 brackets, in canonical form.
-
-    Accepts IPv4, IPv6 with or without brackets (``[fd00::1]``), or a DNS name (RFC 1123),
-    which is returned without a trailing dot.
-
-    Args:
-        name: the variable the value came from, for the error message.
-        raw: the value.
-        accepted: what the error message says is accepted (default: the variable's own).
-
-    Raises:
-        ConfigError: for anything else, e.g. a value with a port (``10.0.0.1:5000``).
-    """
-    import ipaddress
-
-    text = raw.strip()
-    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        return str(ipaddress.ip_address(inner))
-    except ValueError:
-        pass
-    if inner is text and _fullmatch(_HOSTNAME, text):
-        return text.rstrip(".")
-    if accepted is None:
-        accepted = BY_NAME[name].accepted() if name in BY_NAME else "an address"
-    raise ConfigError(name, raw, accepted, "Give the address alone; the port has its own "
-                      "variable.")
-
-
-# Inclusive bounds of the numeric kinds. 2**31 - 1 keeps counts sane and within C ints.
-_RANGES = {"count": (1, 2**31 - 1), "index": (0, 2**31 - 1), "port": (1, 65535),
-           "seconds": (0, 2**31 - 1)}
+# Inclusive bounds of the numeric kinds.
+_RANGES = {"count": (1, LARGEST_WHOLE), "index": (0, LARGEST_WHOLE), "port": (1, 65535),
+           "seconds": (0, LARGEST_WHOLE)}
 
 
 def _parse(var: Variable, raw: str):
@@ -279,22 +219,20 @@ def _parse(var: Variable, raw: str):
         return parse_bool(var.name, raw)
     if var.kind in _RANGES:
         low, high = _RANGES[var.kind]
-        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-            raise ConfigError(var.name, raw, var.accepted())
-        return int(text)
+        return parse_whole(var.name, raw, low, high, var.accepted())
     if var.kind == "address":
-        return parse_address(var.name, raw)
+        return parse_address(var.name, raw, var.accepted())
     if var.kind == "model":
         if text.startswith(("/", "./", "../")):
             return text
-        if (_fullmatch(_REPO_ID, text) and ".." not in text and "--" not in text
+        if (fullmatch(_REPO_ID, text) and ".." not in text and "--" not in text
                 and not text.endswith(".git")):
             return text
         raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "revision":
         # Git ref names and commit hashes, as Hub revisions are (e.g. refs/pr/1); no ".."
         # or leading "/": the revision names a file under the cache's refs/ folder.
-        if (_fullmatch(r"[\w.\-/]{1,200}", text) and ".." not in text
+        if (fullmatch(r"[\w.\-/]{1,200}", text) and ".." not in text
                 and not text.startswith(("/", "-"))):
             return text
         raise ConfigError(var.name, raw, var.accepted())
@@ -322,7 +260,7 @@ def detect_engine() -> list[str]:
 
 def _platform_values(env: Mapping[str, str]) -> dict:
     """Values that LeaderWorkerSet or Slurm give, only imported when their variables exist."""
-    if not any(key.startswith(_PLATFORM_PREFIXES) for key in env):
+    if not any(key.startswith(PLATFORM_PREFIXES) for key in env):
         return {}
     from .platforms import platform_values
 

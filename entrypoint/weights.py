@@ -40,6 +40,8 @@ import os
 import sys
 
 from .errors import WeightsError
+from .output import format_gb, log
+from .values import GB
 
 # The files the engines load from a LongCat-Flash checkpoint, and nothing else. The
 # meituan-longcat/LongCat-Flash-Chat(-FP8) repositories hold config.json and
@@ -71,12 +73,7 @@ PROGRESS_EVERY_S = 15.0
 # already fetched are kept; releases that keep partial files resume those with a range
 # request). Refusals (unknown repository or revision, no access, HTTP 4xx) are not retried.
 DOWNLOAD_ATTEMPTS = 3
-GB = 10**9
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VALUES
-
-
-def _log(message: str) -> None:
-    print(f"longcat-deploy: {message}", file=sys.stderr, flush=True)
 
 
 def is_local(model: str) -> bool:
@@ -109,10 +106,6 @@ def hub_offline(env) -> bool:
     return value.strip().upper() in _TRUE
 
 
-def _gb(n: int) -> str:
-    return f"{n / GB:.2f} GB ({n} bytes)"
-
-
 class Located:
     """Where the checkpoint is, found without network access.
 
@@ -143,12 +136,15 @@ class Located:
         """True when files must be fetched into ``cache`` before the launch."""
         return self.path is None
 
-    def apply(self, plan) -> None:
-        """Point the plan at the local checkpoint; clients keep seeing the repo id."""
+    def plan_changes(self) -> dict[str, str]:
+        """The plan fields this checkpoint sets (for ``Plan.replace``): the local path as
+        ``model``, and the name clients keep seeing as ``served_model_name``."""
+        changes = {}
         if self.path is not None:
-            plan.model = self.path
+            changes["model"] = self.path
         if self.served_name:
-            plan.served_model_name = self.served_name
+            changes["served_model_name"] = self.served_name
+        return changes
 
 
 # --- local directories ------------------------------------------------------------------
@@ -316,7 +312,7 @@ def locate(plan, values, env) -> Located:
                       revision=revision, cache=cache, missing=missing)
     if snapshot is not None and not missing:
         located.path = snapshot
-        _log(f"weights: {plan.model}@{revision} is complete in the cache, using {snapshot}")
+        log(f"weights: {plan.model}@{revision} is complete in the cache, using {snapshot}")
     elif hub_offline(env):
         what = (f"these files are missing: {_names(missing)}" if missing
                 else "nothing of it is cached")
@@ -403,7 +399,7 @@ class _Progress:
         self.thread.join()
 
 
-def fetch(located: Located, env, log=_log) -> str:
+def fetch(located: Located, env, log=log) -> str:
     """Download the files of ``located`` that the cache lacks; return the snapshot path.
 
     Asks the Hub for the file list with sizes (``HfApi.model_info(files_metadata=True)``),
@@ -467,7 +463,7 @@ def fetch(located: Located, env, log=_log) -> str:
     if need > free:
         raise WeightsError(
             f"not enough disk space for {where}: the {len(missing)} missing files need "
-            f"{_gb(need)}, and {_gb(free)} are free under {cache}. Free space there, or mount "
+            f"{format_gb(need)}, and {format_gb(free)} are free under {cache}. Free space there, or mount "
             "a larger volume at HF_HOME (the FP8 checkpoint is about 560 GB, BF16 about 1.1 TB).")
     log(f"weights: fetching {len(missing)} of {len(wanted)} files of {where} (commit "
         f"{info.sha}), {need / GB:.2f} GB, from {api.endpoint} into {cache}; "
@@ -493,7 +489,7 @@ def fetch(located: Located, env, log=_log) -> str:
                 if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
                     raise WeightsError(
                         f"the disk under {cache} filled up while fetching {where} "
-                        f"({_gb(need)} were needed, {_gb(free)} free at the start). Free "
+                        f"({format_gb(need)} were needed, {format_gb(free)} free at the start). Free "
                         "space there; the files already fetched are kept.") from None
                 if attempt == DOWNLOAD_ATTEMPTS or final(error):
                     raise refuse(error, "fetch") from None
@@ -506,11 +502,13 @@ def fetch(located: Located, env, log=_log) -> str:
 
 
 def prepare(plan, values, env, located: Located | None = None) -> Located:
-    """``locate``, then ``fetch`` if needed, then point ``plan`` at the local checkpoint."""
+    """``locate``, then ``fetch`` if needed; return where the checkpoint is on this host.
+
+    ``Located.plan_changes`` gives what the plan becomes (the local path, the served name).
+    """
     located = located or locate(plan, values, env)
     if located.needs_download:
         located.path = fetch(located, env)
-    located.apply(plan)
     return located
 
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import sys
 
+from ..values import join_host_port
+
 MODULE = "sglang.launch_server"
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
 # maintainers advise --dist-timeout 3600, the same on every node (engine-notes.md).
 MULTI_NODE_DIST_TIMEOUT_S = 3600
 # Environment the launcher sets for SGLang: none.
 ENGINE_ENV: dict = {}
-
-
-def dist_init_addr(host: str, port: int) -> str:
-    """Return ``HOST:PORT`` for ``--dist-init-addr``, with IPv6 hosts in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def build_argv(plan) -> list[str]:
@@ -45,7 +42,7 @@ def build_argv(plan) -> list[str]:
         argv += [
             "--nnodes", str(plan.nnodes),
             "--node-rank", str(plan.node_rank),
-            "--dist-init-addr", dist_init_addr(plan.master_ip, plan.master_port),
+            "--dist-init-addr", join_host_port(plan.master_ip, plan.master_port),
             "--dist-timeout", str(MULTI_NODE_DIST_TIMEOUT_S),
         ]
     if plan.mtp:
@@ -56,7 +53,7 @@ def build_argv(plan) -> list[str]:
             "--speculative-eagle-topk", "1",
             "--speculative-num-draft-tokens", "2",
         ]
-    return argv + plan.extra_args
+    return [*argv, *plan.extra_args]
 
 
 def find_engine() -> str | None:

@@ -42,7 +42,7 @@ def build_argv(plan) -> list[str]:
         import json
 
         argv += ["--speculative-config", json.dumps(SPECULATIVE_CONFIG, separators=(",", ":"))]
-    return argv + plan.extra_args
+    return [*argv, *plan.extra_args]
 
 
 def find_engine() -> str | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from entrypoint.engines import unknown_flags
-from entrypoint.engines.sglang import dist_init_addr
 import shlex
 
 from hypothesis import given, strategies as st
 
-from entrypoint.launch import command_line, quote, redact
+from entrypoint.engines import unknown_flags
+from entrypoint.output import command_line, quote, redact_argv
+from entrypoint.values import join_host_port
 
 KNOWN = {"--tp-size", "--tp-rank", "--model-path", "--host"}
 
@@ -26,14 +26,14 @@ def test_unknown_and_abbreviated_flags_are_named():
 
 
 def test_dist_init_addr_brackets_ipv6_only():
-    assert dist_init_addr("10.0.0.1", 5000) == "10.0.0.1:5000"
-    assert dist_init_addr("fd00::1", 5000) == "[fd00::1]:5000"
-    assert dist_init_addr("node0.example", 5000) == "node0.example:5000"
+    assert join_host_port("10.0.0.1", 5000) == "10.0.0.1:5000"
+    assert join_host_port("fd00::1", 5000) == "[fd00::1]:5000"
+    assert join_host_port("node0.example", 5000) == "node0.example:5000"
 
 
 def test_api_keys_are_redacted_in_printed_commands():
     argv = ["vllm", "serve", "m", "--api-key", "sk-1", "--api-key=sk-2", "--port", "1"]
-    assert redact(argv) == ["vllm", "serve", "m", "--api-key", "***", "--api-key=***",
+    assert redact_argv(argv) == ["vllm", "serve", "m", "--api-key", "***", "--api-key=***",
                             "--port", "1"]
     assert "sk-" not in command_line(argv)
 

@@ -7,8 +7,8 @@ from hypothesis import given, strategies as st
 
 from entrypoint.errors import ConfigError
 from entrypoint.plan import resolve_plan
-from entrypoint.settings import (BY_NAME, FALSE_WORDS, TRUE_WORDS, VARIABLES, load_settings,
-                                 parse_address, parse_bool)
+from entrypoint.settings import BY_NAME, VARIABLES, load_settings
+from entrypoint.values import FALSE_WORDS, TRUE_WORDS, parse_address, parse_bool
 
 
 def settings(env, installed=("sglang",)):
@@ -76,12 +76,13 @@ def test_sources_say_where_values_came_from():
     assert plan.sources["MODEL"] == "checkpoint for bf16"
 
 
-@pytest.mark.parametrize("engine, tp, dp", [("sglang", 16, 1), ("vllm", 8, 2)])
-def test_parallel_sizes(engine, tp, dp):
+@pytest.mark.parametrize("engine, tp, ep, dp", [("sglang", 16, 16, 1), ("vllm", 8, 16, 2)])
+def test_parallel_sizes(engine, tp, ep, dp):
+    # vLLM's expert-parallel group spans tensor x data parallel ranks (docs/engines.md).
     plan = resolve_plan(settings({"ENGINE": engine, "PRECISION": "bf16",
                                   "MASTER_IP": "192.0.2.10"}))
     assert (plan.tensor_parallel_size, plan.expert_parallel_size, plan.data_parallel_size) \
-        == (tp, tp, dp)
+        == (tp, ep, dp)
 
 
 def test_roles():
@@ -108,8 +109,19 @@ def test_headless_node_may_reuse_the_rpc_port_number_for_http():
 
 def test_draft_model_follows_the_served_checkpoint():
     plan = resolve_plan(settings({"ENGINE": "sglang", "MTP": "1"}))
-    plan.model = "/cache/snapshots/abc"
+    plan = plan.replace(model="/cache/snapshots/abc")
     assert plan.draft_model == "/cache/snapshots/abc"
+
+
+def test_the_plan_is_immutable_and_replace_makes_a_changed_copy():
+    plan = resolve_plan(settings({"ENGINE": "vllm"}))
+    with pytest.raises(AttributeError, match="immutable"):
+        plan.model = "x"
+    with pytest.raises(TypeError):
+        plan.engine_env["GLOO_SOCKET_IFNAME"] = "eth0"
+    changed = plan.replace(served_model_name="longcat")
+    assert changed.served_model_name == "longcat" and plan.served_model_name is None
+    assert changed.replace(served_model_name=None) == plan
 
 
 def test_every_variable_has_help_and_a_known_kind():

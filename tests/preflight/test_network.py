@@ -114,7 +114,7 @@ def test_gloo_interface_that_does_not_exist_fails():
     assert not outcome.ok
     assert "GLOO_SOCKET_IFNAME='ib7' is not an interface of this host (interfaces: " \
         in outcome.text and "lo" in outcome.text
-    assert plan.engine_env.get("GLOO_SOCKET_IFNAME") is None
+    assert outcome.engine_env == {}
 
 
 @pytest.mark.parametrize("value", ["^docker,lo", "lo,lo"])
@@ -129,7 +129,7 @@ def test_unset_gloo_interface_is_chosen_towards_master_ip_on_multi_node_plans():
     plan = plan_for(PRECISION="bf16", NODE_RANK=1, MASTER_IP="127.0.0.1")
     outcome = check_gloo(plan, {"NCCL_SOCKET_IFNAME": "^lo,docker"})
     assert outcome.ok
-    assert plan.engine_env["GLOO_SOCKET_IFNAME"] == "lo"
+    assert outcome.engine_env == {"GLOO_SOCKET_IFNAME": "lo"}
     assert "set to lo (this host's 127.0.0.1), the interface that routes to MASTER_IP=" \
         "127.0.0.1" in outcome.text
     assert check_gloo(plan_for(), {}) is None, "one node: nothing to choose"
@@ -141,7 +141,7 @@ def test_unset_gloo_interface_without_a_route_fails():
     assert not outcome.ok
     assert "GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP=" \
         "no-such-host.invalid" in outcome.text
-    assert "GLOO_SOCKET_IFNAME" not in plan.engine_env
+    assert outcome.engine_env == {}
 
 
 def test_route_interface_for_a_remote_address_is_a_real_interface():

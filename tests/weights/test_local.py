@@ -18,6 +18,11 @@ def plan_for(model: str, **env):
     return resolve_plan(settings), settings.values
 
 
+def prepared(plan, values, env=None):
+    """The plan the launch builds after the weights step (entrypoint.launch)."""
+    return plan.replace(**prepare(plan, values, env or {}).plan_changes())
+
+
 def checkpoint(path):
     path.mkdir(parents=True)
     (path / "config.json").write_text("{}")
@@ -37,7 +42,7 @@ def cache_folder(tmp_path, snapshots=(COMMIT_A,), main=None):
 def test_a_checkpoint_directory_is_used_as_given(tmp_path):
     model = checkpoint(tmp_path / "ckpt")
     plan, values = plan_for(str(model))
-    prepare(plan, values, {})
+    plan = prepared(plan, values)
     assert plan.model == str(model)
     assert plan.served_model_name is None
 
@@ -58,7 +63,7 @@ def test_a_missing_directory_is_refused(tmp_path):
 def test_a_cache_folder_resolves_to_refs_main(tmp_path):
     folder = cache_folder(tmp_path, (COMMIT_A, COMMIT_B), main=COMMIT_B)
     plan, values = plan_for(str(folder), MTP="1")
-    prepare(plan, values, {})
+    plan = prepared(plan, values)
     assert plan.model == str(folder / "snapshots" / COMMIT_B)
     assert plan.served_model_name == "meituan-longcat/LongCat-Flash-Chat"
     assert plan.draft_model == plan.model
@@ -67,14 +72,14 @@ def test_a_cache_folder_resolves_to_refs_main(tmp_path):
 def test_a_cache_folder_with_one_snapshot_and_no_refs_uses_it(tmp_path):
     folder = cache_folder(tmp_path, (COMMIT_A,))
     plan, values = plan_for(str(folder))
-    prepare(plan, values, {})
+    plan = prepared(plan, values)
     assert plan.model == str(folder / "snapshots" / COMMIT_A)
 
 
 def test_model_revision_picks_a_snapshot_of_a_cache_folder(tmp_path):
     folder = cache_folder(tmp_path, (COMMIT_A, COMMIT_B), main=COMMIT_B)
     plan, values = plan_for(str(folder), MODEL_REVISION=COMMIT_A)
-    prepare(plan, values, {})
+    plan = prepared(plan, values)
     assert plan.model == str(folder / "snapshots" / COMMIT_A)
 
 
@@ -109,7 +114,7 @@ def test_a_repo_id_huggingface_hub_refuses_is_a_weights_error(tmp_path):
     # Settings refuse such ids already (exit 2); locate() still guards its own input, for
     # a huggingface_hub whose rules differ from the ones settings mirror.
     plan, values = plan_for("org/name")
-    plan.model = "org/-name-"
+    plan = plan.replace(model="org/-name-")
     with pytest.raises(WeightsError, match=r"MODEL=org/-name- \(MODEL_REVISION=main\) is "
                                            "refused by huggingface_hub"):
         locate(plan, values, {"HF_HOME": str(tmp_path)})

@@ -57,7 +57,7 @@ def test_progress_is_logged_while_the_transfer_runs(hub, repo, tmp_path, monkeyp
     assert partial and "MB/s" in partial[-1] and "min left" in partial[-1]
     assert lines[-1].startswith("download: 0.01 of 0.01 GB (100%)")
     located.path = result["path"]
-    located.apply(plan)
+    plan = plan.replace(**located.plan_changes())
     local = str(snapshot(tmp_path / "hf", CHECKPOINT, repo.refs["main"]))
     argv = build_argv(plan)
     assert flag_value(argv, "--model-path") == local

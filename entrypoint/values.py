@@ -1,0 +1,138 @@
+"""Values: raw strings from the environment in, checked Python values out.
+
+The leaf of the launcher: every module that reads a variable (``settings`` for the
+launcher's own, ``platforms`` for LeaderWorkerSet and Slurm) parses it with these
+functions, so each kind of value is accepted one way everywhere. It imports nothing of
+the launcher but ``errors``, and only the standard library (``ipaddress`` and ``re`` lazily,
+when a value needs them).
+
+Units used across the launcher are defined here too: ``GB`` (10**9 bytes, the unit of GPU
+datasheets and checkpoint sizes) and ``GiB``/``MiB`` (2**30, 2**20 bytes, the units of
+Linux limits such as ``/dev/shm``).
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+GB = 10**9
+GiB = 2**30
+MiB = 2**20
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+BOOL_ACCEPTED = "1/true/yes/on or 0/false/no/off/empty (any case)"
+
+# The largest whole number any variable takes: 2**31 - 1 keeps counts, ranks and seconds
+# within a C int, which is what the engines and the kernel take them as.
+LARGEST_WHOLE = 2**31 - 1
+
+ADDRESS_ACCEPTED = "an IPv4 address, an IPv6 address (brackets optional) or a DNS name"
+
+# RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.
+_HOSTNAME = (r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+             r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
+def fullmatch(pattern: str, text: str) -> bool:
+    """``re.fullmatch(pattern, text)``, with ``re`` imported only when a value needs it."""
+    import re
+
+    return re.fullmatch(pattern, text) is not None
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse a boolean the one way the launcher accepts (``BOOL_ACCEPTED``).
+
+    Args:
+        name: the variable the value came from, for the error message.
+        raw: its value; surrounding whitespace is ignored, case too.
+
+    Raises:
+        ConfigError: for any other word.
+    """
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, raw, BOOL_ACCEPTED)
+
+
+def parse_whole(name: str, raw: str, low: int, high: int = LARGEST_WHOLE,
+                accepted: str | None = None) -> int:
+    """Parse a whole number written in ASCII decimal digits, ``low <= n <= high``.
+
+    The length is checked before the conversion, so a value of thousands of digits is
+    refused like any other (``int()`` itself raises on more than 4300 digits).
+
+    Args:
+        name: the variable the value came from, for the error message.
+        raw: its value; surrounding whitespace is ignored.
+        low, high: the inclusive bounds.
+        accepted: what the message says is accepted (default: ``"a whole number, LOW..HIGH"``).
+
+    Raises:
+        ConfigError: not all digits, or out of bounds; the message gives both bounds.
+    """
+    text = raw.strip()
+    digits = text.lstrip("0") or "0"
+    if (not text or not (text.isascii() and text.isdigit())
+            or len(digits) > len(str(high)) or not low <= int(digits) <= high):
+        raise ConfigError(name, raw, accepted or f"a whole number, {low}..{high}")
+    return int(digits)
+
+
+def _dotted_numeric(text: str) -> bool:
+    """True for text made only of digits and dots, such as ``010.0.0.1`` or ``1.2.3``.
+
+    Resolvers read such names as IPv4 addresses in the old inet_aton forms (octal, fewer
+    than four parts), which point at another host than the one written.
+    """
+    return bool(text) and all(c.isdigit() or c == "." for c in text) and any(
+        c.isdigit() for c in text)
+
+
+def parse_address(name: str, raw: str, accepted: str = ADDRESS_ACCEPTED) -> str:
+    """Return a host address without IPv6 brackets, in canonical form.
+
+    Accepts IPv4 in its canonical dotted-quad form, IPv6 with or without brackets
+    (``[fd00::1]``), or a DNS name (RFC 1123), which is returned without a trailing dot.
+
+    Args:
+        name: the variable the value came from, for the error message.
+        raw: the value.
+        accepted: what the error message says is accepted.
+
+    Raises:
+        ConfigError: for anything else, e.g. a value with a port (``10.0.0.1:5000``), or an
+            all-numeric dotted value that is not a canonical IPv4 address (``010.0.0.1``,
+            ``1.2.3``: resolvers read them as other hosts, 8.0.0.1 and 1.2.0.3).
+    """
+    import ipaddress
+
+    text = raw.strip()
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError:
+        pass
+    if _dotted_numeric(text.rstrip(".")):
+        raise ConfigError(name, raw, accepted,
+                          "An all-numeric name is not a canonical IPv4 address (four numbers "
+                          "0..255 without leading zeros); resolvers would read it as another "
+                          "address.")
+    if inner is text and fullmatch(_HOSTNAME, text):
+        return text.rstrip(".")
+    detail = ("Give the address alone; the port has its own variable."
+              if text.count(":") == 1 and text.rsplit(":", 1)[1].isdigit() else
+              "A host name holds letters, digits, hyphens and dots only.")
+    raise ConfigError(name, raw, accepted, detail)
+
+
+def join_host_port(host: str, port: int) -> str:
+    """``HOST:PORT``, with an IPv6 host in brackets (``[fd00::1]:5000``).
+
+    The form SGLang's ``--dist-init-addr`` takes, and the one every log line uses.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
