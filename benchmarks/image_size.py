@@ -1,5 +1,5 @@
 """Image cost: the size of the layers we add on top of the engine's base image (target:
-<= 20 MB, issue 3), and the time of a rebuild after a launcher-only change as a ratio to a
+<= 20 MB), and the time of a rebuild after a launcher-only change as a ratio to a
 cold build of the same image, side by side, per engine.
 
 Each run builds the image cold (``--no-cache``: every one of our steps again; the base is

@@ -2,7 +2,7 @@
 
 Runs, interleaved, ``python3 -c pass`` and ``python3 -m entrypoint`` (ENGINE=vllm, with a
 ``vllm`` on PATH that is /bin/true, so the engine costs next to nothing), on the same
-interpreter, and prints the medians and their ratio. Target (issue 2): <= 1.5x.
+interpreter, and prints the medians and their ratio. Target: <= 1.5x.
 
 The launcher is measured as a container start runs it: defaults everywhere except that
 the checkpoint is a local directory (no Hub lookup) and, for the first configuration,

@@ -2,7 +2,7 @@
 
 Validates either the current configuration, or (``--all``) every standard plan for the
 engine: {fp8, bf16} x {each node rank of the precision's default node count} x {MTP off,
-on}. The images run ``check --all`` before they are tagged (issue 3), so a launcher that
+on}. The images run ``check --all`` before they are tagged (build.py), so a launcher that
 no longer matches its engine never ships.
 """
 

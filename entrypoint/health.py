@@ -1,6 +1,6 @@
 """Health of this node, as the images' HEALTHCHECK sees it (``python -m entrypoint health``).
 
-The check follows the node's role from the same plan the launcher used (engine-notes.md):
+The check follows the node's role from the same plan the launcher used (docs/engines.md, "Node roles"):
 - nodes that serve HTTP (every SGLang node, vLLM node 0) must answer ``GET /health``
   with 200 on ``PORT``; SGLang answers 503 while loading, vLLM once its engine died;
 - a vLLM headless node serves no HTTP, so its ``vllm serve`` process must be running.

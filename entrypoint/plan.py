@@ -8,7 +8,8 @@ combinations that cannot work are refused here, before any engine is involved.
 
 from __future__ import annotations
 
-from types import MappingProxyType
+# types.MappingProxyType, without importing types (Lib/types.py defines it the same way).
+MappingProxyType = type(type.__dict__)
 
 from .errors import ConfigError
 from .settings import (CHECKPOINTS, DEFAULT_MASTER_PORT, DEFAULT_NNODES, DEFAULT_PORT,

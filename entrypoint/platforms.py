@@ -1,4 +1,4 @@
-"""Rank, leader and node count as the platform under the container tells them (issue 6).
+"""Rank, leader and node count as the platform under the container tells them.
 
 Kubernetes LeaderWorkerSet and Slurm each give every process of a multi-node job its own
 rank, the group's size and the leader's address, in their own variables. This module

@@ -40,8 +40,8 @@ from .errors import PreflightError
 from .output import format_bytes, log
 from .values import GB, GiB, join_host_port
 
-# The guide's minimum hardware per precision (engine-notes.md, "Both engines", from
-# seed/longcat-flash-deployment-guide.md): FP8 (about 560 GB of weights) runs on 8 GPUs of
+# The guide's minimum hardware per precision (docs/engines.md, "Checkpoints and minimum
+# hardware"): FP8 (about 560 GB of weights) runs on 8 GPUs of
 # 141 GB; BF16 (about 1.1 TB) on 16 GPUs of 80 GB, i.e. two nodes. (GPUs, GB per GPU), with
 # GB = 10**9 bytes, the unit of those datasheet sizes. NVML reports a little more than the
 # datasheet figure (an H100 "80 GB" has 81559 MiB = 85.5e9 bytes), so the reference GPUs
@@ -49,7 +49,7 @@ from .values import GB, GiB, join_host_port
 # total / NNODES, from the GPUs it uses.
 MINIMUM_HARDWARE = {"fp8": (8, 141), "bf16": (16, 80)}
 
-# /dev/shm: Docker's default of 64 MiB breaks NCCL (engine-notes.md, "Containers"); NVIDIA's
+# /dev/shm: Docker's default of 64 MiB breaks NCCL (docs/engines.md, "Containers"); NVIDIA's
 # container guides start its containers with --shm-size=1g (and DeepSpeed's ds_report
 # already warns below 512 MiB). 1 GiB is the floor; `ipc: host` (our compose files) gives
 # the host's /dev/shm, half the RAM by default.

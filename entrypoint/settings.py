@@ -25,15 +25,16 @@ if TYPE_CHECKING:  # typing costs milliseconds at every container start
 ENGINES = ("sglang", "vllm")
 PRECISIONS = ("fp8", "bf16")
 
-# Checkpoints per precision: seed/longcat-flash-deployment-guide.md.
+# Checkpoints per precision (docs/engines.md, "Checkpoints and minimum hardware").
 CHECKPOINTS = {
     "fp8": "meituan-longcat/LongCat-Flash-Chat-FP8",
     "bf16": "meituan-longcat/LongCat-Flash-Chat",
 }
-# The guide's minimum hardware: FP8 fits one node of 8x141 GB, BF16 needs two nodes.
+# The vendor guide's minimum hardware: FP8 fits one node of 8x141 GB, BF16 needs two.
 DEFAULT_NNODES = {"fp8": 1, "bf16": 2}
-# Engine defaults. SGLang: server_args.py (port 30000); its dist-init port is the guide's
-# 5000. vLLM: 8000 (vllm/entrypoints/openai/cli_args.py); RPC port is the guide's 13345.
+# Engine defaults. SGLang: srt/server_args.py (port 30000); its dist-init port is the
+# vendor guide's 5000. vLLM: 8000 (vllm/entrypoints/openai/cli_args.py); RPC port is the
+# vendor guide's 13345 (docs/engines.md, "Checkpoints and minimum hardware").
 DEFAULT_PORT = {"sglang": 30000, "vllm": 8000}
 DEFAULT_MASTER_PORT = {"sglang": 5000, "vllm": 13345}
 

@@ -36,11 +36,11 @@ HERE = Path(__file__).resolve().parent
 # `<engine>-<version>-<cuda>` is pinned and is what production should use.
 IMAGE_REPOSITORY = "ghcr.io/your-org/longcat-deploy"
 
-ENGINE_PORT = {"sglang": 30000, "vllm": 8000}  # the engines' default ports (engine-notes.md)
+ENGINE_PORT = {"sglang": 30000, "vllm": 8000}  # the engines' default ports (docs/engines.md)
 # Deployments the vendor guide describes: FP8 on one node, BF16 on two.
 SHAPES = {1: "fp8", 2: "bf16"}
 
-HF_HOME = "/root/.cache/huggingface"  # the images' HF_HOME (issue 3)
+HF_HOME = "/root/.cache/huggingface"  # the images' HF_HOME (images/*/Dockerfile)
 CACHE_CLAIM = "longcat-hf-cache"
 CACHE_SIZE = "2Ti"  # FP8 (~560 GB) and BF16 (~1.1 TB) checkpoints side by side
 HF_TOKEN_SECRET = "hf-token"
@@ -83,7 +83,7 @@ def http_probe(period_s: int, timeout_s: int, failures: int) -> dict:
 
 
 def probes(engine: str, leader: bool) -> dict:
-    """The probes of one pod, by role (engine-notes.md, "Nodes with rank >= 1").
+    """The probes of one pod, by role (docs/engines.md, "Node roles").
 
     - The leader serves the API: startup (load budget), readiness (the Service sends
       traffic only to a ready leader) and liveness on ``/health``. SGLang's ``/health``

@@ -1,7 +1,7 @@
 """SGLang: plan -> ``python -m sglang.launch_server`` argv, and its real parser.
 
-Flags follow seed/longcat-flash-deployment-guide.md, corrected for the pinned SGLang
-(images/matrix.toml) by engine-notes.md ("SGLang"): ``--enable-ep-moe`` is gone and replaced by ``--ep-size``;
+Flags follow the vendor guide, corrected for the pinned SGLang (images/matrix.toml) as
+docs/engines.md ("SGLang") records: ``--enable-ep-moe`` is gone and replaced by ``--ep-size``;
 canonical names ``--model-path``/``--tp-size``/``--ep-size``; ``--host 0.0.0.0`` in a
 container; IPv6 dist-init addresses in brackets; MTP needs an explicit draft model path.
 """
@@ -14,7 +14,7 @@ from ..values import join_host_port
 
 MODULE = "sglang.launch_server"
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
-# maintainers advise --dist-timeout 3600, the same on every node (engine-notes.md).
+# maintainers advise --dist-timeout 3600, the same on every node (docs/engines.md, "SGLang").
 MULTI_NODE_DIST_TIMEOUT_S = 3600
 # Environment the launcher sets for SGLang: none.
 ENGINE_ENV: dict = {}
@@ -74,8 +74,8 @@ def installed_version() -> str | None:
 def parser_rejections(argv: list[str]) -> list[str]:
     """Check ``argv`` (as from ``build_argv``) with SGLang's own parser.
 
-    Builds the parser the way ``sglang.launch_server`` does (engine-notes.md, last
-    section): ``argparse.ArgumentParser()``, ``ServerArgs.add_cli_args(parser)``, then
+    Builds the parser the way ``sglang.launch_server`` does (docs/engines.md,
+    "Checking a command without a GPU"): ``argparse.ArgumentParser()``, ``ServerArgs.add_cli_args(parser)``, then
     ``parse_args``. Imports SGLang, which takes seconds: never on the launch path.
 
     Returns:

@@ -1,7 +1,7 @@
 """vLLM: plan -> ``vllm serve MODEL`` argv, and its real parser.
 
-Flags follow seed/longcat-flash-deployment-guide.md, corrected for the pinned vLLM
-(images/matrix.toml) by engine-notes.md ("vLLM"): nodes ranked 1 and up are ``--headless`` with
+Flags follow the vendor guide, corrected for the pinned vLLM (images/matrix.toml) as
+docs/engines.md ("vLLM") records: nodes ranked 1 and up are ``--headless`` with
 ``--data-parallel-start-rank``; node 0 passes no start rank (vllm/engine/arg_utils.py,
 "autoswitch to data_parallel_external_lb"); MTP is ``--speculative-config`` with the
 method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
@@ -15,7 +15,7 @@ PROGRAM = "vllm"
 # SpeculativeConfig.__post_init__).
 SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
 # vLLM waits VLLM_ENGINE_READY_TIMEOUT_S (vllm/envs.py, default 600 s) for its engine
-# cores to load, which is short for a 560B checkpoint (engine-notes.md, "vLLM").
+# cores to load, which is short for a 560B checkpoint (docs/engines.md, "vLLM").
 ENGINE_ENV = {"VLLM_ENGINE_READY_TIMEOUT_S": "3600"}
 
 
@@ -70,7 +70,7 @@ def installed_version() -> str | None:
 def parser_rejections(argv: list[str]) -> list[str]:
     """Check ``argv`` (as from ``build_argv``) with vLLM's own parser and validation.
 
-    Follows ``vllm serve`` on a CPU-only machine (engine-notes.md, last section):
+    Follows ``vllm serve`` on a CPU-only machine (docs/engines.md, "Checking a command without a GPU"):
     ``VLLM_TARGET_DEVICE=cpu`` unless set, ``ServeSubcommand().subparser_init`` on a
     ``FlexibleArgumentParser``, ``parse_args(["serve", ...])``, ``validate`` and
     ``AsyncEngineArgs.from_cli_args``. A ``--speculative-config`` method that vLLM
@@ -98,7 +98,7 @@ def parser_rejections(argv: list[str]) -> list[str]:
     command = ServeSubcommand()
     serve = command.subparser_init(subparsers)
     known = set(serve._option_string_actions)  # argparse's table of option strings
-    # vLLM normalises underscores to dashes (engine-notes.md); compare dashed names.
+    # vLLM normalises underscores to dashes (docs/engines.md, "vLLM"); compare dashed names.
     problems = unknown_flags([a.replace("_", "-") if a.startswith("--") else a
                               for a in args[2:]], known, f"vllm {installed_version()}")
     stderr = io.StringIO()
