@@ -31,6 +31,21 @@ from tests.images.dockerutil import (TEST_LABEL, BuiltImage, consume_build, new_
                                      remove_images)
 
 ROOT = Path(__file__).resolve().parent.parent
+# A test that uses any of these fixtures needs the Docker engine: it is marked "docker".
+DOCKER_FIXTURES = frozenset({"docker_client", "docker_token", "standin_image",
+                             "fake_base_images", "built_images", "local_registry"})
+# ... and these mount filesystems: "root".
+ROOT_FIXTURES = frozenset({"tmpfs", "small_filesystem"})
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests by the fixtures they use: ``docker`` and ``root`` (pyproject.toml)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if DOCKER_FIXTURES & used:
+            item.add_marker(pytest.mark.docker)
+        if ROOT_FIXTURES & used:
+            item.add_marker(pytest.mark.root)
 
 
 @pytest.fixture(scope="session")

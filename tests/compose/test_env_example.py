@@ -18,6 +18,9 @@ from entrypoint.settings import VARIABLES, load_settings
 from . import env_example
 from .composeutil import ENV_EXAMPLE, SERVICE, SINGLE, TWO, config_variables, run_compose
 
+# `docker compose config` needs the compose plugin that .ci/setup-docker installs.
+pytestmark = pytest.mark.docker
+
 HEADING = re.compile(r"^# ([A-Z][A-Z0-9_]*): ", re.MULTILINE)
 ASSIGNMENT = re.compile(r"^#?([A-Z][A-Z0-9_]*)=(.*)$", re.MULTILINE)
 

@@ -22,6 +22,9 @@ from entrypoint.settings import load_settings
 from .composeutil import (COMMON, COMPOSE_DIR, ROOT, SERVICE, SINGLE, TWO, clean_env, config,
                           run_compose, seconds, ulimit)
 
+# `docker compose config` needs the compose plugin that .ci/setup-docker installs.
+pytestmark = pytest.mark.docker
+
 ENGINES = ("sglang", "vllm")
 PRECISIONS = ("fp8", "bf16")
 MTP = ("off", "on")

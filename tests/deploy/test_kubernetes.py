@@ -1,5 +1,5 @@
 """deploy/kubernetes: generated, valid against the Kubernetes and LeaderWorkerSet schemas,
-shaped as issue 6 asks, and resolved by the real launcher to the right rank and leader."""
+shaped for LeaderWorkerSet, and resolved by the real launcher to the right rank and leader."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from .dryrun import REPO, base_env, dry_run, flag, plan_row
 
 KUBE_DIR = REPO / "deploy" / "kubernetes"
 GENERATOR = KUBE_DIR / "generate.py"
-# The LWS CRD lives in shared/, beside the repository (CI lays it there too).
-CRD_PATH = REPO.parent / "shared" / "schemas" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+# The LWS CRD, copied from the shared folder (tests/data/README.md).
+CRD_PATH = REPO / "tests" / "data" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 # Validate built-in kinds against the oldest and newest Kubernetes releases we claim.
 KUBERNETES_VERSIONS = ("1.29", "1.37")
 DEPLOYMENTS = [(engine, nodes) for engine in ("sglang", "vllm") for nodes in (1, 2)]
@@ -59,7 +59,7 @@ def strict(schema):
 
 @pytest.fixture(scope="module")
 def lws_validator():
-    assert CRD_PATH.is_file(), f"the LWS CRD is missing: {CRD_PATH} (shared/ beside the clone)"
+    assert CRD_PATH.is_file(), f"the LWS CRD is missing: {CRD_PATH}"
     # 1.3 MB of YAML: libyaml's loader reads it in a second, the pure-Python one in ten.
     crd = yaml.load(CRD_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]

@@ -17,6 +17,9 @@ import pytest
 from tests import engine_venvs
 from tests.images.fakes import SITE
 
+# The fakes are compared with the real engines' parsers, in their venvs.
+pytestmark = pytest.mark.engines
+
 # Prints {option string: its definition} for the engine's `serve` parser, as JSON.
 DUMP = r"""
 import argparse, json, os, sys

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_CASES = REPO.parent / "shared" / "cases" / "launch-commands.yaml"
+SHARED_CASES = REPO / "tests" / "data" / "launch-commands.yaml"
 OUR_CASES = Path(__file__).with_name("cases.yaml")
 PYTHON_WORDS = ("python", "python3")
 

@@ -1,4 +1,4 @@
-"""Every case in ../shared/cases/launch-commands.yaml and in cases.yaml, through the real
+"""Every case in tests/data/launch-commands.yaml and in cases.yaml, through the real
 launcher process (``python -m entrypoint --dry-run``)."""
 
 from __future__ import annotations

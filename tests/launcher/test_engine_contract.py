@@ -15,6 +15,7 @@ import pytest
 from tests.engine_venvs import pinned_versions, venv_python
 from tests.launcher.support import (OUR_CASES, REPO, SHARED_CASES, clean_env, load_cases)
 
+pytestmark = pytest.mark.engines
 ENGINES = sorted(pinned_versions())
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
+
+from tests.machine import require_root
 
 
 @pytest.fixture
 def tmpfs(tmp_path):
     """Mount a real tmpfs of a given size: ``tmpfs("64m")`` returns its path. Needs root (CI)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    require_root("mounting a tmpfs")
     mounted = []
 
     def mount(size: str, options: str = ""):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.machine import require_root
 from tests.preflight.fake_nvml import H100, H200, gpus
 from tests.preflight.support import free_port
 from tests.weights.fake_hub import FakeHub, FakeRepo, longcat_like_files
@@ -37,13 +38,15 @@ def preflight_env(tmp_path, mode="on", devices=None, **extra):
 def with_big_shm(env: dict) -> tuple[list[str], dict]:
     """Run the launcher in its own mount namespace with a 2 GiB /dev/shm (root, as CI runs),
     so the /dev/shm check passes whatever the host's size is."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("a private /dev/shm needs root and unshare(1)")
+    require_root("a private /dev/shm")
+    if not shutil.which("unshare"):
+        pytest.fail("unshare(1) is missing: apt-get install util-linux", pytrace=False)
     script = ('mount -t tmpfs -o size=2g tmpfs /dev/shm && '
               f'exec {sys.executable} -m entrypoint')
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env
 
 
+@pytest.mark.root
 def test_passing_checks_reach_the_exec_with_the_local_snapshot(tmp_path):
     with FakeHub() as hub:
         repo = hub.add(FakeRepo(CHECKPOINT, longcat_like_files()))

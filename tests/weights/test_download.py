@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from tests.machine import require_root
 from tests.weights.fake_hub import FakeRepo, longcat_like_files
 from tests.weights.support import (CHECKPOINT, engine_record, flag_value, launch, launcher_env,
                                    snapshot)
@@ -152,8 +153,7 @@ def test_too_little_disk_by_the_hub_sizes_is_refused_before_any_transfer(hub, re
 @pytest.fixture
 def small_filesystem(tmp_path):
     """A real 4 MiB filesystem (tmpfs) at tmp_path/small; needs root, as CI runs."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    require_root("mounting a tmpfs")
     mount = tmp_path / "small"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
