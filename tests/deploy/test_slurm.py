@@ -1,5 +1,5 @@
 """deploy/slurm: the two-node sbatch script, run for real against stand-in srun/scontrol
-(tests/deploy/bin) that record what they get and run the real launcher's dry run once per
+(tests/fakes/slurm/bin) that record what they get and run the real launcher's dry run once per
 simulated node, with the environment srun and pyxis would give it."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from entrypoint.settings import VARIABLES
 from .dryrun import REPO, command_of, flag, plan_row
 
 SCRIPT = REPO / "deploy" / "slurm" / "longcat-2node.sbatch"
-STAND_INS = Path(__file__).resolve().parent / "bin"
+STAND_INS = Path(__file__).resolve().parents[1] / "fakes" / "slurm" / "bin"
 HOSTS = ["gpu07", "gpu08"]
 NODELIST = "gpu[07-08]"
 HF_HOME = "/root/.cache/huggingface"

@@ -15,7 +15,7 @@ import pytest
 
 from tests.launcher.support import REPO, clean_env, command_of, run_launcher
 
-FAKES = Path(__file__).with_name("fakes")
+FAKES = Path(__file__).resolve().parents[1] / "fakes" / "recorders"
 
 
 def fake_env(tmp_path, **extra):

@@ -1,6 +1,6 @@
 """GPUs: count (honouring CUDA_VISIBLE_DEVICES) and memory per precision, read through NVML.
 
-There are no GPUs here: a fake ``pynvml`` module (tests/preflight/fake_nvml.py) stands in
+There are no GPUs here: a fake ``pynvml`` module (tests/fakes/nvml.py) stands in
 for nvidia-ml-py, and everything above that boundary is the launcher's own code.
 """
 
@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from entrypoint.preflight import check_gpus, required_gpu_memory
-from tests.preflight import fake_nvml
-from tests.preflight.fake_nvml import H100, H200, gpus
+from tests.fakes import nvml as fake_nvml
+from tests.fakes.nvml import H100, H200, gpus
 from tests.preflight.support import plan_for
 
 

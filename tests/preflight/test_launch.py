@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.machine import require_root
-from tests.preflight.fake_nvml import H100, H200, gpus
+from tests.fakes.nvml import H100, H200, gpus
 from tests.preflight.support import free_port
-from tests.weights.fake_hub import FakeHub, FakeRepo, longcat_like_files
+from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
 from tests.weights.support import CHECKPOINT, REPO_ROOT, engine_record, launch, launcher_env
 
-NVML_SITE = Path(__file__).resolve().parent / "nvml_site"
+NVML_SITE = Path(__file__).resolve().parents[1] / "fakes" / "nvml_site"
 
 
 def preflight_env(tmp_path, mode="on", devices=None, **extra):

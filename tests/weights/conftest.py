@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.weights.fake_hub import FakeHub, FakeRepo, longcat_like_files
+from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
 from tests.weights.support import CHECKPOINT
 
 

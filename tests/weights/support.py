@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAKE_BIN = Path(__file__).resolve().parent / "fakes" / "bin"
+FAKE_BIN = Path(__file__).resolve().parents[1] / "fakes" / "recorders" / "bin"
 # The checkpoint PRECISION=fp8 selects; the fake Hub serves a tiny repository under its id.
 CHECKPOINT = "meituan-longcat/LongCat-Flash-Chat-FP8"
 

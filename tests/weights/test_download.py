@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.machine import require_root
-from tests.weights.fake_hub import FakeRepo, longcat_like_files
+from tests.fakes.hub import FakeRepo, longcat_like_files
 from tests.weights.support import (CHECKPOINT, engine_record, flag_value, launch, launcher_env,
                                    snapshot)
 

@@ -3,7 +3,7 @@
 ``module(gpus)`` builds a module object with the functions the launcher calls
 (``nvmlInit``, ``nvmlShutdown``, ``nvmlDeviceGetCount``, ``nvmlDeviceGetHandleByIndex``,
 ``nvmlDeviceGetName``, ``nvmlDeviceGetUUID``, ``nvmlDeviceGetMemoryInfo``) and ``NVMLError``;
-tests put it in ``sys.modules["pynvml"]``. For a launcher subprocess, ``nvml_site/pynvml.py``
+tests put it in ``sys.modules["pynvml"]``. For a launcher subprocess, ``tests/fakes/nvml_site/pynvml.py``
 builds the same module from the ``FAKE_NVML_GPUS`` variable (JSON).
 
 Memory sizes are what NVML reports for real boards (``nvmlDeviceGetMemoryInfo().total``).

@@ -6,6 +6,6 @@ Put this folder first on PYTHONPATH; the real nvidia-ml-py is then shadowed.
 import os
 import sys
 
-from tests.preflight.fake_nvml import from_environment
+from tests.fakes.nvml import from_environment
 
 sys.modules[__name__] = from_environment(os.environ.get("FAKE_NVML_GPUS"))
