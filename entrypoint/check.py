@@ -8,7 +8,8 @@ no longer matches its engine never ships.
 
 from __future__ import annotations
 
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from .engines import build_argv, engine_module
 from .errors import EngineNotInstalled
@@ -25,7 +26,7 @@ PLACEHOLDER_MASTER_IP = "192.0.2.10"
 _PLAN_VARIABLES = ("PRECISION", "NNODES", "NODE_RANK", "MTP")
 
 
-def standard_environments(env: Mapping[str, str]) -> list[tuple[str, dict]]:
+def standard_environments(env: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
     """Return (label, environment) for every standard plan, based on ``env``.
 
     Everything else in ``env`` (ENGINE, MODEL, GPUS_PER_NODE, EXTRA_ARGS, ...) is kept.

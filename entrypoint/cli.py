@@ -22,7 +22,7 @@ from .errors import EXIT_CONFIG, LaunchError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
-    from typing import Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
 USAGE = """\
 usage: python -m entrypoint [--dry-run] [ENGINE FLAGS ...] [-- ENGINE ARGS ...]
@@ -90,8 +90,8 @@ def parse_command_line(args: Sequence[str]) -> tuple[str, list[str], bool]:
     if args and args[0] in SUBCOMMANDS:
         name, rest = args[0], args[1:]
         if rest not in SUBCOMMANDS[name]:
-            raise UsageError(f"'{name}' takes {' or '.join(' '.join(f) or 'no arguments' for f in SUBCOMMANDS[name])}, "
-                             f"not {' '.join(rest)!r}")
+            forms = " or ".join(" ".join(form) or "no arguments" for form in SUBCOMMANDS[name])
+            raise UsageError(f"'{name}' takes {forms}, not {' '.join(rest)!r}")
         return name, rest, False
     cut = args.index("--") if "--" in args else len(args)
     before, after = args[:cut], args[cut + 1:]

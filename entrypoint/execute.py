@@ -14,7 +14,8 @@ from .output import PREFIX, command_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
-    from typing import Mapping, NoReturn
+    from collections.abc import Mapping
+    from typing import NoReturn
 
 
 def engine_environment(environ: Mapping[str, str], engine_env: Mapping[str, str]) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Health of this node, as the images' HEALTHCHECK sees it (``python -m entrypoint health``).
 
-The check follows the node's role from the same plan the launcher used (docs/engines.md, "Node roles"):
+The check follows the node's role from the same plan the launcher used (docs/engines.md,
+"Node roles"):
 - nodes that serve HTTP (every SGLang node, vLLM node 0) must answer ``GET /health``
   with 200 on ``PORT``; SGLang answers 503 while loading, vLLM once its engine died;
 - a vLLM headless node serves no HTTP, so its ``vllm serve`` process must be running.
@@ -9,6 +10,12 @@ The check follows the node's role from the same plan the launcher used (docs/eng
 from __future__ import annotations
 
 import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .plan import Plan
 
 # A health probe that hangs is a failed probe; Docker's own timeout is the backstop.
 HTTP_TIMEOUT_S = 10.0
@@ -69,8 +76,8 @@ def engine_processes(marker: str, proc: str = "/proc") -> list[int]:
     return found
 
 
-def node_health(plan) -> tuple[bool, str]:
-    """Check this node according to its role in ``plan`` (an ``entrypoint.plan.Plan``).
+def node_health(plan: Plan) -> tuple[bool, str]:
+    """Check this node according to its role in ``plan``.
 
     Returns:
         (healthy, one-line reason).
@@ -83,7 +90,7 @@ def node_health(plan) -> tuple[bool, str]:
     return False, "headless vLLM node: no 'vllm serve --headless' process is running"
 
 
-def run_health(env) -> int:
+def run_health(env: Mapping[str, str]) -> int:
     """``python -m entrypoint health``: 0 when this node is healthy, 1 otherwise.
 
     Resolves the same plan the launcher did from ``env`` and prints the one-line reason.

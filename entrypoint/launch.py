@@ -24,7 +24,7 @@ from .settings import VARIABLES, load_settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
-    from typing import Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from .plan import Plan
 

@@ -8,16 +8,16 @@ combinations that cannot work are refused here, before any engine is involved.
 
 from __future__ import annotations
 
+from .errors import ConfigError
+from .settings import CHECKPOINTS, DEFAULT_MASTER_PORT, DEFAULT_NNODES, DEFAULT_PORT, Settings
+
 # types.MappingProxyType, without importing types (Lib/types.py defines it the same way).
 MappingProxyType = type(type.__dict__)
 
-from .errors import ConfigError
-from .settings import (CHECKPOINTS, DEFAULT_MASTER_PORT, DEFAULT_NNODES, DEFAULT_PORT,
-                       Settings)
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
-    from typing import Any, Mapping
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 
 class Plan:
@@ -128,6 +128,17 @@ class Plan:
         return self.nnodes > 1
 
     @property
+    def master_host(self) -> str:
+        """Node 0's address on a multi-node plan (``master_ip``, which is set exactly then).
+
+        Raises:
+            ValueError: on a one-node plan, which has no node 0 to reach.
+        """
+        if self.master_ip is None:
+            raise ValueError("a one-node plan has no MASTER_IP")
+        return self.master_ip
+
+    @property
     def headless(self) -> bool:
         """True for a vLLM node ranked 1 or more: it runs engine workers and no API server."""
         return self.engine == "vllm" and self.node_rank > 0
@@ -154,7 +165,7 @@ class Plan:
         return f"node {self.node_rank} of {self.nnodes}, worker (answers /health only)"
 
 
-def resolve_plan(settings: Settings, extra_args: list[str] | tuple = ()) -> Plan:
+def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
     """Turn validated settings into this node's plan.
 
     Args:

@@ -51,7 +51,7 @@ from .values import parse_address, parse_whole
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
-    from typing import Mapping
+    from collections.abc import Mapping
 
 #: The launcher variables a platform can provide, in the order they are reported.
 PROVIDED = ("NODE_RANK", "MASTER_IP", "NNODES")
@@ -228,7 +228,7 @@ def _rank_below_count(found: dict[str, tuple[str, str]]) -> None:
             raise ConfigError(rank_source, rank, f"0..{int(count) - 1} ({count_source}={count})")
 
 
-def _comparable(name: str, raw: str):
+def _comparable(name: str, raw: str) -> str | int:
     """A key under which two platforms' values for ``name`` are equal when they agree."""
     if name == "MASTER_IP":
         return parse_address(name, raw).lower()

@@ -34,11 +34,19 @@ that needs them.
 from __future__ import annotations
 
 import os
-import sys
 
 from .errors import PreflightError
 from .output import format_bytes, log
 from .values import GB, GiB, join_host_port
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from ipaddress import IPv4Address, IPv6Address
+    from types import ModuleType
+    from typing import Any
+
+    from .plan import Plan
 
 # The guide's minimum hardware per precision (docs/engines.md, "Checkpoints and minimum
 # hardware"): FP8 (about 560 GB of weights) runs on 8 GPUs of
@@ -111,11 +119,11 @@ class Gpu:
         self.index, self.name, self.uuid, self.memory = index, name, uuid, memory
 
 
-def _text(value) -> str:
+def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def nvml_gpus(nvml) -> list[Gpu]:
+def nvml_gpus(nvml: ModuleType) -> list[Gpu]:
     """Every GPU NVML reports, through the ``pynvml`` module ``nvml``.
 
     Raises:
@@ -177,7 +185,7 @@ def _gpu_summary(gpus: list[Gpu]) -> str:
                      for (name, memory), n in counts.items()) or "none"
 
 
-def check_gpus(plan, env) -> list[Outcome]:
+def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
     """GPU count and GPU memory, read from NVML (``import pynvml``, nvidia-ml-py)."""
     cvd = env.get("CUDA_VISIBLE_DEVICES")
     shown_cvd = "unset" if cvd is None else repr(cvd)
@@ -244,10 +252,11 @@ def check_shm(path: str = SHM_PATH) -> Outcome:
                        f"need at least {format_bytes(SHM_MIN_BYTES)} (Docker's default 64 MiB "
                        "breaks NCCL). Run the container with --ipc=host (compose: ipc: host) "
                        "or --shm-size=16g.")
-    return Outcome("/dev/shm", True, f"{path} is {format_bytes(size)} >= {format_bytes(SHM_MIN_BYTES)}")
+    return Outcome("/dev/shm", True,
+                   f"{path} is {format_bytes(size)} >= {format_bytes(SHM_MIN_BYTES)}")
 
 
-def check_memlock(plan, limits: tuple[int, int] | None = None) -> Outcome:
+def check_memlock(plan: Plan, limits: tuple[int, int] | None = None) -> Outcome:
     """RLIMIT_MEMLOCK (soft) is unlimited on multi-node plans.
 
     Args:
@@ -257,7 +266,7 @@ def check_memlock(plan, limits: tuple[int, int] | None = None) -> Outcome:
 
     soft, hard = limits or resource.getrlimit(resource.RLIMIT_MEMLOCK)
 
-    def shown(limit):
+    def shown(limit: int) -> str:
         return "unlimited" if limit == resource.RLIM_INFINITY else format_bytes(limit)
 
     found = f"memlock limit {shown(soft)} (hard {shown(hard)})"
@@ -273,7 +282,7 @@ def check_memlock(plan, limits: tuple[int, int] | None = None) -> Outcome:
 
 # --- network ----------------------------------------------------------------------------
 
-def _ip(text: str):
+def _ip(text: str) -> IPv4Address | IPv6Address:
     import ipaddress
 
     return ipaddress.ip_address(text.split("%", 1)[0])
@@ -338,7 +347,7 @@ def _resolve(host: str) -> list[str]:
     import socket
 
     infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(_ip(info[4][0])) for info in infos))
+    return list(dict.fromkeys(str(_ip(str(info[4][0]))) for info in infos))
 
 
 def _is_local(address: str, local: dict[str, str]) -> str | None:
@@ -354,8 +363,9 @@ def _local_list(local: dict[str, str]) -> str:
     return ", ".join(f"{address} on {name}" for address, name in local.items()) or "none"
 
 
-def check_master_ip(plan, resolve_wait_s: float = MASTER_RESOLVE_WAIT_S, *, sleep=None,
-                    clock=None) -> Outcome:
+def check_master_ip(plan: Plan, resolve_wait_s: float = MASTER_RESOLVE_WAIT_S, *,
+                    sleep: Callable[[float], None] | None = None,
+                    clock: Callable[[], float] | None = None) -> Outcome:
     """On node 0, ``MASTER_IP`` is one of this host's addresses.
 
     A name that does not resolve yet is retried for ``resolve_wait_s`` seconds: the DNS
@@ -368,7 +378,7 @@ def check_master_ip(plan, resolve_wait_s: float = MASTER_RESOLVE_WAIT_S, *, slee
     deadline = clock() + resolve_wait_s
     while True:
         try:
-            addresses = _resolve(plan.master_ip)
+            addresses = _resolve(plan.master_host)
             break
         except OSError as error:
             if clock() >= deadline:
@@ -416,7 +426,7 @@ def route_interface(host: str, port: int) -> tuple[str, str]:
     return interface, address
 
 
-def check_gloo(plan, env) -> Outcome | None:
+def check_gloo(plan: Plan, env: Mapping[str, str]) -> Outcome | None:
     """``GLOO_SOCKET_IFNAME``: one existing interface; chosen for multi-node plans if unset.
 
     When it chooses, the outcome's ``engine_env`` holds ``GLOO_SOCKET_IFNAME``. Returns
@@ -440,7 +450,7 @@ def check_gloo(plan, env) -> Outcome | None:
     if not plan.multi_node:
         return None
     try:
-        interface, address = route_interface(plan.master_ip, plan.master_port)
+        interface, address = route_interface(plan.master_host, plan.master_port)
     except (OSError, LookupError) as error:
         return Outcome("GLOO_SOCKET_IFNAME", False,
                        f"GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP="
@@ -497,7 +507,7 @@ def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> O
     return Outcome(name, False, f"{where} ({variable}) cannot be bound ({error}); {fix}.")
 
 
-def check_ports(plan) -> list[Outcome]:
+def check_ports(plan: Plan) -> list[Outcome]:
     """The HTTP port where this node serves HTTP; on node 0 of several, MASTER_PORT too."""
     outcomes = []
     if plan.serves_http:
@@ -532,7 +542,8 @@ def check_writable(directory: str) -> Outcome:
 
 # --- running them -----------------------------------------------------------------------
 
-def collect(plan, env, download_to: str | None = None) -> list[Outcome]:
+def collect(plan: Plan, env: Mapping[str, str],
+            download_to: str | None = None) -> list[Outcome]:
     """Run every check that applies to ``plan`` on this host; return their outcomes.
 
     Args:
@@ -572,7 +583,8 @@ def report(outcomes: list[Outcome], mode: str) -> None:
     log("\n".join(lines))
 
 
-def run_checks(plan, env, mode: str, download_to: str | None = None) -> list[Outcome]:
+def run_checks(plan: Plan, env: Mapping[str, str], mode: str,
+               download_to: str | None = None) -> list[Outcome]:
     """``collect`` then ``report``; nothing at all when ``mode == "off"``.
 
     Raises:
@@ -585,7 +597,9 @@ def run_checks(plan, env, mode: str, download_to: str | None = None) -> list[Out
     return outcomes
 
 
-def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> bool:
+def wait_for_master(plan: Plan, wait_s: int, mode: str, *,
+                    sleep: Callable[[float], None] | None = None,
+                    clock: Callable[[], float] | None = None) -> bool:
     """On nodes ranked 1 and up, wait until ``MASTER_IP:MASTER_PORT`` accepts TCP connections.
 
     Node 0 opens that port only once its engine starts, after its own download, so this
@@ -610,7 +624,7 @@ def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> 
 
     sleep = sleep or time.sleep
     clock = clock or time.monotonic
-    target = join_host_port(plan.master_ip, plan.master_port)
+    target = join_host_port(plan.master_host, plan.master_port)
     start = clock()
     deadline = start + wait_s
     next_log = start
@@ -620,7 +634,7 @@ def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> 
         now = clock()
         try:
             timeout = max(0.1, min(5.0, deadline - now))
-            with socket.create_connection((plan.master_ip, plan.master_port), timeout=timeout):
+            with socket.create_connection((plan.master_host, plan.master_port), timeout=timeout):
                 pass
             if attempts > 1:
                 log(f"node 0 at {target} accepts connections after {clock() - start:.0f} s")
@@ -648,7 +662,8 @@ def wait_for_master(plan, wait_s: int, mode: str, *, sleep=None, clock=None) -> 
 
 # --- the dry run ------------------------------------------------------------------------
 
-def describe(plan, values, env) -> list[tuple[str, str, str]]:
+def describe(plan: Plan, values: Mapping[str, Any],
+             env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """What the launch would check, for the dry run: (name, what, why) rows. Checks nothing.
 
     Args:
@@ -690,6 +705,6 @@ def describe(plan, values, env) -> list[tuple[str, str, str]]:
     if nccl:
         rows.append(("  NCCL_SOCKET_IFNAME", nccl, "passed through unchanged"))
     if plan.multi_node and plan.node_rank > 0:
-        rows.append(("  wait for node 0", join_host_port(plan.master_ip, plan.master_port),
+        rows.append(("  wait for node 0", join_host_port(plan.master_host, plan.master_port),
                      f"up to MASTER_WAIT_S={values['MASTER_WAIT_S']} s, after the download"))
     return rows

@@ -15,12 +15,20 @@ from __future__ import annotations
 
 from .errors import ConfigError
 from .platforms import PLATFORM_PREFIXES
-from .values import (ADDRESS_ACCEPTED, BOOL_ACCEPTED, LARGEST_WHOLE, fullmatch, parse_address,
-                     parse_bool, parse_whole)
+from .values import (
+    ADDRESS_ACCEPTED,
+    BOOL_ACCEPTED,
+    LARGEST_WHOLE,
+    fullmatch,
+    parse_address,
+    parse_bool,
+    parse_whole,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
-    from typing import Mapping
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 ENGINES = ("sglang", "vllm")
 PRECISIONS = ("fp8", "bf16")
@@ -60,8 +68,9 @@ class Variable:
     __slots__ = ("name", "kind", "default", "help", "choices", "default_doc", "secret",
                  "accepted_doc")
 
-    def __init__(self, name, kind, default, help, choices=(), default_doc=None, secret=False,
-                 accepted_doc=""):
+    def __init__(self, name: str, kind: str, default: Any, help: str,
+                 choices: Sequence[str] = (), default_doc: str | None = None,
+                 secret: bool = False, accepted_doc: str = ""):
         self.name = name
         self.kind = kind
         self.default = default
@@ -77,7 +86,7 @@ class Variable:
             return " | ".join(self.choices)
         if self.kind == "library":
             return self.accepted_doc
-        return {
+        described: dict[str, str] = {
             "bool": BOOL_ACCEPTED,
             "count": f"a whole number, 1..{LARGEST_WHOLE}",
             "index": f"a whole number, 0..{LARGEST_WHOLE}",
@@ -88,7 +97,8 @@ class Variable:
                      "or relative starting with ./ or ../",
             "revision": "a branch, tag or commit hash (letters, digits, . _ - /; no ..)",
             "args": "engine flags, quoted the way a shell quotes them",
-        }[self.kind]
+        }
+        return described[self.kind]
 
     def default_text(self) -> str:
         """The default as the README shows it."""
@@ -186,8 +196,10 @@ class Settings:
     """Validated values of every variable, and where each came from.
 
     Attributes:
-        values (dict[str, object]): parsed value per variable name; ``None`` where unset and
-            the default depends on other values (``NNODES``, ``PORT``, ...; see ``plan``).
+        values (dict[str, Any]): parsed value per variable name, of the type its kind gives
+            (``str``, ``bool``, ``int``, ``tuple[str, ...]`` for ``"args"``); ``None`` where
+            unset and the default depends on other values (``NNODES``, ``PORT``, ...; see
+            ``plan``).
         sources (dict[str, str]): per name, where the value came from: ``"environment"``,
             ``"default"``, ``"installed engine"``, or a platform variable such as
             ``"LWS_WORKER_INDEX"``.
@@ -195,11 +207,11 @@ class Settings:
 
     __slots__ = ("values", "sources")
 
-    def __init__(self, values: dict, sources: dict):
+    def __init__(self, values: dict[str, Any], sources: dict[str, str]):
         self.values = values
         self.sources = sources
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         return self.values[name]
 
 
@@ -208,7 +220,7 @@ _RANGES = {"count": (1, LARGEST_WHOLE), "index": (0, LARGEST_WHOLE), "port": (1,
            "seconds": (0, LARGEST_WHOLE)}
 
 
-def _parse(var: Variable, raw: str):
+def _parse(var: Variable, raw: str) -> Any:
     """Parse one non-empty raw value according to its variable's kind."""
     text = raw.strip()
     if var.kind == "choice":
@@ -241,9 +253,10 @@ def _parse(var: Variable, raw: str):
         import shlex
 
         try:
-            return shlex.split(raw)
+            return tuple(shlex.split(raw))
         except ValueError as exc:  # unbalanced quotes
-            raise ConfigError(var.name, raw, var.accepted(), f"It does not split: {exc}.")
+            raise ConfigError(var.name, raw, var.accepted(),
+                              f"It does not split: {exc}.") from None
     raise TypeError(f"{var.name}: no parser for kind {var.kind!r}")  # a bug in VARIABLES
 
 
@@ -259,7 +272,7 @@ def detect_engine() -> list[str]:
     return [name for name in ENGINES if engine_module(name).find_engine() is not None]
 
 
-def _platform_values(env: Mapping[str, str]) -> dict:
+def _platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """Values that LeaderWorkerSet or Slurm give, only imported when their variables exist."""
     if not any(key.startswith(PLATFORM_PREFIXES) for key in env):
         return {}
@@ -268,7 +281,8 @@ def _platform_values(env: Mapping[str, str]) -> dict:
     return platform_values(env)
 
 
-def load_settings(env: Mapping[str, str], installed=detect_engine) -> Settings:
+def load_settings(env: Mapping[str, str],
+                  installed: Callable[[], list[str]] = detect_engine) -> Settings:
     """Read and validate every variable in ``VARIABLES`` from ``env``.
 
     An empty value counts as unset. ``NODE_RANK``, ``MASTER_IP`` and ``NNODES`` fall back
@@ -287,8 +301,8 @@ def load_settings(env: Mapping[str, str], installed=detect_engine) -> Settings:
     Raises:
         ConfigError: naming the first variable whose value is invalid.
     """
-    values: dict = {}
-    sources: dict = {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     platform = _platform_values(env)
     for var in VARIABLES:
         if var.kind == "library":  # read by its library, from the environment

@@ -20,7 +20,8 @@ Only the files the engine loads are fetched (``ALLOW_PATTERNS``). The transfer i
 an interrupted file is resumed with an HTTP range request (by huggingface_hub within its call
 in recent releases; from the partial file by the launcher's next attempt, ``DOWNLOAD_ATTEMPTS``,
 in releases that keep partial files, such as 0.34), and files already fetched are never
-fetched again, by this start or a later one. ``HF_TOKEN`` (never printed), ``HF_HOME``/``HF_HUB_CACHE``,
+fetched again, by this start or a later one. ``HF_TOKEN`` (never printed),
+``HF_HOME``/``HF_HUB_CACHE``,
 ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` are honoured as huggingface_hub defines them;
 ``MODEL_REVISION`` pins a branch, tag or commit. ``DOWNLOAD=0`` skips this module entirely.
 
@@ -37,11 +38,18 @@ light.
 from __future__ import annotations
 
 import os
-import sys
 
 from .errors import WeightsError
 from .output import format_gb, log
 from .values import GB
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from types import ModuleType, TracebackType
+    from typing import Any
+
+    from .plan import Plan
 
 # The files the engines load from a LongCat-Flash checkpoint, and nothing else. The
 # meituan-longcat/LongCat-Flash-Chat(-FP8) repositories hold config.json and
@@ -81,7 +89,7 @@ def is_local(model: str) -> bool:
     return model.startswith(("/", "./", "../"))
 
 
-def hub_cache(env) -> str:
+def hub_cache(env: Mapping[str, str]) -> str:
     """The Hugging Face hub cache for ``env``, by huggingface_hub's own rules.
 
     ``HF_HUB_CACHE`` (or the older ``HUGGINGFACE_HUB_CACHE``), else ``HF_HOME/hub``, else
@@ -100,7 +108,7 @@ def hub_cache(env) -> str:
     return os.path.join(expand(home), "hub")
 
 
-def hub_offline(env) -> bool:
+def hub_offline(env: Mapping[str, str]) -> bool:
     """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is on, as huggingface_hub reads it."""
     value = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or ""
     return value.strip().upper() in _TRUE
@@ -121,8 +129,9 @@ class Located:
             holds nothing that tells (nothing of this revision was cached).
     """
 
-    def __init__(self, model, path=None, served_name=None, repo_id=None, revision=None,
-                 cache=None, missing=None):
+    def __init__(self, model: str, path: str | None = None, served_name: str | None = None,
+                 repo_id: str | None = None, revision: str | None = None,
+                 cache: str | None = None, missing: list[str] | None = None):
         self.model = model
         self.path = path
         self.served_name = served_name
@@ -201,7 +210,7 @@ def _locate_local(model: str, revision: str | None) -> Located:
 
 # --- the Hugging Face cache -------------------------------------------------------------
 
-def _hub():
+def _hub() -> ModuleType:
     """``huggingface_hub``, imported now; a clear refusal when it is not installed."""
     try:
         import huggingface_hub
@@ -213,8 +222,8 @@ def _hub():
     return huggingface_hub
 
 
-def _wanted(names) -> list[str]:
-    from huggingface_hub.utils import filter_repo_objects
+def _wanted(names: Iterable[str]) -> list[str]:
+    from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
     return sorted(filter_repo_objects(list(names), allow_patterns=list(ALLOW_PATTERNS)))
 
@@ -283,7 +292,7 @@ def _names(files: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
 
 
-def locate(plan, values, env) -> Located:
+def locate(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str]) -> Located:
     """Find the checkpoint ``plan.model`` names on this host, without network access.
 
     Args:
@@ -349,7 +358,7 @@ class _Progress:
     and transfer backend, and prints plain lines that suit container logs.
     """
 
-    def __init__(self, folder: str, total: int, log):
+    def __init__(self, folder: str, total: int, log: Callable[[str], None]):
         import threading
         import time
 
@@ -390,16 +399,18 @@ class _Progress:
         while not self.stop.wait(PROGRESS_EVERY_S):
             self.log(self.line())
 
-    def __enter__(self):
+    def __enter__(self) -> _Progress:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
         self.stop.set()
         self.thread.join()
 
 
-def fetch(located: Located, env, log=log) -> str:
+def fetch(located: Located, env: Mapping[str, str],
+          log: Callable[[str], None] = log) -> str:
     """Download the files of ``located`` that the cache lacks; return the snapshot path.
 
     Asks the Hub for the file list with sizes (``HfApi.model_info(files_metadata=True)``),
@@ -417,11 +428,17 @@ def fetch(located: Located, env, log=log) -> str:
     """
     _hub()
     from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
     from huggingface_hub.file_download import repo_folder_name
 
     repo, revision, cache = located.repo_id, located.revision, located.cache
+    if repo is None or revision is None or cache is None:
+        raise TypeError(f"fetch() takes a repo id's Located, not {located.model!r}'s")
     token = env.get("HF_TOKEN") or None
     api = HfApi(endpoint=env.get("HF_ENDPOINT") or None, token=token)
     where = f"{repo}@{revision}"
@@ -463,7 +480,8 @@ def fetch(located: Located, env, log=log) -> str:
     if need > free:
         raise WeightsError(
             f"not enough disk space for {where}: the {len(missing)} missing files need "
-            f"{format_gb(need)}, and {format_gb(free)} are free under {cache}. Free space there, or mount "
+            f"{format_gb(need)}, and {format_gb(free)} are free under {cache}. Free space "
+            "there, or mount "
             "a larger volume at HF_HOME (the FP8 checkpoint is about 560 GB, BF16 about 1.1 TB).")
     log(f"weights: fetching {len(missing)} of {len(wanted)} files of {where} (commit "
         f"{info.sha}), {need / GB:.2f} GB, from {api.endpoint} into {cache}; "
@@ -489,7 +507,8 @@ def fetch(located: Located, env, log=log) -> str:
                 if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
                     raise WeightsError(
                         f"the disk under {cache} filled up while fetching {where} "
-                        f"({format_gb(need)} were needed, {format_gb(free)} free at the start). Free "
+                        f"({format_gb(need)} were needed, {format_gb(free)} free at the "
+                        "start). Free "
                         "space there; the files already fetched are kept.") from None
                 if attempt == DOWNLOAD_ATTEMPTS or final(error):
                     raise refuse(error, "fetch") from None
@@ -501,7 +520,8 @@ def fetch(located: Located, env, log=log) -> str:
     return path
 
 
-def prepare(plan, values, env, located: Located | None = None) -> Located:
+def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
+            located: Located | None = None) -> Located:
     """``locate``, then ``fetch`` if needed; return where the checkpoint is on this host.
 
     ``Located.plan_changes`` gives what the plan becomes (the local path, the served name).
@@ -514,7 +534,8 @@ def prepare(plan, values, env, located: Located | None = None) -> Located:
 
 # --- the dry run ------------------------------------------------------------------------
 
-def describe(plan, values, env) -> list[tuple[str, str, str]]:
+def describe(plan: Plan, values: Mapping[str, Any],
+             env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """What the launch would do with the weights, for the dry run. Touches nothing."""
     if not values.get("DOWNLOAD", True):
         return [("weights", "MODEL goes to the engine as given", "DOWNLOAD=0")]

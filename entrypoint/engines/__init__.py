@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import importlib
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
-def engine_module(engine: str):
+    from ..plan import Plan
+
+
+def engine_module(engine: str) -> ModuleType:
     """Return the module for ``engine`` (``"sglang"`` or ``"vllm"``)."""
     return importlib.import_module(f"{__name__}.{engine}")
 
 
-def build_argv(plan) -> list[str]:
-    """Return the engine command for ``plan`` (an ``entrypoint.plan.Plan``)."""
-    return engine_module(plan.engine).build_argv(plan)
+def build_argv(plan: Plan) -> list[str]:
+    """Return the engine command for ``plan``."""
+    argv: list[str] = engine_module(plan.engine).build_argv(plan)
+    return argv
 
 
-def engine_env(plan) -> dict[str, str]:
+def engine_env(plan: Plan) -> dict[str, str]:
     """Variables the launcher sets for the engine of ``plan`` unless the environment has
     them: the engine module's ``ENGINE_ENV``, then what preflight chose
     (``plan.engine_env``, e.g. ``GLOO_SOCKET_IFNAME``)."""

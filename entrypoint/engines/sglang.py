@@ -12,16 +12,20 @@ import sys
 
 from ..values import join_host_port
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..plan import Plan
+
 MODULE = "sglang.launch_server"
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
 # maintainers advise --dist-timeout 3600, the same on every node (docs/engines.md, "SGLang").
 MULTI_NODE_DIST_TIMEOUT_S = 3600
 # Environment the launcher sets for SGLang: none.
-ENGINE_ENV: dict = {}
+ENGINE_ENV: dict[str, str] = {}
 
 
-def build_argv(plan) -> list[str]:
-    """Return the SGLang command for ``plan`` (an ``entrypoint.plan.Plan``).
+def build_argv(plan: Plan) -> list[str]:
+    """Return the SGLang command for ``plan``.
 
     The interpreter is the launcher's own (``sys.executable``): ``find_engine`` checked
     that SGLang is importable there.
@@ -42,10 +46,10 @@ def build_argv(plan) -> list[str]:
         argv += [
             "--nnodes", str(plan.nnodes),
             "--node-rank", str(plan.node_rank),
-            "--dist-init-addr", join_host_port(plan.master_ip, plan.master_port),
+            "--dist-init-addr", join_host_port(plan.master_host, plan.master_port),
             "--dist-timeout", str(MULTI_NODE_DIST_TIMEOUT_S),
         ]
-    if plan.mtp:
+    if plan.draft_model is not None:  # set with MTP only
         argv += [
             "--speculative-algorithm", "NEXTN",
             "--speculative-draft-model-path", plan.draft_model,
@@ -75,7 +79,8 @@ def parser_rejections(argv: list[str]) -> list[str]:
     """Check ``argv`` (as from ``build_argv``) with SGLang's own parser.
 
     Builds the parser the way ``sglang.launch_server`` does (docs/engines.md,
-    "Checking a command without a GPU"): ``argparse.ArgumentParser()``, ``ServerArgs.add_cli_args(parser)``, then
+    "Checking a command without a GPU"): ``argparse.ArgumentParser()``,
+    ``ServerArgs.add_cli_args(parser)``, then
     ``parse_args``. Imports SGLang, which takes seconds: never on the launch path.
 
     Returns:

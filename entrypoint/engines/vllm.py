@@ -9,6 +9,10 @@ method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..plan import Plan
+
 PROGRAM = "vllm"
 # The current spelling. The pinned vLLM still accepts "longcat_flash_mtp" but logs "method
 # `%s` is deprecated and replaced with mtp" (vllm/config/speculative.py,
@@ -19,8 +23,8 @@ SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
 ENGINE_ENV = {"VLLM_ENGINE_READY_TIMEOUT_S": "3600"}
 
 
-def build_argv(plan) -> list[str]:
-    """Return the vLLM command for ``plan`` (an ``entrypoint.plan.Plan``)."""
+def build_argv(plan: Plan) -> list[str]:
+    """Return the vLLM command for ``plan``."""
     argv = [PROGRAM, "serve", plan.model,
             "--trust-remote-code",
             "--enable-expert-parallel",
@@ -33,12 +37,12 @@ def build_argv(plan) -> list[str]:
         argv += [
             "--data-parallel-size", str(plan.data_parallel_size),
             "--data-parallel-size-local", "1",
-            "--data-parallel-address", plan.master_ip,
+            "--data-parallel-address", plan.master_host,
             "--data-parallel-rpc-port", str(plan.master_port),
         ]
         if plan.headless:
             argv += ["--headless", "--data-parallel-start-rank", str(plan.node_rank)]
-    if plan.mtp:
+    if plan.draft_model is not None:  # set with MTP only
         import json
 
         argv += ["--speculative-config", json.dumps(SPECULATIVE_CONFIG, separators=(",", ":"))]
@@ -70,7 +74,8 @@ def installed_version() -> str | None:
 def parser_rejections(argv: list[str]) -> list[str]:
     """Check ``argv`` (as from ``build_argv``) with vLLM's own parser and validation.
 
-    Follows ``vllm serve`` on a CPU-only machine (docs/engines.md, "Checking a command without a GPU"):
+    Follows ``vllm serve`` on a CPU-only machine (docs/engines.md, "Checking a command
+    without a GPU"):
     ``VLLM_TARGET_DEVICE=cpu`` unless set, ``ServeSubcommand().subparser_init`` on a
     ``FlexibleArgumentParser``, ``parse_args(["serve", ...])``, ``validate`` and
     ``AsyncEngineArgs.from_cli_args``. A ``--speculative-config`` method that vLLM
@@ -117,7 +122,7 @@ def parser_rejections(argv: list[str]) -> list[str]:
     return problems
 
 
-def _deprecated_speculative_method(config) -> list[str]:
+def _deprecated_speculative_method(config: object) -> list[str]:
     """Describe a speculative method vLLM accepts only with a deprecation warning."""
     from typing import get_args
 
