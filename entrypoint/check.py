@@ -13,7 +13,7 @@ from typing import TextIO
 
 from .engines import build_argv, engine_module
 from .errors import EngineNotInstalled
-from .output import command_line
+from .output import command_line, say
 from .plan import resolve_plan
 from .platforms import PLATFORM_PREFIXES
 from .settings import DEFAULT_NNODES, PRECISIONS, load_settings
@@ -67,15 +67,14 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     if module.find_engine() is None:
         raise EngineNotInstalled(engine, "its package and command")
     cases = standard_environments(env) if all_plans else [("current configuration", dict(env))]
-    print(f"checking {len(cases)} plan(s) against {engine} {module.installed_version()}",
-          file=out)
+    say(f"checking {len(cases)} plan(s) against {engine} {module.installed_version()}", out)
     failed = 0
     for label, case_env in cases:
         argv = build_argv(resolve_plan(load_settings(case_env)))
         problems = module.parser_rejections(argv)
-        print(f"{'FAIL' if problems else 'ok  '} {label}: {command_line(argv)}", file=out)
+        say(f"{'FAIL' if problems else 'ok  '} {label}: {command_line(argv)}", out)
         for problem in problems:
-            print(f"     rejected {problem}", file=out)
+            say(f"     rejected {problem}", out)
         failed += bool(problems)
-    print(f"{len(cases) - failed} accepted, {failed} rejected", file=out)
+    say(f"{len(cases) - failed} accepted, {failed} rejected", out)
     return 1 if failed else 0

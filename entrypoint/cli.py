@@ -115,11 +115,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """
     import os
 
+    from .output import configure, log, say
+    from .settings import SECRET_VARIABLES
+
     env = os.environ if env is None else env
+    configure(env.get(name, "") for name in SECRET_VARIABLES)
     try:
         command, args, dry_run = parse_command_line(sys.argv[1:] if argv is None else argv)
         if command == "help":
-            print(USAGE, end="")
+            say(USAGE, end="")
             return 0
         if command == "check":
             from .check import run_check
@@ -132,14 +136,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if command == "env-table":
             from .settings import env_table_markdown
 
-            print(env_table_markdown(), end="")
+            say(env_table_markdown(), end="")
             return 0
         from .launch import launch
         from .values import parse_bool
 
         return launch(env, args, dry_run or parse_bool("DRY_RUN", env.get("DRY_RUN", "")))
     except LaunchError as error:
-        print(f"longcat-deploy: error: {error.message()}", file=sys.stderr, flush=True)
+        log(f"error: {error.message()}")
         return error.exit_status
     except KeyboardInterrupt:
         return 130

@@ -55,22 +55,31 @@ class ConfigError(LaunchError):
 
     Args:
         variable: the variable at fault, e.g. ``"NODE_RANK"``.
-        value: the value it had; ``None`` when it was unset. Never pass a secret here.
+        value: the value it had; ``None`` when it was unset.
         accepted: what would be accepted, e.g. ``"0..1 (NNODES=2)"``.
         detail: optional extra sentence (why, or how to fix it).
+        hide_value: do not quote the value (a secret, or text that may hold one, such as
+            engine flags); the message says it is not shown.
     """
 
     exit_status = EXIT_CONFIG
 
-    def __init__(self, variable: str, value: str | None, accepted: str, detail: str = ""):
+    def __init__(self, variable: str, value: str | None, accepted: str, detail: str = "",
+                 hide_value: bool = False):
         self.variable = variable
         self.value = value
         self.accepted = accepted
         self.detail = detail
+        self.hide_value = hide_value
         super().__init__(self.message())
 
     def message(self) -> str:
-        got = "is not set" if self.value is None else f"is {shorten(self.value)}"
+        if self.value is None:
+            got = "is not set"
+        elif self.hide_value:
+            got = f"is refused (value not shown, {len(self.value)} characters)"
+        else:
+            got = f"is {shorten(self.value)}"
         text = f"{self.variable} {got}; accepted: {self.accepted.rstrip('.')}."
         if self.detail:
             text += f" {self.detail}"

@@ -10,7 +10,7 @@ import os
 import sys
 
 from .errors import EngineNotInstalled
-from .output import PREFIX, command_line
+from .output import PREFIX, command_line, say
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -32,7 +32,7 @@ def exec_engine(argv: list[str], env: Mapping[str, str], engine: str) -> NoRetur
     Raises:
         EngineNotInstalled: when ``argv[0]`` cannot be executed.
     """
-    print(f"{PREFIX}: exec {command_line(argv)}", flush=True)
+    say(f"{PREFIX}: exec {command_line(argv)}")
     sys.stderr.flush()
     try:
         os.execvpe(argv[0], argv, env)

@@ -102,5 +102,7 @@ def run_health(env: Mapping[str, str]) -> int:
     from .settings import load_settings
 
     healthy, reason = node_health(resolve_plan(load_settings(env)))
-    print(reason)
+    from .output import say
+
+    say(reason)
     return 0 if healthy else 1

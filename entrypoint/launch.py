@@ -114,9 +114,10 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     values, mode = settings.values, settings["PREFLIGHT"]
     plan = resolve_plan(settings, passthrough)
     if dry_run:
+        from .output import say
         from .preflight import describe
 
-        print(describe_plan(plan, build_argv(plan), describe(plan, values, env)), flush=True)
+        say(describe_plan(plan, build_argv(plan), describe(plan, values, env)))
         return 0
     if engine_module(plan.engine).find_engine() is None:
         raise EngineNotInstalled(plan.engine, {"sglang": "the sglang package in "

@@ -187,6 +187,17 @@ VARIABLES: tuple[Variable, ...] = (
 
 BY_NAME = {v.name: v for v in VARIABLES}
 
+# Variables whose values are secrets: never printed (``entrypoint.output.configure`` blanks
+# them in all output) and never put on an engine's command line. Beyond our own secret
+# variables: huggingface_hub's older token name (huggingface_hub/constants.py) and the key
+# variable vLLM reads (vllm/entrypoints/openai/cli_args.py, VLLM_API_KEY).
+SECRET_VARIABLES = (*(v.name for v in VARIABLES if v.secret), "HUGGING_FACE_HUB_TOKEN",
+                    "VLLM_API_KEY")
+# The longest value any variable takes, checked before parsing: enough for any address,
+# path or token; engine flags get more room.
+MAX_VALUE_CHARS = 4096
+MAX_ARGS_CHARS = 65536
+
 # Hugging Face repo ids, as huggingface_hub.utils._validators.validate_repo_id accepts
 # them: REPO_ID_REGEX, and no "--", "..", or ".git" ending.
 _REPO_ID = r"(?:\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b"
@@ -254,9 +265,9 @@ def _parse(var: Variable, raw: str) -> Any:
 
         try:
             return tuple(shlex.split(raw))
-        except ValueError as exc:  # unbalanced quotes
-            raise ConfigError(var.name, raw, var.accepted(),
-                              f"It does not split: {exc}.") from None
+        except ValueError as exc:  # unbalanced quotes; the flags may carry a secret
+            raise ConfigError(var.name, raw, var.accepted(), f"It does not split: {exc}.",
+                              hide_value=True) from None
     raise TypeError(f"{var.name}: no parser for kind {var.kind!r}")  # a bug in VARIABLES
 
 
@@ -270,6 +281,22 @@ def detect_engine() -> list[str]:
     from .engines import engine_module
 
     return [name for name in ENGINES if engine_module(name).find_engine() is not None]
+
+
+def _check_secret(name: str, raw: str) -> None:
+    """Refuse a secret with whitespace or control characters, without showing it.
+
+    A token read from a file often keeps its trailing newline; HTTP clients then refuse the
+    header (``Illegal header value``) and print it whole.
+
+    Raises:
+        ConfigError: naming ``name``, never the value.
+    """
+    if raw and (raw.strip() != raw or not raw.isprintable() or " " in raw):
+        raise ConfigError(name, raw, "a token without spaces, newlines or control characters",
+                          "Remove the trailing newline or spaces (a Secret made from a file "
+                          "keeps them: create it with --from-literal, or strip the file).",
+                          hide_value=True)
 
 
 def _platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -301,13 +328,19 @@ def load_settings(env: Mapping[str, str],
     Raises:
         ConfigError: naming the first variable whose value is invalid.
     """
+    for name in SECRET_VARIABLES:
+        _check_secret(name, env.get(name, ""))
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     platform = _platform_values(env)
     for var in VARIABLES:
+        raw = env.get(var.name, "")
+        limit = MAX_ARGS_CHARS if var.kind == "args" else MAX_VALUE_CHARS
+        if len(raw) > limit:
+            raise ConfigError(var.name, raw, f"at most {limit} characters",
+                              hide_value=var.secret or var.kind == "args")
         if var.kind == "library":  # read by its library, from the environment
             continue
-        raw = env.get(var.name, "")
         if raw.strip() == "":
             if var.name in platform:
                 raw, source = platform[var.name]

@@ -43,6 +43,44 @@ def check(python, env, *args):
                           cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
+# Prints every option string of the engine's server parser, one per line.
+OPTIONS = r"""
+import argparse, os, sys
+if sys.argv[1] == "sglang":
+    from sglang.srt.server_args import ServerArgs
+    parser = argparse.ArgumentParser()
+    ServerArgs.add_cli_args(parser)
+else:
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+    parser = ServeSubcommand().subparser_init(
+        FlexibleArgumentParser(prog="vllm").add_subparsers(dest="subparser"))
+print("\n".join(["OPTIONS:", *parser._option_string_actions]))
+"""
+# How an option that takes a secret is named: its last word, or its last two words.
+SECRET_ENDINGS = ("password", "secret", "api-key", "access-key", "secret-key", "hf-token",
+                  "auth-token", "access-token")
+
+
+def test_every_secret_option_of_the_engine_is_redacted(engine):
+    """Options named like a secret (SECRET_ENDINGS) are redacted in printed commands, in
+    every spelling (entrypoint.output.SECRET_FLAGS)."""
+    from entrypoint.output import is_secret_flag, redact_argv
+
+    name, python = engine
+    done = subprocess.run([str(python), "-c", OPTIONS, name], capture_output=True, text=True,
+                          env=engine_env(python), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    options = done.stdout.split("OPTIONS:\n", 1)[1].split()
+    secret = [o for o in options if o.startswith("--") and o.endswith(SECRET_ENDINGS)]
+    assert "--api-key" in secret
+    for option in secret:
+        assert is_secret_flag(option), f"{name}'s {option} is not redacted"
+        assert is_secret_flag(option.replace("-", "_").replace("__", "--", 1))
+        assert redact_argv([option, "s3cret"]) == [option, "***"]
+
+
 def test_every_standard_plan_is_accepted(engine):
     name, python = engine
     result = check(python, engine_env(python, {"ENGINE": name}), "--all")

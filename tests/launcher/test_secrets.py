@@ -1,0 +1,187 @@
+"""Secrets are never printed: not in the plan, the command, log lines or error messages.
+
+In-process (``entrypoint.cli.main`` with a plain environment) for the properties, and
+through the real launcher process for the cases users hit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from contextlib import redirect_stderr, redirect_stdout
+from urllib.parse import quote as percent
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from entrypoint import output
+from entrypoint.cli import main
+from entrypoint.output import command_line, configure, is_secret_flag, redact, redact_argv
+from entrypoint.settings import SECRET_VARIABLES, VARIABLES
+from tests.launcher.support import clean_env, run_launcher
+
+SECRET = "hf_Sup3rSecretT0ken9"
+
+
+@pytest.fixture(autouse=True)
+def no_configured_secrets():
+    """Each test starts and ends with no secret configured (output keeps module state)."""
+    configure([])
+    yield
+    configure([])
+
+
+def run_main(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """``main`` in-process; returns (exit status, stdout + stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = main(args, env)
+    return status, out.getvalue() + err.getvalue()
+
+
+# --- the redaction function -----------------------------------------------------------------
+
+@pytest.mark.parametrize("secret", [SECRET, "k'ey\\with\"quotes", "ключ-ü", "a b\tc",
+                                    "pa ss/w?rd&x=1"])
+def test_every_spelling_of_a_configured_secret_is_blanked(secret):
+    configure([secret])
+    spellings = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], shlex.quote(secret),
+                 percent(secret, safe=""), json.dumps(secret, ensure_ascii=False)[1:-1]}
+    for spelling in spellings:
+        assert secret not in redact(f"before {spelling} after")
+        assert redact(f"x{spelling}y") == "x***y", spelling
+
+
+def test_a_secret_with_a_trailing_newline_is_blanked_with_and_without_it():
+    configure([SECRET + "\n"])
+    assert redact(f"Bearer {SECRET}\\n and {SECRET}") == "Bearer *** and ***"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://user:PASSWORD@hub.example/x", "https://user:***@hub.example/x"),
+    ("http://TOKEN@[::1]:8080", "http://***@[::1]:8080"),
+    ("see HTTPS://a:b@c and ftp://d:e@f.", "see HTTPS://a:***@c and ftp://d:***@f."),
+    ("no url user@example.com", "no url user@example.com"),
+])
+def test_url_passwords_are_blanked_and_user_names_kept(url, shown):
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize("flag", ["--api-key", "--api_key", "--API-KEY", "--api-ke", "--api",
+                                  "--hf-token", "--hf_token", "--hf-tok"])
+def test_secret_flags_in_every_spelling_the_parsers_accept(flag):
+    assert is_secret_flag(flag) and is_secret_flag(f"{flag}=x")
+    assert redact_argv(["vllm", flag, "sk-1"]) == ["vllm", flag, "***"]
+    assert redact_argv([f"{flag}=sk-2"]) == [f"{flag}=***"]
+
+
+@pytest.mark.parametrize("flag", ["--port", "--host", "-a", "--a", "--hf-config-path-x"])
+def test_other_flags_keep_their_values(flag):
+    assert not is_secret_flag(flag)
+    assert redact_argv([flag, "v"]) == [flag, "v"]
+
+
+# --- through the launcher --------------------------------------------------------------------
+
+def dry_run(env: dict[str, str], *args: str):
+    return run_launcher(["--dry-run", *args], clean_env(env))
+
+
+@pytest.mark.parametrize("token", [SECRET + "\n", SECRET + " ", " " + SECRET, "hf_a\x07b"])
+def test_a_token_with_whitespace_or_control_characters_is_refused_unshown(token):
+    result = dry_run({"ENGINE": "vllm", "HF_TOKEN": token})
+    assert result.returncode == 2 and result.stdout == ""
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "HF_TOKEN is refused (value not shown" in message
+    assert token.strip() not in message and "Traceback" not in message
+
+
+def test_unbalanced_quote_in_extra_args_does_not_echo_the_flags():
+    result = dry_run({"ENGINE": "vllm", "EXTRA_ARGS": "--api-key sk-SECRET '"})
+    assert result.returncode == 2
+    assert "EXTRA_ARGS is refused (value not shown" in result.stderr
+    assert "sk-SECRET" not in result.stderr + result.stdout
+
+
+def test_url_password_of_hf_endpoint_is_never_printed():
+    result = dry_run({"ENGINE": "vllm", "HF_ENDPOINT": "https://bob:PASSWORD@hub.example"})
+    assert result.returncode == 0, result.stderr
+    assert "https://bob:***@hub.example" in result.stdout
+    assert "PASSWORD" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("extra", [f"--api_key {SECRET}", f"--api-ke {SECRET}",
+                                   f"--hf-token {SECRET}", f"--served-model-name {SECRET}",
+                                   f"--lora-modules 'x={SECRET}'"])
+def test_the_token_reused_anywhere_in_extra_args_is_masked(extra):
+    result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
+    assert result.returncode == 0, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert "***" in result.stdout.splitlines()[-1]
+
+
+# --- properties ----------------------------------------------------------------------------
+
+tokens = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF,
+                               blacklist_characters="'\""), min_size=12, max_size=40)
+ORDINARY = [v.name for v in VARIABLES if not v.secret]
+
+
+@settings(max_examples=150, deadline=None)
+@given(secret=tokens, name=st.sampled_from(SECRET_VARIABLES),
+       planted=st.sampled_from(ORDINARY), shape=st.sampled_from(
+           ["{s}", "--api-key {s}", "--x={s}", "https://u:{s}@h.example", "./{s}", "{s}.example"]),
+       engine=st.sampled_from(["sglang", "vllm"]),
+       args=st.sampled_from([["--dry-run"], ["--dry-run", "--api-key", "{s}"]]))
+def test_a_secret_planted_in_any_variable_never_appears_in_any_output(
+        secret, name, planted, shape, engine, args):
+    env = {"ENGINE": engine, name: secret, planted: shape.format(s=secret),
+           "PATH": "/nonexistent"}
+    status, printed = run_main([a.format(s=secret) for a in args], env)
+    assert status in (0, 1, 2), printed
+    assert "Traceback" not in printed
+    assert secret not in printed, (status, printed)
+
+
+DOCUMENTED = {(), ("check",), ("check", "--all"), ("health",), ("env-table",), ("-h",),
+              ("--help",)}
+words = st.sampled_from(["check", "health", "env-table", "helth", "chek", "--all", "--x",
+                         "--timeout", "5", "--dry-run", "--dry_run", "--dry-run=1",
+                         "--DRY-RUN", "-dry-run", "--dryrun", "--", "--port", "vllm", "serve",
+                         "-h", "--help", "prefetch"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(argv=st.lists(words, max_size=4))
+def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv, monkeypatch_module):
+    launched = []
+    monkeypatch_module.setattr("entrypoint.launch.launch",
+                               lambda env, args, dry_run: launched.append(args) or 0)
+    status, printed = run_main(argv, {"ENGINE": "vllm", "PATH": "/nonexistent"})
+    assert "Traceback" not in printed
+    cut = argv.index("--") if "--" in argv else len(argv)
+    before = argv[:cut]
+    if launched:
+        # Only engine flags (and --dry-run) before "--"; no other spelling of --dry-run.
+        assert not before or before[0].startswith("-"), argv
+        assert tuple(before[:1]) not in {("check",), ("health",), ("env-table",)}
+        assert not any(w.lower().lstrip("-").replace("_", "-").startswith("dry")
+                       and w != "--dry-run" for w in before), argv
+    elif tuple(argv) not in DOCUMENTED and status != 1:
+        assert status == 2, (argv, printed)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_output_module_state_is_reset_by_configure():
+    configure(["abcdefgh"])
+    assert output.redact("xabcdefghx") == "x***x"
+    configure([])
+    assert output.redact("xabcdefghx") == "xabcdefghx"
+    assert command_line(["a", "--api-key", "k"]) == "a --api-key '***'"
