@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from .values import GB, GiB, MiB
+from .values import GB, MIN_SECRET_CHARS, GiB, MiB
 
 PREFIX = "longcat-deploy"
 
@@ -49,13 +49,15 @@ def configure(secrets: Iterable[str]) -> None:
     The launcher calls this once, first thing, with the values of the secret variables
     (``entrypoint.settings.SECRET_VARIABLES``). Each secret is blanked in every form it
     can take in text: as given, without surrounding whitespace, escaped as Python and JSON
-    escape it, shell-quoted, and percent-encoded. Empty values are ignored.
+    escape it, shell-quoted, and percent-encoded. Values shorter than ``MIN_SECRET_CHARS``
+    are ignored: settings refuses them before anything else is printed, and blanking them
+    would garble every message.
     """
     global _secrets
     forms: set[str] = set()
     for secret in secrets:
         for value in {secret, secret.strip()}:
-            if value:
+            if len(value) >= MIN_SECRET_CHARS:
                 forms.update(_spellings(value))
     # Longest first, so a form containing another is blanked whole.
     _secrets = tuple(sorted(forms, key=len, reverse=True))

@@ -19,6 +19,7 @@ from .values import (
     ADDRESS_ACCEPTED,
     BOOL_ACCEPTED,
     LARGEST_WHOLE,
+    MIN_SECRET_CHARS,
     fullmatch,
     parse_address,
     parse_bool,
@@ -284,7 +285,7 @@ def detect_engine() -> list[str]:
 
 
 def _check_secret(name: str, raw: str) -> None:
-    """Refuse a secret with whitespace or control characters, without showing it.
+    """Refuse a secret that is short or holds whitespace or control characters, unshown.
 
     A token read from a file often keeps its trailing newline; HTTP clients then refuse the
     header (``Illegal header value``) and print it whole.
@@ -292,11 +293,15 @@ def _check_secret(name: str, raw: str) -> None:
     Raises:
         ConfigError: naming ``name``, never the value.
     """
+    accepted = (f"a token of {MIN_SECRET_CHARS} or more characters, without spaces, "
+                "newlines or control characters")
     if raw and (raw.strip() != raw or not raw.isprintable() or " " in raw):
-        raise ConfigError(name, raw, "a token without spaces, newlines or control characters",
+        raise ConfigError(name, raw, accepted,
                           "Remove the trailing newline or spaces (a Secret made from a file "
                           "keeps them: create it with --from-literal, or strip the file).",
                           hide_value=True)
+    if raw and len(raw) < MIN_SECRET_CHARS:
+        raise ConfigError(name, raw, accepted, hide_value=True)
 
 
 def _platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:

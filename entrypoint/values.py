@@ -27,6 +27,11 @@ BOOL_ACCEPTED = "1/true/yes/on or 0/false/no/off/empty (any case)"
 # within a C int, which is what the engines and the kernel take them as.
 LARGEST_WHOLE = 2**31 - 1
 
+# The shortest secret (token, API key) accepted. Output blanks each secret wherever its
+# text appears, so a key as short as "on" would blank parts of every message; real tokens
+# are far longer (Hugging Face user tokens: "hf_" and 34 characters).
+MIN_SECRET_CHARS = 8
+
 ADDRESS_ACCEPTED = "an IPv4 address, an IPv6 address (brackets optional) or a DNS name"
 
 # RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.

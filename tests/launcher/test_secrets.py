@@ -43,7 +43,7 @@ def run_main(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 # --- the redaction function -----------------------------------------------------------------
 
-@pytest.mark.parametrize("secret", [SECRET, "k'ey\\with\"quotes", "ключ-ü", "a b\tc",
+@pytest.mark.parametrize("secret", [SECRET, "k'ey\\with\"quotes", "ключ-ü-geheim", "a b\tc d e f",
                                     "pa ss/w?rd&x=1"])
 def test_every_spelling_of_a_configured_secret_is_blanked(secret):
     configure([secret])
@@ -89,7 +89,8 @@ def dry_run(env: dict[str, str], *args: str):
     return run_launcher(["--dry-run", *args], clean_env(env))
 
 
-@pytest.mark.parametrize("token", [SECRET + "\n", SECRET + " ", " " + SECRET, "hf_a\x07b"])
+@pytest.mark.parametrize("token", [SECRET + "\n", SECRET + " ", " " + SECRET, "hf_a\x07bcdefgh",
+                                   "short12"])
 def test_a_token_with_whitespace_or_control_characters_is_refused_unshown(token):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": token})
     assert result.returncode == 2 and result.stdout == ""
