@@ -64,8 +64,14 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     settings = load_settings(env)
     engine = settings["ENGINE"]
     module = engine_module(engine)
-    if module.find_engine() is None:
-        raise EngineNotInstalled(engine, "its package and command")
+    import importlib.util
+    import sys
+
+    if module.find_engine(env) is None:
+        raise EngineNotInstalled(engine, "its command")
+    if importlib.util.find_spec(module.PACKAGE) is None:  # the command without its package
+        raise EngineNotInstalled(engine, f"the {module.PACKAGE} Python package in "
+                                         f"{sys.executable}")
     cases = standard_environments(env) if all_plans else [("current configuration", dict(env))]
     say(f"checking {len(cases)} plan(s) against {engine} {module.installed_version()}", out)
     failed = 0

@@ -119,7 +119,7 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
 
         say(describe_plan(plan, build_argv(plan), describe(plan, values, env)))
         return 0
-    if engine_module(plan.engine).find_engine() is None:
+    if engine_module(plan.engine).find_engine(env) is None:
         raise EngineNotInstalled(plan.engine, {"sglang": "the sglang package in "
                                                f"{sys.executable}",
                                                "vllm": "the 'vllm' command on PATH"}[plan.engine])
@@ -146,5 +146,8 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
 
         wait_for_master(plan, values["MASTER_WAIT_S"], mode)
     from .execute import engine_environment, exec_engine
+    from .health import pid_file
 
-    exec_engine(build_argv(plan), engine_environment(env, engine_env(plan)), plan.engine)
+    library_variables = [var.name for var in VARIABLES if var.kind == "library"]
+    exec_engine(build_argv(plan), engine_environment(env, engine_env(plan), library_variables),
+                plan.engine, pid_record=pid_file(env) if plan.headless else None)

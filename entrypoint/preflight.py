@@ -489,8 +489,16 @@ def port_in_use(host: str, port: int) -> OSError | None:
     return None
 
 
+def _ip_or_none(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return _ip(text)
+    except ValueError:
+        return None
+
+
 def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> Outcome:
     import errno
+    import socket
 
     error = port_in_use(host, port)
     where = join_host_port(host, port)
@@ -500,10 +508,20 @@ def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> O
         return Outcome(name, False,
                        f"{where} ({variable}) is already in use on this host: another server, "
                        f"or an earlier container still running. Stop it, or {fix}.")
+    address_fix = "Set HOST to 0.0.0.0 or to one of this host's addresses."
+    if isinstance(error, socket.gaierror):
+        return Outcome(name, False, f"{where} ({variable}) cannot be bound: HOST={host} does not "
+                       f"resolve on this host ({error.strerror}). {address_fix}")
     if error.errno == errno.EADDRNOTAVAIL:
         return Outcome(name, False,
                        f"{where} ({variable}) cannot be bound: {host} is not an address of "
-                       "this host. Set HOST to 0.0.0.0 or to one of this host's addresses.")
+                       f"this host. {address_fix}")
+    if error.errno == errno.EINVAL and "%" not in host and _ip_or_none(host) is not None \
+            and _ip(host).is_link_local:
+        return Outcome(name, False,
+                       f"{where} ({variable}) cannot be bound: HOST={host} is a link-local "
+                       f"address, which needs its interface as a scope (HOST={host}%eth0). "
+                       f"{address_fix}")
     return Outcome(name, False, f"{where} ({variable}) cannot be bound ({error}); {fix}.")
 
 

@@ -272,16 +272,16 @@ def _parse(var: Variable, raw: str) -> Any:
     raise TypeError(f"{var.name}: no parser for kind {var.kind!r}")  # a bug in VARIABLES
 
 
-def detect_engine() -> list[str]:
+def detect_engine(env: Mapping[str, str]) -> list[str]:
     """Return the engines installed where the launcher runs, in ``ENGINES`` order.
 
     SGLang counts when its package is importable by this interpreter (it is launched as
-    ``python -m sglang.launch_server``); vLLM when the ``vllm`` command is on ``PATH``.
+    ``python -m sglang.launch_server``); vLLM when the ``vllm`` command is on ``env``'s ``PATH``.
     Neither is imported.
     """
     from .engines import engine_module
 
-    return [name for name in ENGINES if engine_module(name).find_engine() is not None]
+    return [name for name in ENGINES if engine_module(name).find_engine(env) is not None]
 
 
 def _check_secret(name: str, raw: str) -> None:
@@ -314,7 +314,7 @@ def _platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
 
 
 def load_settings(env: Mapping[str, str],
-                  installed: Callable[[], list[str]] = detect_engine) -> Settings:
+                  installed: Callable[[], list[str]] | None = None) -> Settings:
     """Read and validate every variable in ``VARIABLES`` from ``env``.
 
     An empty value counts as unset. ``NODE_RANK``, ``MASTER_IP`` and ``NNODES`` fall back
@@ -325,6 +325,7 @@ def load_settings(env: Mapping[str, str],
     Args:
         env: the environment, e.g. ``os.environ``.
         installed: returns the installed engines; called only when ENGINE is unset.
+            Default: ``detect_engine(env)``.
 
     Returns:
         Settings with every variable parsed, defaults that depend on other variables
@@ -363,7 +364,7 @@ def load_settings(env: Mapping[str, str],
                 raise ConfigError(var.name, raw, f"{theirs} (from {source}), or unset",
                                   f"{var.name} contradicts the platform's {source}.")
     if values["ENGINE"] is None:
-        found = installed()
+        found = installed() if installed is not None else detect_engine(env)
         if len(found) != 1:
             where = "neither engine is installed here" if not found else "both are installed"
             raise ConfigError("ENGINE", None, " | ".join(ENGINES),

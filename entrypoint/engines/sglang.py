@@ -14,9 +14,13 @@ from ..values import join_host_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..plan import Plan
 
 MODULE = "sglang.launch_server"
+# The Python package whose parser ``parser_rejections`` imports.
+PACKAGE = "sglang"
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
 # maintainers advise --dist-timeout 3600, the same on every node (docs/engines.md, "SGLang").
 MULTI_NODE_DIST_TIMEOUT_S = 3600
@@ -60,8 +64,12 @@ def build_argv(plan: Plan) -> list[str]:
     return [*argv, *plan.extra_args]
 
 
-def find_engine() -> str | None:
-    """Return where SGLang is importable from this interpreter, or ``None``."""
+def find_engine(env: Mapping[str, str]) -> str | None:
+    """Return where SGLang is importable from this interpreter, or ``None``.
+
+    SGLang runs as ``sys.executable -m sglang.launch_server``: this interpreter's import
+    path decides, whatever ``env`` holds.
+    """
     import importlib.util
 
     spec = importlib.util.find_spec("sglang")

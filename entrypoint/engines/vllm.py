@@ -11,9 +11,13 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..plan import Plan
 
 PROGRAM = "vllm"
+# The Python package whose parser ``parser_rejections`` imports.
+PACKAGE = "vllm"
 # The current spelling. The pinned vLLM still accepts "longcat_flash_mtp" but logs "method
 # `%s` is deprecated and replaced with mtp" (vllm/config/speculative.py,
 # SpeculativeConfig.__post_init__).
@@ -49,15 +53,16 @@ def build_argv(plan: Plan) -> list[str]:
     return [*argv, *plan.extra_args]
 
 
-def find_engine() -> str | None:
-    """Return the path of the ``vllm`` command on ``PATH``, or ``None``.
+def find_engine(env: Mapping[str, str]) -> str | None:
+    """Return the path of the ``vllm`` command on ``env``'s ``PATH``, or ``None``.
 
-    The same search ``os.execvp`` makes. Not ``shutil.which``: importing shutil (with
-    bz2, lzma and fnmatch) costs more than the rest of the launcher's start-up.
+    The same search ``os.execvpe`` makes with the environment the engine gets. Not
+    ``shutil.which``: importing shutil (with bz2, lzma and fnmatch) costs more than the rest
+    of the launcher's start-up.
     """
     import os
 
-    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
         candidate = os.path.join(folder or ".", PROGRAM)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
