@@ -10,7 +10,7 @@ Session fixtures, built once per test run and cleaned up at its end:
 - ``standin_image``: the local stand-in for the official engine base images
   (tests/images/standin.py), made by ``.ci/setup-docker`` and kept between runs.
 - ``fake_base_images``: ``{engine: image}``: the stand-in plus that engine's fake
-  (tests/images/fakes), i.e. what ``--base-image`` points at instead of the official base.
+  (tests/fakes/engines), i.e. what ``--base-image`` points at instead of the official base.
 - ``built_images``: ``{engine: tests.images.dockerutil.BuiltImage}``: the shipped
   Dockerfiles built by the shipped build.py (``build.build_targets``) from the fake bases,
   verified in-image and tagged ``longcat-test-<token>:<engine>-<version>-<cuda>`` (and the
@@ -94,7 +94,7 @@ def build_fake_base(client, matrix: dict, standin: str, engine: str, tag: str,
         reject: comma-separated option strings the fake's parser leaves out
             (``FAKE_ENGINE_REJECT``), to stand for an engine that dropped a flag.
     """
-    from tests.images.fakes import fake_base_context
+    from tests.fakes.engines import fake_base_context
 
     context = fake_base_context(engine, matrix["engines"][engine]["version"])
     consume_build(client.api.build(

@@ -1,5 +1,5 @@
 """Unit tests of build.py: the plan, tags, labels, the build/verify/tag/push sequence and
-its errors, against a fake docker client (tests/images/fakedocker.py). No daemon needed;
+its errors, against a fake docker client (tests/fakes/docker_client.py). No daemon needed;
 the real builds are in test_images.py."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import build
-from tests.images.fakedocker import FakeDockerClient
+from tests.fakes.docker_client import FakeDockerClient
 
 ROOT = Path(__file__).resolve().parents[2]
 CREATED = "2026-11-29T12:00:00Z"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import engine_venvs
-from tests.images.fakes import SITE
+from tests.fakes.engines import SITE
 
 # Prints {option string: its definition} for the engine's `serve` parser, as JSON.
 DUMP = r"""
