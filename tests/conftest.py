@@ -12,7 +12,8 @@ Session fixtures, built once per test run and cleaned up at its end:
 - ``fake_base_images``: ``{engine: image}``: the stand-in plus that engine's fake
   (tests/fakes/engines), i.e. what ``--base-image`` points at instead of the official base.
 - ``built_images``: ``{engine: tests.images.dockerutil.BuiltImage}``: the shipped
-  Dockerfiles built by the shipped build.py (``build.build_targets``) from the fake bases,
+  Dockerfiles built by the shipped build.py (``images.pipeline.build_targets``) from the
+  fake bases,
   verified in-image and tagged ``longcat-test-<token>:<engine>-<version>-<cuda>`` (and the
   other tags of the scheme). Reuse it for anything that needs our images, for example
   compose tests: ``built_images["sglang"].ref`` is an image reference to run. Do not
@@ -81,9 +82,9 @@ def standin_image(docker_client) -> str:
 @pytest.fixture(scope="session")
 def matrix() -> dict:
     """images/matrix.toml, as build.py reads it."""
-    import build
+    from images.matrix import load_matrix
 
-    return build.load_matrix(ROOT)
+    return load_matrix(ROOT)
 
 
 def build_fake_base(client, matrix: dict, standin: str, engine: str, tag: str,
@@ -118,39 +119,45 @@ def fake_base_images(docker_client, matrix, standin_image, docker_token) -> dict
 
 
 def build_with_buildpy(client, matrix: dict, engine: str, base: str, repository: str,
-                       root: Path = ROOT, registry: str | None = None,
+                       root: Path = ROOT, registry: str | None = None, cuda: str | None = None,
                        **options) -> BuiltImage:
     """Build ``engine``'s image from ``root`` with build.py, FROM ``base``.
 
     Args:
         registry: ``HOST:PORT`` to prefix the repository with (for pushes).
-        options: more ``build.build_targets`` keywords (``no_cache``, ``push``).
+        cuda: the CUDA variant (default: the engine's default).
+        options: more ``images.pipeline.build_targets`` keywords (``no_cache``, ``push``).
 
     Raises:
-        build.BuildError: as build.py would report it (the build, or its verification);
-            its ``output`` attribute holds what build.py printed.
+        images.errors.BuildError: as build.py would report it (the build, or its
+            verification); its ``output`` attribute holds what build.py printed.
     """
-    import build
+    from images.errors import BuildError
+    from images.matrix import Options, plan
+    from images.pipeline import build_targets
 
-    targets = build.plan(matrix, [engine], base_image=base, repository=repository,
-                         registry=registry, revision="test", root=root)
+    targets = plan(matrix, [engine], Options(base_image=base, repository=repository,
+                                             registry=registry, revision="test", cuda=cuda),
+                   root=root)
     out = io.StringIO()
     try:
-        results = build.build_targets(targets, client=client, root=root, matrix=matrix,
-                                      out=out, **options)
-    except build.BuildError as exc:
+        results = build_targets(targets, client=client, root=root, matrix=matrix, out=out,
+                                **options)
+    except BuildError as exc:
         exc.output = out.getvalue()
         raise
     (result,) = results.values()
     return BuiltImage(engine=engine, id=result["id"], ref=result["tags"][0],
                       tags=result["tags"], base=base, repository=repository,
-                      output=out.getvalue(), digests=result["digests"])
+                      output=out.getvalue(), digests=result["digests"],
+                      base_digest=result["base_digest"],
+                      engine_version=result["engine_version"])
 
 
 @pytest.fixture(scope="session")
 def built_images(docker_client, matrix, fake_base_images, docker_token) -> dict[str, BuiltImage]:
     """{engine: BuiltImage}: our images, built by build.py from the fake bases (see above)."""
-    import build
+    from images.errors import BuildError
 
     images = {}
     try:
@@ -158,7 +165,7 @@ def built_images(docker_client, matrix, fake_base_images, docker_token) -> dict[
             try:
                 images[engine] = build_with_buildpy(docker_client, matrix, engine, base,
                                                     f"longcat-test-{docker_token}")
-            except build.BuildError as exc:
+            except BuildError as exc:
                 pytest.fail(f"build.py could not build {engine}: {exc}\n"
                             f"{getattr(exc, 'output', '')}", pytrace=False)
         yield images

@@ -38,13 +38,12 @@ def _client():
 
 def build(engine: str) -> str:
     """Build ``longcat-demo:<engine>`` (fake engine inside) with build.py; return the tag."""
-    import build as buildpy
-
+    from images.matrix import load_matrix
     from tests.conftest import build_fake_base, build_with_buildpy
     from tests.images.standin import image_name
 
     client = _client()
-    matrix = buildpy.load_matrix(ROOT)
+    matrix = load_matrix(ROOT)
     base = build_fake_base(client, matrix, image_name(), engine, f"{REPOSITORY}-base:{engine}")
     print(f"demo: building {REPOSITORY}:{engine} with build.py FROM {base} "
           "(the stand-in base plus a fake engine)", flush=True)

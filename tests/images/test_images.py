@@ -18,7 +18,9 @@ import docker.errors
 import pytest
 import yaml
 
-import build
+from images.dockerbuild import added_layers_size
+from images.errors import BuildError
+from images.matrix import Options, plan
 from tests.conftest import build_fake_base, build_with_buildpy
 from tests.images.dockerutil import (container, copy_project, free_port, poll_until,
                                      remove_images, run_to_end)
@@ -120,7 +122,7 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
 @pytest.mark.parametrize("engine", ["sglang", "vllm"])
 def test_our_layers_on_top_of_the_base_stay_under_20_mb(docker_client, built_images, engine):
     image = built_images[engine]
-    added = build.added_layers_size(docker_client, image.id, image.base)
+    added = added_layers_size(docker_client, image.id, image.base)
     assert 0 < added <= 20 * 10**6, f"{engine}: {added} bytes added"
 
 
@@ -418,16 +420,17 @@ def test_a_launcher_only_change_rebuilds_only_the_launcher_layers(
                 remove_images(docker_client, [*image.tags, image.id])
 
 
-def test_a_missing_base_fails_the_build_at_its_from_step_with_the_daemons_error(
+def test_a_missing_base_fails_at_once_naming_the_tag_and_how_to_list_tags(
         docker_client, matrix, local_registry, docker_token):
     # On the local registry, so the daemon's pull attempt stays on 127.0.0.1.
-    missing = f"{local_registry}/longcat-test-{docker_token}-absent:none"
-    with pytest.raises(build.BuildError) as caught:
-        build_with_buildpy(docker_client, matrix, "vllm", missing,
+    repository = f"{local_registry}/longcat-test-{docker_token}-absent"
+    with pytest.raises(BuildError) as caught:
+        build_with_buildpy(docker_client, matrix, "vllm", f"{repository}:none",
                            f"longcat-test-{docker_token}-unbuilt")
     message = str(caught.value)
-    assert "failed at step 2/" in message and "FROM ${BASE_IMAGE}" in message
-    assert "longcat-test-" in message and "absent" in message
+    assert f"the base image {repository}:none does not exist" in message
+    assert f"skopeo list-tags docker://{repository}" in message
+    assert "Step 1/" not in caught.value.output       # nothing was built
 
 
 def test_the_in_image_check_fails_the_build_when_the_engine_rejects_a_flag(
@@ -437,12 +440,12 @@ def test_the_in_image_check_fails_the_build_when_the_engine_rejects_a_flag(
                            reject="--ep-size")
     repository = f"longcat-test-{docker_token}-rejected"
     try:
-        with pytest.raises(build.BuildError) as caught:
+        with pytest.raises(BuildError) as caught:
             build_with_buildpy(docker_client, matrix, "sglang", base, repository)
         message = str(caught.value)
         assert "--ep-size" in message and "not tagged" in message
-        (target,) = build.plan(matrix, ["sglang"], base_image=base, repository=repository,
-                               revision="test")
+        (target,) = plan(matrix, ["sglang"], Options(base_image=base, repository=repository,
+                                                     revision="test"))
         for tag in target.tags:
             with pytest.raises(docker.errors.ImageNotFound):
                 docker_client.images.get(tag)
