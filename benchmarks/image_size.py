@@ -8,10 +8,10 @@ with the cache. Two timings for each build: the Docker build alone, and the whol
 ``build.py build`` (wheels, context, Docker build and the in-image ``check --all``).
 Medians over ``--runs``. Everything it builds is removed afterwards.
 
-By default the base is the tests' stand-in with a fake engine (``.ci/setup-docker`` makes
-the stand-in); ``--base-image`` measures on another base, e.g. the official one. Run from
-the project root, as a module so it imports build.py's package (images/) and the test
-helpers::
+By default the base is the tests' stand-in, laid out like the official one, with a fake
+engine (tests/fakes/bases.py; ``.ci/setup-docker`` makes the minbase under it);
+``--base-image`` measures on another base, e.g. the official one. Run from the project
+root, as a module so it imports build.py's package (images/) and the test helpers::
 
     python -m benchmarks.image_size [--engine sglang --engine vllm] [--runs 3] [--json]
 """
@@ -64,13 +64,11 @@ def timed_build(client, matrix: dict, target: Target, root: Path, cache: Path,
 
 def fake_base(client, matrix: dict, engine: str) -> str:
     """Build the tests' fake base for ``engine`` on the stand-in; return its tag."""
-    from tests.conftest import build_fake_base
+    from tests.fakes.bases import build_fake_base
     from tests.images.standin import image_name
 
-    standin = image_name(ROOT)
-    client.images.get(standin)           # docker.errors.ImageNotFound: run .ci/setup-docker
-    return build_fake_base(client, matrix, standin, engine,
-                           f"longcat-bench-base:{engine}")
+    client.images.get(image_name(ROOT))  # docker.errors.ImageNotFound: run .ci/setup-docker
+    return build_fake_base(client, matrix, engine, f"longcat-bench-base:{engine}")
 
 
 def measure(client, matrix: dict, engine: str, base: str, runs: int) -> dict:

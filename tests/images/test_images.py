@@ -1,5 +1,6 @@
 """Our images on a real Docker engine: built by the shipped build.py from the shipped
-Dockerfiles, on the stand-in base with fake engines (tests/conftest.py, built_images).
+Dockerfiles, on stand-in bases laid out like the official ones, with fake engines
+(tests/conftest.py, built_images; tests/fakes/bases.py).
 
 Every container uses host networking and talks to 127.0.0.1 only; every wait is a poll
 with a deadline; every container and image made here is removed.
@@ -21,7 +22,8 @@ import yaml
 from images.dockerbuild import added_layers_size
 from images.errors import BuildError
 from images.matrix import Options, plan
-from tests.conftest import build_fake_base, build_with_buildpy
+from tests.conftest import build_with_buildpy
+from tests.fakes.bases import build_fake_base, load_facts
 from tests.images.dockerutil import (container, copy_project, free_port, poll_until,
                                      remove_images, run_to_end)
 from tests.launcher.support import SHARED_CASES
@@ -103,6 +105,7 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
     assert config["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "entrypoint", "health"]
     assert config["Healthcheck"]["StartPeriod"] >= 30 * 60 * SECOND_NS
     assert config["StopSignal"] == "SIGTERM"
+    assert config["WorkingDir"] == load_facts()[engine]["workdir"]    # the base's, kept
     labels = config["Labels"]
     version = matrix["engines"][engine]["version"]
     assert labels["dev.longcat-deploy.engine"] == engine
@@ -110,9 +113,17 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
     assert labels["dev.longcat-deploy.cuda"] == "cu130"
     assert labels["org.opencontainers.image.revision"] == "test"
     assert labels["org.opencontainers.image.base.name"] == image.base
+    # A base built here came from no registry: it has no digest to record.
+    assert labels["org.opencontainers.image.base.digest"] == image.base_digest == ""
     assert labels["org.opencontainers.image.created"].endswith("Z")
     for key in ("source", "version"):
         assert labels[f"org.opencontainers.image.{key}"]
+    # Ours replace the base's url and source (the vLLM image's name vLLM's).
+    base_labels = docker_client.images.get(image.base).attrs["Config"]["Labels"] or {}
+    for key in ("url", "source"):
+        ours = labels[f"org.opencontainers.image.{key}"]
+        assert ours == labels["org.opencontainers.image.source"]
+        assert ours != base_labels.get(f"org.opencontainers.image.{key}")
     repository = image.repository
     assert set(attrs["RepoTags"]) == {
         f"{repository}:{engine}-{version}-cu130", f"{repository}:{engine}-cu130",
@@ -435,7 +446,7 @@ def test_a_missing_base_fails_at_once_naming_the_tag_and_how_to_list_tags(
 
 def test_the_in_image_check_fails_the_build_when_the_engine_rejects_a_flag(
         docker_client, matrix, standin_image, docker_token):
-    base = build_fake_base(docker_client, matrix, standin_image, "sglang",
+    base = build_fake_base(docker_client, matrix, "sglang",
                            f"longcat-test-{docker_token}-base:sglang-without-ep-size",
                            reject="--ep-size")
     repository = f"longcat-test-{docker_token}-rejected"
