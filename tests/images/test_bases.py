@@ -4,7 +4,9 @@
   python3 and pip are, PEP 668, PATH, environment, labels, WORKDIR, ENTRYPOINT, CMD, user,
   the pre-downloaded Hugging Face files, and the engine's version string.
 - A cu129 vLLM, whose wheel reports ``<pin>+cu129``, passes build.py's verification.
-- A base's digest reaches the image's labels, the summary and, asked, the matrix.
+- The SGLang base's kernel files survive a volume mounted over HF_HOME (the seed).
+- Our vLLM image reports no usage by default (checked with the real vLLM's own logic),
+  and a base's digest reaches the image's labels, the summary and, asked, the matrix.
 
 Real Docker engine and registry, 127.0.0.1 only; everything made here is removed.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import pytest
 
 from images.matrix import Options, load_matrix, plan
 from images.pipeline import build_targets
+from tests import engine_venvs
 from tests.conftest import build_with_buildpy
 from tests.fakes.bases import build_fake_base, ensure_layout, hf_cache_files, load_facts
 from tests.images.dockerutil import copy_project, remove_images, run_to_end
@@ -180,6 +185,65 @@ def test_a_cu129_vllm_whose_wheel_says_plus_cu129_passes_verification(
         assert image.ref.endswith(f":vllm-{pin}-cu129")
     finally:
         remove_images(docker_client, ([*image.tags, image.id] if image else []) + [base])
+
+
+def test_the_sglang_kernel_files_survive_a_volume_mounted_over_hf_home(
+        docker_client, built_images, docker_token, tmp_path):
+    image = built_images["sglang"]
+    kernels = expected_cache("sglang")
+    assert kernels, "the SGLang base ships kernel files (official_images.toml, hf_cache)"
+    plain = probe(docker_client, image.ref, docker_token)
+    assert plain["seed"] == kernels            # kept in the image, as shipped
+    assert plain["hf_home"] == {}                            # HF_HOME is empty: mountable
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    (cache / "from-the-host").write_text("mounted")
+    mounted = probe(docker_client, image.ref, docker_token,
+                    volumes={str(cache): {"bind": plain["env"]["HF_HOME"], "mode": "rw"}})
+    assert mounted["hf_home"] == {"from-the-host": "mounted"}   # the mount hides the image's
+    assert mounted["seed"] == kernels             # but not the seed
+    assert mounted["env"]["LONGCAT_HF_SEED"] == "/opt/longcat/hf-seed"
+
+
+def test_a_base_without_cache_files_gives_an_empty_seed(docker_client, built_images,
+                                                        docker_token):
+    seen = probe(docker_client, built_images["vllm"].ref, docker_token)
+    assert seen["seed"] == {} and seen["hf_home"] == {}
+
+
+def test_the_vllm_image_reports_no_usage_unless_the_user_turns_it_on(
+        docker_client, built_images, docker_token, tmp_path):
+    python = engine_venvs.venv_python("vllm")
+    if not Path(python).exists():
+        pytest.fail(f"the pinned vllm environment is missing at {python}: run "
+                    "`python -m tests.engine_venvs` (.ci/setup does)", pytrace=False)
+    image = built_images["vllm"].ref
+    environments = {
+        "default": probe(docker_client, image, docker_token)["env"],
+        "turned on": probe(docker_client, image, docker_token,
+                           environment={"VLLM_NO_USAGE_STATS": "0"})["env"],
+    }
+    assert environments["default"]["VLLM_USAGE_SOURCE"] == "production-docker-image"
+    # vLLM's own decision (vllm/usage/usage_lib.py, is_usage_stats_enabled) under each
+    # container environment; HOME is empty, so no do_not_track file interferes.
+    script = ("import json, os, sys\n"
+              "from vllm.usage import usage_lib\n"
+              "answers = {}\n"
+              "for name, env in json.loads(sys.argv[1]).items():\n"
+              "    os.environ.clear(); os.environ.update(env)\n"
+              "    usage_lib._USAGE_STATS_ENABLED = None\n"
+              "    answers[name] = usage_lib.is_usage_stats_enabled()\n"
+              "print('JSON:' + json.dumps(answers))\n")
+    keep = {"HOME": str(tmp_path), "VLLM_TARGET_DEVICE": "cpu",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    payload = {name: {k: v for k, v in env.items() if k != "PATH"} | keep
+               for name, env in environments.items()}
+    done = subprocess.run([str(python), "-c", script, json.dumps(payload)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(payload["default"]))
+    lines = [l for l in done.stdout.splitlines() if l.startswith("JSON:")]
+    assert done.returncode == 0 and lines, done.stderr
+    assert json.loads(lines[-1][5:]) == {"default": False, "turned on": True}
 
 
 def test_the_base_digest_reaches_the_labels_the_summary_and_the_matrix(

@@ -100,6 +100,7 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
     config = attrs["Config"]
     assert f"ENGINE={engine}" in config["Env"]
     assert "HF_HOME=/root/.cache/huggingface" in config["Env"]
+    assert "LONGCAT_HF_SEED=/opt/longcat/hf-seed" in config["Env"]
     assert config["Entrypoint"] == ["/usr/local/bin/dumb-init", "--", "python3", "-m",
                                     "entrypoint"]
     assert config["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "entrypoint", "health"]
@@ -412,11 +413,11 @@ def test_a_launcher_only_change_rebuilds_only_the_launcher_layers(
         before, after = layers[first.id], layers[second.id]
         assert before[:len(base_layers)] == after[:len(base_layers)] == base_layers
         ours_before, ours_after = before[len(base_layers):], after[len(base_layers):]
-        # dumb-init, the dependency wheels and their install are the very same layers;
-        # only the launcher's COPY and its pip install differ.
-        assert len(ours_before) == len(ours_after) == 5
-        assert ours_before[:3] == ours_after[:3]
-        assert ours_before[3] != ours_after[3] and ours_before[4] != ours_after[4]
+        # The seed of the base's cache, dumb-init, the dependency wheels and their install
+        # are the very same layers; only the launcher's COPY and its pip install differ.
+        assert len(ours_before) == len(ours_after) == 6
+        assert ours_before[:4] == ours_after[:4]
+        assert ours_before[4] != ours_after[4] and ours_before[5] != ours_after[5]
         # The history agrees: every step before the launcher's COPY is the same cached
         # image, not a rebuilt one.
         history = {image.id: list(reversed(docker_client.api.history(image.id)))

@@ -122,8 +122,23 @@ def test_init_entrypoint_engine_env_and_stop_signal(engine):
     env = " ".join(a for k, a in steps if k == "ENV")
     assert f"ENGINE={engine}" in env.split()
     assert "HF_HOME=/root/.cache/huggingface" in env.split()
+    assert "LONGCAT_HF_SEED=/opt/longcat/hf-seed" in env.split()
     assert ("STOPSIGNAL", "SIGTERM") in steps
     assert ("CMD", "[]") in steps
+
+
+def test_vllm_reports_no_usage_by_default():
+    env = " ".join(a for k, a in instructions("vllm") if k == "ENV")
+    assert "VLLM_NO_USAGE_STATS=1" in env.split()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_bases_hf_cache_moves_to_the_seed_before_anything_of_ours(engine):
+    steps = instructions(engine)
+    seed = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "LONGCAT_HF_SEED" in a)
+    first_copy = next(i for i, (k, _) in enumerate(steps) if k == "COPY")
+    assert seed < first_copy           # it depends on the base only: cached with it
+    assert 'cp -a "$cache/." "$LONGCAT_HF_SEED/"' in steps[seed][1]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -148,8 +163,10 @@ def test_launcher_is_installed_last_so_a_change_rebuilds_only_a_thin_layer(engin
     # Only metadata that changes per build follows (ARGs and LABEL).
     assert {k for k, _ in steps[launcher_copy + 2:]} == {"ARG", "LABEL"}
     for keyword, args in steps:
-        if keyword == "RUN":
+        if keyword == "RUN" and "pip install" in args:
             assert "--no-index" in args and "--no-deps" in args   # no network at build time
+        elif keyword == "RUN":
+            assert not re.search(r"\b(pip|curl|wget|apt-get|apt)\b", args), args
 
 
 @pytest.mark.parametrize("engine", ENGINES)
