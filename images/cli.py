@@ -50,7 +50,7 @@ class Commands:
 
     __init__.__signature__ = _constructor_signature()
 
-    def plan(self, *engines, format: str = "text"):
+    def plan(self, *engines, format="text"):
         """Print what would be built, from which base, with which tags. Needs no daemon.
 
         Also takes the options every command takes (python build.py --help).
@@ -71,8 +71,8 @@ class Commands:
 
     list = plan
 
-    def build(self, *engines, no_cache: bool = False, push: bool = False,
-              cache_dir: str | None = None, record_digests: bool = False):
+    def build(self, *engines, no_cache=False, push=False, cache_dir=None,
+              record_digests=False):
         """Build each image, verify it inside (the launcher's check --all), then tag it.
 
         Also takes the options every command takes (python build.py --help).
