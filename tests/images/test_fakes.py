@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import engine_venvs
-from tests.images.fakes import SITE
+from tests.fakes.engines import SITE
 
 # The fakes are compared with the real engines' parsers, in their venvs.
 pytestmark = pytest.mark.engines
