@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.machine import require_root
-from tests.fakes.nvml import H100, H200, gpus
+from tests.fakes.nvml import A100, H100, H200, gpus
 from tests.preflight.support import free_port
 from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
 from tests.weights.support import CHECKPOINT, REPO_ROOT, engine_record, launch, launcher_env
 
 NVML_SITE = Path(__file__).resolve().parents[1] / "fakes" / "nvml_site"
+# The recording `sglang.launch_server` (an importable sglang package for the launcher).
+SGLANG_RECORDER = Path(__file__).resolve().parents[1] / "fakes" / "recorders" / "python"
 
 
 def preflight_env(tmp_path, mode="on", devices=None, **extra):
@@ -56,8 +58,10 @@ def test_passing_checks_reach_the_exec_with_the_local_snapshot(tmp_path):
         result = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                                 timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "preflight (6 of 6 checks passed):" in result.stderr
-    for line in ("ok   gpus: 8 visible", "ok   gpu memory: 1206 GB on 8 GPUs", "ok   /dev/shm",
+    assert "preflight (8 of 8 checks passed):" in result.stderr
+    for line in ("ok   gpus: 8 visible", "ok   gpu memory: 1206 GB on 8 GPUs",
+                 "ok   compute capability: compute capability 9.0 (NVIDIA H200) >= 8.9",
+                 "ok   driver: driver 580.95.05; not compared", "ok   /dev/shm",
                  "ok   memlock", f"ok   HTTP port: 127.0.0.1:{env['PORT']} (PORT) is free",
                  "ok   HF cache: "):
         assert line in result.stderr
@@ -66,7 +70,7 @@ def test_passing_checks_reach_the_exec_with_the_local_snapshot(tmp_path):
     assert seen[seen.index("--served-model-name") + 1] == CHECKPOINT
     # The order of the launch: checks, then the download, then the exec.
     err = result.stderr
-    assert err.index("preflight (6 of 6") < err.index("weights: fetching") < \
+    assert err.index("preflight (8 of 8") < err.index("weights: fetching") < \
         err.index("download: ")
 
 
@@ -123,7 +127,7 @@ def test_warn_mode_prints_the_failures_and_starts_anyway(tmp_path):
     env = preflight_env(tmp_path, mode="warn", devices=gpus(H100, 8))
     result = launch(env)
     assert result.returncode == 0, result.stderr
-    assert "WARN gpu memory: GPU memory: the 8 GPUs this node uses have 684 GB" in result.stderr
+    assert "FAIL gpu memory: GPU memory: the 8 GPUs this node uses have 684 GB" in result.stderr
     assert "PREFLIGHT=warn: starting anyway." in result.stderr
     assert engine_record(env)["argv"][2] == env["MODEL"]
 
@@ -206,3 +210,55 @@ def test_a_complete_cache_is_not_probed_for_writing(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "HF cache" not in second.stderr
     assert repo.refs["main"] in engine_record(env)["argv"][2]
+
+
+def test_sglang_fp8_on_ampere_exits_3_before_any_download_naming_the_fix(tmp_path):
+    with FakeHub() as hub:
+        hub.add(FakeRepo(CHECKPOINT, longcat_like_files()))
+        env = preflight_env(tmp_path, HF_ENDPOINT=hub.url, ENGINE="sglang",
+                            devices=gpus(A100, 8))
+        env["PYTHONPATH"] += f"{os.pathsep}{SGLANG_RECORDER}"
+        del env["MODEL"]
+        result = launch(env)
+        assert hub.requests == [], "a doomed deployment fetches nothing"
+    assert result.returncode == 3
+    err = result.stderr
+    assert "  - compute capability 8.0 (NVIDIA A100-SXM4-80GB): SGLang runs the FP8 MoE " \
+           "experts with Triton FP8 kernels" in err
+    assert "serve with ENGINE=vllm" in err and "or set PRECISION=bf16" in err
+    assert "Traceback" not in err
+    assert not Path(env["FAKE_ENGINE_RECORD"]).exists()
+
+
+def test_a_driver_older_than_the_images_cuda_exits_3_naming_the_driver(tmp_path):
+    env = preflight_env(tmp_path, LONGCAT_CUDA_VARIANT="cu130",
+                        LONGCAT_CUDA_DRIVERS="cu130:13.0:580.65.06 "
+                                             "cu129:12.9:575.51.03:525.60.13")
+    env["FAKE_NVML_GPUS"] = json.dumps({"driver": "570.86.15", "gpus": gpus(H200, 8)})
+    result = launch(env)
+    assert result.returncode == 3
+    assert "  - the NVIDIA driver 570.86.15 is older than this image's CUDA 13.0 (cu130) " \
+           "needs (driver >= 580.65.06)" in result.stderr
+    assert "Install driver >= 580.65.06 on the host; or run the image's cu129 variant" \
+        in result.stderr
+    assert not Path(env["FAKE_ENGINE_RECORD"]).exists()
+
+
+def test_mig_exits_3(tmp_path):
+    env = preflight_env(tmp_path, devices=gpus(H200, 8, mig_instances=1))
+    result = launch(env)
+    assert result.returncode == 3
+    assert "  - MIG mode is on for GPU 0, 1, 2, 3, 4, 5, 6, 7 (8 of the 8 visible, with 8 " \
+           "MIG instances in all)" in result.stderr
+
+
+def test_warnings_print_under_preflight_on_and_the_launch_goes_on(tmp_path):
+    env = preflight_env(tmp_path, LONGCAT_CUDA_VARIANT="cu129",
+                        LONGCAT_CUDA_DRIVERS="cu130:13.0:580.65.06 "
+                                             "cu129:12.9:575.51.03:525.60.13")
+    env["FAKE_NVML_GPUS"] = json.dumps({"driver": "550.163.01", "gpus": gpus(H200, 8)})
+    result = launch(env)
+    assert result.returncode == 0, result.stderr
+    assert "  WARN driver: driver 550.163.01 is older than the 575.51.03" in result.stderr
+    assert "PREFLIGHT=warn: starting anyway." not in result.stderr
+    assert engine_record(env)["argv"][2] == env["MODEL"]
