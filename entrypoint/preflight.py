@@ -12,7 +12,10 @@ Checks (``run_checks``), all reported together in one block:
   engine can serve the precision on, and none is in MIG mode; the driver is new enough
   for the image's CUDA variant (the rules: ``entrypoint.compat``).
 - ``/dev/shm``: at least ``SHM_MIN_BYTES``.
-- memlock: unlimited on multi-node plans (``MEMLOCK_UNLIMITED_NODES``).
+- fabric (``entrypoint.fabric``), on multi-node plans: the container has the verbs devices
+  of the host's RDMA HCAs (a warning when the host has none: NCCL then uses TCP), and NCCL
+  may pin its RDMA buffers (``CAP_IPC_LOCK`` or an unlimited memlock limit; the launcher
+  raises its soft limit to the hard one before the exec).
 - ports: the HTTP port (where this node serves HTTP) and, on node 0 of a multi-node plan,
   ``MASTER_PORT`` can be bound on this host.
 - ``MASTER_IP``: on node 0 of a multi-node plan, one of this host's own addresses.
@@ -67,12 +70,6 @@ MINIMUM_HARDWARE = {"fp8": (8, 141), "bf16": (16, 80)}
 # the host's /dev/shm, half the RAM by default.
 SHM_MIN_BYTES = 1 * GiB
 SHM_PATH = "/dev/shm"
-
-# memlock: across nodes NCCL registers its buffers with the RDMA NIC (ibv_reg_mr), which
-# fails under a small RLIMIT_MEMLOCK; NVIDIA's container guides and our compose files use
-# `--ulimit memlock=-1`. One node talks over NVLink/PCIe and needs no locked memory, so the
-# limit is only required from this many nodes on.
-MEMLOCK_UNLIMITED_NODES = 2
 
 # How often the wait for node 0 logs, and the longest pause between two connection attempts.
 WAIT_LOG_EVERY_S = 30
@@ -418,30 +415,6 @@ def check_shm(path: str = SHM_PATH) -> Outcome:
                    f"{path} is {format_bytes(size)} >= {format_bytes(SHM_MIN_BYTES)}")
 
 
-def check_memlock(plan: Plan, limits: tuple[int, int] | None = None) -> Outcome:
-    """RLIMIT_MEMLOCK (soft) is unlimited on multi-node plans.
-
-    Args:
-        limits: (soft, hard) to judge instead of this process's ``resource.getrlimit``.
-    """
-    import resource
-
-    soft, hard = limits or resource.getrlimit(resource.RLIMIT_MEMLOCK)
-
-    def shown(limit: int) -> str:
-        return "unlimited" if limit == resource.RLIM_INFINITY else format_bytes(limit)
-
-    found = f"memlock limit {shown(soft)} (hard {shown(hard)})"
-    if soft == resource.RLIM_INFINITY:
-        return Outcome("memlock", True, found)
-    if plan.nnodes < MEMLOCK_UNLIMITED_NODES:
-        return Outcome("memlock", True, f"{found}; one node needs no locked memory")
-    return Outcome("memlock", False,
-                   f"{found}; across {plan.nnodes} nodes NCCL registers its buffers with the "
-                   "RDMA network card, which fails under a memlock limit. Run the container "
-                   "with --ulimit memlock=-1 (compose: ulimits: memlock: -1).")
-
-
 # --- network ----------------------------------------------------------------------------
 
 def _ip(text: str) -> IPv4Address | IPv6Address:
@@ -723,17 +696,27 @@ def check_writable(directory: str) -> Outcome:
 # --- running them -----------------------------------------------------------------------
 
 def collect(plan: Plan, env: Mapping[str, str],
-            download_to: str | None = None) -> list[Outcome]:
+            download_to: str | None = None, root: str = "/") -> list[Outcome]:
     """Run every check that applies to ``plan`` on this host; return their outcomes.
 
     Args:
         plan: this node's plan.
-        env: the environment (``CUDA_VISIBLE_DEVICES``, ``GLOO_SOCKET_IFNAME``).
+        env: the environment (``CUDA_VISIBLE_DEVICES``, ``GLOO_SOCKET_IFNAME``, the
+            platform's variables, ``NCCL_IB_DISABLE``).
         download_to: the cache files will be downloaded into, when some are missing.
+        root: where ``/sys``, ``/dev`` and ``/proc`` are read for the fabric (tests).
     """
+    from .fabric import check_fabric, check_memlock, read_fabric
+    from .platforms import platform_of
+
     outcomes = check_gpus(plan, env)
     outcomes.append(check_shm())
-    outcomes.append(check_memlock(plan))
+    fabric = read_fabric(root)
+    platform = platform_of(env)
+    outcomes.append(check_memlock(plan, fabric=fabric, platform=platform))
+    rdma = check_fabric(plan, env, fabric, platform)
+    if rdma is not None:
+        outcomes.append(rdma)
     outcomes.extend(check_ports(plan))
     if plan.multi_node and plan.node_rank == 0:
         outcomes.append(check_master_ip(plan))
@@ -771,7 +754,7 @@ def report(outcomes: list[Outcome], mode: str) -> None:
 
 
 def run_checks(plan: Plan, env: Mapping[str, str], mode: str,
-               download_to: str | None = None) -> list[Outcome]:
+               download_to: str | None = None, root: str = "/") -> list[Outcome]:
     """``collect`` then ``report``; nothing at all when ``mode == "off"``.
 
     Raises:
@@ -779,7 +762,7 @@ def run_checks(plan: Plan, env: Mapping[str, str], mode: str,
     """
     if mode == "off":
         return []
-    outcomes = collect(plan, env, download_to)
+    outcomes = collect(plan, env, download_to, root)
     report(outcomes, mode)
     return outcomes
 
@@ -903,8 +886,13 @@ def describe(plan: Plan, values: Mapping[str, Any],
                  f"{plan.precision}: {count} x {gb} GB over {plan.nnodes} node(s)"))
     rows.extend(_describe_gpu_rules(plan, env))
     rows.append(("  /dev/shm", f">= {format_bytes(SHM_MIN_BYTES)}", "NCCL shared memory"))
-    rows.append(("  memlock", "unlimited" if plan.nnodes >= MEMLOCK_UNLIMITED_NODES
-                 else "no minimum (one node)", "NCCL over RDMA between nodes"))
+    if plan.multi_node:
+        rows.append(("  RDMA", "verbs devices (/dev/infiniband)",
+                     "NCCL between nodes; without an HCA: a warning (TCP)"))
+        rows.append(("  memlock", "unlimited or CAP_IPC_LOCK",
+                     "with an RDMA device; soft limit raised to the hard one"))
+    else:
+        rows.append(("  memlock", "no minimum (one node)", "NCCL over RDMA between nodes"))
     if plan.serves_http:
         rows.append(("  free port", join_host_port(plan.host, plan.port), "PORT"))
     if plan.multi_node and plan.node_rank == 0:

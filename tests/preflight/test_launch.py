@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -262,3 +263,46 @@ def test_warnings_print_under_preflight_on_and_the_launch_goes_on(tmp_path):
     assert "  WARN driver: driver 550.163.01 is older than the 575.51.03" in result.stderr
     assert "PREFLIGHT=warn: starting anyway." not in result.stderr
     assert engine_record(env)["argv"][2] == env["MODEL"]
+
+
+def test_a_multi_node_launch_raises_the_soft_memlock_limit_before_the_exec(tmp_path):
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 64 * 1024:
+        pytest.fail(f"this host's hard memlock limit ({hard}) leaves no room to test")
+    with socket.socket() as node0:
+        node0.bind(("127.0.0.1", 0))
+        node0.listen()
+        env = preflight_env(tmp_path, mode="warn", PRECISION="bf16", NODE_RANK=1,
+                            MASTER_IP="127.0.0.1", MASTER_PORT=node0.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "entrypoint"], env=env, cwd=REPO_ROOT, capture_output=True,
+            text=True, timeout=120, preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_MEMLOCK, (64 * 1024, hard)))
+    assert result.returncode == 0, result.stderr
+    assert engine_record(env)["memlock"] == [hard, hard]
+    assert "memlock: memlock limit 64 KiB (hard " in result.stderr
+    # This host has no HCA: a warning, printed, and the launch goes on.
+    assert "  WARN RDMA: no RDMA HCA on this host" in result.stderr
+
+
+def test_hcas_on_the_host_but_no_verbs_device_exit_3_before_any_download(tmp_path):
+    """The host's sysfs lists an HCA (a tmpfs over /sys/class in a private mount namespace,
+    as root) and the container has no /dev/infiniband: refused, naming the override."""
+    require_root("a private /sys/class")
+    with FakeHub() as hub:
+        hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat", longcat_like_files()))
+        env = preflight_env(tmp_path, HF_ENDPOINT=hub.url, PRECISION="bf16",
+                            MASTER_IP="127.0.0.1", MASTER_PORT=free_port(),
+                            devices=gpus(H100, 8))
+        del env["MODEL"]
+        script = ("mount -t tmpfs tmpfs /sys/class && mkdir -p /sys/class/infiniband/mlx5_0 "
+                  f"&& exec {sys.executable} -m entrypoint")
+        result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                 script], env=env, cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=120)
+        assert hub.requests == [], "a doomed deployment fetches nothing"
+    assert result.returncode == 3, result.stderr
+    assert "  - the host has RDMA HCAs (mlx5_0, /sys/class/infiniband) but this container " \
+           "has no verbs device (/dev/infiniband/uverbs*)" in result.stderr
+    assert "docker compose -f compose/two-node.yaml -f compose/rdma.yaml up -d" in result.stderr
+    assert not Path(env["FAKE_ENGINE_RECORD"]).exists()
