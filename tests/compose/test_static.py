@@ -19,8 +19,8 @@ from entrypoint.health import HTTP_TIMEOUT_S
 from entrypoint.plan import resolve_plan
 from entrypoint.settings import load_settings
 
-from .composeutil import (COMMON, COMPOSE_DIR, ROOT, SERVICE, SINGLE, TWO, clean_env, config,
-                          run_compose, seconds, ulimit)
+from .composeutil import (COMMON, COMPOSE_DIR, RDMA, ROOT, SERVICE, SINGLE, TWO, clean_env,
+                          config, run_compose, seconds, ulimit)
 
 # `docker compose config` needs the compose plugin that .ci/setup-docker installs.
 pytestmark = pytest.mark.docker
@@ -347,3 +347,25 @@ def test_an_unset_named_setting_does_not_reach_the_container_at_all():
     environment = service(config([TWO], {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}))[
         "environment"]
     assert environment["NCCL_IB_HCA"] is None  # pass-through, absent from the container
+
+
+# --- RDMA (compose/rdma.yaml) ---------------------------------------------------------
+
+def test_rdma_override_adds_the_verbs_devices_and_ipc_lock():
+    env = {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}
+    svc = service(config([TWO, RDMA], env))
+    (device,) = svc["devices"]
+    assert (device["source"], device["target"]) == ("/dev/infiniband", "/dev/infiniband")
+    assert svc["cap_add"] == ["IPC_LOCK"]
+    # Everything else is the two-node deployment's, unchanged.
+    plain = service(config([TWO], env))
+    assert "devices" not in plain and "cap_add" not in plain
+    assert {k: v for k, v in svc.items() if k not in ("devices", "cap_add")} == plain
+
+
+def test_rdma_is_opt_in():
+    """A device whose host path is missing makes `up` fail: no shipped deployment file may
+    carry /dev/infiniband, only the override."""
+    for shipped in (COMMON, SINGLE, TWO):
+        assert "/dev/infiniband" not in yaml.safe_dump(yaml.safe_load(shipped.read_text()))
+    assert set(yaml.safe_load(RDMA.read_text())["services"][SERVICE]) == {"devices", "cap_add"}
