@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.settings import ENGINE_VARIABLE_PREFIXES, VARIABLES
+from tests.machine import require_root
 
 from .dryrun import REPO, command_of, flag, plan_row
 
@@ -226,7 +227,7 @@ def test_outside_an_allocation_it_says_so(tmp_path):
     assert "sbatch" in proc.stderr
 
 
-# --- engine and library settings --------------------------------------------
+# --- engine and library settings, and the HCAs --------------------------------------------
 
 # One variable of each family the engines and their libraries read, none of them a launcher
 # variable: sbatch exports them from the submitting shell, and the script names each in
@@ -258,3 +259,43 @@ def test_every_engine_and_library_variable_reaches_every_node(tmp_path):
             assert task["environment"][name] == value, name  # over the image's value
         assert task["environment"]["VLLM_API_KEY"] == API_KEY
         assert API_KEY not in task["stdout"] + task["stderr"]
+
+
+def test_no_hca_on_the_node_leaves_mellanox_visible_devices_unset(tmp_path):
+    if any(Path("/sys/bus/pci/drivers").glob("mlx?_core/*/infiniband_verbs/*")):
+        pytest.fail("this machine has Mellanox HCAs: the test expects none", pytrace=False)
+    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "MELLANOX_VISIBLE_DEVICES" not in load(record, "srun.json")["environment"]
+
+
+def with_mellanox_hca() -> tuple[str, ...]:
+    """Run the script in its own mount namespace, where /sys/bus/pci/drivers holds one
+    Mellanox HCA's verbs device, as the mlx5 driver lays it out (root, as CI runs)."""
+    require_root("a private sysfs view")
+    if not shutil.which("unshare"):
+        pytest.fail("unshare(1) is missing: apt-get install util-linux", pytrace=False)
+    verbs = "/sys/bus/pci/drivers/mlx5_core/0000:17:00.0/infiniband_verbs/uverbs0"
+    script = (f'mount -t tmpfs tmpfs /sys/bus/pci/drivers && mkdir -p {verbs} && '
+              'exec "$@"')
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh")
+
+
+@pytest.mark.root
+def test_a_node_with_mellanox_hcas_gets_them_through_enroots_hook(tmp_path):
+    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1"},
+                             wrap=with_mellanox_hca())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    srun = load(record, "srun.json")
+    # enroot's 99-mellanox hook reads it from the environment pyxis hands over.
+    assert srun["environment"]["MELLANOX_VISIBLE_DEVICES"] == "all"
+    assert "MELLANOX_VISIBLE_DEVICES" in srun["options"]["--container-env"].split(",")
+
+
+@pytest.mark.root
+def test_the_users_mellanox_visible_devices_is_kept(tmp_path):
+    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1",
+                                        "MELLANOX_VISIBLE_DEVICES": "none"},
+                             wrap=with_mellanox_hca())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load(record, "srun.json")["environment"]["MELLANOX_VISIBLE_DEVICES"] == "none"
