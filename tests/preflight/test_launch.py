@@ -97,6 +97,13 @@ def test_dry_run_shows_what_the_checks_would_look_at_and_checks_nothing(tmp_path
     assert "the interface towards 192.0.2.10" in text
     assert "^docker,lo" in text and "passed through unchanged" in text
     assert "192.0.2.10:13345" in text and "MASTER_WAIT_S=1800 s" in text
+    # The hardware rows: this engine and precision's capability rule, MIG, the driver (no
+    # image variables here), and the fabric of a multi-node plan.
+    (row,) = [line.split() for line in lines if line.strip().startswith("compute capability")]
+    assert row[2:] == [">=", "8.0", "vLLM", "bf16"]
+    assert "verbs devices (/dev/infiniband)" in text
+    assert "unlimited or CAP_IPC_LOCK" in text
+    assert "LONGCAT_CUDA_VARIANT unset: not our image" in text
     assert not Path(env["FAKE_ENGINE_RECORD"]).exists()
 
 
