@@ -10,7 +10,7 @@ import os
 import sys
 
 from .errors import EngineNotInstalled
-from .output import PREFIX, command_line, say
+from .output import PREFIX, command_line, log, say
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -44,8 +44,29 @@ def engine_environment(environ: Mapping[str, str], engine_env: Mapping[str, str]
     return env
 
 
+def set_soft_limits(rlimits: Mapping[str, int]) -> None:
+    """Set this process's soft resource limits (kept across the exec), hard limits unchanged.
+
+    Args:
+        rlimits: soft limit per ``resource`` name, e.g. ``{"RLIMIT_MEMLOCK": -1}``
+            (``resource.RLIM_INFINITY``); each at most the hard limit.
+
+    Raises:
+        OSError, ValueError: as ``resource.setrlimit`` raises them (a value above the hard
+            limit).
+    """
+    if not rlimits:
+        return
+    import resource
+
+    for name, soft in rlimits.items():
+        which = getattr(resource, name)
+        resource.setrlimit(which, (soft, resource.getrlimit(which)[1]))
+
+
 def exec_engine(argv: list[str], env: Mapping[str, str], engine: str,
-                pid_record: str | None = None) -> NoReturn:
+                pid_record: str | None = None,
+                rlimits: Mapping[str, int] | None = None) -> NoReturn:
     """Print the command on stdout and become ``engine`` by running ``argv``. Does not return.
 
     Args:
@@ -55,6 +76,8 @@ def exec_engine(argv: list[str], env: Mapping[str, str], engine: str,
         pid_record: a file to write this process's ID to first (``entrypoint.health``
             reads it on headless nodes); the exec keeps the ID. Not written when ``None``
             or when it cannot be written (the launch goes on).
+        rlimits: soft resource limits to set first (``set_soft_limits``), e.g. the memlock
+            limit raised to the hard one (``entrypoint.fabric.check_memlock``).
 
     Raises:
         EngineNotInstalled: when ``argv[0]`` cannot be executed.
@@ -66,6 +89,10 @@ def exec_engine(argv: list[str], env: Mapping[str, str], engine: str,
             record_engine_pid(pid_record)
         except OSError:
             pass  # health then reports a headless node unhealthy, with the path
+    try:
+        set_soft_limits(rlimits or {})
+    except (OSError, ValueError) as exc:  # the hard limit moved since preflight read it
+        log(f"warning: could not set the engine's resource limits {dict(rlimits or {})}: {exc}")
     say(f"{PREFIX}: exec {command_line(argv)}")
     sys.stderr.flush()
     try:

@@ -7,7 +7,8 @@ The whole data flow of a launch is in ``launch``, one step after the other::
     located = weights.locate(...)                    # the checkpoint, without network
     outcomes = preflight.run_checks(...)             # the host, in one report
     located = weights.prepare(...)                   # fetch what is missing
-    plan = plan.replace(model=..., engine_env=...)   # what those steps decided
+    plan = plan.replace(model=..., engine_env=...,   # what those steps decided
+                        engine_rlimits=...)
     preflight.wait_for_master(...)                   # nodes 1..N-1 wait for node 0
     exec_engine(build_argv(plan), ...)               # become the engine
 
@@ -129,18 +130,22 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
 
         located = locate(plan, values, env)
     chosen_env: dict[str, str] = {}
+    chosen_rlimits: dict[str, int] = {}
     if mode != "off":
         from .preflight import chosen_engine_env, run_checks
+        from .preflight import chosen_rlimits as rlimits_of
 
         outcomes = run_checks(plan, env, mode, download_to=located.cache
                               if located is not None and located.needs_download else None)
         chosen_env = chosen_engine_env(outcomes)
+        chosen_rlimits = rlimits_of(outcomes)
     if located is not None:
         from .weights import prepare
 
         located = prepare(plan, values, env, located)
         plan = plan.replace(**located.plan_changes())
-    plan = plan.replace(engine_env={**plan.engine_env, **chosen_env})
+    plan = plan.replace(engine_env={**plan.engine_env, **chosen_env},
+                        engine_rlimits={**plan.engine_rlimits, **chosen_rlimits})
     if mode != "off":
         from .preflight import wait_for_master
 
@@ -150,4 +155,5 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
 
     library_variables = [var.name for var in VARIABLES if var.kind == "library"]
     exec_engine(build_argv(plan), engine_environment(env, engine_env(plan), library_variables),
-                plan.engine, pid_record=pid_file(env) if plan.headless else None)
+                plan.engine, pid_record=pid_file(env) if plan.headless else None,
+                rlimits=plan.engine_rlimits)

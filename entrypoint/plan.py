@@ -52,6 +52,9 @@ class Plan:
         extra_args: EXTRA_ARGS, then the arguments given after the image name.
         engine_env: variables the launcher sets for the engine unless the environment
             already has them (``entrypoint.engines.engine_env`` adds the engine's own).
+        engine_rlimits: soft resource limits the launcher sets just before the exec, by
+            ``resource`` name (``{"RLIMIT_MEMLOCK": hard limit}``, from
+            ``entrypoint.fabric.check_memlock``); empty: the limits are left as they are.
         sources: where each displayed value came from, by variable or field name.
     """
 
@@ -72,6 +75,7 @@ class Plan:
     mtp: bool
     extra_args: tuple[str, ...]
     engine_env: Mapping[str, str]
+    engine_rlimits: Mapping[str, int]
     sources: Mapping[str, str]
 
     __slots__ = tuple(__annotations__)
@@ -247,5 +251,6 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         served_model_name=None,
         extra_args=(*v["EXTRA_ARGS"], *extra_args),
         engine_env={},
+        engine_rlimits={},
         sources=sources,
     )

@@ -181,6 +181,11 @@ VARIABLES: tuple[Variable, ...] = (
              "NCCL's interfaces (accepts ^-exclusions and comma lists); passed through "
              "unchanged.",
              accepted_doc="interface names or prefixes (read by NCCL)"),
+    Variable("NCCL_IB_DISABLE", "library", None,
+             "1: NCCL uses TCP sockets between the nodes instead of InfiniBand or RoCE; "
+             "preflight then warns instead of refusing a host whose HCAs the container "
+             "cannot reach.",
+             accepted_doc="0 or 1 (read by NCCL)"),
     Variable("DRY_RUN", "bool", False,
              "Print the plan and the command, then exit without starting anything "
              "(same as --dry-run)."),
@@ -194,6 +199,11 @@ BY_NAME = {v.name: v for v in VARIABLES}
 # variable vLLM reads (vllm/entrypoints/openai/cli_args.py, VLLM_API_KEY).
 SECRET_VARIABLES = (*(v.name for v in VARIABLES if v.secret), "HUGGING_FACE_HUB_TOKEN",
                     "VLLM_API_KEY")
+# Families of variables that the engines and their libraries read (NCCL, UCX, Gloo,
+# huggingface_hub, vLLM, SGLang). The platform files pass every one that is set into the
+# container unchanged: compose from compose/.env (common.yaml's env_file), the sbatch
+# script from the submitting shell (docs/engines.md, "Fabric").
+ENGINE_VARIABLE_PREFIXES = ("NCCL_", "UCX_", "GLOO_", "HF_", "VLLM_", "SGLANG_")
 # The longest value any variable takes, checked before parsing: enough for any address,
 # path or token; engine flags get more room.
 MAX_VALUE_CHARS = 4096

@@ -335,6 +335,7 @@ def plan(matrix: dict, engines=(), options: Options = Options(), *, root: Path =
                 "BASE_DIGEST": "" if options.base_image else digest,
                 "ENGINE_VERSION": spec["version"],
                 "CUDA_VARIANT": variant["cuda"],
+                "CUDA_DRIVERS": cuda_drivers(matrix, name),
                 "IMAGE_VERSION": str(project["version"]),
                 "VCS_REF": revision or "unknown",
                 "VCS_URL": vcs_url,
@@ -351,6 +352,23 @@ def plan(matrix: dict, engines=(), options: Options = Options(), *, root: Path =
             owners[tag] = target
         targets.append(target)
     return targets
+
+
+def cuda_drivers(matrix: dict, engine: str) -> str:
+    """Every CUDA variant of ``engine`` with the driver it needs, for the image's environment.
+
+    Space-separated ``variant:toolkit:min_driver[:min_driver_compat]`` entries (the form
+    ``entrypoint.compat.parse_cuda_drivers`` reads as ``LONGCAT_CUDA_DRIVERS``), from the
+    matrix's ``[cuda.*]`` tables, e.g. ``cu130:13.0:580.65.06 cu129:12.9:575.51.03:525.60.13``.
+    """
+    entries = []
+    for variant in matrix["engines"][engine]["variants"]:
+        cuda = matrix["cuda"][variant["cuda"]]
+        fields = [variant["cuda"], str(cuda.get("toolkit", "?")), cuda["min_driver"]]
+        if cuda.get("min_driver_compat"):
+            fields.append(cuda["min_driver_compat"])
+        entries.append(":".join(fields))
+    return " ".join(entries)
 
 
 def format_plan(targets: list[Target], matrix: dict) -> str:

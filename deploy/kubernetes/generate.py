@@ -3,6 +3,8 @@
 
     python deploy/kubernetes/generate.py            # rewrite the manifests
     python deploy/kubernetes/generate.py --check    # exit 1 if any is out of date
+    python deploy/kubernetes/generate.py --rdma-resource rdma/rdma_shared_device_a \
+        --out my-manifests/                         # the RDMA variants for your plugin
 
 Every manifest is written from ``render_all()`` below; edit this file, not the YAML, then
 run it and commit both. ``tests/deploy/test_kubernetes.py`` fails when they disagree.
@@ -11,6 +13,12 @@ Output, for each engine (sglang, vllm):
 
 - ``<engine>-1node.yaml``: one 8-GPU node serving the FP8 checkpoint (a group of size 1);
 - ``<engine>-2node.yaml``: two 8-GPU nodes serving the BF16 checkpoint (a group of size 2);
+- ``<engine>-2node-rdma.yaml``: the same, for clusters with InfiniBand or RoCE: each pod
+  also requests the RDMA device resource (``--rdma-resource``, default
+  ``RDMA_RESOURCE``), which gives it the verbs devices, and the ``IPC_LOCK`` capability,
+  which lets NCCL pin its RDMA buffers whatever the runtime's memlock limit (Kubernetes has
+  no ulimit setting). Without the devices NCCL falls back to TCP sockets without an error,
+  which the launcher's preflight refuses on hosts with HCAs (docs/engines.md, "Fabric");
 
 each holding a ``Service`` for the API, in front of the leader only, and the
 ``LeaderWorkerSet``. ``hf-cache-pvc.yaml`` holds the weight cache that all of them mount.
@@ -23,6 +31,7 @@ launcher (``entrypoint/platforms.py``) reads them.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +55,16 @@ CACHE_SIZE = "2Ti"  # FP8 (~560 GB) and BF16 (~1.1 TB) checkpoints side by side
 HF_TOKEN_SECRET = "hf-token"
 SHM_SIZE = "32Gi"  # NCCL and the engines' shared-memory queues; Docker's 64 MiB breaks NCCL
 GPUS_PER_NODE = 8
+# The RDMA device resource of the RDMA variants. Device plugins name it differently: this is
+# the example of Mellanox's k8s-rdma-shared-dev-plugin (rdma/ + its config's resourceName);
+# the NVIDIA Network Operator's examples use rdma/rdma_shared_device_a (docs/engines.md,
+# "Fabric"). One shared device gives a pod every HCA of the plugin's pool.
+RDMA_RESOURCE = "rdma/hca_shared_devices_a"
+RDMA_DEVICES_PER_POD = 1
+# An extended resource name: a DNS subdomain prefix, "/", and a name (Kubernetes API
+# conventions; kubectl refuses others).
+_RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/"
+                            r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 # Probes. A crash restarts the container at once whatever these say; they bound a *hang*.
 # The startup budget covers fetching and loading the checkpoint: 240 x 30 s = 2 h.
@@ -105,8 +124,8 @@ def probes(engine: str, leader: bool) -> dict:
     return found
 
 
-def pod_template(engine: str, nodes: int, leader: bool) -> dict:
-    """The leader's or the workers' pod template."""
+def pod_template(engine: str, nodes: int, leader: bool, rdma_resource: str | None = None) -> dict:
+    """The leader's or the workers' pod template; with ``rdma_resource``, the RDMA variant's."""
     role = "leader" if leader else "worker"
     env = [
         {"name": "ENGINE", "value": engine},
@@ -126,8 +145,13 @@ def pod_template(engine: str, nodes: int, leader: bool) -> dict:
     if leader or engine == "sglang":  # a vLLM worker is headless: it listens on no port
         container["ports"] = [
             {"name": "http", "containerPort": ENGINE_PORT[engine], "protocol": "TCP"}]
+    limits: dict = {"nvidia.com/gpu": GPUS_PER_NODE}
+    if rdma_resource:
+        limits[rdma_resource] = RDMA_DEVICES_PER_POD
+        # NCCL pins its RDMA buffers; the runtime's default memlock limit is small.
+        container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
     container.update({
-        "resources": {"limits": {"nvidia.com/gpu": GPUS_PER_NODE}},
+        "resources": {"limits": limits},
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "hf-cache", "mountPath": HF_HOME},
@@ -149,7 +173,7 @@ def pod_template(engine: str, nodes: int, leader: bool) -> dict:
     }
 
 
-def leader_worker_set(engine: str, nodes: int) -> dict:
+def leader_worker_set(engine: str, nodes: int, rdma_resource: str | None = None) -> dict:
     """The LeaderWorkerSet: one group of ``nodes`` pods, the leader being rank 0."""
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
@@ -164,9 +188,9 @@ def leader_worker_set(engine: str, nodes: int) -> dict:
                 "size": nodes,
                 # One engine spans the group: when any pod restarts, restart them all.
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": pod_template(engine, nodes, leader=True),
+                "leaderTemplate": pod_template(engine, nodes, True, rdma_resource),
                 # Required by the API; with size 1 it creates no pod.
-                "workerTemplate": pod_template(engine, nodes, leader=False),
+                "workerTemplate": pod_template(engine, nodes, False, rdma_resource),
             },
         },
     }
@@ -218,8 +242,12 @@ def dump(header_text: str, documents: list[dict]) -> str:
     return header_text + "---\n" + body
 
 
-def render_all() -> dict[str, str]:
-    """Return ``{file name: content}`` for every generated manifest."""
+def render_all(rdma_resource: str = RDMA_RESOURCE) -> dict[str, str]:
+    """Return ``{file name: content}`` for every generated manifest.
+
+    Args:
+        rdma_resource: the RDMA device resource the ``-rdma`` variants request.
+    """
     files = {
         "hf-cache-pvc.yaml": dump(header([
             f"The weight cache ({CACHE_SIZE}), mounted at HF_HOME={HF_HOME} by every pod.",
@@ -238,7 +266,29 @@ def render_all() -> dict[str, str]:
                 f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
                 f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
             ]), [api_service(engine, nodes), leader_worker_set(engine, nodes)])
+            if nodes < 2:
+                continue
+            files[f"{engine}-{nodes}node-rdma.yaml"] = dump(header([
+                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA",
+                "(InfiniBand or RoCE): the same deployment as "
+                f"{engine}-{nodes}node.yaml, whose place it takes,",
+                f"plus the RDMA device resource {rdma_resource} and the IPC_LOCK capability.",
+                f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
+                "Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, an RDMA device",
+                f"plugin offering {rdma_resource} (another name: python",
+                "deploy/kubernetes/generate.py --rdma-resource NAME --out DIR), and optionally",
+                f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
+                f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
+            ]), [api_service(engine, nodes), leader_worker_set(engine, nodes, rdma_resource)])
     return files
+
+
+def resource_name(text: str) -> str:
+    """argparse type: a Kubernetes extended resource name such as ``rdma/hca_shared_devices_a``."""
+    if not _RESOURCE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an extended resource name (DOMAIN/NAME, e.g. {RDMA_RESOURCE})")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,9 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="write nothing; exit 1 when a manifest differs from the output")
     parser.add_argument("--out", type=Path, default=HERE,
                         help="directory to write to or check (default: this one)")
+    parser.add_argument("--rdma-resource", type=resource_name, default=RDMA_RESOURCE,
+                        help="the RDMA device resource the -rdma variants request, as your "
+                             f"device plugin names it (default: {RDMA_RESOURCE})")
     args = parser.parse_args(argv)
     stale = []
-    for file_name, content in render_all().items():
+    for file_name, content in render_all(args.rdma_resource).items():
         path = args.out / file_name
         current = path.read_text() if path.exists() else None
         if current == content:

@@ -72,10 +72,32 @@ NOT_FROM_HERE = {
                 "compose (`export HF_TOKEN=hf_...`); compose passes it into the container.",
     "HF_HOME": "Fixed by the compose files to the image's /root/.cache/huggingface, where "
                "HF_CACHE_DIR is mounted; set HF_CACHE_DIR instead.",
-    "DRY_RUN": "Not passed to the service (it would restart after every dry run). Print "
-               "the plan with `docker compose -f compose/single-node.yaml run --rm "
-               "--no-deps longcat --dry-run`.",
+    "DRY_RUN": "Not taken by the service, even from this file (it would restart after "
+               "every dry run). Print the plan with `docker compose -f "
+               "compose/single-node.yaml run --rm --no-deps longcat --dry-run`.",
 }
+
+
+# Engine and library variables compose/common.yaml also passes from the shell (name,
+# meaning, secret). Any other NCCL_*, UCX_*, GLOO_*, HF_*, VLLM_* or SGLANG_* variable
+# reaches the container from compose/.env only (common.yaml's env_file).
+FROM_THE_SHELL = (
+    ("VLLM_API_KEY", "vLLM's API key: requests to node 0 must carry it (Authorization: "
+     "Bearer ...); /health stays open. Read by vLLM.", True),
+    ("HF_ENDPOINT", "The Hub's address, e.g. a mirror (read by huggingface_hub).", False),
+    ("HF_HUB_DISABLE_XET", "1: download without the Xet protocol (read by huggingface_hub).",
+     False),
+    ("NCCL_DEBUG", "NCCL's log level; INFO logs the transport between the nodes (Using "
+     "network IB, or Socket).", False),
+    ("NCCL_DEBUG_SUBSYS", "The NCCL subsystems to log, e.g. INIT,NET.", False),
+    ("NCCL_IB_HCA", "The HCAs (and ports) NCCL uses, e.g. mlx5_0:1,mlx5_1:1; ^ excludes.",
+     False),
+    ("NCCL_IB_GID_INDEX", "RoCE: the GID index NCCL uses (show_gids lists them; RoCE v2 "
+     "often needs one set).", False),
+    ("UCX_NET_DEVICES", "The devices UCX uses (UCX-based transfers, not NCCL's).", False),
+)
+SHELL_SECRET_NOTE = ("A secret: export it in the shell that runs compose, never write it in "
+                     "this file; compose passes it into the container.")
 
 
 def _comment(text: str, indent: str = "") -> list[str]:
@@ -115,6 +137,18 @@ def render() -> str:
         if note:
             lines += _comment(note, "  ")
         lines.append(_assignment(var) if var.name not in COMPOSE_NOTES else f"#{var.name}=")
+    lines += ["", "# " + "=" * 20 + " the engines and their libraries " + "=" * 20, ""]
+    lines += _comment("Every variable written in this file reaches the container, whatever "
+                      "its name: put NCCL_*, UCX_*, GLOO_*, HF_*, VLLM_* and SGLANG_* "
+                      "settings here (RoCE, for example, usually needs NCCL_IB_GID_INDEX). "
+                      "From the shell, compose passes only the variables its files name: "
+                      "the launcher's above, and these:")
+    for name, meaning, secret in FROM_THE_SHELL:
+        lines += [""] + _comment(f"{name}: {meaning}")
+        if secret:
+            lines += _comment(SHELL_SECRET_NOTE, "  ")
+        else:
+            lines.append(f"#{name}=")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ import yaml
 
 from images.dockerbuild import added_layers_size
 from images.errors import BuildError
-from images.matrix import Options, plan
+from images.matrix import Options, cuda_drivers, plan
 from tests.conftest import build_with_buildpy
 from tests.fakes.bases import build_fake_base, load_facts
 from tests.images.dockerutil import (container, copy_project, free_port, poll_until,
@@ -101,6 +101,8 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
     assert f"ENGINE={engine}" in config["Env"]
     assert "HF_HOME=/root/.cache/huggingface" in config["Env"]
     assert "LONGCAT_HF_SEED=/opt/longcat/hf-seed" in config["Env"]
+    assert "LONGCAT_CUDA_VARIANT=cu130" in config["Env"]
+    assert f"LONGCAT_CUDA_DRIVERS={cuda_drivers(matrix, engine)}" in config["Env"]
     assert config["Entrypoint"] == ["/usr/local/bin/dumb-init", "--", "python3", "-m",
                                     "entrypoint"]
     assert config["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "entrypoint", "health"]

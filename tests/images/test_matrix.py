@@ -198,6 +198,29 @@ def test_every_variant_names_its_cuda_minimum_driver_and_a_valid_base(matrix):
                 re.fullmatch(r"sha256:[0-9a-f]{64}", variant["digest"])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_image_records_its_cuda_variant_and_every_variants_driver(matrix, engine):
+    """build.py passes the matrix's drivers; the Dockerfile puts them in the environment,
+    in the form the launcher's preflight reads (entrypoint/compat.py)."""
+    from entrypoint.compat import CUDA_DRIVERS_ENV, CUDA_VARIANT_ENV, parse_cuda_drivers
+
+    targets = plan(matrix, [engine], Options(cuda="all", revision="r"))
+    for target in targets:
+        assert target.build_args["CUDA_VARIANT"] == target.cuda
+        parsed = parse_cuda_drivers(target.build_args["CUDA_DRIVERS"])
+        assert [v.name for v in parsed] == [v["cuda"] for v in
+                                           matrix["engines"][engine]["variants"]]
+        for variant in parsed:
+            cuda = matrix["cuda"][variant.name]
+            assert (variant.toolkit, variant.min_driver, variant.min_driver_compat) == (
+                cuda["toolkit"], cuda["min_driver"], cuda.get("min_driver_compat"))
+    env = " ".join(a for k, a in instructions(engine) if k == "ENV")
+    assert f"{CUDA_VARIANT_ENV}=${{CUDA_VARIANT}}" in env
+    assert f"{CUDA_DRIVERS_ENV}=${{CUDA_DRIVERS}}" in env
+    args = [a for k, a in instructions(engine) if k == "ARG"]
+    assert any("CUDA_DRIVERS=" in a for a in args)
+
+
 def test_the_engine_venvs_read_the_same_pins(matrix):
     from tests import engine_venvs
 
