@@ -104,7 +104,8 @@ def test_every_case_of_the_yaml_files_is_accepted(engine):
     cases = [c for c in load_cases(SHARED_CASES) + load_cases(OUR_CASES)
              if "error" not in c["expect"] and str(c["env"].get("ENGINE", "")).lower() == name]
     assert cases
-    envs = [dict(c["env"], PATH=os.environ["PATH"]) for c in cases]
+    # The PATH the engine would run with: the environment's `vllm` command first.
+    envs = [dict(c["env"], PATH=engine_env(python)["PATH"]) for c in cases]
     probe = subprocess.run([str(python), "-m", "tests.launcher.contract_probe"],
                            input=json.dumps(envs), env=engine_env(python), cwd=REPO,
                            capture_output=True, text=True, timeout=900)

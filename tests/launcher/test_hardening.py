@@ -195,13 +195,19 @@ def test_health_of_a_server_that_answers_200():
 
 def test_headless_health_counts_only_the_engine_this_launcher_became(tmp_path):
     # Another container's (or job's) engine on the same host: argv has the marker words.
-    other = subprocess.Popen(["/bin/sh", "-c", "sleep 30", "vllm", "serve", "--headless"])
+    # (Python keeps these words in its argv; `sh -c "sleep 30"` would exec sleep and drop them.)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "vllm",
+                              "serve", "--headless"])
     try:
         record = pid_file({"TMPDIR": str(tmp_path)})
         assert engine_process(record) is None, "no record: not healthy, whatever else runs"
         Path(record).write_text(f"{os.getpid()}\n")
         assert engine_process(record) is None, "a recorded process that is not the engine"
         Path(record).write_text(f"{other.pid}\n")
+        # Between fork and exec the child still shows pytest's argv: poll, bounded.
+        deadline = time.monotonic() + 10
+        while engine_process(record) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert engine_process(record) == other.pid
     finally:
         other.kill()
