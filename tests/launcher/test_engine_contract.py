@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from tests.engine_venvs import pinned_versions, venv_python
-from tests.launcher.support import (OUR_CASES, REPO, SHARED_CASES, clean_env, load_cases)
+from tests.launcher.support import (OUR_CASES, REPO, SERVING_CASES, SHARED_CASES, clean_env,
+                                    load_cases)
 
 pytestmark = pytest.mark.engines
 ENGINES = sorted(pinned_versions())
@@ -86,8 +87,10 @@ def test_every_standard_plan_is_accepted(engine):
     result = check(python, engine_env(python, {"ENGINE": name}), "--all")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"against {name} {pinned_versions()[name]}" in result.stdout
-    # {fp8 on 1 node, bf16 on 2 nodes} x MTP off/on: 6 plans.
-    assert "6 accepted, 0 rejected" in result.stdout
+    # {fp8 on 1 node, bf16 on 2 nodes} x MTP off/on x VARIANT chat/thinking x TOOL_CALLS
+    # (on/off for vLLM, off for SGLang): 24 plans for vLLM, 12 for SGLang.
+    plans = {"vllm": 24, "sglang": 12}[name]
+    assert f"{plans} accepted, 0 rejected" in result.stdout
 
 
 def test_a_planted_stale_flag_is_rejected_and_named(engine):
@@ -101,7 +104,7 @@ def test_a_planted_stale_flag_is_rejected_and_named(engine):
 
 def test_every_case_of_the_yaml_files_is_accepted(engine):
     name, python = engine
-    cases = [c for c in load_cases(SHARED_CASES) + load_cases(OUR_CASES)
+    cases = [c for path in (SHARED_CASES, SERVING_CASES, OUR_CASES) for c in load_cases(path)
              if "error" not in c["expect"] and str(c["env"].get("ENGINE", "")).lower() == name]
     assert cases
     envs = [dict(c["env"], PATH=os.environ["PATH"]) for c in cases]
