@@ -164,14 +164,15 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
                                                f"{sys.executable}",
                                                "vllm": "the 'vllm' command on PATH"}[plan.engine])
     # The key first: a missing key file is refused before hours of download.
-    from .apikey import engine_key_environment, read_api_key
-
-    key = read_api_key(plan, env)
-    if key is not None:
+    key = None
+    if plan.api_key_source is not None:
+        from .apikey import read_api_key
         from .output import configure
         from .settings import SECRET_VARIABLES
 
-        configure([*(env.get(name, "") for name in SECRET_VARIABLES), key])
+        key = read_api_key(plan, env)
+        if key is not None:
+            configure([*(env.get(name, "") for name in SECRET_VARIABLES), key])
     located = None
     if values["DOWNLOAD"]:
         from .weights import locate
@@ -194,12 +195,13 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         from .preflight import wait_for_master
 
         wait_for_master(plan, values["MASTER_WAIT_S"], mode)
-    if key is not None and plan.api_key_config is not None:
-        from .apikey import sglang_key_config
+    environ: Mapping[str, str] = env
+    if key is not None:
+        from .apikey import engine_key_environment, sglang_key_config
 
-        plan = plan.replace(api_key_config=sglang_key_config(key))
+        if plan.api_key_config is not None:
+            plan = plan.replace(api_key_config=sglang_key_config(key))
+        environ = engine_key_environment(plan, env, key)
     from .execute import engine_environment, exec_engine
 
-    exec_engine(build_argv(plan),
-                engine_environment(engine_key_environment(plan, env, key), engine_env(plan)),
-                plan.engine)
+    exec_engine(build_argv(plan), engine_environment(environ, engine_env(plan)), plan.engine)
