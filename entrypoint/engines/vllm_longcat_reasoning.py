@@ -7,7 +7,8 @@ vLLM imports it by path (``vllm/utils/import_utils.py``, ``import_plugin`` and
 engine cores. Importing it registers the parser under ``longcat_think``
 (``ReasoningParserManager.register_module``, ``vllm/reasoning/abs_reasoning_parsers.py``),
 the name ``--reasoning-parser`` selects. Responses then carry the reasoning in
-``reasoning`` (``reasoning_content`` for older clients) and the answer in ``content``.
+``reasoning`` (``message.reasoning``, ``delta.reasoning``;
+``vllm/entrypoints/openai/chat_completion/protocol.py``) and the answer in ``content``.
 
 The interface is vLLM 0.33.0's ``ReasoningParser`` (``vllm/reasoning/abs_reasoning_parsers.py``):
 
