@@ -49,7 +49,7 @@ THINKING_CHECKPOINTS = {
 # The vendor guide's minimum hardware: FP8 fits one node of 8x141 GB, BF16 needs two.
 DEFAULT_NNODES = {"fp8": 1, "bf16": 2}
 # Engine defaults. SGLang: srt/server_args.py (port 30000); its dist-init port is the
-# vendor guide's 5000. vLLM: 8000 (vllm/entrypoints/openai/cli_args.py); RPC port is the
+# vendor guide's 5000. vLLM: 8000 (vllm/entrypoints/common/cli_args.py); RPC port is the
 # vendor guide's 13345 (docs/engines.md, "Checkpoints and minimum hardware").
 DEFAULT_PORT = {"sglang": 30000, "vllm": 8000}
 DEFAULT_MASTER_PORT = {"sglang": 5000, "vllm": 13345}
@@ -242,7 +242,7 @@ BY_NAME = {v.name: v for v in VARIABLES}
 # Variables whose values are secrets: never printed (``entrypoint.output.configure`` blanks
 # them in all output) and never put on an engine's command line. Beyond our own secret
 # variables: huggingface_hub's older token name (huggingface_hub/constants.py) and the key
-# variable vLLM reads (vllm/entrypoints/openai/cli_args.py, VLLM_API_KEY).
+# variable vLLM reads (vllm/envs.py, VLLM_API_KEY).
 SECRET_VARIABLES = (*(v.name for v in VARIABLES if v.secret), "HUGGING_FACE_HUB_TOKEN",
                     "VLLM_API_KEY")
 # The longest value any variable takes, checked before parsing: enough for any address,
