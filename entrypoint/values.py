@@ -141,3 +141,27 @@ def join_host_port(host: str, port: int) -> str:
     The form SGLang's ``--dist-init-addr`` takes, and the one every log line uses.
     """
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# A MODEL that names a local directory rather than a Hugging Face repo id (settings, kind
+# "model"): absolute, or relative starting with ./ or ../.
+LOCAL_MODEL_PREFIXES = ("/", "./", "../")
+# huggingface_hub's cache layout: a repository's folder is models--{org}--{name}
+# (huggingface_hub/constants.py, REPO_ID_SEPARATOR; file_download.py, repo_folder_name).
+CACHE_FOLDER_PREFIX = "models--"
+
+
+def is_local_model(model: str) -> bool:
+    """True when ``MODEL`` names a local directory rather than a repo id."""
+    return model.startswith(LOCAL_MODEL_PREFIXES)
+
+
+def repo_id_of_cache_folder(path: str) -> str | None:
+    """``org/name`` for a Hugging Face cache repository folder (``.../models--org--name``),
+    else ``None``. Reads nothing from disk."""
+    import os
+
+    name = os.path.basename(os.path.normpath(path))
+    if not name.startswith(CACHE_FOLDER_PREFIX):
+        return None
+    return name[len(CACHE_FOLDER_PREFIX):].replace("--", "/")

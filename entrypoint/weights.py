@@ -41,7 +41,7 @@ import os
 
 from .errors import WeightsError
 from .output import format_gb, log
-from .values import GB
+from .values import CACHE_FOLDER_PREFIX, GB, is_local_model, repo_id_of_cache_folder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ ALLOW_PATTERNS = (
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 DEFAULT_REVISION = "main"
-CACHE_PREFIX = "models--"
+CACHE_PREFIX = CACHE_FOLDER_PREFIX
 # How often the download logs its progress.
 PROGRESS_EVERY_S = 15.0
 # snapshot_download calls per start: a transfer cut by the network is resumed at once (files
@@ -86,7 +86,7 @@ _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VA
 
 def is_local(model: str) -> bool:
     """True when ``MODEL`` names a local directory rather than a repo id (see settings)."""
-    return model.startswith(("/", "./", "../"))
+    return is_local_model(model)
 
 
 def hub_cache(env: Mapping[str, str]) -> str:
@@ -121,7 +121,6 @@ class Located:
         model (str): ``MODEL`` as given.
         path (str | None): the local directory the engine should load; ``None`` while files
             are missing.
-        served_name (str | None): the name clients should see (``--served-model-name``).
         repo_id (str | None): the Hub repository, for a repo id ``MODEL``.
         revision (str | None): the revision asked for (``MODEL_REVISION`` or ``main``).
         cache (str | None): the hub cache (``hub_cache``).
@@ -129,12 +128,11 @@ class Located:
             holds nothing that tells (nothing of this revision was cached).
     """
 
-    def __init__(self, model: str, path: str | None = None, served_name: str | None = None,
+    def __init__(self, model: str, path: str | None = None,
                  repo_id: str | None = None, revision: str | None = None,
                  cache: str | None = None, missing: list[str] | None = None):
         self.model = model
         self.path = path
-        self.served_name = served_name
         self.repo_id = repo_id
         self.revision = revision
         self.cache = cache
@@ -147,16 +145,13 @@ class Located:
 
     def plan_changes(self) -> dict[str, str]:
         """The plan fields this checkpoint sets (for ``Plan.replace``): the local path as
-        ``model``, and the name clients keep seeing as ``served_model_name``."""
-        changes = {}
-        if self.path is not None:
-            changes["model"] = self.path
-        if self.served_name:
-            changes["served_model_name"] = self.served_name
-        return changes
+        ``model``. The name clients see stays the plan's ``served_model_name``, which
+        ``entrypoint.plan`` chose from ``MODEL`` as given (``repo_id_of_cache_folder``)."""
+        return {} if self.path is None else {"model": self.path}
 
 
 # --- local directories ------------------------------------------------------------------
+
 
 def _snapshot_of_cache_folder(folder: str, revision: str | None) -> str:
     """The snapshot directory of a cache repository folder (``models--org--name``)."""
@@ -196,16 +191,14 @@ def _locate_local(model: str, revision: str | None) -> Located:
         raise WeightsError(
             f"MODEL={model} is not a directory on this host. Mount the checkpoint there "
             f"(docker run -v HOST_DIR:{path}), or set MODEL to a Hugging Face repo id.")
-    served = None
-    name = os.path.basename(path)
-    if name.startswith(CACHE_PREFIX):
+    cache_folder = repo_id_of_cache_folder(path) is not None
+    if cache_folder:
         path = _snapshot_of_cache_folder(path, revision)
-        served = name[len(CACHE_PREFIX):].replace("--", "/")
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise WeightsError(
             f"MODEL={model}: {path} holds no config.json, so it is not a checkpoint. Point "
             "MODEL at the directory with config.json and the *.safetensors files.")
-    return Located(model, path=path if served else model, served_name=served)
+    return Located(model, path=path if cache_folder else model)
 
 
 # --- the Hugging Face cache -------------------------------------------------------------
@@ -317,7 +310,7 @@ def locate(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str]) -> Loc
     except ValueError as error:  # huggingface_hub's HFValidationError: a name it refuses
         raise WeightsError(f"MODEL={plan.model} (MODEL_REVISION={revision}) is refused by "
                            f"huggingface_hub: {error}") from None
-    located = Located(plan.model, served_name=plan.model, repo_id=plan.model,
+    located = Located(plan.model, repo_id=plan.model,
                       revision=revision, cache=cache, missing=missing)
     if snapshot is not None and not missing:
         located.path = snapshot
@@ -524,7 +517,7 @@ def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
             located: Located | None = None) -> Located:
     """``locate``, then ``fetch`` if needed; return where the checkpoint is on this host.
 
-    ``Located.plan_changes`` gives what the plan becomes (the local path, the served name).
+    ``Located.plan_changes`` gives what the plan becomes (the local path).
     """
     located = located or locate(plan, values, env)
     if located.needs_download:
@@ -551,5 +544,5 @@ def describe(plan: Plan, values: Mapping[str, Any],
         ("weights", f"{plan.model}@{revision or DEFAULT_REVISION}", source),
         ("  cache", hub_cache(env), "HF_HUB_CACHE, else HF_HOME/hub"),
         ("  files", " ".join(ALLOW_PATTERNS), "what the engine loads"),
-        ("  engine gets", "the local snapshot", f"served as {plan.model}"),
+        ("  engine gets", "the local snapshot", f"served as {plan.served_model_name}"),
     ]

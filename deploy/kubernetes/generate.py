@@ -37,6 +37,10 @@ from pathlib import Path
 
 import yaml
 
+# The grace period the launcher's graceful stop is sized for (SHUTDOWN_TIMEOUT_S plus the
+# engine's teardown): defined once, in the launcher's settings.
+from entrypoint.settings import STOP_GRACE_PERIOD_S
+
 HERE = Path(__file__).resolve().parent
 
 # Placeholder registry: replace "your-org" with the organisation the images are pushed to
@@ -53,6 +57,10 @@ HF_HOME = "/root/.cache/huggingface"  # the images' HF_HOME (images/*/Dockerfile
 CACHE_CLAIM = "longcat-hf-cache"
 CACHE_SIZE = "2Ti"  # FP8 (~560 GB) and BF16 (~1.1 TB) checkpoints side by side
 HF_TOKEN_SECRET = "hf-token"
+# The API key: a Secret with the key under API_KEY, mounted as a file that the launcher reads
+# (API_KEY_FILE), so the key is in no container's environment (README, "Kubernetes").
+API_KEY_SECRET = "longcat-api-key"
+API_KEY_DIR = "/run/secrets/longcat-api-key"
 SHM_SIZE = "32Gi"  # NCCL and the engines' shared-memory queues; Docker's 64 MiB breaks NCCL
 GPUS_PER_NODE = 8
 # The RDMA device resource of the RDMA variants. Device plugins name it differently: this is
@@ -136,6 +144,8 @@ def pod_template(engine: str, nodes: int, leader: bool, rdma_resource: str | Non
         # MODEL or higher Hub rate limits (README, "Kubernetes").
         {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
             "name": HF_TOKEN_SECRET, "key": "HF_TOKEN", "optional": True}}},
+        {"name": "VARIANT", "value": "chat"},
+        {"name": "API_KEY_FILE", "value": f"{API_KEY_DIR}/API_KEY"},
     ]
     container = {
         "name": "engine",
@@ -155,19 +165,31 @@ def pod_template(engine: str, nodes: int, leader: bool, rdma_resource: str | Non
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "hf-cache", "mountPath": HF_HOME},
+            {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
         ],
         **probes(engine, leader),
     })
+    metadata: dict = {"labels": {**labels(engine, nodes, role)}}
+    if leader:  # the node that serves the API serves its metrics (docs/engines.md)
+        metadata["annotations"] = {"prometheus.io/scrape": "true",
+                                   "prometheus.io/port": str(ENGINE_PORT[engine]),
+                                   "prometheus.io/path": "/metrics"}
     return {
-        "metadata": {"labels": {**labels(engine, nodes, role)}},
+        "metadata": metadata,
         "spec": {
             # Service links would put e.g. VLLM_PORT=tcp://... into the environment when a
             # Service named "vllm" exists in the namespace, which vLLM refuses to parse.
             "enableServiceLinks": False,
+            # SIGTERM, then this long for in-flight requests (SHUTDOWN_TIMEOUT_S) and the
+            # engine's teardown, then SIGKILL.
+            "terminationGracePeriodSeconds": STOP_GRACE_PERIOD_S,
             "containers": [container],
             "volumes": [
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
                 {"name": "hf-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}},
+                # Required: the pods wait until the Secret exists, rather than serve an
+                # open API.
+                {"name": "api-key", "secret": {"secretName": API_KEY_SECRET}},
             ],
         },
     }
@@ -262,8 +284,10 @@ def render_all(rdma_resource: str = RDMA_RESOURCE) -> dict[str, str]:
             files[f"{engine}-{nodes}node.yaml"] = dump(header([
                 f"LongCat-Flash ({precision.upper()}) on {engine}, {what}.",
                 f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
-                f"Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, and optionally",
+                f"Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, a Secret",
+                f"{API_KEY_SECRET} with key API_KEY (the key clients send), and optionally",
                 f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
+                f"Metrics: GET /metrics on the leader's http port (prometheus.io annotations).",
                 f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
             ]), [api_service(engine, nodes), leader_worker_set(engine, nodes)])
             if nodes < 2:

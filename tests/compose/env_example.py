@@ -61,6 +61,10 @@ COMPOSE_NOTES = {
     "NODE_RANK": ("single-node.yaml: always 0; two-node.yaml: required",
                   "two-node.yaml: 0 on the node that serves the API, 1 on the other; "
                   "compose refuses to start without it."),
+    "SHUTDOWN_TIMEOUT_S": (None, "common.yaml's stop_grace_period (3m) must stay longer: "
+                                 "raise both together."),
+    "API_KEY_FILE": (None, "A path inside the container: mount the file there (an override "
+                           "file's volumes or secrets)."),
     "MASTER_IP": ("two-node.yaml: required",
                   "two-node.yaml: node 0's address, the same on every node; compose "
                   "refuses to start without it. single-node.yaml ignores it."),
@@ -70,6 +74,8 @@ COMPOSE_NOTES = {
 NOT_FROM_HERE = {
     "HF_TOKEN": "Never write the token in this file: export it in the shell that runs "
                 "compose (`export HF_TOKEN=hf_...`); compose passes it into the container.",
+    "API_KEY": "Never write the key in this file: export it in the shell that runs compose "
+               "(`export API_KEY=...`), or set API_KEY_FILE to a file mounted in the container.",
     "HF_HOME": "Fixed by the compose files to the image's /root/.cache/huggingface, where "
                "HF_CACHE_DIR is mounted; set HF_CACHE_DIR instead.",
     "DRY_RUN": "Not taken by the service, even from this file (it would restart after "
@@ -110,7 +116,7 @@ def _comment(text: str, indent: str = "") -> list[str]:
 def _assignment(var) -> str:
     """The commented-out assignment: the default when it is one plain value, else empty."""
     default = var.default_text()
-    if var.kind == "bool":
+    if var.kind == "bool" and var.default is not None:
         return f"#{var.name}={default}"
     if var.default not in (None, "", ()) and " " not in default:
         return f"#{var.name}={default}"

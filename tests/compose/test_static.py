@@ -139,25 +139,22 @@ def test_image_overrides(path):
     assert svc["image"] == pinned
 
 
+@pytest.mark.parametrize("name", ["HF_TOKEN", "API_KEY", "VLLM_API_KEY"])
 @pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
-def test_hf_token_passes_through_and_is_in_no_file(path):
+def test_secrets_pass_through_and_are_in_no_file(path, name):
     token = "hf_test_token_that_is_not_real_0123456789"
-    env = {"HF_TOKEN": token}
+    env = {name: token}
     if path == TWO:
         env.update(NODE_RANK="1", MASTER_IP="10.0.0.1")
-    key = "vllm_test_key_that_is_not_real_0123456789"
-    env["VLLM_API_KEY"] = key
-    environment = service(config([path], env))["environment"]
-    assert environment["HF_TOKEN"] == token and environment["VLLM_API_KEY"] == key
-    # No shipped compose file carries a value for either: pass-through only.
+    assert service(config([path], env))["environment"][name] == token
+    # No shipped compose file carries a value for it: pass-through only.
     for shipped in COMPOSE_DIR.iterdir():
         if shipped.suffix == ".yaml":
             raw = yaml.safe_load(shipped.read_text())
             for svc in raw.get("services", {}).values():
                 environment = svc.get("environment", {})
                 assert isinstance(environment, dict)
-                assert environment.get("HF_TOKEN") is None, shipped
-                assert environment.get("VLLM_API_KEY") is None, shipped
+                assert environment.get(name) is None, shipped
     tracked = [p for p in COMPOSE_DIR.iterdir() if p.is_file()]
     assert not any(p.name == ".env" for p in tracked if _is_tracked(p))
 
@@ -207,7 +204,10 @@ def test_launcher_variables_pass_through():
               "GPUS_PER_NODE": "4", "HOST": "::", "PORT": "31000", "EXTRA_ARGS": extra,
               "DOWNLOAD": "0", "PREFLIGHT": "warn", "MASTER_WAIT_S": "60",
               "HF_HUB_OFFLINE": "1", "NCCL_SOCKET_IFNAME": "^lo,docker0",
-              "GLOO_SOCKET_IFNAME": "eth0", "MTP": "yes", "ENGINE": "sglang"}
+              "GLOO_SOCKET_IFNAME": "eth0", "MTP": "yes", "ENGINE": "sglang",
+              "VARIANT": "thinking", "TOOL_CALLS": "off", "SERVED_MODEL_NAME": "longcat",
+              "CONTEXT_LENGTH": "65536", "SHUTDOWN_TIMEOUT_S": "90",
+              "API_KEY_FILE": "/run/secrets/api-key"}
     env = container_env(service(config([TWO], {**values, "NODE_RANK": "1",
                                                "MASTER_IP": "fd00::1"})))
     for name, value in values.items():
@@ -215,6 +215,8 @@ def test_launcher_variables_pass_through():
     plan = resolve_plan(load_settings(env, installed=lambda: ["sglang"]))
     assert list(plan.extra_args[-2:]) == shlex.split(extra)[-2:]
     assert plan.master_ip == "fd00::1" and plan.port == 31000
+    assert (plan.variant, plan.served_model_name, plan.context_length) == (
+        "thinking", "longcat", 65536)
 
 
 def test_env_file_is_read(tmp_path):

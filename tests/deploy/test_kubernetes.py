@@ -207,6 +207,13 @@ def test_deployment_shape(engine, nodes):
         assert not any("LWS_" in e.get("value", "") for e in main["env"]), where
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
             "name": "hf-token", "key": "HF_TOKEN", "optional": True}
+        # The API key: a file from the Secret, read by the launcher (never in env values).
+        assert "API_KEY" not in env and env["VARIANT"]["value"] == "chat"
+        key_dir, key_name = env["API_KEY_FILE"]["value"].rsplit("/", 1)
+        (key_mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == key_dir]
+        assert key_mount["readOnly"] and key_name == "API_KEY"
+        assert {v["name"]: v for v in pod["volumes"]}[key_mount["name"]]["secret"] == {
+            "secretName": "longcat-api-key"}
         # /dev/shm in memory, the weight cache on the claim, mounted exactly at HF_HOME.
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
@@ -216,6 +223,13 @@ def test_deployment_shape(engine, nodes):
         assert cache == claim["metadata"]["name"]
         assert pod["enableServiceLinks"] is False
     assert "ReadWriteMany" in claim["spec"]["accessModes"]
+
+    # Metrics: the leader, which serves the API, is scraped on its http port.
+    leader_meta = pod_templates(lws)["leader"]["metadata"]
+    assert leader_meta["annotations"] == {"prometheus.io/scrape": "true",
+                                          "prometheus.io/port": str(ENGINE_PORT[engine]),
+                                          "prometheus.io/path": "/metrics"}
+    assert "annotations" not in pod_templates(lws)["worker"]["metadata"]
 
     service = of_kind(file_name, "Service")
     assert service["metadata"]["name"] != name  # LWS names its own headless Service `name`
