@@ -103,7 +103,7 @@ def wheelhouse_dir() -> Path:
 
 
 def _log(message: str) -> None:
-    print(f"real-engine: {message}", flush=True)
+    print(f"real-engine: {message}", file=sys.stderr, flush=True)
 
 
 def _normalise(name: str) -> str:
