@@ -667,11 +667,20 @@ def _run_in_image(client, image_id: str, *, command: list[str],
         container.remove(force=True)
 
 
+def public_version(version: str | None) -> str | None:
+    """``version`` without its local label (PEP 440): ``0.33.0+cu129`` -> ``0.33.0``.
+
+    vLLM's wheels for a non-default CUDA variant, and its CPU builds, carry one
+    (engine-notes.md, "Versions"); the release they are is the public part.
+    """
+    return version.split("+", 1)[0] if version else version
+
+
 def verify_image(client, image_id: str, target: Target, out=sys.stdout) -> None:
     """Check the new image before it is tagged.
 
     1. Our package and every dependency it declares are installed for ``python3``, and the
-       base holds the engine at the pinned version.
+       base holds the engine at the pinned version (its public part: ``public_version``).
     2. ``python3 -m entrypoint check --all``, through the image's own ENTRYPOINT: the
        engine's real parser accepts every standard plan.
 
@@ -689,7 +698,7 @@ def verify_image(client, image_id: str, target: Target, out=sys.stdout) -> None:
     if probe["problems"]:
         raise BuildError(f"verifying {target.engine}: the image lacks what the launcher "
                          "needs:\n  " + "\n  ".join(probe["problems"]))
-    if probe["engine_version"] != target.version:
+    if public_version(probe["engine_version"]) != target.version:
         raise BuildError(f"verifying {target.engine}: the base {target.base_image} holds "
                          f"{target.engine} {probe['engine_version']}, but images/matrix.toml "
                          f"pins {target.version}")
