@@ -48,3 +48,53 @@ def real_engine() -> RealEngine:
                     pytrace=False)
     return RealEngine(python=python, bin=python.parent, checkpoint=folder,
                       model=folder / "model", reference=load_reference(folder))
+
+
+@pytest.fixture(scope="session")
+def real_base(docker_client, standin_image) -> str:
+    """The CPU stand-in base with the real engine (tests/real_engine/image.py); fails with
+    how to build it when missing."""
+    import docker.errors
+
+    from tests.real_engine.image import image_name
+
+    name = image_name(standin_image)
+    try:
+        docker_client.images.get(name)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"the CPU stand-in base with the real engine {name} is missing: run "
+                    "`.venv/bin/python -m tests.real_engine.image` (.ci/setup does)",
+                    pytrace=False)
+    return name
+
+
+def real_matrix(matrix: dict) -> dict:
+    """images/matrix.toml with vLLM pinned at the real engine's version: what the CPU base
+    holds (build.py checks that the base holds the pinned release)."""
+    import copy
+
+    from tests.real_engine.env import real_engine_pin
+
+    changed = copy.deepcopy(matrix)
+    changed["engines"]["vllm"]["version"] = real_engine_pin()[1]
+    return changed
+
+
+@pytest.fixture(scope="session")
+def real_image(docker_client, matrix, real_base, docker_token):
+    """Our vLLM image built by the shipped build.py on the real-engine base, verified in the
+    image with the real engine's parser (``check --all``); removed after the session."""
+    import build
+    from tests.conftest import build_with_buildpy
+    from tests.images.dockerutil import remove_images
+
+    try:
+        image = build_with_buildpy(docker_client, real_matrix(matrix), "vllm", real_base,
+                                   f"longcat-test-{docker_token}-real")
+    except build.BuildError as exc:
+        pytest.fail(f"build.py could not build vllm on {real_base}: {exc}\n"
+                    f"{getattr(exc, 'output', '')}", pytrace=False)
+    try:
+        yield image
+    finally:
+        remove_images(docker_client, [*image.tags, image.id])

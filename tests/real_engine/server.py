@@ -40,23 +40,28 @@ STOP_WITHIN_S = 10.0
 # minutes on a busy one; the first start after install also compiles vLLM's modules.
 HEALTHY_WITHIN_S = 600.0
 EXEC_LINE = "longcat-deploy: exec "
+# What every real-engine node runs with, on the host and in containers:
+# VLLM_CPU_KVCACHE_SPACE=1: 1 GiB of KV cache (the default takes a fraction of RAM);
+# VLLM_HOST_IP=127.0.0.1: vLLM's message queues otherwise advertise the host's external
+#   address;
+# HF_HUB_OFFLINE=1: the checkpoint is local, nothing may look at the Hub;
+# TORCHDYNAMO_DISABLE=1: a logprobs request makes vLLM's sampler torch.compile a helper
+#   (vllm/v1/sample/sampler.py, batched_count_greater_than), which on CPU needs a C++
+#   compiler: the images have none ("InvalidCxxCompiler"), and on the host it costs a
+#   compile at the first request; --enforce-eager does not cover it;
+# usage statistics off.
+ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
+              "HF_HUB_OFFLINE": "1", "TORCHDYNAMO_DISABLE": "1",
+              "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
 
 
 def engine_environment(venv_bin: Path, base: dict | None = None) -> dict[str, str]:
-    """The variables every real-engine node runs with, on top of ``base`` (os.environ).
-
-    ``venv_bin`` (the real-engine environment's ``bin``) goes first on PATH, so the
-    launcher finds that ``vllm``. ``VLLM_CPU_KVCACHE_SPACE=1``: 1 GiB of KV cache (the
-    default takes a fraction of RAM). ``VLLM_HOST_IP=127.0.0.1``: vLLM's message queues
-    otherwise advertise the host's external address. ``HF_HUB_OFFLINE=1``: the checkpoint
-    is local; nothing may look at the Hub. Usage statistics are off.
-    """
+    """The variables a real-engine node on this host runs with: ``base`` (os.environ) plus
+    ``ENGINE_ENV``, and ``venv_bin`` (the real-engine environment's ``bin``) first on PATH,
+    so the launcher finds that ``vllm``."""
     env = dict(os.environ if base is None else base)
-    env.update({
-        "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}",
-        "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
-        "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-    })
+    env.update(ENGINE_ENV)
+    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}"
     return env
 
 
