@@ -108,7 +108,8 @@ def ensure_checkpoint(python: Path) -> Path:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run([str(python), "-m", "tests.real_engine.checkpoint", str(partial)],
-                   cwd=REPO, check=True, env={**_quiet_env(), "PYTHONHASHSEED": "0"})
+                   cwd=REPO, check=True, env={**_quiet_env(), "PYTHONHASHSEED": "0"},
+                   stdout=sys.stderr)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
@@ -118,7 +119,7 @@ def _quiet_env() -> dict:
     import os
 
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-            "TOKENIZERS_PARALLELISM": "false"}
+            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def build(out: Path) -> dict:

@@ -150,8 +150,9 @@ def engine_recipe() -> str:
 
 
 def _pip(python: Path | str, *args: str) -> None:
+    """Run pip; its output goes to stderr (the demo's stdout is its JSON alone)."""
     subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", *args],
-                   check=True)
+                   check=True, stdout=sys.stderr)
 
 
 def ensure_wheelhouse(pip_python: Path) -> Path:

@@ -17,7 +17,7 @@ def test_the_demo_prints_a_real_chat_completion_and_exits_0(real_engine):
     done = subprocess.run([sys.executable, "-m", "tests.real_engine.demo"], cwd=server.REPO,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
-    response = json.loads(done.stdout)
+    response = json.loads(done.stdout)  # stdout is the response's JSON and nothing else
     assert response["object"] == "chat.completion"
     assert response["choices"][0]["token_ids"] == real_engine.reference["completion_token_ids"]
     assert "the answer is transformers' own" in done.stderr
