@@ -668,7 +668,7 @@ def _run_in_image(client, image_id: str, *, command: list[str],
 
 
 def public_version(version: str | None) -> str | None:
-    """``version`` without its local label (PEP 440): ``0.33.0+cu129`` -> ``0.33.0``.
+    """``version`` without its local label (PEP 440): ``1.2.3+cu129`` -> ``1.2.3``.
 
     vLLM's wheels for a non-default CUDA variant, and its CPU builds, carry one
     (engine-notes.md, "Versions"); the release they are is the public part.
