@@ -26,7 +26,7 @@ differs from the image pin). Installing it takes three fixes, all made here:
   a metadata-only ``vllm`` distribution, versioned ``<version>+cpu`` as vLLM's own CPU
   wheels are, names it. The ``+cpu`` matters: without ``VLLM_TARGET_DEVICE``, vLLM picks
   its CPU platform by that substring (``vllm/platforms/__init__.py``,
-  ``cpu_platform_plugin``); a plain ``0.32.0`` makes it load the AVX-512 kernels and die
+  ``cpu_platform_plugin``); a plain ``<version>`` makes it load the AVX-512 kernels and die
   of an illegal instruction on an AVX2 host.
 - the LongCat MoE path on CPU has gaps, filled by a test-only vLLM plugin
   (``tests/real_engine/plugin``, see its docstring).
