@@ -40,13 +40,16 @@ ROOT_FIXTURES = frozenset({"tmpfs", "small_filesystem"})
 
 
 def pytest_collection_modifyitems(items):
-    """Mark tests by the fixtures they use: ``docker`` and ``root`` (pyproject.toml)."""
+    """Mark tests by the fixtures they use (``docker``, ``root``), and ``real_engine`` tests
+    ``engines`` too (pyproject.toml)."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if DOCKER_FIXTURES & used:
             item.add_marker(pytest.mark.docker)
         if ROOT_FIXTURES & used:
             item.add_marker(pytest.mark.root)
+        if item.get_closest_marker("real_engine"):  # the CPU vLLM is an engine environment
+            item.add_marker(pytest.mark.engines)
 
 
 @pytest.fixture(scope="session")

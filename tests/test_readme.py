@@ -30,7 +30,9 @@ def fenced_blocks(text: str) -> list[str]:
 
 def test_readme_opens_with_the_main_job_and_the_test_command():
     first, second = fenced_blocks(README)[:2]
-    assert "python -m entrypoint --dry-run" in first
+    # The main job for real: the launcher and the real engine on a tiny model.
+    main_job = [line for line in first.splitlines() if not line.startswith("#")]
+    assert len(main_job) == 1 and main_job[0].endswith("-m tests.real_engine.demo")
     test_command = [line for line in second.splitlines() if not line.startswith("#")]
     assert len(test_command) == 1
     ci = (REPO / ".ci" / "run").read_text().splitlines()

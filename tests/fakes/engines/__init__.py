@@ -27,7 +27,9 @@ def _record_hash(data: bytes) -> str:
 
 
 def make_wheel(out_dir: Path, name: str, version: str, files: dict[str, bytes],
-               console_scripts: dict[str, str] | None = None) -> Path:
+               console_scripts: dict[str, str] | None = None,
+               entry_points: dict[str, dict[str, str]] | None = None,
+               summary: str = "longcat-deploy test fake") -> Path:
     """Write a pure-Python wheel (PEP 427) holding ``files`` and return its path.
 
     Args:
@@ -36,17 +38,23 @@ def make_wheel(out_dir: Path, name: str, version: str, files: dict[str, bytes],
         version: its version, e.g. the pinned engine version.
         files: archive path -> content, e.g. ``{"sglang/__init__.py": b"..."}``.
         console_scripts: command name -> ``module:function`` entry points.
+        entry_points: more entry points, {group: {name: ``module:function``}}.
+        summary: the METADATA summary line.
     """
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     entries = dict(files)
     entries[f"{info}/METADATA"] = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                   "Summary: longcat-deploy test fake\n").encode()
+                                   f"Summary: {summary}\n").encode()
     entries[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: longcat-deploy-tests\n"
                                 b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    groups = dict(entry_points or {})
     if console_scripts:
-        lines = "".join(f"{k} = {v}\n" for k, v in sorted(console_scripts.items()))
-        entries[f"{info}/entry_points.txt"] = f"[console_scripts]\n{lines}".encode()
+        groups["console_scripts"] = console_scripts
+    if groups:
+        entries[f"{info}/entry_points.txt"] = "\n".join(
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in sorted(points.items()))
+            for group, points in sorted(groups.items())).encode()
     record = "".join(f"{path},{_record_hash(data)},{len(data)}\n"
                      for path, data in sorted(entries.items()))
     entries[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
