@@ -188,23 +188,35 @@ def parser_rejections(argv: list[str]) -> list[str]:
 
 def _check_parser_names(namespace: object) -> None:
     """Import the tool and reasoning parser plugins and check the parser names, as the API
-    server does before it serves (vllm/entrypoints/launchers/launcher.py, setup_server:
-    ``init_parser_plugin``, then ``validate_api_server_args``, which names the tool parser).
+    server does before it serves (0.33.0: vllm/entrypoints/common/cli_args.py,
+    ``init_parser_plugin`` and ``validate_api_server_args``; 0.32.0 kept them in
+    vllm/entrypoints/launchers/launcher.py). Those functions moved between releases, so
+    this takes the same steps through the registries they call, which both releases
+    define alike: ``vllm.tool_parsers.ToolParserManager`` and
+    ``vllm.reasoning.ReasoningParserManager`` (``import_*_parser``, ``list_registered``).
     Our reasoning parser plugin is loaded from its file here too, so a plugin that vLLM
     cannot import or that registers no ``REASONING_PARSER`` fails the check.
 
     Raises:
         KeyError: a tool or reasoning parser name that no parser registered.
     """
-    from vllm.entrypoints.common.cli_args import init_parser_plugin, validate_api_server_args
     from vllm.reasoning import ReasoningParserManager
+    from vllm.tool_parsers import ToolParserManager
 
-    init_parser_plugin(namespace)
-    validate_api_server_args(namespace)
+    tool_plugin = getattr(namespace, "tool_parser_plugin", None) or ""
+    if len(tool_plugin) > 3:  # vLLM's own test of the option
+        ToolParserManager.import_tool_parser(tool_plugin)
+    reasoning_plugin = getattr(namespace, "reasoning_parser_plugin", None) or ""
+    if len(reasoning_plugin) > 3:
+        ReasoningParserManager.import_reasoning_parser(reasoning_plugin)
+    tool = getattr(namespace, "tool_call_parser", None)
+    if getattr(namespace, "enable_auto_tool_choice", False) and \
+            tool not in ToolParserManager.list_registered():
+        raise KeyError(f"invalid tool call parser: {tool}")
     name = getattr(namespace, "reasoning_parser", None)
     if name and name not in ReasoningParserManager.list_registered():
         raise KeyError(f"invalid reasoning parser: {name} (--reasoning-parser-plugin "
-                       f"{getattr(namespace, 'reasoning_parser_plugin', None)} registers none)")
+                       f"{reasoning_plugin or None} registers none)")
 
 
 def _deprecated_speculative_method(config: object) -> list[str]:

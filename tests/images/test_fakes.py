@@ -119,14 +119,10 @@ def test_fake_vllm_mtp_methods_are_real_ones():
 PARSERS = r"""
 import json, os, sys
 os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-from vllm.entrypoints.common import cli_args
 from vllm.entrypoints.generate.base.protocol import DeltaMessage
 from vllm.reasoning import ReasoningParserManager
-try:
-    from vllm.tool_parsers import ToolParserManager
-    tools = ToolParserManager.list_registered()
-except ImportError:  # the fake's names
-    tools = list(cli_args.TOOL_PARSERS)
+from vllm.tool_parsers import ToolParserManager
+tools = ToolParserManager.list_registered()
 ReasoningParserManager.import_reasoning_parser(sys.argv[1])
 fields = getattr(DeltaMessage, "model_fields", None) or DeltaMessage.__dataclass_fields__
 print("JSON:" + json.dumps({"tools": sorted(tools), "fields": sorted(fields),

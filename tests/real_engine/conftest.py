@@ -84,14 +84,14 @@ def real_matrix(matrix: dict) -> dict:
 def real_image(docker_client, matrix, real_base, docker_token):
     """Our vLLM image built by the shipped build.py on the real-engine base, verified in the
     image with the real engine's parser (``check --all``); removed after the session."""
-    import build
+    from images.errors import BuildError
     from tests.conftest import build_with_buildpy
     from tests.images.dockerutil import remove_images
 
     try:
         image = build_with_buildpy(docker_client, real_matrix(matrix), "vllm", real_base,
                                    f"longcat-test-{docker_token}-real")
-    except build.BuildError as exc:
+    except BuildError as exc:
         pytest.fail(f"build.py could not build vllm on {real_base}: {exc}\n"
                     f"{getattr(exc, 'output', '')}", pytrace=False)
     try:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import build
+from images.errors import BuildError
 from tests.conftest import build_with_buildpy
 from tests.images.dockerutil import container, free_port, poll_until
 from tests.real_engine import server
@@ -33,11 +33,12 @@ def test_build_py_verifies_the_image_with_the_real_parser(real_image):
 
 def test_build_py_refuses_a_base_without_the_pinned_release(docker_client, matrix, real_base,
                                                             docker_token):
-    with pytest.raises(build.BuildError) as refused:
+    with pytest.raises(BuildError) as refused:
         build_with_buildpy(docker_client, matrix, "vllm", real_base,
                            f"longcat-test-{docker_token}-wrong")
     pinned, cpu = matrix["engines"]["vllm"]["version"], real_engine_pin()[1]
-    assert f"holds vllm {cpu}+cpu, but images/matrix.toml pins {pinned}" in str(refused.value)
+    assert (f"holds vllm {cpu}+cpu (public version {cpu}), but images/matrix.toml pins "
+            f"{pinned}") in str(refused.value)
     assert not docker_client.images.list(name=f"longcat-test-{docker_token}-wrong")
 
 

@@ -6,9 +6,9 @@ import sys
 
 from _longcat_fake_engine import serve
 from vllm.engine.arg_utils import AsyncEngineArgs
-from vllm.entrypoints.common.cli_args import init_parser_plugin, validate_api_server_args
 from vllm.entrypoints.cli.serve import ServeSubcommand
 from vllm.reasoning import ReasoningParserManager
+from vllm.tool_parsers import ToolParserManager
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 
@@ -25,10 +25,13 @@ def main() -> int:
     try:
         command.validate(args)
         AsyncEngineArgs.from_cli_args(args)
-        # As the real API server does before it serves (vllm/entrypoints/launchers/
-        # launcher.py, setup_server): load the parser plugins, check the names.
-        init_parser_plugin(args)
-        validate_api_server_args(args)
+        # As the real API server does before it serves (vllm/entrypoints/common/cli_args.py,
+        # init_parser_plugin and validate_api_server_args): load the plugins, check names.
+        if args.reasoning_parser_plugin and len(args.reasoning_parser_plugin) > 3:
+            ReasoningParserManager.import_reasoning_parser(args.reasoning_parser_plugin)
+        if args.enable_auto_tool_choice and \
+                args.tool_call_parser not in ToolParserManager.list_registered():
+            raise KeyError(f"invalid tool call parser: {args.tool_call_parser}")
         if args.reasoning_parser and \
                 args.reasoning_parser not in ReasoningParserManager.list_registered():
             raise KeyError(f"invalid reasoning parser: {args.reasoning_parser}")
