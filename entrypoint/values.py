@@ -32,6 +32,11 @@ LARGEST_WHOLE = 2**31 - 1
 # are far longer (Hugging Face user tokens: "hf_" and 34 characters).
 MIN_SECRET_CHARS = 8
 
+# How a local MODEL starts (settings, the "model" kind); anything else is a Hub repo id.
+LOCAL_MODEL_PREFIXES = ("/", "./", "../")
+# The folder name huggingface_hub gives a model repository in its cache (models--org--name).
+CACHE_FOLDER_PREFIX = "models--"
+
 ADDRESS_ACCEPTED = "an IPv4 address, an IPv6 address (brackets optional) or a DNS name"
 
 # RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.
@@ -44,6 +49,19 @@ def fullmatch(pattern: str, text: str) -> bool:
     import re
 
     return re.fullmatch(pattern, text) is not None
+
+
+def is_local_model(model: str) -> bool:
+    """True when ``MODEL`` names a local directory rather than a Hub repo id."""
+    return model.startswith(LOCAL_MODEL_PREFIXES)
+
+
+def is_cache_folder(model: str) -> bool:
+    """True when a local ``MODEL`` is a Hugging Face cache folder (``.../models--org--name``),
+    whose snapshot the weights step picks (by ``MODEL_REVISION``)."""
+    import os
+
+    return os.path.basename(os.path.abspath(model)).startswith(CACHE_FOLDER_PREFIX)
 
 
 def parse_bool(name: str, raw: str) -> bool:
