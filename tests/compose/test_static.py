@@ -209,7 +209,7 @@ def test_launcher_variables_pass_through():
     for name, value in values.items():
         assert env[name] == value, name
     plan = resolve_plan(load_settings(env, installed=lambda: ["sglang"]))
-    assert plan.extra_args[-2:] == shlex.split(extra)[-2:]
+    assert list(plan.extra_args[-2:]) == shlex.split(extra)[-2:]
     assert plan.master_ip == "fd00::1" and plan.port == 31000
 
 
