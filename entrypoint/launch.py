@@ -70,6 +70,8 @@ def describe_plan(plan: Plan, argv: list[str],
         derived.append(("draft model", plan.draft_model, "MODEL (the served checkpoint)"))
     if plan.served_model_name:
         derived.append(("served model name", plan.served_model_name, "MODEL"))
+    if plan.revision:
+        derived.append(("model revision", plan.revision, plan.sources["revision"]))
     for name, value in sorted(engine_env(plan).items()):
         derived.append(("engine environment", f"{name}={value}", "unless already set"))
     for name, shown_value, source in derived:

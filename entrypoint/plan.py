@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .errors import ConfigError
 from .settings import CHECKPOINTS, DEFAULT_MASTER_PORT, DEFAULT_NNODES, DEFAULT_PORT, Settings
+from .values import is_cache_folder, is_local_model
 
 # types.MappingProxyType, without importing types (Lib/types.py defines it the same way).
 MappingProxyType = type(type.__dict__)
@@ -35,6 +36,9 @@ class Plan:
         model: the checkpoint the engine loads: a Hugging Face repo id or a local
             directory (the local snapshot once ``entrypoint.weights`` fetched it).
         served_model_name: the name clients see, when it differs from ``model``.
+        revision: the Hub revision the engine fetches ``model`` at (its ``--revision``):
+            ``MODEL_REVISION`` with ``DOWNLOAD=0`` and a repo id; ``None`` otherwise (the
+            weights step then picks the revision's snapshot itself).
         nnodes: number of nodes.
         node_rank: this node's rank, ``0 <= node_rank < nnodes``.
         gpus_per_node: GPUs each node uses.
@@ -59,6 +63,7 @@ class Plan:
     precision: str
     model: str
     served_model_name: str | None
+    revision: str | None
     nnodes: int
     node_rank: int
     gpus_per_node: int
@@ -165,6 +170,41 @@ class Plan:
         return f"node {self.node_rank} of {self.nnodes}, worker (answers /health only)"
 
 
+def model_revision(model: str, revision: str | None, download: bool) -> str | None:
+    """The revision the engine must be given, or ``None``; refuse one nothing would apply.
+
+    ``MODEL_REVISION`` takes effect in one of three ways, or is refused:
+
+    - a repo id with ``DOWNLOAD`` on: the weights step fetches that revision and gives the
+      engine its snapshot (``None`` here);
+    - a Hugging Face cache folder (``.../models--org--name``) with ``DOWNLOAD`` on: the
+      weights step picks that snapshot (``None`` here);
+    - a repo id with ``DOWNLOAD=0``: the engine fetches it, with ``--revision`` (both
+      engines have it: SGLang ``srt/server_args.py``, vLLM ``vllm/engine/arg_utils.py``);
+    - a local directory otherwise has no revisions: refused.
+
+    Raises:
+        ConfigError: ``MODEL_REVISION`` with a local ``MODEL`` it cannot apply to.
+    """
+    if revision is None:
+        return None
+    if not is_local_model(model):
+        return None if download else revision
+    if download and is_cache_folder(model):
+        return None
+    if is_cache_folder(model):
+        detail = (f"With DOWNLOAD=0 the engine gets MODEL={model} as given, and nothing "
+                  "picks a snapshot of it: set DOWNLOAD=1 (the launcher then picks the "
+                  "revision's snapshot), or MODEL to the snapshot folder itself.")
+    else:
+        detail = (f"MODEL={model} is a local directory, which has no revisions: unset "
+                  "MODEL_REVISION, or set MODEL to a Hugging Face repo id, or to a cache "
+                  "folder (.../hub/models--org--name) whose snapshot it then picks.")
+    raise ConfigError("MODEL_REVISION", revision,
+                      "unset when MODEL is a local directory other than a Hugging Face "
+                      "cache folder", detail)
+
+
 def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
     """Turn validated settings into this node's plan.
 
@@ -177,7 +217,8 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
 
     Raises:
         ConfigError: NODE_RANK outside 0..NNODES-1; MASTER_IP missing while NNODES > 1;
-            PORT equal to MASTER_PORT on a multi-node plan (both bind on node 0).
+            PORT equal to MASTER_PORT on a multi-node plan (both bind on node 0);
+            MODEL_REVISION that nothing would apply (``model_revision``).
     """
     v = settings.values
     sources = dict(settings.sources)
@@ -216,6 +257,10 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         model = CHECKPOINTS[precision]
         sources["MODEL"] = f"checkpoint for {precision}"
 
+    revision = model_revision(model, v["MODEL_REVISION"], v["DOWNLOAD"])
+    if revision is not None:
+        sources["revision"] = "MODEL_REVISION (DOWNLOAD=0: the engine fetches it)"
+
     gpus = v["GPUS_PER_NODE"]
     if engine == "sglang":
         tensor_parallel, data_parallel = gpus * nnodes, 1
@@ -245,6 +290,7 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         port=port,
         mtp=v["MTP"],
         served_model_name=None,
+        revision=revision,
         extra_args=(*v["EXTRA_ARGS"], *extra_args),
         engine_env={},
         sources=sources,

@@ -151,7 +151,9 @@ VARIABLES: tuple[Variable, ...] = (
              "the image name come after these.",
              default_doc="none"),
     Variable("MODEL_REVISION", "revision", None,
-             "Branch, tag or commit of a Hub checkpoint to fetch and serve.",
+             "Branch, tag or commit of a Hub checkpoint to fetch and serve; with DOWNLOAD=0 "
+             "the engine gets it (--revision). Refused with a local MODEL other than a "
+             "Hugging Face cache folder (models--org--name), whose snapshot it picks.",
              default_doc="main"),
     Variable("DOWNLOAD", "bool", True,
              "Fetch missing checkpoint files into HF_HOME before the engine starts; off "

@@ -42,6 +42,8 @@ def build_argv(plan: Plan) -> list[str]:
     ]
     if plan.served_model_name:
         argv += ["--served-model-name", plan.served_model_name]
+    if plan.revision:  # DOWNLOAD=0: SGLang fetches the checkpoint at this revision
+        argv += ["--revision", plan.revision]
     if plan.multi_node:
         argv += [
             "--nnodes", str(plan.nnodes),
@@ -57,6 +59,10 @@ def build_argv(plan: Plan) -> list[str]:
             "--speculative-eagle-topk", "1",
             "--speculative-num-draft-tokens", "2",
         ]
+        if plan.revision:
+            # Without it, SGLang loads the draft at "main" (srt/arg_groups/speculative_hook.py,
+            # handle_speculative_decoding): the served checkpoint at another commit.
+            argv += ["--speculative-draft-model-revision", plan.revision]
     return [*argv, *plan.extra_args]
 
 

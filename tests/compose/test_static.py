@@ -199,7 +199,7 @@ def test_single_node_ignores_multi_node_variables():
 def test_launcher_variables_pass_through():
     """Each launcher variable a user sets reaches the container unchanged, quotes included."""
     extra = "--max-running-requests 64 --chat-template '/templates/a b.jinja'"
-    values = {"MASTER_PORT": "5100", "MODEL": "/models/longcat", "MODEL_REVISION": "abc123",
+    values = {"MASTER_PORT": "5100", "MODEL": "org/longcat", "MODEL_REVISION": "abc123",
               "GPUS_PER_NODE": "4", "HOST": "::", "PORT": "31000", "EXTRA_ARGS": extra,
               "DOWNLOAD": "0", "PREFLIGHT": "warn", "MASTER_WAIT_S": "60",
               "HF_HUB_OFFLINE": "1", "NCCL_SOCKET_IFNAME": "^lo,docker0",
@@ -211,6 +211,7 @@ def test_launcher_variables_pass_through():
     plan = resolve_plan(load_settings(env, installed=lambda: ["sglang"]))
     assert list(plan.extra_args[-2:]) == shlex.split(extra)[-2:]
     assert plan.master_ip == "fd00::1" and plan.port == 31000
+    assert plan.revision == "abc123"  # DOWNLOAD=0: the engine fetches that revision
 
 
 def test_env_file_is_read(tmp_path):
