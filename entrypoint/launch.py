@@ -8,6 +8,7 @@ The whole data flow of a launch is in ``launch``, one step after the other::
     outcomes = preflight.run_checks(...)             # the host, in one report
     located = weights.prepare(...)                   # fetch what is missing
     plan = plan.replace(model=..., engine_env=...)   # what those steps decided
+    seed.link_seed(env)                              # the image's own cache files
     preflight.wait_for_master(...)                   # nodes 1..N-1 wait for node 0
     exec_engine(build_argv(plan), ...)               # become the engine
 
@@ -91,9 +92,10 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     Before the exec, in this order: the checkpoint is located without network access
     (``DOWNLOAD``, ``entrypoint.weights.locate``); the host checks run and report in one
     block (``PREFLIGHT``, ``entrypoint.preflight.run_checks``); missing checkpoint files
-    are downloaded (``entrypoint.weights.prepare``); nodes ranked 1 and up wait for node 0
-    (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip their steps and their
-    imports.
+    are downloaded (``entrypoint.weights.prepare``); the files the image ships in its seed
+    are linked into the cache (``LONGCAT_HF_SEED``, ``entrypoint.seed``); nodes ranked 1
+    and up wait for node 0 (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip
+    their steps and their imports.
 
     Args:
         env: the environment (``os.environ`` in a container).
@@ -143,6 +145,10 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         located = prepare(plan, values, env, located)
         plan = plan.replace(**located.plan_changes())
     plan = plan.replace(engine_env={**plan.engine_env, **chosen_env})
+    if env.get("LONGCAT_HF_SEED"):  # files the image ships, hidden by the HF_HOME mount
+        from .seed import link_seed
+
+        link_seed(env)
     if mode != "off":
         from .preflight import wait_for_master
 

@@ -185,6 +185,12 @@ VARIABLES: tuple[Variable, ...] = (
              "The Hub to fetch from: a mirror or a proxy of huggingface.co.",
              default_doc="https://huggingface.co",
              accepted_doc="an http:// or https:// URL (read by huggingface_hub)"),
+    Variable("LONGCAT_HF_SEED", "library", None,
+             "Files the image ships in Hugging Face cache layout (the SGLang base's kernels), "
+             "which the HF_HOME mount would hide: before the exec, each of its "
+             "hub/models--* folders that HF_HOME/hub lacks is linked there, never copied.",
+             default_doc="/opt/longcat/hf-seed, set by the images",
+             accepted_doc="a directory holding hub/models--* (or the hub folder itself)"),
     Variable("GLOO_SOCKET_IFNAME", "library", None,
              "The one network interface Gloo uses; on multi-node plans the launcher sets it "
              "to the interface that routes to MASTER_IP when unset.",

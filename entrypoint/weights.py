@@ -781,6 +781,16 @@ def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
 def describe(plan: Plan, values: Mapping[str, Any],
              env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """What the launch would do with the weights, for the dry run. Touches nothing."""
+    rows = _describe_checkpoint(plan, values, env)
+    seed = (env.get("LONGCAT_HF_SEED") or "").strip()
+    if seed:
+        rows.append(("image's cache files", f"{seed}, linked into the cache",
+                     "LONGCAT_HF_SEED: the models--* it lacks"))
+    return rows
+
+
+def _describe_checkpoint(plan: Plan, values: Mapping[str, Any],
+                         env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     if not values.get("DOWNLOAD", True):
         return [("weights", "MODEL goes to the engine as given", "DOWNLOAD=0")]
     revision = values.get("MODEL_REVISION")
@@ -795,5 +805,8 @@ def describe(plan: Plan, values: Mapping[str, Any],
         ("weights", f"{plan.model}@{revision or DEFAULT_REVISION}", source),
         ("  cache", hub_cache(env), "HF_HUB_CACHE, else HF_HOME/hub"),
         ("  files", " ".join(ALLOW_PATTERNS), "what the engine loads"),
+        ("  stall bound", f"{values.get('DOWNLOAD_STALL_S') or default_stall_s()} s without a "
+         "byte, 3 times", "DOWNLOAD_STALL_S: then exit 4"),
+        ("  shared cache", "one node downloads, the others wait", "a lease file in the cache"),
         ("  engine gets", "the local snapshot", f"served as {plan.model}"),
     ]

@@ -72,6 +72,7 @@ NOT_FROM_HERE = {
                 "compose (`export HF_TOKEN=hf_...`); compose passes it into the container.",
     "HF_HOME": "Fixed by the compose files to the image's /root/.cache/huggingface, where "
                "HF_CACHE_DIR is mounted; set HF_CACHE_DIR instead.",
+    "LONGCAT_HF_SEED": "Set by the images themselves (their ENV); leave it unset here.",
     "DRY_RUN": "Not passed to the service (it would restart after every dry run). Print "
                "the plan with `docker compose -f compose/single-node.yaml run --rm "
                "--no-deps longcat --dry-run`.",
