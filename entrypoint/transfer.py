@@ -348,8 +348,12 @@ def _status_of(error: Exception) -> int | None:
 
 
 def attempt(source: Source, folder: str, remote: RemoteFile, abort: threading.Event,
-            received: Callable[[int], None] = lambda n: None) -> None:
+            received: Callable[[int], None] = lambda n: None) -> bool:
     """One attempt at ``remote``: resume its partial file, verify it, rename it to its blob.
+
+    Returns:
+        True when this attempt checked the whole content against the Hub's hash; False
+        when the blob was already there.
 
     Args:
         source: the client and URLs.
@@ -365,7 +369,7 @@ def attempt(source: Source, folder: str, remote: RemoteFile, abort: threading.Ev
     """
     blob, partial = blob_path(folder, remote.etag), partial_path(folder, remote.etag)
     if os.path.isfile(blob):
-        return
+        return False
     try:
         os.makedirs(os.path.dirname(partial), exist_ok=True)
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
@@ -426,6 +430,7 @@ def attempt(source: Source, folder: str, remote: RemoteFile, abort: threading.Ev
             raise Interrupted(f"{remote.name}: its partial file vanished") from None
     except OSError as error:
         raise LocalWriteError(error, blob) from None
+    return True
 
 
 def _classify(error: Exception, source: Source, remote: RemoteFile, partial: str,
@@ -461,11 +466,14 @@ def _first_line(error: BaseException) -> str:
 
 def fetch_file(source: Source, folder: str, remote: RemoteFile, abort: threading.Event,
                received: Callable[[int], None] = lambda n: None,
-               log: Callable[[str], None] = lambda line: None) -> None:
+               log: Callable[[str], None] = lambda line: None) -> bool:
     """Fetch ``remote`` into its blob, attempt after attempt.
 
     An attempt that added bytes starts a new count; ``DOWNLOAD_ATTEMPTS`` failed attempts
     in a row without a new byte give the file up.
+
+    Returns:
+        ``attempt``'s: True when the content was checked against the Hub's hash here.
 
     Raises:
         GaveUp: the attempts ran out. Refused, LocalWriteError, Aborted: as ``attempt``.
@@ -475,8 +483,7 @@ def fetch_file(source: Source, folder: str, remote: RemoteFile, abort: threading
     while True:
         before = file_size(partial)
         try:
-            attempt(source, folder, remote, abort, received)
-            return
+            return attempt(source, folder, remote, abort, received)
         except (Stalled, Interrupted, Corrupt) as error:
             after = file_size(partial)
             failures, stalls = ((1, 0) if after > before else (failures + 1, stalls))
@@ -492,10 +499,11 @@ def fetch_file(source: Source, folder: str, remote: RemoteFile, abort: threading
 def fetch_all(source: Source, folder: str, remotes: list[RemoteFile],
               abort: threading.Event, log: Callable[[str], None],
               should_stop: Callable[[], BaseException | None] = lambda: None,
-              finished: Callable[[RemoteFile], object] = lambda remote: None,
+              finished: Callable[[RemoteFile, bool], object] = lambda remote, checked: None,
               parallel: int = PARALLEL_FILES) -> None:
-    """Fetch ``remotes``, ``parallel`` at a time, in daemon threads; ``finished(remote)``
-    runs (in that thread) as each one is in place.
+    """Fetch ``remotes``, ``parallel`` at a time, in daemon threads; ``finished(remote,
+    checked)`` runs (in that thread) as each one is in place (``checked``: as
+    ``fetch_file`` returns).
 
     Daemon threads, so that a signal ends the process at once (a ThreadPoolExecutor's
     workers are joined at exit). The first error stops the others (``abort``) and is
@@ -520,8 +528,7 @@ def fetch_all(source: Source, folder: str, remotes: list[RemoteFile],
             except queue.Empty:
                 break
             try:
-                fetch_file(source, folder, remote, abort, log=log)
-                finished(remote)
+                finished(remote, fetch_file(source, folder, remote, abort, log=log))
             except BaseException as error:  # handed to the main thread
                 done.put(error)
                 return

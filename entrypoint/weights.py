@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .plan import Plan
+    from .transfer import RemoteFile
 
 # The files the engines load from a LongCat-Flash checkpoint, and nothing else. The
 # meituan-longcat/LongCat-Flash-Chat(-FP8) repositories hold config.json and
@@ -525,6 +526,123 @@ class _ExitOnSignals:
             signal.signal(signum, handler)
 
 
+class HubRepo:
+    """One repository at one revision, as huggingface_hub reaches it on the Hub: the files
+    the engine loads, with sizes and hashes, and each refusal in words.
+
+    Args:
+        repo: the repo id. revision: a branch, tag or commit.
+        env: the environment (``HF_ENDPOINT``, ``HF_TOKEN``).
+        stall_s: the bound on each request (``DOWNLOAD_STALL_S``).
+        missing_here: appended to refusals (which files the cache lacks).
+
+    Raises:
+        ConfigError: ``HF_ENDPOINT`` is not a URL.
+    """
+
+    def __init__(self, repo: str, revision: str, env: Mapping[str, str], stall_s: float,
+                 missing_here: str = ""):
+        _hub()
+        from huggingface_hub import HfApi
+
+        self.repo, self.revision, self.stall_s = repo, revision, stall_s
+        self.endpoint = hub_endpoint(env)
+        self.token = env.get("HF_TOKEN") or None
+        self.api = HfApi(endpoint=self.endpoint, token=self.token)
+        self.where = f"{repo}@{revision}"
+        self.missing_here = missing_here
+        self.check_path = (f"Check the network path to {self.api.endpoint} (HF_ENDPOINT, "
+                           "proxy, firewall), or fill the cache at HF_HOME and set "
+                           "HF_HUB_OFFLINE=1")
+
+    def refuse(self, error: Exception, doing: str) -> WeightsError:
+        """The message for ``error`` while ``doing`` (``"look up"``, ``"fetch X of"``)."""
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        # httpx in 1.x, httpx2 in 2.x: "the same export across major versions"
+        # (huggingface_hub/utils/__init__.py, __getattr__).
+        from huggingface_hub.utils import httpx  # type: ignore[attr-defined]
+
+        from .transfer import DOWNLOAD_ATTEMPTS
+
+        repo, token, endpoint = self.repo, self.token, self.api.endpoint
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(error, GatedRepoError):
+            why = (f"{repo} is gated: accept its terms on its Hub page with your account, "
+                   "then set HF_TOKEN to a token of that account")
+        elif isinstance(error, RepositoryNotFoundError):
+            why = (f"{endpoint} has no repository {repo}, or it is private and HF_TOKEN "
+                   f"{'lacks access to it' if token else 'is not set'}. Check MODEL and HF_TOKEN")
+        elif isinstance(error, RevisionNotFoundError):
+            why = (f"{repo} has no revision {self.revision!r}. Set MODEL_REVISION to a "
+                   "branch, tag or commit of it")
+        elif isinstance(error, httpx.TimeoutException):
+            why = (f"{endpoint} sent nothing for {self.stall_s:g} s (DOWNLOAD_STALL_S), "
+                   f"{DOWNLOAD_ATTEMPTS} times. {self.check_path}")
+        elif isinstance(error, HfHubHTTPError) and status == 403:
+            why = (f"{endpoint} answered 403 Forbidden ({_summary(error, token)}). "
+                   f"HF_TOKEN {'lacks access' if token else 'is not set'}: use a token that "
+                   f"can read {repo}, or check what a proxy or mirror at HF_ENDPOINT allows")
+        else:
+            why = f"{_summary(error, token)}. {self.check_path}"
+        return WeightsError(f"cannot {doing} {self.where}: {why}{self.missing_here}.")
+
+    @staticmethod
+    def transient(error: Exception) -> bool:
+        """True for errors worth another request: timeouts, connections, 408, 429, 5xx."""
+        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.utils import httpx  # type: ignore[attr-defined]
+
+        if isinstance(error, HfHubHTTPError):
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            return status is None or status in (408, 429) or status >= 500
+        return isinstance(error, httpx.HTTPError)
+
+    def files(self, log: Callable[[str], None]) -> tuple[str, list[RemoteFile]]:
+        """(the commit, the files the engine loads there): ``HfApi.model_info`` with files
+        metadata, each request bounded by ``stall_s``, ``DOWNLOAD_ATTEMPTS`` tries.
+
+        Raises:
+            WeightsError: a refusal, no answer, or not a checkpoint (no config.json, no
+                safetensors), or a file without the size or hash the transfer checks.
+        """
+        import time
+
+        from .transfer import DOWNLOAD_ATTEMPTS, RETRY_PAUSE_S, RemoteFile
+
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                info = self.api.model_info(self.repo, revision=self.revision,
+                                           files_metadata=True, timeout=self.stall_s)
+                break
+            except Exception as error:
+                if attempt == DOWNLOAD_ATTEMPTS or not self.transient(error):
+                    raise self.refuse(error, "look up") from None
+                log(f"weights: looking up {self.where}: {_summary(error, self.token)}; trying "
+                    f"again (attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})")
+                time.sleep(RETRY_PAUSE_S)
+        siblings = {s.rfilename: s for s in (info.siblings or [])}
+        wanted = _wanted(siblings)
+        commit = str(info.sha)
+        if "config.json" not in wanted:
+            raise WeightsError(f"{self.where} (commit {commit}) has no config.json, so it is "
+                               "not a checkpoint. Check MODEL and MODEL_REVISION.")
+        if not any(name.endswith(".safetensors") for name in wanted):
+            raise WeightsError(f"{self.where} has no *.safetensors weights; the launcher "
+                               "fetches only safetensors. Set DOWNLOAD=0 to let the engine "
+                               "fetch it itself.")
+        try:
+            return commit, [RemoteFile.from_sibling(siblings[name]) for name in wanted]
+        except ValueError as error:
+            raise WeightsError(f"cannot fetch {self.where}: {error}, so the file cannot be "
+                               f"verified. Check HF_ENDPOINT ({self.api.endpoint}).") from None
+
+
 def default_stall_s() -> int:
     """``DOWNLOAD_STALL_S``'s default (``entrypoint.settings``), in seconds: a transfer with
     no new byte for a minute is stalled, not slow."""
@@ -534,7 +652,8 @@ def default_stall_s() -> int:
 
 
 def fetch(located: Located, env: Mapping[str, str],
-          log: Callable[[str], None] = log, stall_s: float | None = None) -> str:
+          log: Callable[[str], None] = log, stall_s: float | None = None,
+          checked: set[str] | None = None) -> str:
     """Download the files of ``located`` that the cache lacks; return the snapshot path.
 
     1. Asks the Hub for the file list with sizes and hashes
@@ -556,6 +675,8 @@ def fetch(located: Located, env: Mapping[str, str],
         log: where progress lines go (stderr by default).
         stall_s: seconds without a byte before a request or transfer is given up
             (``DOWNLOAD_STALL_S``; its default when ``None``).
+        checked: when given, gets the names of the files this call fetched, each checked
+            against the Hub's hash as it arrived.
 
     Raises:
         WeightsError: the Hub refuses or cannot be reached, the revision or repository does
@@ -564,31 +685,21 @@ def fetch(located: Located, env: Mapping[str, str],
         ConfigError: ``HF_ENDPOINT`` is not a URL.
     """
     _hub()
-    from huggingface_hub import HfApi, get_session, hf_hub_url
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import get_session, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.utils import (  # type: ignore[attr-defined]
         build_hf_headers,
         hf_raise_for_status,
     )
-
-    # httpx in 1.x, httpx2 in 2.x: "the same export across major versions"
-    # (huggingface_hub/utils/__init__.py, __getattr__).
     from huggingface_hub.utils import httpx as hub_httpx  # type: ignore[attr-defined]
 
     from .lease import Lease, LeaseLost, lease_path
     from .transfer import (
         DOWNLOAD_ATTEMPTS,
-        RETRY_PAUSE_S,
         GaveUp,
         LocalWriteError,
         Refused,
-        RemoteFile,
         Source,
         TransferError,
         bytes_still_needed,
@@ -603,69 +714,13 @@ def fetch(located: Located, env: Mapping[str, str],
     if repo is None or revision is None or cache is None:
         raise TypeError(f"fetch() takes a repo id's Located, not {located.model!r}'s")
     stall_s = stall_s or default_stall_s()
-    endpoint = hub_endpoint(env)
-    token = env.get("HF_TOKEN") or None
-    api = HfApi(endpoint=endpoint, token=token)
-    where = f"{repo}@{revision}"
     missing_here = (f"; missing here: {_names(located.missing)}" if located.missing
                     else "")
-    check_path = (f"Check the network path to {api.endpoint} (HF_ENDPOINT, proxy, "
-                  "firewall), or fill the cache at HF_HOME and set HF_HUB_OFFLINE=1")
-
-    def refuse(error: Exception, doing: str) -> WeightsError:
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        if isinstance(error, GatedRepoError):
-            why = (f"{repo} is gated: accept its terms on its Hub page with your account, "
-                   "then set HF_TOKEN to a token of that account")
-        elif isinstance(error, RepositoryNotFoundError):
-            why = (f"{api.endpoint} has no repository {repo}, or it is private and HF_TOKEN "
-                   f"{'lacks access to it' if token else 'is not set'}. Check MODEL and HF_TOKEN")
-        elif isinstance(error, RevisionNotFoundError):
-            why = (f"{repo} has no revision {revision!r}. Set MODEL_REVISION to a branch, tag "
-                   "or commit of it")
-        elif isinstance(error, hub_httpx.TimeoutException):
-            why = (f"{api.endpoint} sent nothing for {stall_s:g} s (DOWNLOAD_STALL_S), "
-                   f"{DOWNLOAD_ATTEMPTS} times. {check_path}")
-        elif isinstance(error, HfHubHTTPError) and status == 403:
-            why = (f"{api.endpoint} answered 403 Forbidden ({_summary(error, token)}). "
-                   f"HF_TOKEN {'lacks access' if token else 'is not set'}: use a token that "
-                   f"can read {repo}, or check what a proxy or mirror at HF_ENDPOINT allows")
-        else:
-            why = f"{_summary(error, token)}. {check_path}"
-        return WeightsError(f"cannot {doing} {where}: {why}{missing_here}.")
-
-    def transient(error: Exception) -> bool:
-        if isinstance(error, HfHubHTTPError):
-            status = getattr(getattr(error, "response", None), "status_code", None)
-            return status is None or status in (408, 429) or status >= 500
-        return isinstance(error, hub_httpx.HTTPError)  # timeouts, refused connections
-
-    import time
-
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        try:
-            info = api.model_info(repo, revision=revision, files_metadata=True, timeout=stall_s)
-            break
-        except Exception as error:
-            if attempt == DOWNLOAD_ATTEMPTS or not transient(error):
-                raise refuse(error, "look up") from None
-            log(f"weights: looking up {where}: {_summary(error, token)}; trying again "
-                f"(attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})")
-            time.sleep(RETRY_PAUSE_S)
-    siblings = {s.rfilename: s for s in (info.siblings or [])}
-    wanted = _wanted(siblings)
-    commit = str(info.sha)
-    if "config.json" not in wanted:
-        raise WeightsError(f"{where} (commit {commit}) has no config.json, so it is not a "
-                           "checkpoint. Check MODEL and MODEL_REVISION.")
-    if not any(name.endswith(".safetensors") for name in wanted):
-        raise WeightsError(f"{where} has no *.safetensors weights; the launcher fetches only "
-                           "safetensors. Set DOWNLOAD=0 to let the engine fetch it itself.")
-    try:
-        remotes = [RemoteFile.from_sibling(siblings[name]) for name in wanted]
-    except ValueError as error:
-        raise WeightsError(f"cannot fetch {where}: {error}, so the file cannot be verified. "
-                           f"Check HF_ENDPOINT ({api.endpoint}).") from None
+    hub = HubRepo(repo, revision, env, stall_s, missing_here)
+    api, endpoint, token, where = hub.api, hub.endpoint, hub.token, hub.where
+    refuse, check_path = hub.refuse, hub.check_path
+    commit, remotes = hub.files(log)
+    wanted = [remote.name for remote in remotes]
     folder_name = repo_folder_name(repo_id=repo, repo_type="model")
     folder = os.path.join(cache, folder_name)
     snapshot = os.path.join(folder, "snapshots", commit)
@@ -721,11 +776,17 @@ def fetch(located: Located, env: Mapping[str, str],
                     import threading
 
                     write_ref(folder, revision, commit)
+
+                    def in_place(remote: RemoteFile, verified: bool) -> None:
+                        link(folder, commit, remote)
+                        if verified and checked is not None:
+                            checked.add(remote.name)
+
                     with progress:
                         fetch_all(source, folder, missing, threading.Event(), log,
                                   should_stop=lambda: LeaseLost(lease.path)
                                   if lease.lost.is_set() else None,
-                                  finished=lambda remote: link(folder, commit, remote))
+                                  finished=in_place)
                     log(f"{progress.line()}; done")
                 for remote in remotes:
                     link(folder, commit, remote)
