@@ -277,3 +277,32 @@ def test_every_launcher_variable_reaches_the_container(path):
     launcher = {v.name for v in VARIABLES}
     assert launcher - NOT_PASSED[path] <= container, launcher - NOT_PASSED[path] - container
     assert not NOT_PASSED[path] & container
+
+
+@pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
+@pytest.mark.parametrize("engine,precision", [("sglang", None), ("vllm", "fp8")])
+def test_prefetch_service_fills_the_cache_the_deployment_mounts(path, engine, precision):
+    """`run --rm prefetch` (profile prefetch): the launcher's prefetch --verify, in the same
+    image, on the same cache, for the checkpoint the `longcat` service serves; no GPU."""
+    from entrypoint.prefetch import checkpoint_of
+
+    env = {"ENGINE": engine, "HF_CACHE_DIR": CACHE, "HF_TOKEN": "hf_notARealToken123",
+           "MODEL_REVISION": "v1"}
+    if precision:
+        env["PRECISION"] = precision
+    if path == TWO:
+        env.update(NODE_RANK="0", MASTER_IP="10.0.0.1")
+    cfg = yaml.safe_load(run_compose([path], "--profile", "prefetch", "config", env=env).stdout)
+    prefetch, longcat = cfg["services"]["prefetch"], cfg["services"][SERVICE]
+    assert prefetch["profiles"] == ["prefetch"]
+    assert prefetch["command"] == ["prefetch", "--verify"]
+    assert "deploy" not in prefetch, "no GPU reservation to prefetch"
+    assert prefetch["image"] == longcat["image"]
+    assert prefetch["network_mode"] == "host" and prefetch["restart"] == "no"
+    assert prefetch["volumes"] == longcat["volumes"]
+    ours, theirs = container_env(prefetch), container_env(longcat)
+    assert ours["HF_HOME"] == theirs["HF_HOME"] and ours["HF_TOKEN"] == theirs["HF_TOKEN"]
+    served = resolve_plan(load_settings(theirs, installed=lambda: [engine]))
+    fetched = load_settings(ours, installed=lambda: [engine]).values
+    assert checkpoint_of(fetched) == served.model
+    assert fetched["MODEL_REVISION"] == "v1"
