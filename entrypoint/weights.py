@@ -10,10 +10,10 @@
   every file the engine loads is there, that snapshot is used and the Hub is not contacted,
   so restarts neither wait for nor depend on the Hub, and a cached ``main`` is not silently
   moved to a newer commit (pin ``MODEL_REVISION`` to change commits). Otherwise ``fetch``
-  asks the Hub for the file list and sizes, compares the missing bytes with the free space
-  under the cache, and downloads the missing files with ``huggingface_hub.snapshot_download``,
-  logging progress. Either way the engine gets the local snapshot path and the repo id
-  becomes ``--served-model-name``, so clients still see the repo id; the MTP draft model
+  asks the Hub for the file list with sizes and hashes, compares the missing bytes with the
+  free space under the cache, and downloads the missing files, logging progress. Either
+  way the engine gets the local snapshot path and the repo id becomes
+  ``--served-model-name``, so clients still see the repo id; the MTP draft model
   (``Plan.draft_model``) follows ``plan.model``.
 
 Only the files the engine loads are fetched (``ALLOW_PATTERNS``), by ``entrypoint.transfer``:
@@ -684,6 +684,8 @@ def fetch(located: Located, env: Mapping[str, str],
             file stalled or failed ``DOWNLOAD_ATTEMPTS`` times in a row.
         ConfigError: ``HF_ENDPOINT`` is not a URL.
     """
+    import threading
+
     _hub()
     from huggingface_hub import get_session, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError
@@ -773,8 +775,6 @@ def fetch(located: Located, env: Mapping[str, str],
                                                             endpoint=endpoint),
                                     build_hf_headers(token=token), hf_raise_for_status,
                                     HfHubHTTPError, stall_s)
-                    import threading
-
                     write_ref(folder, revision, commit)
 
                     def in_place(remote: RemoteFile, verified: bool) -> None:
