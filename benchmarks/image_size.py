@@ -8,9 +8,10 @@ with the cache. Two timings for each build: the Docker build alone, and the whol
 ``build.py build`` (wheels, context, Docker build and the in-image ``check --all``).
 Medians over ``--runs``. Everything it builds is removed afterwards.
 
-By default the base is the tests' stand-in with a fake engine (``.ci/setup-docker`` makes
-the stand-in); ``--base-image`` measures on another base, e.g. the official one. Run from
-the project root, as a module so it imports build.py and the test helpers::
+By default the base is the tests' stand-in, laid out like the official one, with a fake
+engine (tests/fakes/bases.py; ``.ci/setup-docker`` makes the minbase under it);
+``--base-image`` measures on another base, e.g. the official one. Run from the project
+root, as a module so it imports build.py's package (images/) and the test helpers::
 
     python -m benchmarks.image_size [--engine sglang --engine vllm] [--runs 3] [--json]
 """
@@ -27,14 +28,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import build
+from images.context import (build_cache_dir, dependency_wheels, init_binary, launcher_wheel,
+                            missing_dependencies, prepare_context)
+from images.dockerbuild import added_layers_size, docker_client, stream_build
+from images.errors import BuildError
+from images.matrix import Options, Target, load_matrix, plan
+from images.verify import verify_image
 from tests.images.dockerutil import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 20 * 10**6
 
 
-def timed_build(client, matrix: dict, target: build.Target, root: Path, cache: Path,
+def timed_build(client, matrix: dict, target: Target, root: Path, cache: Path,
                 work: Path, *, no_cache: bool) -> tuple[str, float, float]:
     """Build and verify ``target`` from ``root`` as build.py does, without tagging.
 
@@ -43,35 +49,33 @@ def timed_build(client, matrix: dict, target: build.Target, root: Path, cache: P
     """
     out = io.StringIO()
     started = time.perf_counter()
-    init = build.init_binary(matrix, cache)
-    deps = build.dependency_wheels(build.missing_dependencies(matrix, root), cache)
+    init = init_binary(matrix, cache)
+    deps = dependency_wheels(missing_dependencies(matrix, root), cache)
     shutil.rmtree(work, ignore_errors=True)
-    launcher = build.launcher_wheel(root, work / "dist")
-    context = build.prepare_context(target, work / "context", root=root, init=init,
+    launcher = launcher_wheel(root, work / "dist")
+    context = prepare_context(target, work / "context", root=root, init=init,
                                     deps=deps, launcher=launcher)
     docker_started = time.perf_counter()
-    image_id = build.stream_build(client, context, target, no_cache=no_cache, out=out)
+    image_id = stream_build(client, context, target, no_cache=no_cache, out=out)
     docker_s = time.perf_counter() - docker_started
-    build.verify_image(client, image_id, target, out=out)
+    verify_image(client, image_id, target, out=out)
     return image_id, docker_s, time.perf_counter() - started
 
 
 def fake_base(client, matrix: dict, engine: str) -> str:
     """Build the tests' fake base for ``engine`` on the stand-in; return its tag."""
-    from tests.conftest import build_fake_base
+    from tests.fakes.bases import build_fake_base
     from tests.images.standin import image_name
 
-    standin = image_name(ROOT)
-    client.images.get(standin)           # docker.errors.ImageNotFound: run .ci/setup-docker
-    return build_fake_base(client, matrix, standin, engine,
-                           f"longcat-bench-base:{engine}")
+    client.images.get(image_name(ROOT))  # docker.errors.ImageNotFound: run .ci/setup-docker
+    return build_fake_base(client, matrix, engine, f"longcat-bench-base:{engine}")
 
 
 def measure(client, matrix: dict, engine: str, base: str, runs: int) -> dict:
     """Measure ``engine`` on ``base``; return sizes (bytes) and medians (seconds)."""
-    (target,) = build.plan(matrix, [engine], base_image=base, repository="longcat-bench",
-                           revision="bench")
-    cache = build.build_cache_dir()
+    (target,) = plan(matrix, [engine], Options(base_image=base, repository="longcat-bench",
+                                               revision="bench"))
+    cache = build_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     cold, rebuild, images = [], [], []
     with tempfile.TemporaryDirectory(prefix="longcat-bench.") as tmp:
@@ -90,7 +94,7 @@ def measure(client, matrix: dict, engine: str, base: str, runs: int) -> dict:
                                                        Path(tmp) / "work", no_cache=False)
                 images.append(image)
                 rebuild.append((docker_s, total_s))
-            added = build.added_layers_size(client, images[-1], base)
+            added = added_layers_size(client, images[-1], base)
         finally:
             for image in reversed(images):
                 try:
@@ -136,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    matrix = build.load_matrix(ROOT)
+    matrix = load_matrix(ROOT)
     try:
-        client = build.docker_client()
-    except build.BuildError as exc:
+        client = docker_client()
+    except BuildError as exc:
         print(f"image_size: error: {exc}", file=sys.stderr)
         return 1
     rows, made = [], []
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 base = fake_base(client, matrix, engine)
                 made.append(base)
             rows.append(measure(client, matrix, engine, base, args.runs))
-    except build.BuildError as exc:
+    except BuildError as exc:
         print(f"image_size: error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -2,8 +2,9 @@
 
 Validates either the current configuration, or (``--all``) every standard plan for the
 engine: {fp8, bf16} x {each node rank of the precision's default node count} x {MTP off,
-on}. The images run ``check --all`` before they are tagged (build.py), so a launcher that
-no longer matches its engine never ships.
+on} x {VARIANT chat, thinking} x {TOOL_CALLS on, off where the engine has a LongCat tool
+parser; off elsewhere}. The images run ``check --all`` before they are tagged (build.py),
+so a launcher that no longer matches its engine never ships.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from .errors import EngineNotInstalled
 from .output import command_line, say
 from .plan import resolve_plan
 from .platforms import PLATFORM_PREFIXES
-from .settings import DEFAULT_NNODES, PRECISIONS, load_settings
+from .settings import DEFAULT_NNODES, PRECISIONS, VARIANTS, load_settings
 
 # A documentation address (RFC 5737), used when a standard multi-node plan needs one and
 # MASTER_IP is unset: the parser only needs its form, nothing is sent to it.
 PLACEHOLDER_MASTER_IP = "192.0.2.10"
 # Variables the standard plans set themselves; platform variables are dropped too, so
 # the plans do not depend on where the check runs.
-_PLAN_VARIABLES = ("PRECISION", "NNODES", "NODE_RANK", "MTP")
+_PLAN_VARIABLES = ("PRECISION", "NNODES", "NODE_RANK", "MTP", "VARIANT", "TOOL_CALLS")
+# TOOL_CALLS values per engine: SGLang has no LongCat tool parser, so on is refused there.
+_TOOL_CALLS = {"sglang": ("off",), "vllm": ("on", "off")}
 
 
-def standard_environments(env: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
-    """Return (label, environment) for every standard plan, based on ``env``.
+def standard_environments(env: Mapping[str, str],
+                          engine: str = "vllm") -> list[tuple[str, dict[str, str]]]:
+    """Return (label, environment) for every standard plan of ``engine``, based on ``env``.
 
     Everything else in ``env`` (ENGINE, MODEL, GPUS_PER_NODE, EXTRA_ARGS, ...) is kept.
     """
@@ -39,10 +43,14 @@ def standard_environments(env: Mapping[str, str]) -> list[tuple[str, dict[str, s
     for precision in PRECISIONS:
         nnodes = DEFAULT_NNODES[precision]
         for rank in range(nnodes):
-            for mtp in ("0", "1"):
-                label = f"{precision} node {rank} of {nnodes}, MTP {'on' if mtp == '1' else 'off'}"
-                cases.append((label, dict(base, PRECISION=precision, NODE_RANK=str(rank),
-                                          MTP=mtp)))
+            for mtp in ("off", "on"):
+                for variant in VARIANTS:
+                    for tools in _TOOL_CALLS[engine]:
+                        label = (f"{precision} node {rank} of {nnodes}, MTP {mtp}, {variant}, "
+                                 f"tool calls {tools}")
+                        cases.append((label, dict(base, PRECISION=precision,
+                                                  NODE_RANK=str(rank), MTP=mtp,
+                                                  VARIANT=variant, TOOL_CALLS=tools)))
     return cases
 
 
@@ -64,9 +72,16 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     settings = load_settings(env)
     engine = settings["ENGINE"]
     module = engine_module(engine)
-    if module.find_engine() is None:
-        raise EngineNotInstalled(engine, "its package and command")
-    cases = standard_environments(env) if all_plans else [("current configuration", dict(env))]
+    import importlib.util
+    import sys
+
+    if module.find_engine(env) is None:
+        raise EngineNotInstalled(engine, "its command")
+    if importlib.util.find_spec(module.PACKAGE) is None:  # the command without its package
+        raise EngineNotInstalled(engine, f"the {module.PACKAGE} Python package in "
+                                         f"{sys.executable}")
+    cases = (standard_environments(env, engine) if all_plans
+             else [("current configuration", dict(env))])
     say(f"checking {len(cases)} plan(s) against {engine} {module.installed_version()}", out)
     failed = 0
     for label, case_env in cases:

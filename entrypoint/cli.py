@@ -39,7 +39,8 @@ Launch LongCat-Flash on SGLang or vLLM, configured by environment variables
                anywhere before "--"
   --           pass everything after it to the engine as is (e.g. -- --help)
   check        run the command through the installed engine's own parser;
-               --all: every standard plan (fp8/bf16 x node ranks x MTP off/on)
+               --all: every standard plan (fp8/bf16 x node ranks x MTP off/on
+               x VARIANT chat/thinking x TOOL_CALLS on/off where available)
   health       exit 0 when this node is healthy (the images' HEALTHCHECK)
   prefetch     fetch the checkpoint this configuration serves into HF_HOME, then
                exit (no GPU, no engine); --verify: then check every file

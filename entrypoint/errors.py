@@ -88,6 +88,36 @@ class ConfigError(LaunchError):
         return text
 
 
+class OwnedFlagError(ConfigError):
+    """An engine flag that the launcher sets from a variable was also given in EXTRA_ARGS or
+    after the image name. Exit status 2.
+
+    Given twice, the engine takes the last value, while the health check and preflight use
+    the variable's: the flag is refused, never its value shown (it may be a key).
+
+    Args:
+        given: the flag as written, without its value (``--po``, ``--api_key``).
+        option: the engine option it stands for (``--port``).
+        where: ``"EXTRA_ARGS"`` or ``"the arguments after the image name"``.
+        variables: the variables that set it, space-separated (``"GPUS_PER_NODE NNODES"``).
+        note: an optional sentence on why.
+    """
+
+    def __init__(self, given: str, option: str, where: str, variables: str, note: str = ""):
+        self.given, self.option, self.where = given, option, where
+        self.variables = variables.split()
+        super().__init__(where, None, "flags other than the launcher's own", note)
+
+    def message(self) -> str:
+        flag = self.given if self.given == self.option else f"{self.given} ({self.option})"
+        names = " and ".join(self.variables)
+        text = (f"{self.where}: {flag} is set by the launcher from {names}; set {names} "
+                f"instead of passing {self.option} (given twice, the engine would take the "
+                "last value, while the dry run, health check and preflight use the "
+                "variable's).")
+        return f"{text} {self.detail}" if self.detail else text
+
+
 class EngineNotInstalled(LaunchError):
     """The chosen engine cannot be found where the launcher runs. Exit status 127.
 

@@ -4,10 +4,12 @@ The whole data flow of a launch is in ``launch``, one step after the other::
 
     settings = load_settings(env)                    # environment -> validated values
     plan = resolve_plan(settings, passthrough)       # values -> this node's topology
+    key = read_api_key(plan, env)                    # API_KEY or API_KEY_FILE, checked
     located = weights.locate(...)                    # the checkpoint, without network
     outcomes = preflight.run_checks(...)             # the host, in one report
     located = weights.prepare(...)                   # fetch what is missing
-    plan = plan.replace(model=..., engine_env=...)   # what those steps decided
+    plan = plan.replace(model=..., engine_env=...,   # what those steps decided
+                        engine_rlimits=...)
     seed.link_seed(env)                              # the image's own cache files
     preflight.wait_for_master(...)                   # nodes 1..N-1 wait for node 0
     exec_engine(build_argv(plan), ...)               # become the engine
@@ -43,6 +45,7 @@ def describe_plan(plan: Plan, argv: list[str],
     from .engines import engine_env
     from .output import command_line
 
+    vllm = plan.engine == "vllm"
     shown = {
         "ENGINE": plan.engine, "PRECISION": plan.precision, "NNODES": plan.nnodes,
         "NODE_RANK": plan.node_rank, "MASTER_IP": plan.master_ip or "-",
@@ -51,6 +54,14 @@ def describe_plan(plan: Plan, argv: list[str],
         "GPUS_PER_NODE": plan.gpus_per_node, "HOST": plan.host,
         "PORT": plan.port if plan.serves_http else "- (headless node: no HTTP)",
         "EXTRA_ARGS": command_line(list(plan.extra_args)) or "-",
+        "VARIANT": plan.variant,
+        "TOOL_CALLS": "on" if plan.tool_calls else "off",
+        "SERVED_MODEL_NAME": plan.served_model_name,
+        "API_KEY": "set (not shown)" if plan.api_key_source == "API_KEY" else "-",
+        "API_KEY_FILE": "set (read at launch)" if plan.api_key_source == "API_KEY_FILE" else "-",
+        "CONTEXT_LENGTH": plan.context_length or "- (the checkpoint's own)",
+        "SHUTDOWN_TIMEOUT_S": (plan.shutdown_timeout_s if vllm
+                               else "- (SGLang drains without a limit)"),
     }
     lines = ["LongCat-Flash launch plan (dry run: nothing is started)"]
     for var in VARIABLES:
@@ -69,10 +80,9 @@ def describe_plan(plan: Plan, argv: list[str],
                         plan.sources["data_parallel_size"]))
     if plan.mtp:
         derived.append(("draft model", plan.draft_model, "MODEL (the served checkpoint)"))
-    if plan.served_model_name:
-        derived.append(("served model name", plan.served_model_name, "MODEL"))
     if plan.revision:
         derived.append(("model revision", plan.revision, plan.sources["revision"]))
+    derived += _serving_rows(plan)
     for name, value in sorted(engine_env(plan).items()):
         derived.append(("engine environment", f"{name}={value}", "unless already set"))
     for name, shown_value, source in derived:
@@ -86,6 +96,33 @@ def describe_plan(plan: Plan, argv: list[str],
     return "\n".join(lines)
 
 
+def _serving_rows(plan: Plan) -> list[tuple[str, object, str]]:
+    """The dry run's rows on what clients get: reasoning, API key, metrics, stop.
+
+    Facts from docs/engines.md, "Serving features".
+    """
+    vllm = plan.engine == "vllm"
+    rows: list[tuple[str, object, str]] = []
+    if plan.variant == "thinking":
+        rows.append(("reasoning", "apart from the content (--reasoning-parser longcat_think)"
+                     if vllm else "stays in the content", "VARIANT=thinking" if vllm else
+                     "SGLang has no parser for <longcat_think>"))
+    if plan.api_key_source is None:
+        rows.append(("API key", "none: the API is open", "set API_KEY or API_KEY_FILE"))
+    else:
+        rows.append(("API key", "in VLLM_API_KEY (engine environment)" if vllm else
+                     "in a private --config file (not argv)",
+                     f"{plan.api_key_source}; /health and /metrics stay open"))
+    if plan.serves_api:
+        rows.append(("metrics", f"GET /metrics on port {plan.port} (Prometheus)",
+                     "always on in vLLM" if vllm else "--enable-metrics"))
+    rows.append(("graceful stop", f"in-flight requests get {plan.shutdown_timeout_s} s"
+                 if vllm else "in-flight requests finish first",
+                 "SHUTDOWN_TIMEOUT_S (--shutdown-timeout)" if vllm
+                 else "SGLang's own drain on SIGTERM"))
+    return rows
+
+
 def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) -> int:
     """Resolve the plan; print it (dry run) or check the host, fetch weights, exec the engine.
 
@@ -95,7 +132,9 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     are downloaded (``entrypoint.weights.prepare``); the files the image ships in its seed
     are linked into the cache (``LONGCAT_HF_SEED``, ``entrypoint.seed``); nodes ranked 1
     and up wait for node 0 (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip
-    their steps and their imports.
+    their steps and their imports. The API key (``entrypoint.apikey``) is read first, and
+    reaches the engine through its environment (vLLM) or a private config file (SGLang),
+    never its argv.
 
     Args:
         env: the environment (``os.environ`` in a container).
@@ -121,30 +160,47 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         from .output import say
         from .preflight import describe
 
-        say(describe_plan(plan, build_argv(plan), describe(plan, values, env)))
+        before = describe(plan, values, env)
+        if plan.api_key_source == "API_KEY_FILE":
+            before = [*before, ("API key", env["API_KEY_FILE"].strip(), "read, then checked")]
+        say(describe_plan(plan, build_argv(plan), before))
         return 0
-    if engine_module(plan.engine).find_engine() is None:
+    if engine_module(plan.engine).find_engine(env) is None:
         raise EngineNotInstalled(plan.engine, {"sglang": "the sglang package in "
                                                f"{sys.executable}",
                                                "vllm": "the 'vllm' command on PATH"}[plan.engine])
+    # The key first: a missing key file is refused before hours of download.
+    key = None
+    if plan.api_key_source is not None:
+        from .apikey import read_api_key
+        from .output import configure
+        from .settings import SECRET_VARIABLES
+
+        key = read_api_key(plan, env)
+        if key is not None:
+            configure([*(env.get(name, "") for name in SECRET_VARIABLES), key])
     located = None
     if values["DOWNLOAD"]:
         from .weights import locate
 
         located = locate(plan, values, env)
     chosen_env: dict[str, str] = {}
+    chosen_rlimits: dict[str, int] = {}
     if mode != "off":
         from .preflight import chosen_engine_env, run_checks
+        from .preflight import chosen_rlimits as rlimits_of
 
         outcomes = run_checks(plan, env, mode, download_to=located.cache
                               if located is not None and located.needs_download else None)
         chosen_env = chosen_engine_env(outcomes)
+        chosen_rlimits = rlimits_of(outcomes)
     if located is not None:
         from .weights import prepare
 
         located = prepare(plan, values, env, located)
         plan = plan.replace(**located.plan_changes())
-    plan = plan.replace(engine_env={**plan.engine_env, **chosen_env})
+    plan = plan.replace(engine_env={**plan.engine_env, **chosen_env},
+                        engine_rlimits={**plan.engine_rlimits, **chosen_rlimits})
     if env.get("LONGCAT_HF_SEED"):  # files the image ships, hidden by the HF_HOME mount
         from .seed import link_seed
 
@@ -153,6 +209,17 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         from .preflight import wait_for_master
 
         wait_for_master(plan, values["MASTER_WAIT_S"], mode)
-    from .execute import engine_environment, exec_engine
+    environ: Mapping[str, str] = env
+    if key is not None:
+        from .apikey import engine_key_environment, sglang_key_config
 
-    exec_engine(build_argv(plan), engine_environment(env, engine_env(plan)), plan.engine)
+        if plan.api_key_config is not None:
+            plan = plan.replace(api_key_config=sglang_key_config(key))
+        environ = engine_key_environment(plan, env, key)
+    from .execute import engine_environment, exec_engine
+    from .health import pid_file
+
+    library_variables = [var.name for var in VARIABLES if var.kind == "library"]
+    exec_engine(build_argv(plan), engine_environment(environ, engine_env(plan), library_variables),
+                plan.engine, pid_record=pid_file(env) if plan.headless else None,
+                rlimits=plan.engine_rlimits)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at every container start
     from typing import TextIO
 
 # Options whose value is a secret, as the pinned engines define them: --api-key (SGLang
-# srt/server_args.py; vLLM entrypoints/openai/cli_args.py), --admin-api-key and
+# srt/server_args.py; vLLM entrypoints/common/cli_args.py), --admin-api-key and
 # --ssl-keyfile-password (SGLang srt/server_args.py), --hf-token (vLLM engine/arg_utils.py).
 # tests/launcher/test_engine_contract.py derives the list from the real parsers and fails
 # when an engine gains one that is missing here.

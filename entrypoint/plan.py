@@ -9,8 +9,15 @@ combinations that cannot work are refused here, before any engine is involved.
 from __future__ import annotations
 
 from .errors import ConfigError
-from .settings import CHECKPOINTS, DEFAULT_MASTER_PORT, DEFAULT_NNODES, DEFAULT_PORT, Settings
-from .values import is_cache_folder, is_local_model
+from .settings import (
+    CHECKPOINTS,
+    DEFAULT_MASTER_PORT,
+    DEFAULT_NNODES,
+    DEFAULT_PORT,
+    THINKING_CHECKPOINTS,
+    Settings,
+)
+from .values import is_local_model, repo_id_of_cache_folder
 
 # types.MappingProxyType, without importing types (Lib/types.py defines it the same way).
 MappingProxyType = type(type.__dict__)
@@ -19,6 +26,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
     from collections.abc import Mapping, Sequence
     from typing import Any
+
+
+# What the dry run shows for SGLang's key file, which the launch makes just before the exec
+# (``entrypoint.apikey.sglang_key_config``).
+API_KEY_CONFIG_PENDING = "<private file, made at launch>/api-key.yaml"
 
 
 class Plan:
@@ -35,7 +47,8 @@ class Plan:
         precision: ``"fp8"`` or ``"bf16"``.
         model: the checkpoint the engine loads: a Hugging Face repo id or a local
             directory (the local snapshot once ``entrypoint.weights`` fetched it).
-        served_model_name: the name clients see, when it differs from ``model``.
+        served_model_name: the name clients see (``--served-model-name``): SERVED_MODEL_NAME,
+            else the repo id (``default_served_model_name``).
         revision: the Hub revision the engine fetches ``model`` at (its ``--revision``):
             ``MODEL_REVISION`` with ``DOWNLOAD=0`` and a repo id; ``None`` otherwise (the
             weights step then picks the revision's snapshot itself).
@@ -54,8 +67,22 @@ class Plan:
         port: HTTP port.
         mtp: multi-token prediction on.
         extra_args: EXTRA_ARGS, then the arguments given after the image name.
+        variant: ``"chat"`` or ``"thinking"`` (VARIANT).
+        tool_calls: the engine parses LongCat tool calls (TOOL_CALLS; vLLM only).
+        context_length: the longest sequence in tokens (CONTEXT_LENGTH); ``None``: the
+            checkpoint's own.
+        shutdown_timeout_s: seconds vLLM lets in-flight requests finish after SIGTERM.
+        api_key_source: the variable the API key comes from (``"API_KEY"`` or
+            ``"API_KEY_FILE"``), ``None`` without a key. The key itself is never in a plan
+            (``entrypoint.apikey`` reads it at the exec).
+        api_key_config: SGLang with a key: the path of the private config file the engine
+            reads the key from (``--config``); ``API_KEY_CONFIG_PENDING`` until the launch
+            makes it. ``None`` otherwise.
         engine_env: variables the launcher sets for the engine unless the environment
             already has them (``entrypoint.engines.engine_env`` adds the engine's own).
+        engine_rlimits: soft resource limits the launcher sets just before the exec, by
+            ``resource`` name (``{"RLIMIT_MEMLOCK": hard limit}``, from
+            ``entrypoint.fabric.check_memlock``); empty: the limits are left as they are.
         sources: where each displayed value came from, by variable or field name.
     """
 
@@ -76,7 +103,14 @@ class Plan:
     port: int
     mtp: bool
     extra_args: tuple[str, ...]
+    variant: str
+    tool_calls: bool
+    context_length: int | None
+    shutdown_timeout_s: int
+    api_key_source: str | None
+    api_key_config: str | None
     engine_env: Mapping[str, str]
+    engine_rlimits: Mapping[str, int]
     sources: Mapping[str, str]
 
     __slots__ = tuple(__annotations__)
@@ -190,9 +224,10 @@ def model_revision(model: str, revision: str | None, download: bool) -> str | No
         return None
     if not is_local_model(model):
         return None if download else revision
-    if download and is_cache_folder(model):
+    cache_folder = repo_id_of_cache_folder(model) is not None
+    if download and cache_folder:
         return None
-    if is_cache_folder(model):
+    if cache_folder:
         detail = (f"With DOWNLOAD=0 the engine gets MODEL={model} as given, and nothing "
                   "picks a snapshot of it: set DOWNLOAD=1 (the launcher then picks the "
                   "revision's snapshot), or MODEL to the snapshot folder itself.")
@@ -218,7 +253,10 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
     Raises:
         ConfigError: NODE_RANK outside 0..NNODES-1; MASTER_IP missing while NNODES > 1;
             PORT equal to MASTER_PORT on a multi-node plan (both bind on node 0);
-            MODEL_REVISION that nothing would apply (``model_revision``).
+            TOOL_CALLS on with SGLang; both API_KEY and API_KEY_FILE set;
+            MODEL_REVISION that nothing would apply (``model_revision``);
+            ``OwnedFlagError`` for an engine flag the launcher sets from a variable, given
+            in EXTRA_ARGS or after the image name.
     """
     v = settings.values
     sources = dict(settings.sources)
@@ -252,10 +290,36 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         raise ConfigError("PORT", str(port), f"any free port but MASTER_PORT ({master_port})",
                           "Node 0 binds both the HTTP port and MASTER_PORT.")
 
+    variant = v["VARIANT"]
+    checkpoint = (THINKING_CHECKPOINTS if variant == "thinking" else CHECKPOINTS)[precision]
     model = v["MODEL"]
     if model is None:
-        model = CHECKPOINTS[precision]
-        sources["MODEL"] = f"checkpoint for {precision}"
+        model = checkpoint
+        sources["MODEL"] = f"checkpoint for {variant} {precision}"
+    served_model_name = v["SERVED_MODEL_NAME"]
+    if served_model_name is None:
+        served_model_name, sources["SERVED_MODEL_NAME"] = default_served_model_name(
+            model, checkpoint)
+
+    tool_calls = v["TOOL_CALLS"]
+    if tool_calls is None:
+        tool_calls = engine == "vllm"
+        sources["TOOL_CALLS"] = ("default for vllm (its longcat tool parser)" if tool_calls
+                                 else "default for sglang (it has no LongCat tool parser)")
+    elif tool_calls and engine == "sglang":
+        # SGLang 0.5.23 registers no LongCat tool parser (docs/engines.md, "Serving
+        # features").
+        raise ConfigError("TOOL_CALLS", "on", "off with ENGINE=sglang",
+                          "SGLang has no LongCat tool parser; use ENGINE=vllm for tool calls.")
+
+    api_key_source = None
+    if v["API_KEY"] and v["API_KEY_FILE"] is not None:
+        raise ConfigError("API_KEY_FILE", v["API_KEY_FILE"], "unset while API_KEY is set",
+                          "Give the key one way: API_KEY, or API_KEY_FILE.")
+    if v["API_KEY"]:
+        api_key_source = "API_KEY"
+    elif v["API_KEY_FILE"] is not None:
+        api_key_source = "API_KEY_FILE"
 
     revision = model_revision(model, v["MODEL_REVISION"], v["DOWNLOAD"])
     if revision is not None:
@@ -289,9 +353,70 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         host=v["HOST"],
         port=port,
         mtp=v["MTP"],
-        served_model_name=None,
+        served_model_name=served_model_name,
         revision=revision,
-        extra_args=(*v["EXTRA_ARGS"], *extra_args),
+        extra_args=_without_owned_flags(engine, v, extra_args),
+        variant=variant,
+        tool_calls=tool_calls,
+        context_length=v["CONTEXT_LENGTH"],
+        shutdown_timeout_s=v["SHUTDOWN_TIMEOUT_S"],
+        api_key_source=api_key_source,
+        api_key_config=(API_KEY_CONFIG_PENDING if api_key_source and engine == "sglang"
+                        else None),
         engine_env={},
+        engine_rlimits={},
         sources=sources,
     )
+
+
+def default_served_model_name(model: str, checkpoint: str) -> tuple[str, str]:
+    """The name clients ask for when SERVED_MODEL_NAME is unset, and where it came from.
+
+    Never a path: a repo id ``MODEL`` is served under itself; a Hugging Face cache folder
+    (``.../models--org--name``) under ``org/name``; any other local directory under
+    ``checkpoint``, the repo id VARIANT and PRECISION select, so a copy of the checkpoint
+    is asked for by the same name as the Hub's.
+
+    Args:
+        model: ``MODEL`` as given (or the default checkpoint).
+        checkpoint: the repo id VARIANT and PRECISION select.
+
+    Returns:
+        (name, source for the dry run).
+    """
+    if not is_local_model(model):
+        return model, "MODEL (its repo id)"
+    cached = repo_id_of_cache_folder(model)
+    if cached is not None:
+        return cached, "MODEL (the cache folder's repo id)"
+    return checkpoint, "repo id for VARIANT and PRECISION (MODEL is a local directory)"
+
+
+def _without_owned_flags(engine: str, values: Mapping[str, Any],
+                         passthrough: Sequence[str]) -> tuple[str, ...]:
+    """EXTRA_ARGS then ``passthrough``, after refusing every flag the launcher sets itself.
+
+    The engine takes the last of two values, while health and preflight use the
+    variable's: ``EXTRA_ARGS="--port 9000"`` would serve on one port and probe another.
+    Each engine module lists its owned options (``OWNED_OPTIONS``, always;
+    ``OWNED_WHEN_SET``, while their variable is set), with the abbreviations its parser
+    accepts; ``entrypoint.engines.owned_option`` matches every spelling.
+
+    Raises:
+        OwnedFlagError: naming the flag, where it was given and the variable to set.
+    """
+    from .engines import engine_module, owned_option
+    from .errors import OwnedFlagError
+
+    module = engine_module(engine)
+    table = [*module.OWNED_OPTIONS,
+             *(entry for entry in module.OWNED_WHEN_SET
+               if any(values.get(name) not in (None, False) for name in entry[2].split()))]
+    for where, args in (("EXTRA_ARGS", values["EXTRA_ARGS"]),
+                        ("the arguments after the image name", passthrough)):
+        for token in args:
+            owned = owned_option(token, table)
+            if owned is not None:
+                option, variables, note = owned
+                raise OwnedFlagError(token.split("=", 1)[0], option, where, variables, note)
+    return (*values["EXTRA_ARGS"], *passthrough)

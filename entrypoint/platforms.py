@@ -233,3 +233,19 @@ def _comparable(name: str, raw: str) -> str | int:
     if name == "MASTER_IP":
         return parse_address(name, raw).lower()
     return int(raw)
+
+
+def platform_of(env: Mapping[str, str]) -> str:
+    """The platform the launcher runs on, for advice that fits it.
+
+    Returns:
+        ``"kubernetes"`` when the kubelet's ``KUBERNETES_SERVICE_HOST`` (set in every pod,
+        with or without service links) or a LeaderWorkerSet variable is set;
+        ``"slurm"`` when ``SLURM_JOB_ID`` or ``SLURM_NODEID`` is; ``"docker"`` otherwise
+        (docker run and compose).
+    """
+    if env.get("KUBERNETES_SERVICE_HOST") or any(env.get(v) for v in LWS_VARIABLES.values()):
+        return "kubernetes"
+    if env.get("SLURM_JOB_ID") or env.get(SLURM_RANK):
+        return "slurm"
+    return "docker"

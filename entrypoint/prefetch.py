@@ -1,7 +1,7 @@
 """``python -m entrypoint prefetch [--verify]``: fill the cache with the checkpoint, then exit.
 
 It fetches the checkpoint the same configuration would serve (``MODEL``, else the one
-``PRECISION`` selects, at ``MODEL_REVISION``), into the same cache (``HF_HOME`` or
+``VARIANT`` and ``PRECISION`` select, at ``MODEL_REVISION``), into the same cache (``HF_HOME`` or
 ``HF_HUB_CACHE``), the same files, by the same code as a launch (``entrypoint.weights``):
 resumable, verified as it arrives, bounded by ``DOWNLOAD_STALL_S``, once per shared cache.
 No GPU, no engine and no multi-node setting is needed: a Kubernetes Job, an sbatch step or
@@ -40,11 +40,15 @@ READ_BYTES = 8 * 2**20
 
 
 def checkpoint_of(values: Mapping[str, object]) -> str:
-    """The ``MODEL`` a launch with these settings serves: ``MODEL``, else ``PRECISION``'s."""
-    from .settings import CHECKPOINTS
+    """The ``MODEL`` a launch with these settings serves: ``MODEL``, else the checkpoint
+    ``VARIANT`` and ``PRECISION`` select (as ``entrypoint.plan.resolve_plan`` picks it)."""
+    from .settings import CHECKPOINTS, THINKING_CHECKPOINTS
 
     model = values.get("MODEL")
-    return str(model) if model else CHECKPOINTS[str(values["PRECISION"])]
+    if model:
+        return str(model)
+    table = THINKING_CHECKPOINTS if values.get("VARIANT") == "thinking" else CHECKPOINTS
+    return table[str(values["PRECISION"])]
 
 
 def run_prefetch(env: Mapping[str, str], verify: bool) -> int:

@@ -8,9 +8,14 @@ Checks (``run_checks``), all reported together in one block:
 
 - GPUs: the number NVML reports, restricted by ``CUDA_VISIBLE_DEVICES``, is at least
   ``GPUS_PER_NODE``; the memory of the GPUs the engine uses covers this node's share of the
-  precision's minimum hardware (``MINIMUM_HARDWARE``).
+  precision's minimum hardware (``MINIMUM_HARDWARE``); their compute capability is one the
+  engine can serve the precision on, and none is in MIG mode; the driver is new enough
+  for the image's CUDA variant (the rules: ``entrypoint.compat``).
 - ``/dev/shm``: at least ``SHM_MIN_BYTES``.
-- memlock: unlimited on multi-node plans (``MEMLOCK_UNLIMITED_NODES``).
+- fabric (``entrypoint.fabric``), on multi-node plans: the container has the verbs devices
+  of the host's RDMA HCAs (a warning when the host has none: NCCL then uses TCP), and NCCL
+  may pin its RDMA buffers (``CAP_IPC_LOCK`` or an unlimited memlock limit; the launcher
+  raises its soft limit to the hard one before the exec).
 - ports: the HTTP port (where this node serves HTTP) and, on node 0 of a multi-node plan,
   ``MASTER_PORT`` can be bound on this host.
 - ``MASTER_IP``: on node 0 of a multi-node plan, one of this host's own addresses.
@@ -21,9 +26,11 @@ Checks (``run_checks``), all reported together in one block:
 
 Then, after the download, nodes ranked 1 and up wait for node 0 (``wait_for_master``).
 
-``PREFLIGHT`` decides what a failure does: ``on`` raises ``PreflightError`` (exit status 3;
-the message lists every failure with its fix), ``warn`` prints the failures as warnings and
-the launch goes on, ``off`` runs nothing here (and so leaves ``GLOO_SOCKET_IFNAME`` unset).
+A check passes, passes with a warning (printed, never fatal: the deployment works, but
+not as well as it could), or fails. ``PREFLIGHT`` decides what a failure does: ``on``
+raises ``PreflightError`` (exit status 3; the message lists every failure with its fix),
+``warn`` prints the failures and the launch goes on, ``off`` runs nothing here (and so
+leaves ``GLOO_SOCKET_IFNAME`` unset).
 
 Only ``os`` and ``sys`` are imported at module level: the launcher runs on every container
 start.
@@ -64,12 +71,6 @@ MINIMUM_HARDWARE = {"fp8": (8, 141), "bf16": (16, 80)}
 SHM_MIN_BYTES = 1 * GiB
 SHM_PATH = "/dev/shm"
 
-# memlock: across nodes NCCL registers its buffers with the RDMA NIC (ibv_reg_mr), which
-# fails under a small RLIMIT_MEMLOCK; NVIDIA's container guides and our compose files use
-# `--ulimit memlock=-1`. One node talks over NVLink/PCIe and needs no locked memory, so the
-# limit is only required from this many nodes on.
-MEMLOCK_UNLIMITED_NODES = 2
-
 # How often the wait for node 0 logs, and the longest pause between two connection attempts.
 WAIT_LOG_EVERY_S = 30
 WAIT_RETRY_S = 2
@@ -83,24 +84,36 @@ PROC_IF_INET6 = "/proc/net/if_inet6"
 class Outcome:
     """The result of one check.
 
+    A check passes, passes with a warning, or fails. A warning does not stop the launch
+    under any ``PREFLIGHT`` mode, but is printed in the report: for example a multi-node
+    plan on a host without RDMA, which works, slowly.
+
     Attributes:
         name (str): what was checked, e.g. ``"gpus"``.
-        ok (bool): the check passed.
-        text (str): what was found; for a failure, also what to change.
+        ok (bool): the check passed (with or without a warning).
+        text (str): what was found; for a failure or a warning, also what to change.
+        warning (bool): the check passed, but ``text`` says what the user should know.
         engine_env (dict[str, str]): variables this check chose for the engine (e.g.
             ``GLOO_SOCKET_IFNAME``); the launch passes them on unless already set.
+        rlimits (dict[str, int]): soft resource limits this check chose for the engine, by
+            ``resource`` name (``{"RLIMIT_MEMLOCK": ...}``); the launcher sets them just
+            before the exec.
     """
 
-    __slots__ = ("name", "ok", "text", "engine_env")
+    __slots__ = ("name", "ok", "text", "warning", "engine_env", "rlimits")
 
-    def __init__(self, name: str, ok: bool, text: str, engine_env: dict[str, str] | None = None):
+    def __init__(self, name: str, ok: bool, text: str, engine_env: dict[str, str] | None = None,
+                 *, warning: bool = False, rlimits: dict[str, int] | None = None):
         self.name = name
         self.ok = ok
         self.text = text
+        self.warning = warning and ok
         self.engine_env = engine_env or {}
+        self.rlimits = rlimits or {}
 
     def __repr__(self) -> str:
-        return f"Outcome({self.name!r}, {self.ok}, {self.text!r})"
+        kind = "warning" if self.warning else self.ok
+        return f"Outcome({self.name!r}, {kind}, {self.text!r})"
 
 
 def chosen_engine_env(outcomes: list[Outcome]) -> dict[str, str]:
@@ -108,36 +121,92 @@ def chosen_engine_env(outcomes: list[Outcome]) -> dict[str, str]:
     return {name: value for outcome in outcomes for name, value in outcome.engine_env.items()}
 
 
+def chosen_rlimits(outcomes: list[Outcome]) -> dict[str, int]:
+    """The soft resource limits the checks in ``outcomes`` chose for the engine, merged."""
+    return {name: value for outcome in outcomes for name, value in outcome.rlimits.items()}
+
+
 # --- GPUs -------------------------------------------------------------------------------
 
 class Gpu:
-    """One GPU as NVML reports it: index (NVML order), name, UUID, total memory in bytes."""
+    """One GPU as NVML reports it.
 
-    __slots__ = ("index", "name", "uuid", "memory")
+    Attributes:
+        index (int): NVML's index (PCI bus order).
+        name (str): the product name, e.g. ``"NVIDIA H200"``.
+        uuid (str): ``GPU-...``.
+        memory (int): total memory in bytes.
+        capability (tuple[int, int] | None): CUDA compute capability (major, minor).
+        mig_instances (int | None): the MIG devices on it when MIG mode is on; None when
+            MIG is off or not supported.
+    """
 
-    def __init__(self, index: int, name: str, uuid: str, memory: int):
+    __slots__ = ("index", "name", "uuid", "memory", "capability", "mig_instances")
+
+    def __init__(self, index: int, name: str, uuid: str, memory: int,
+                 capability: tuple[int, int] | None = None, mig_instances: int | None = None):
         self.index, self.name, self.uuid, self.memory = index, name, uuid, memory
+        self.capability = capability
+        self.mig_instances = mig_instances
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def nvml_gpus(nvml: ModuleType) -> list[Gpu]:
-    """Every GPU NVML reports, through the ``pynvml`` module ``nvml``.
+def _mig_instances(nvml: ModuleType, handle: Any) -> int | None:
+    """The MIG devices of one GPU when MIG mode is on, else None.
+
+    ``nvmlDeviceGetMigMode`` returns ``[current, pending]``; GPUs without MIG answer
+    NVML_ERROR_NOT_SUPPORTED (and drivers without the call, FUNCTION_NOT_FOUND): no MIG.
+    The MIG devices are the indices below ``nvmlDeviceGetMaxMigDeviceCount`` for which
+    ``nvmlDeviceGetMigDeviceHandleByIndex`` finds one (NVML_ERROR_NOT_FOUND where a slot
+    is empty). nvidia-ml-py's pynvml.py, those functions; docs/engines.md, "GPUs and
+    drivers".
+    """
+    try:
+        current = nvml.nvmlDeviceGetMigMode(handle)[0]
+    except nvml.NVMLError:
+        return None
+    if current != nvml.NVML_DEVICE_MIG_ENABLE:
+        return None
+    found = 0
+    for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except nvml.NVMLError as error:
+            if error.value != nvml.NVML_ERROR_NOT_FOUND:
+                raise
+            continue
+        found += 1
+    return found
+
+
+def read_nvml(nvml: ModuleType) -> tuple[str | None, list[Gpu]]:
+    """The driver version and every GPU NVML reports, through the ``pynvml`` module ``nvml``.
+
+    Returns:
+        ``(driver, gpus)``: the driver version (``nvmlSystemGetDriverVersion``, e.g.
+        ``"580.65.06"``; None if NVML does not tell), and the GPUs in NVML's order.
 
     Raises:
-        nvml.NVMLError: when NVML cannot be initialised or queried.
+        nvml.NVMLError: when NVML cannot be initialised or the GPUs cannot be counted.
     """
     nvml.nvmlInit()
     try:
+        try:
+            driver: str | None = _text(nvml.nvmlSystemGetDriverVersion())
+        except nvml.NVMLError:
+            driver = None
         gpus = []
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
             gpus.append(Gpu(index, _text(nvml.nvmlDeviceGetName(handle)),
                             _text(nvml.nvmlDeviceGetUUID(handle)),
-                            int(nvml.nvmlDeviceGetMemoryInfo(handle).total)))
-        return gpus
+                            int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                            (int(major), int(minor)), _mig_instances(nvml, handle)))
+        return driver, gpus
     finally:
         nvml.nvmlShutdown()
 
@@ -185,8 +254,91 @@ def _gpu_summary(gpus: list[Gpu]) -> str:
                      for (name, memory), n in counts.items()) or "none"
 
 
+def _engine_name(engine: str) -> str:
+    return {"sglang": "SGLang", "vllm": "vLLM"}.get(engine, engine)
+
+
+def check_capability(plan: Plan, used: list[Gpu]) -> Outcome | None:
+    """The compute capability of the GPUs used against ``compat.CAPABILITY_RULES``.
+
+    Returns None when NVML gave no capability. A GPU below a refusing rule's minimum is
+    a failure naming the fix (the other engine, or the other precision); below a warning
+    rule's, a warning.
+    """
+    from .compat import CAPABILITY_RULES, capability_text, failed_rule
+
+    known = [g for g in used if g.capability is not None]
+    if not known:
+        return None
+    lowest = min(known, key=lambda g: g.capability or (0, 0))
+    capability = lowest.capability or (0, 0)
+    shown = f"compute capability {capability_text(capability)} ({lowest.name})"
+    who = f"{_engine_name(plan.engine)} with PRECISION={plan.precision}"
+    rule = failed_rule(plan.engine, plan.precision, capability)
+    if rule is not None and rule.refuse:
+        return Outcome("compute capability", False,
+                       f"{shown}: {rule.why}. For {who}, {rule.fix}.")
+    if rule is not None:
+        return Outcome("compute capability", True, f"{shown}: {rule.why}. {rule.fix}.",
+                       warning=True)
+    minimums = [r.minimum for r in CAPABILITY_RULES
+                if r.engine == plan.engine and plan.precision in r.precisions]
+    if not minimums:
+        return Outcome("compute capability", True,
+                       f"{shown}; {who} sets no minimum of its own")
+    return Outcome("compute capability", True,
+                   f"{shown} >= {capability_text(max(minimums))}, what {who} needs")
+
+
+def check_mig(visible: list[Gpu], cuda_visible_devices: str | None) -> Outcome | None:
+    """Refuse MIG: a GPU in MIG mode, or MIG devices named in ``CUDA_VISIBLE_DEVICES``.
+
+    A CUDA process enumerates at most one MIG device (NVIDIA's MIG user guide, "Running
+    CUDA Applications on Bare-Metal"), and LongCat-Flash spreads one model over whole
+    GPUs with tensor parallelism (docs/engines.md, "GPUs and drivers"). Returns None when
+    no MIG is involved.
+    """
+    in_mig = [g for g in visible if g.mig_instances is not None]
+    named = [t.strip() for t in (cuda_visible_devices or "").split(",")
+             if t.strip().startswith("MIG-")]
+    if not in_mig and not named:
+        return None
+    if in_mig:
+        indices = ", ".join(str(g.index) for g in in_mig)
+        instances = sum(g.mig_instances or 0 for g in in_mig)
+        found = (f"MIG mode is on for GPU {indices} ({len(in_mig)} of the {len(visible)} "
+                 f"visible, with {instances} MIG instance{'s' if instances != 1 else ''} "
+                 "in all)")
+        fix = (f"Turn MIG off on this node (as root, with the GPUs idle: nvidia-smi -i "
+               f"{in_mig[0].index} -mig 0, for each GPU, then reset them) or give the "
+               "container GPUs without MIG")
+    else:
+        found = f"CUDA_VISIBLE_DEVICES names MIG devices ({', '.join(named)})"
+        fix = "Set CUDA_VISIBLE_DEVICES to whole GPUs (indices or GPU- UUIDs), or unset it"
+    return Outcome("MIG", False,
+                   f"{found}: a CUDA process uses at most one MIG instance, and LongCat-Flash "
+                   "needs whole GPUs (tensor parallelism over the full memory of each). "
+                   f"{fix}.")
+
+
+def check_driver(plan: Plan, driver: str | None, env: Mapping[str, str]) -> Outcome:
+    """The NVIDIA driver against the CUDA variant this image records (``compat``)."""
+    from .compat import driver_verdict
+
+    if driver is None:
+        return Outcome("driver", True, "NVML reports no driver version; not checked")
+    verdict, text = driver_verdict(driver, plan.engine, env)
+    return Outcome("driver", verdict != "fail", text, warning=verdict == "warn")
+
+
 def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
-    """GPU count and GPU memory, read from NVML (``import pynvml``, nvidia-ml-py)."""
+    """The GPUs and the driver, read from NVML (``import pynvml``, nvidia-ml-py).
+
+    Outcomes, in this order: ``gpus`` (count, honouring ``CUDA_VISIBLE_DEVICES``),
+    ``MIG`` (only when MIG is involved: refused), then, when there are enough GPUs,
+    ``gpu memory`` and ``compute capability`` of the ``GPUS_PER_NODE`` GPUs used, and
+    ``driver`` (against the image's CUDA variant).
+    """
     cvd = env.get("CUDA_VISIBLE_DEVICES")
     shown_cvd = "unset" if cvd is None else repr(cvd)
     try:
@@ -197,7 +349,7 @@ def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
                         "installed; the longcat-deploy images ship it. Install nvidia-ml-py, or "
                         "set PREFLIGHT=warn to start without this check.")]
     try:
-        every = nvml_gpus(pynvml)
+        driver, every = read_nvml(pynvml)
     except pynvml.NVMLError as error:
         return [Outcome("gpus", False,
                         f"NVML cannot read the GPUs ({error}): this container sees no NVIDIA "
@@ -208,11 +360,14 @@ def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
     need = plan.gpus_per_node
     found = (f"{len(visible)} visible ({_gpu_summary(visible)}; NVML reports {len(every)}, "
              f"CUDA_VISIBLE_DEVICES {shown_cvd})")
+    mig = check_mig(visible, cvd)
     if len(visible) < need:
-        return [Outcome("gpus", False,
-                        f"GPUs: {found}, but GPUS_PER_NODE={need}. Give the container all "
-                        "the node's GPUs (docker run --gpus all), correct CUDA_VISIBLE_DEVICES, "
-                        "or set GPUS_PER_NODE to the number this node has.")]
+        outcomes = [Outcome("gpus", False,
+                            f"GPUs: {found}, but GPUS_PER_NODE={need}. Give the container "
+                            "all the node's GPUs (docker run --gpus all), correct "
+                            "CUDA_VISIBLE_DEVICES, or set GPUS_PER_NODE to the number this "
+                            "node has.")]
+        return outcomes + ([mig] if mig else []) + [check_driver(plan, driver, env)]
     used = visible[:need]
     have = sum(g.memory for g in used)
     want = required_gpu_memory(plan.precision, plan.nnodes)
@@ -220,7 +375,7 @@ def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
     basis = (f"PRECISION={plan.precision} needs {count} x {gb} GB = {count * gb} GB of GPU "
              f"memory (the guide's minimum hardware), {want / GB:.0f} GB on each of "
              f"NNODES={plan.nnodes}")
-    outcomes = [Outcome("gpus", True, found)]
+    outcomes = [Outcome("gpus", True, found)] + ([mig] if mig else [])
     if have < want:
         outcomes.append(Outcome(
             "gpu memory", False,
@@ -232,6 +387,10 @@ def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
         outcomes.append(Outcome("gpu memory", True,
                                 f"{have / GB:.0f} GB on {need} GPUs >= {want / GB:.0f} GB "
                                 f"({basis})"))
+    capability = check_capability(plan, used)
+    if capability is not None:
+        outcomes.append(capability)
+    outcomes.append(check_driver(plan, driver, env))
     return outcomes
 
 
@@ -254,30 +413,6 @@ def check_shm(path: str = SHM_PATH) -> Outcome:
                        "or --shm-size=16g.")
     return Outcome("/dev/shm", True,
                    f"{path} is {format_bytes(size)} >= {format_bytes(SHM_MIN_BYTES)}")
-
-
-def check_memlock(plan: Plan, limits: tuple[int, int] | None = None) -> Outcome:
-    """RLIMIT_MEMLOCK (soft) is unlimited on multi-node plans.
-
-    Args:
-        limits: (soft, hard) to judge instead of this process's ``resource.getrlimit``.
-    """
-    import resource
-
-    soft, hard = limits or resource.getrlimit(resource.RLIMIT_MEMLOCK)
-
-    def shown(limit: int) -> str:
-        return "unlimited" if limit == resource.RLIM_INFINITY else format_bytes(limit)
-
-    found = f"memlock limit {shown(soft)} (hard {shown(hard)})"
-    if soft == resource.RLIM_INFINITY:
-        return Outcome("memlock", True, found)
-    if plan.nnodes < MEMLOCK_UNLIMITED_NODES:
-        return Outcome("memlock", True, f"{found}; one node needs no locked memory")
-    return Outcome("memlock", False,
-                   f"{found}; across {plan.nnodes} nodes NCCL registers its buffers with the "
-                   "RDMA network card, which fails under a memlock limit. Run the container "
-                   "with --ulimit memlock=-1 (compose: ulimits: memlock: -1).")
 
 
 # --- network ----------------------------------------------------------------------------
@@ -489,8 +624,16 @@ def port_in_use(host: str, port: int) -> OSError | None:
     return None
 
 
+def _ip_or_none(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return _ip(text)
+    except ValueError:
+        return None
+
+
 def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> Outcome:
     import errno
+    import socket
 
     error = port_in_use(host, port)
     where = join_host_port(host, port)
@@ -500,10 +643,20 @@ def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> O
         return Outcome(name, False,
                        f"{where} ({variable}) is already in use on this host: another server, "
                        f"or an earlier container still running. Stop it, or {fix}.")
+    address_fix = "Set HOST to 0.0.0.0 or to one of this host's addresses."
+    if isinstance(error, socket.gaierror):
+        return Outcome(name, False, f"{where} ({variable}) cannot be bound: HOST={host} does not "
+                       f"resolve on this host ({error.strerror}). {address_fix}")
     if error.errno == errno.EADDRNOTAVAIL:
         return Outcome(name, False,
                        f"{where} ({variable}) cannot be bound: {host} is not an address of "
-                       "this host. Set HOST to 0.0.0.0 or to one of this host's addresses.")
+                       f"this host. {address_fix}")
+    if error.errno == errno.EINVAL and "%" not in host and _ip_or_none(host) is not None \
+            and _ip(host).is_link_local:
+        return Outcome(name, False,
+                       f"{where} ({variable}) cannot be bound: HOST={host} is a link-local "
+                       f"address, which needs its interface as a scope (HOST={host}%eth0). "
+                       f"{address_fix}")
     return Outcome(name, False, f"{where} ({variable}) cannot be bound ({error}); {fix}.")
 
 
@@ -543,17 +696,27 @@ def check_writable(directory: str) -> Outcome:
 # --- running them -----------------------------------------------------------------------
 
 def collect(plan: Plan, env: Mapping[str, str],
-            download_to: str | None = None) -> list[Outcome]:
+            download_to: str | None = None, root: str = "/") -> list[Outcome]:
     """Run every check that applies to ``plan`` on this host; return their outcomes.
 
     Args:
         plan: this node's plan.
-        env: the environment (``CUDA_VISIBLE_DEVICES``, ``GLOO_SOCKET_IFNAME``).
+        env: the environment (``CUDA_VISIBLE_DEVICES``, ``GLOO_SOCKET_IFNAME``, the
+            platform's variables, ``NCCL_IB_DISABLE``).
         download_to: the cache files will be downloaded into, when some are missing.
+        root: where ``/sys``, ``/dev`` and ``/proc`` are read for the fabric (tests).
     """
+    from .fabric import check_fabric, check_memlock, read_fabric
+    from .platforms import platform_of
+
     outcomes = check_gpus(plan, env)
     outcomes.append(check_shm())
-    outcomes.append(check_memlock(plan))
+    fabric = read_fabric(root)
+    platform = platform_of(env)
+    outcomes.append(check_memlock(plan, fabric=fabric, platform=platform))
+    rdma = check_fabric(plan, env, fabric, platform)
+    if rdma is not None:
+        outcomes.append(rdma)
     outcomes.extend(check_ports(plan))
     if plan.multi_node and plan.node_rank == 0:
         outcomes.append(check_master_ip(plan))
@@ -568,23 +731,30 @@ def collect(plan: Plan, env: Mapping[str, str],
 def report(outcomes: list[Outcome], mode: str) -> None:
     """Print the outcomes as one block; act on failures as ``mode`` says.
 
+    Each line is marked ``ok``, ``WARN`` (passed with a warning) or ``FAIL``. Under
+    ``mode == "on"`` a failure stops the launch: the block then lists what passed and the
+    warnings, and the error lists the failures with their fixes.
+
     Raises:
         PreflightError: ``mode == "on"`` and a check failed (exit status 3).
     """
-    failures = [o.text for o in outcomes if not o.ok]
-    if failures and mode == "on":
-        raise PreflightError(failures)
+    failures = [o for o in outcomes if not o.ok]
+    stop = bool(failures) and mode == "on"
     lines = [f"preflight ({len(outcomes) - len(failures)} of {len(outcomes)} checks passed):"]
     for outcome in outcomes:
-        mark = "ok  " if outcome.ok else "WARN"
+        if stop and not outcome.ok:
+            continue  # in the error below
+        mark = "FAIL" if not outcome.ok else "WARN" if outcome.warning else "ok  "
         lines.append(f"  {mark} {outcome.name}: {outcome.text}")
-    if failures:
+    if failures and not stop:
         lines.append("  PREFLIGHT=warn: starting anyway.")
     log("\n".join(lines))
+    if stop:
+        raise PreflightError([o.text for o in failures])
 
 
 def run_checks(plan: Plan, env: Mapping[str, str], mode: str,
-               download_to: str | None = None) -> list[Outcome]:
+               download_to: str | None = None, root: str = "/") -> list[Outcome]:
     """``collect`` then ``report``; nothing at all when ``mode == "off"``.
 
     Raises:
@@ -592,7 +762,7 @@ def run_checks(plan: Plan, env: Mapping[str, str], mode: str,
     """
     if mode == "off":
         return []
-    outcomes = collect(plan, env, download_to)
+    outcomes = collect(plan, env, download_to, root)
     report(outcomes, mode)
     return outcomes
 
@@ -662,6 +832,34 @@ def wait_for_master(plan: Plan, wait_s: int, mode: str, *,
 
 # --- the dry run ------------------------------------------------------------------------
 
+def _describe_gpu_rules(plan: Plan, env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """Dry-run rows for the compute capability, MIG and the driver (``compat``)."""
+    from .compat import (
+        CAPABILITY_RULES,
+        CUDA_DRIVERS_ENV,
+        CUDA_VARIANT_ENV,
+        capability_text,
+        parse_cuda_drivers,
+    )
+
+    who = f"{_engine_name(plan.engine)} {plan.precision}"
+    rules = [r for r in CAPABILITY_RULES
+             if r.engine == plan.engine and plan.precision in r.precisions]
+    rows = [("  compute capability",
+             "; ".join(f">= {capability_text(r.minimum)}" if r.refuse else
+                       f"< {capability_text(r.minimum)} warns" for r in rules) or "no minimum",
+             who),
+            ("  MIG", "off", "whole GPUs (tensor parallel)")]
+    variant = env.get(CUDA_VARIANT_ENV) or ""
+    listed = {v.name: v for v in parse_cuda_drivers(env.get(CUDA_DRIVERS_ENV) or "") or []}
+    if variant in listed:
+        rows.append(("  driver", listed[variant].needs(),
+                     f"this image's CUDA {listed[variant].toolkit} ({variant})"))
+    else:
+        rows.append(("  driver", "not compared", f"{CUDA_VARIANT_ENV} unset: not our image"))
+    return rows
+
+
 def describe(plan: Plan, values: Mapping[str, Any],
              env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """What the launch would check, for the dry run: (name, what, why) rows. Checks nothing.
@@ -686,9 +884,15 @@ def describe(plan: Plan, values: Mapping[str, Any],
     rows.append(("  gpus", f">= {plan.gpus_per_node} visible, >= {want / GB:.0f} GB",
                  f"NVML; CUDA_VISIBLE_DEVICES {'unset' if cvd is None else repr(cvd)}; "
                  f"{plan.precision}: {count} x {gb} GB over {plan.nnodes} node(s)"))
+    rows.extend(_describe_gpu_rules(plan, env))
     rows.append(("  /dev/shm", f">= {format_bytes(SHM_MIN_BYTES)}", "NCCL shared memory"))
-    rows.append(("  memlock", "unlimited" if plan.nnodes >= MEMLOCK_UNLIMITED_NODES
-                 else "no minimum (one node)", "NCCL over RDMA between nodes"))
+    if plan.multi_node:
+        rows.append(("  RDMA", "verbs devices (/dev/infiniband)",
+                     "NCCL between nodes; without an HCA: a warning (TCP)"))
+        rows.append(("  memlock", "unlimited or CAP_IPC_LOCK",
+                     "with an RDMA device; soft limit raised to the hard one"))
+    else:
+        rows.append(("  memlock", "no minimum (one node)", "NCCL over RDMA between nodes"))
     if plan.serves_http:
         rows.append(("  free port", join_host_port(plan.host, plan.port), "PORT"))
     if plan.multi_node and plan.node_rank == 0:

@@ -33,19 +33,34 @@ if TYPE_CHECKING:  # typing costs milliseconds at every container start
 
 ENGINES = ("sglang", "vllm")
 PRECISIONS = ("fp8", "bf16")
+VARIANTS = ("chat", "thinking")
 
 # Checkpoints per precision (docs/engines.md, "Checkpoints and minimum hardware").
 CHECKPOINTS = {
     "fp8": "meituan-longcat/LongCat-Flash-Chat-FP8",
     "bf16": "meituan-longcat/LongCat-Flash-Chat",
 }
+# The Thinking models: the same architecture and deployment as Chat, reasoning inside
+# <longcat_think>...</longcat_think> (docs/engines.md, "Checkpoints and minimum hardware").
+THINKING_CHECKPOINTS = {
+    "fp8": "meituan-longcat/LongCat-Flash-Thinking-FP8",
+    "bf16": "meituan-longcat/LongCat-Flash-Thinking",
+}
 # The vendor guide's minimum hardware: FP8 fits one node of 8x141 GB, BF16 needs two.
 DEFAULT_NNODES = {"fp8": 1, "bf16": 2}
 # Engine defaults. SGLang: srt/server_args.py (port 30000); its dist-init port is the
-# vendor guide's 5000. vLLM: 8000 (vllm/entrypoints/openai/cli_args.py); RPC port is the
+# vendor guide's 5000. vLLM: 8000 (vllm/entrypoints/common/cli_args.py); RPC port is the
 # vendor guide's 13345 (docs/engines.md, "Checkpoints and minimum hardware").
 DEFAULT_PORT = {"sglang": 30000, "vllm": 8000}
 DEFAULT_MASTER_PORT = {"sglang": 5000, "vllm": 13345}
+# Graceful stop, in seconds. The engine gets SHUTDOWN_TIMEOUT_S to finish in-flight requests
+# after SIGTERM (vLLM --shutdown-timeout; docs/engines.md, "Serving features"); the
+# platforms give the container STOP_GRACE_PERIOD_S before SIGKILL (compose's
+# stop_grace_period, Kubernetes' terminationGracePeriodSeconds): the drain plus a margin
+# for the engine to free the GPUs of its workers. tests/test_grace_period.py ties the
+# compose files and the manifests to these two numbers.
+DEFAULT_SHUTDOWN_TIMEOUT_S = 120
+STOP_GRACE_PERIOD_S = DEFAULT_SHUTDOWN_TIMEOUT_S + 60
 
 class Variable:
     """One environment variable of the launcher's contract.
@@ -55,7 +70,9 @@ class Variable:
         kind: how its value is parsed: ``"choice"``, ``"bool"``, ``"count"`` (1 or more),
             ``"index"`` (0 or more), ``"port"``, ``"seconds"``, ``"timeout"`` (seconds, 1 or
             more), ``"address"``, ``"model"``,
-            ``"revision"``, ``"args"``, or
+            ``"revision"``, ``"args"``, ``"name"`` (a served model name), ``"file"`` (a
+            file's path, read at launch), ``"secret"`` (parsed to ``True`` when set: the
+            value itself never enters the settings; see ``entrypoint.apikey``), or
             ``"library"`` for a variable the launcher passes through to a library
             (huggingface_hub, NCCL) and does not parse itself.
         default: the value used when the variable is unset or empty (already parsed),
@@ -100,6 +117,10 @@ class Variable:
                      "or relative starting with ./ or ../",
             "revision": "a branch, tag or commit hash (letters, digits, . _ - /; no ..)",
             "args": "engine flags, quoted the way a shell quotes them",
+            "name": "a name of printable characters without spaces, not starting with -",
+            "file": "the path of a readable file",
+            "secret": f"a key of {MIN_SECRET_CHARS} or more characters, without spaces, "
+                      "newlines or control characters",
         }
         return described[self.kind]
 
@@ -120,7 +141,8 @@ VARIABLES: tuple[Variable, ...] = (
              choices=ENGINES, default_doc="the engine installed in the image"),
     Variable("PRECISION", "choice", "fp8",
              "Checkpoint precision: fp8 serves meituan-longcat/LongCat-Flash-Chat-FP8, "
-             "bf16 serves meituan-longcat/LongCat-Flash-Chat.",
+             "bf16 serves meituan-longcat/LongCat-Flash-Chat (-Thinking- instead of -Chat- "
+             "with VARIANT=thinking).",
              choices=PRECISIONS),
     Variable("NNODES", "count", None,
              "Number of nodes in the deployment.",
@@ -136,9 +158,9 @@ VARIABLES: tuple[Variable, ...] = (
              "Multi-token prediction: speculative decoding with the checkpoint's own draft "
              "layer (SGLang NEXTN, vLLM mtp)."),
     Variable("MODEL", "model", None,
-             "Checkpoint to serve instead of the one PRECISION selects; also the MTP draft "
-             "model.",
-             default_doc="the checkpoint for PRECISION"),
+             "Checkpoint to serve instead of the one VARIANT and PRECISION select; also the "
+             "MTP draft model.",
+             default_doc="the checkpoint for VARIANT and PRECISION"),
     Variable("GPUS_PER_NODE", "count", 8,
              "GPUs each node uses."),
     Variable("HOST", "address", "0.0.0.0",
@@ -200,6 +222,40 @@ VARIABLES: tuple[Variable, ...] = (
              "NCCL's interfaces (accepts ^-exclusions and comma lists); passed through "
              "unchanged.",
              accepted_doc="interface names or prefixes (read by NCCL)"),
+    Variable("NCCL_IB_DISABLE", "library", None,
+             "1: NCCL uses TCP sockets between the nodes instead of InfiniBand or RoCE; "
+             "preflight then warns instead of refusing a host whose HCAs the container "
+             "cannot reach.",
+             accepted_doc="0 or 1 (read by NCCL)"),
+    Variable("VARIANT", "choice", "chat",
+             "Model family: chat serves LongCat-Flash-Chat, thinking serves "
+             "LongCat-Flash-Thinking (same architecture and deployment; it reasons inside "
+             "<longcat_think> tags, separated from the answer on vLLM).",
+             choices=VARIANTS),
+    Variable("TOOL_CALLS", "bool", None,
+             "OpenAI tool calls (tool_choice auto) with the engine's LongCat tool parser. "
+             "Only vLLM has one; on with ENGINE=sglang is refused.",
+             default_doc="on (vllm), off (sglang)"),
+    Variable("SERVED_MODEL_NAME", "name", None,
+             "The model name clients ask for (GET /v1/models, the model field).",
+             default_doc="the repo id; for a local MODEL, the repo id VARIANT and PRECISION "
+                         "select (a models--org--name cache folder: org/name)"),
+    Variable("API_KEY", "secret", None,
+             "Key clients must send (Authorization: Bearer KEY) on the API; /health and "
+             "/metrics stay open. Never on the engine's command line, never printed.",
+             secret=True),
+    Variable("API_KEY_FILE", "file", None,
+             "A file holding the API key (a mounted Secret), read at launch instead of "
+             "API_KEY; trailing newlines are ignored."),
+    Variable("CONTEXT_LENGTH", "count", None,
+             "Longest sequence (prompt and answer, in tokens) the engine accepts: SGLang "
+             "--context-length, vLLM --max-model-len.",
+             default_doc="the checkpoint's own"),
+    Variable("SHUTDOWN_TIMEOUT_S", "seconds", DEFAULT_SHUTDOWN_TIMEOUT_S,
+             "After SIGTERM, how long vLLM lets in-flight requests finish "
+             "(--shutdown-timeout); SGLang drains them without a limit. Keep it below the "
+             f"platform's grace period ({STOP_GRACE_PERIOD_S} s in our compose files and "
+             "manifests)."),
     Variable("DRY_RUN", "bool", False,
              "Print the plan and the command, then exit without starting anything "
              "(same as --dry-run)."),
@@ -210,9 +266,14 @@ BY_NAME = {v.name: v for v in VARIABLES}
 # Variables whose values are secrets: never printed (``entrypoint.output.configure`` blanks
 # them in all output) and never put on an engine's command line. Beyond our own secret
 # variables: huggingface_hub's older token name (huggingface_hub/constants.py) and the key
-# variable vLLM reads (vllm/entrypoints/openai/cli_args.py, VLLM_API_KEY).
+# variable vLLM reads (vllm/envs.py, VLLM_API_KEY).
 SECRET_VARIABLES = (*(v.name for v in VARIABLES if v.secret), "HUGGING_FACE_HUB_TOKEN",
                     "VLLM_API_KEY")
+# Families of variables that the engines and their libraries read (NCCL, UCX, Gloo,
+# huggingface_hub, vLLM, SGLang). The platform files pass every one that is set into the
+# container unchanged: compose from compose/.env (common.yaml's env_file), the sbatch
+# script from the submitting shell (docs/engines.md, "Fabric").
+ENGINE_VARIABLE_PREFIXES = ("NCCL_", "UCX_", "GLOO_", "HF_", "VLLM_", "SGLANG_")
 # The longest value any variable takes, checked before parsing: enough for any address,
 # path or token; engine flags get more room.
 MAX_VALUE_CHARS = 4096
@@ -288,19 +349,29 @@ def _parse(var: Variable, raw: str) -> Any:
         except ValueError as exc:  # unbalanced quotes; the flags may carry a secret
             raise ConfigError(var.name, raw, var.accepted(), f"It does not split: {exc}.",
                               hide_value=True) from None
+    if var.kind == "name":
+        # One argv word for --served-model-name: no spaces, and no leading "-", which the
+        # engines' parsers would read as an option.
+        if text.isprintable() and " " not in text and not text.startswith("-"):
+            return text
+        raise ConfigError(var.name, raw, var.accepted())
+    if var.kind == "file":
+        return text
+    if var.kind == "secret":  # checked by _check_secret; the value stays in the environment
+        return True
     raise TypeError(f"{var.name}: no parser for kind {var.kind!r}")  # a bug in VARIABLES
 
 
-def detect_engine() -> list[str]:
+def detect_engine(env: Mapping[str, str]) -> list[str]:
     """Return the engines installed where the launcher runs, in ``ENGINES`` order.
 
     SGLang counts when its package is importable by this interpreter (it is launched as
-    ``python -m sglang.launch_server``); vLLM when the ``vllm`` command is on ``PATH``.
+    ``python -m sglang.launch_server``); vLLM when the ``vllm`` command is on ``env``'s ``PATH``.
     Neither is imported.
     """
     from .engines import engine_module
 
-    return [name for name in ENGINES if engine_module(name).find_engine() is not None]
+    return [name for name in ENGINES if engine_module(name).find_engine(env) is not None]
 
 
 def _check_secret(name: str, raw: str) -> None:
@@ -333,7 +404,7 @@ def _platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
 
 
 def load_settings(env: Mapping[str, str],
-                  installed: Callable[[], list[str]] = detect_engine) -> Settings:
+                  installed: Callable[[], list[str]] | None = None) -> Settings:
     """Read and validate every variable in ``VARIABLES`` from ``env``.
 
     An empty value counts as unset. ``NODE_RANK``, ``MASTER_IP`` and ``NNODES`` fall back
@@ -344,6 +415,7 @@ def load_settings(env: Mapping[str, str],
     Args:
         env: the environment, e.g. ``os.environ``.
         installed: returns the installed engines; called only when ENGINE is unset.
+            Default: ``detect_engine(env)``.
 
     Returns:
         Settings with every variable parsed, defaults that depend on other variables
@@ -382,7 +454,7 @@ def load_settings(env: Mapping[str, str],
                 raise ConfigError(var.name, raw, f"{theirs} (from {source}), or unset",
                                   f"{var.name} contradicts the platform's {source}.")
     if values["ENGINE"] is None:
-        found = installed()
+        found = installed() if installed is not None else detect_engine(env)
         if len(found) != 1:
             where = "neither engine is installed here" if not found else "both are installed"
             raise ConfigError("ENGINE", None, " | ".join(ENGINES),

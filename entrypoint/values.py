@@ -32,11 +32,6 @@ LARGEST_WHOLE = 2**31 - 1
 # are far longer (Hugging Face user tokens: "hf_" and 34 characters).
 MIN_SECRET_CHARS = 8
 
-# How a local MODEL starts (settings, the "model" kind); anything else is a Hub repo id.
-LOCAL_MODEL_PREFIXES = ("/", "./", "../")
-# The folder name huggingface_hub gives a model repository in its cache (models--org--name).
-CACHE_FOLDER_PREFIX = "models--"
-
 ADDRESS_ACCEPTED = "an IPv4 address, an IPv6 address (brackets optional) or a DNS name"
 
 # RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.
@@ -49,19 +44,6 @@ def fullmatch(pattern: str, text: str) -> bool:
     import re
 
     return re.fullmatch(pattern, text) is not None
-
-
-def is_local_model(model: str) -> bool:
-    """True when ``MODEL`` names a local directory rather than a Hub repo id."""
-    return model.startswith(LOCAL_MODEL_PREFIXES)
-
-
-def is_cache_folder(model: str) -> bool:
-    """True when a local ``MODEL`` is a Hugging Face cache folder (``.../models--org--name``),
-    whose snapshot the weights step picks (by ``MODEL_REVISION``)."""
-    import os
-
-    return os.path.basename(os.path.abspath(model)).startswith(CACHE_FOLDER_PREFIX)
 
 
 def parse_bool(name: str, raw: str) -> bool:
@@ -159,3 +141,27 @@ def join_host_port(host: str, port: int) -> str:
     The form SGLang's ``--dist-init-addr`` takes, and the one every log line uses.
     """
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# A MODEL that names a local directory rather than a Hugging Face repo id (settings, kind
+# "model"): absolute, or relative starting with ./ or ../.
+LOCAL_MODEL_PREFIXES = ("/", "./", "../")
+# huggingface_hub's cache layout: a repository's folder is models--{org}--{name}
+# (huggingface_hub/constants.py, REPO_ID_SEPARATOR; file_download.py, repo_folder_name).
+CACHE_FOLDER_PREFIX = "models--"
+
+
+def is_local_model(model: str) -> bool:
+    """True when ``MODEL`` names a local directory rather than a repo id."""
+    return model.startswith(LOCAL_MODEL_PREFIXES)
+
+
+def repo_id_of_cache_folder(path: str) -> str | None:
+    """``org/name`` for a Hugging Face cache repository folder (``.../models--org--name``),
+    else ``None``. Reads nothing from disk."""
+    import os
+
+    name = os.path.basename(os.path.normpath(path))
+    if not name.startswith(CACHE_FOLDER_PREFIX):
+        return None
+    return name[len(CACHE_FOLDER_PREFIX):].replace("--", "/")

@@ -43,7 +43,7 @@ import os
 
 from .errors import WeightsError
 from .output import format_gb, log
-from .values import GB, is_local_model
+from .values import CACHE_FOLDER_PREFIX, GB, is_local_model, repo_id_of_cache_folder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ ALLOW_PATTERNS = (
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 DEFAULT_REVISION = "main"
-CACHE_PREFIX = "models--"
+CACHE_PREFIX = CACHE_FOLDER_PREFIX
 # How often the download logs its progress.
 PROGRESS_EVERY_S = 15.0
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VALUES
@@ -120,7 +120,6 @@ class Located:
         model (str): ``MODEL`` as given.
         path (str | None): the local directory the engine should load; ``None`` while files
             are missing.
-        served_name (str | None): the name clients should see (``--served-model-name``).
         repo_id (str | None): the Hub repository, for a repo id ``MODEL``.
         revision (str | None): the revision asked for (``MODEL_REVISION`` or ``main``).
         cache (str | None): the hub cache (``hub_cache``).
@@ -128,12 +127,11 @@ class Located:
             holds nothing that tells (nothing of this revision was cached).
     """
 
-    def __init__(self, model: str, path: str | None = None, served_name: str | None = None,
+    def __init__(self, model: str, path: str | None = None,
                  repo_id: str | None = None, revision: str | None = None,
                  cache: str | None = None, missing: list[str] | None = None):
         self.model = model
         self.path = path
-        self.served_name = served_name
         self.repo_id = repo_id
         self.revision = revision
         self.cache = cache
@@ -146,16 +144,13 @@ class Located:
 
     def plan_changes(self) -> dict[str, str]:
         """The plan fields this checkpoint sets (for ``Plan.replace``): the local path as
-        ``model``, and the name clients keep seeing as ``served_model_name``."""
-        changes = {}
-        if self.path is not None:
-            changes["model"] = self.path
-        if self.served_name:
-            changes["served_model_name"] = self.served_name
-        return changes
+        ``model``. The name clients see stays the plan's ``served_model_name``, which
+        ``entrypoint.plan`` chose from ``MODEL`` as given (``repo_id_of_cache_folder``)."""
+        return {} if self.path is None else {"model": self.path}
 
 
 # --- local directories ------------------------------------------------------------------
+
 
 def _snapshot_of_cache_folder(folder: str, revision: str | None) -> str:
     """The snapshot directory of a cache repository folder (``models--org--name``)."""
@@ -212,11 +207,9 @@ def _locate_local(model: str, revision: str | None) -> Located:
         os.listdir(path)
     except OSError as error:
         raise _unreadable(model, path, error) from None
-    served = None
-    name = os.path.basename(path)
-    if name.startswith(CACHE_PREFIX):
+    cache_folder = repo_id_of_cache_folder(path) is not None
+    if cache_folder:
         path = _snapshot_of_cache_folder(path, revision)
-        served = name[len(CACHE_PREFIX):].replace("--", "/")
     config = os.path.join(path, "config.json")
     if not os.path.isfile(config):
         try:
@@ -231,7 +224,7 @@ def _locate_local(model: str, revision: str | None) -> Located:
             pass
     except OSError as error:
         raise _unreadable(model, config, error) from None
-    return Located(model, path=path if served else model, served_name=served)
+    return Located(model, path=path if cache_folder else model)
 
 
 # --- the Hugging Face cache -------------------------------------------------------------
@@ -349,7 +342,7 @@ def locate_model(model: str, revision: str | None, env: Mapping[str, str]) -> Lo
     except ValueError as error:  # huggingface_hub's HFValidationError: a name it refuses
         raise WeightsError(f"MODEL={model} (MODEL_REVISION={revision}) is refused by "
                            f"huggingface_hub: {error}") from None
-    located = Located(model, served_name=model, repo_id=model,
+    located = Located(model, repo_id=model,
                       revision=revision, cache=cache, missing=missing)
     if snapshot is not None and not missing:
         located.path = snapshot
@@ -829,7 +822,7 @@ def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
             located: Located | None = None) -> Located:
     """``locate``, then ``fetch`` if needed; return where the checkpoint is on this host.
 
-    ``Located.plan_changes`` gives what the plan becomes (the local path, the served name).
+    ``Located.plan_changes`` gives what the plan becomes (the local path).
     """
     located = located or locate(plan, values, env)
     if located.needs_download:
@@ -869,5 +862,5 @@ def _describe_checkpoint(plan: Plan, values: Mapping[str, Any],
         ("  stall bound", f"{values.get('DOWNLOAD_STALL_S') or default_stall_s()} s without a "
          "byte, 3 times", "DOWNLOAD_STALL_S: then exit 4"),
         ("  shared cache", "one node downloads, the others wait", "a lease file in the cache"),
-        ("  engine gets", "the local snapshot", f"served as {plan.model}"),
+        ("  engine gets", "the local snapshot", f"served as {plan.served_model_name}"),
     ]

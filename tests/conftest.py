@@ -7,16 +7,18 @@ Session fixtures, built once per test run and cleaned up at its end:
 - ``docker_token``: a random token unique to this session; names of images and the
   ``dev.longcat-deploy.test`` label of containers carry it, so parallel sessions on one
   daemon never collide and each removes only what it made.
-- ``standin_image``: the local stand-in for the official engine base images
+- ``standin_image``: the local stand-in minbase for the official engine base images
   (tests/images/standin.py), made by ``.ci/setup-docker`` and kept between runs.
-- ``fake_base_images``: ``{engine: image}``: the stand-in plus that engine's fake
-  (tests/images/fakes), i.e. what ``--base-image`` points at instead of the official base.
+- ``fake_base_images``: ``{engine: image}``: that engine's stand-in base, laid out like
+  the official image of its default CUDA variant (tests/fakes/bases.py, from
+  tests/fakes/official_images.toml), plus its fake engine (tests/fakes/engines): what
+  ``--base-image`` points at instead of the official base.
 - ``built_images``: ``{engine: tests.images.dockerutil.BuiltImage}``: the shipped
-  Dockerfiles built by the shipped build.py (``build.build_targets``) from the fake bases,
-  verified in-image and tagged ``longcat-test-<token>:<engine>-<version>-<cuda>`` (and the
-  other tags of the scheme). Reuse it for anything that needs our images, for example
-  compose tests: ``built_images["sglang"].ref`` is an image reference to run. Do not
-  remove or retag these images; they are removed when the session ends.
+  Dockerfiles built by the shipped build.py (``images.pipeline.build_targets``) from the
+  fake bases, verified in-image and tagged ``longcat-test-<token>:<engine>-<version>-<cuda>``
+  (and the other tags of the scheme). Reuse it for anything that needs our images, for
+  example compose tests: ``built_images["sglang"].ref`` is an image reference to run. Do
+  not remove or retag these images; they are removed when the session ends.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images.dockerutil import (TEST_LABEL, BuiltImage, consume_build, new_token,
-                                     remove_images)
+from tests.images.dockerutil import TEST_LABEL, BuiltImage, new_token, remove_images
 
 ROOT = Path(__file__).resolve().parent.parent
 # A test that uses any of these fixtures needs the Docker engine: it is marked "docker".
@@ -96,36 +97,21 @@ def standin_image(docker_client) -> str:
 @pytest.fixture(scope="session")
 def matrix() -> dict:
     """images/matrix.toml, as build.py reads it."""
-    import build
+    from images.matrix import load_matrix
 
-    return build.load_matrix(ROOT)
-
-
-def build_fake_base(client, matrix: dict, standin: str, engine: str, tag: str,
-                    reject: str = "") -> str:
-    """Build ``engine``'s fake base (stand-in + fake engine) as ``tag``; return ``tag``.
-
-    Args:
-        reject: comma-separated option strings the fake's parser leaves out
-            (``FAKE_ENGINE_REJECT``), to stand for an engine that dropped a flag.
-    """
-    from tests.images.fakes import fake_base_context
-
-    context = fake_base_context(engine, matrix["engines"][engine]["version"])
-    consume_build(client.api.build(
-        fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True, forcerm=True,
-        network_mode="host", decode=True, labels={TEST_LABEL: tag},
-        buildargs={"STANDIN": standin, "FAKE_ENGINE_REJECT": reject}))
-    return tag
+    return load_matrix(ROOT)
 
 
 @pytest.fixture(scope="session")
 def fake_base_images(docker_client, matrix, standin_image, docker_token) -> dict[str, str]:
-    """{engine: fake base image}, built for this session and removed after it."""
+    """{engine: fake base image} of each engine's default variant, built for this session
+    and removed after it (the layouts under them are kept, like the minbase)."""
+    from tests.fakes.bases import build_fake_base
+
     bases = {}
     try:
         for engine in matrix["engines"]:
-            bases[engine] = build_fake_base(docker_client, matrix, standin_image, engine,
+            bases[engine] = build_fake_base(docker_client, matrix, engine,
                                             f"longcat-test-{docker_token}-base:{engine}")
         yield bases
     finally:
@@ -133,39 +119,45 @@ def fake_base_images(docker_client, matrix, standin_image, docker_token) -> dict
 
 
 def build_with_buildpy(client, matrix: dict, engine: str, base: str, repository: str,
-                       root: Path = ROOT, registry: str | None = None,
+                       root: Path = ROOT, registry: str | None = None, cuda: str | None = None,
                        **options) -> BuiltImage:
     """Build ``engine``'s image from ``root`` with build.py, FROM ``base``.
 
     Args:
         registry: ``HOST:PORT`` to prefix the repository with (for pushes).
-        options: more ``build.build_targets`` keywords (``no_cache``, ``push``).
+        cuda: the CUDA variant (default: the engine's default).
+        options: more ``images.pipeline.build_targets`` keywords (``no_cache``, ``push``).
 
     Raises:
-        build.BuildError: as build.py would report it (the build, or its verification);
-            its ``output`` attribute holds what build.py printed.
+        images.errors.BuildError: as build.py would report it (the build, or its
+            verification); its ``output`` attribute holds what build.py printed.
     """
-    import build
+    from images.errors import BuildError
+    from images.matrix import Options, plan
+    from images.pipeline import build_targets
 
-    targets = build.plan(matrix, [engine], base_image=base, repository=repository,
-                         registry=registry, revision="test", root=root)
+    targets = plan(matrix, [engine], Options(base_image=base, repository=repository,
+                                             registry=registry, revision="test", cuda=cuda),
+                   root=root)
     out = io.StringIO()
     try:
-        results = build.build_targets(targets, client=client, root=root, matrix=matrix,
-                                      out=out, **options)
-    except build.BuildError as exc:
+        results = build_targets(targets, client=client, root=root, matrix=matrix, out=out,
+                                **options)
+    except BuildError as exc:
         exc.output = out.getvalue()
         raise
     (result,) = results.values()
     return BuiltImage(engine=engine, id=result["id"], ref=result["tags"][0],
                       tags=result["tags"], base=base, repository=repository,
-                      output=out.getvalue(), digests=result["digests"])
+                      output=out.getvalue(), digests=result["digests"],
+                      base_digest=result["base_digest"],
+                      engine_version=result["engine_version"])
 
 
 @pytest.fixture(scope="session")
 def built_images(docker_client, matrix, fake_base_images, docker_token) -> dict[str, BuiltImage]:
     """{engine: BuiltImage}: our images, built by build.py from the fake bases (see above)."""
-    import build
+    from images.errors import BuildError
 
     images = {}
     try:
@@ -173,7 +165,7 @@ def built_images(docker_client, matrix, fake_base_images, docker_token) -> dict[
             try:
                 images[engine] = build_with_buildpy(docker_client, matrix, engine, base,
                                                     f"longcat-test-{docker_token}")
-            except build.BuildError as exc:
+            except BuildError as exc:
                 pytest.fail(f"build.py could not build {engine}: {exc}\n"
                             f"{getattr(exc, 'output', '')}", pytrace=False)
         yield images

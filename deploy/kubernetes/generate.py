@@ -3,6 +3,8 @@
 
     python deploy/kubernetes/generate.py            # rewrite the manifests
     python deploy/kubernetes/generate.py --check    # exit 1 if any is out of date
+    python deploy/kubernetes/generate.py --rdma-resource rdma/rdma_shared_device_a \
+        --out my-manifests/                         # the RDMA variants for your plugin
 
 Every manifest is written from ``render_all()`` below; edit this file, not the YAML, then
 run it and commit both. ``tests/deploy/test_kubernetes.py`` fails when they disagree.
@@ -11,6 +13,12 @@ Output, for each engine (sglang, vllm):
 
 - ``<engine>-1node.yaml``: one 8-GPU node serving the FP8 checkpoint (a group of size 1);
 - ``<engine>-2node.yaml``: two 8-GPU nodes serving the BF16 checkpoint (a group of size 2);
+- ``<engine>-2node-rdma.yaml``: the same, for clusters with InfiniBand or RoCE: each pod
+  also requests the RDMA device resource (``--rdma-resource``, default
+  ``RDMA_RESOURCE``), which gives it the verbs devices, and the ``IPC_LOCK`` capability,
+  which lets NCCL pin its RDMA buffers whatever the runtime's memlock limit (Kubernetes has
+  no ulimit setting). Without the devices NCCL falls back to TCP sockets without an error,
+  which the launcher's preflight refuses on hosts with HCAs (docs/engines.md, "Fabric");
 
 each holding a ``Service`` for the API, in front of the leader only, and the
 ``LeaderWorkerSet``. ``hf-cache-pvc.yaml`` holds the weight cache that all of them mount.
@@ -25,10 +33,15 @@ launcher (``entrypoint/platforms.py``) reads them.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import yaml
+
+# The grace period the launcher's graceful stop is sized for (SHUTDOWN_TIMEOUT_S plus the
+# engine's teardown): defined once, in the launcher's settings.
+from entrypoint.settings import STOP_GRACE_PERIOD_S
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,8 +59,22 @@ HF_HOME = "/root/.cache/huggingface"  # the images' HF_HOME (images/*/Dockerfile
 CACHE_CLAIM = "longcat-hf-cache"
 CACHE_SIZE = "2Ti"  # FP8 (~560 GB) and BF16 (~1.1 TB) checkpoints side by side
 HF_TOKEN_SECRET = "hf-token"
+# The API key: a Secret with the key under API_KEY, mounted as a file that the launcher reads
+# (API_KEY_FILE), so the key is in no container's environment (README, "Kubernetes").
+API_KEY_SECRET = "longcat-api-key"
+API_KEY_DIR = "/run/secrets/longcat-api-key"
 SHM_SIZE = "32Gi"  # NCCL and the engines' shared-memory queues; Docker's 64 MiB breaks NCCL
 GPUS_PER_NODE = 8
+# The RDMA device resource of the RDMA variants. Device plugins name it differently: this is
+# the example of Mellanox's k8s-rdma-shared-dev-plugin (rdma/ + its config's resourceName);
+# the NVIDIA Network Operator's examples use rdma/rdma_shared_device_a (docs/engines.md,
+# "Fabric"). One shared device gives a pod every HCA of the plugin's pool.
+RDMA_RESOURCE = "rdma/hca_shared_devices_a"
+RDMA_DEVICES_PER_POD = 1
+# An extended resource name: a DNS subdomain prefix, "/", and a name (Kubernetes API
+# conventions; kubectl refuses others).
+_RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/"
+                            r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 # Probes. A crash restarts the container at once whatever these say; they bound a *hang*.
 # The startup budget covers fetching and loading the checkpoint: 240 x 30 s = 2 h.
@@ -114,8 +141,8 @@ def probes(engine: str, leader: bool) -> dict:
     return found
 
 
-def pod_template(engine: str, nodes: int, leader: bool) -> dict:
-    """The leader's or the workers' pod template."""
+def pod_template(engine: str, nodes: int, leader: bool, rdma_resource: str | None = None) -> dict:
+    """The leader's or the workers' pod template; with ``rdma_resource``, the RDMA variant's."""
     role = "leader" if leader else "worker"
     env = [
         {"name": "ENGINE", "value": engine},
@@ -126,6 +153,8 @@ def pod_template(engine: str, nodes: int, leader: bool) -> dict:
         # MODEL or higher Hub rate limits (README, "Kubernetes").
         {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
             "name": HF_TOKEN_SECRET, "key": "HF_TOKEN", "optional": True}}},
+        {"name": "VARIANT", "value": "chat"},
+        {"name": "API_KEY_FILE", "value": f"{API_KEY_DIR}/API_KEY"},
     ]
     container = {
         "name": "engine",
@@ -135,30 +164,47 @@ def pod_template(engine: str, nodes: int, leader: bool) -> dict:
     if leader or engine == "sglang":  # a vLLM worker is headless: it listens on no port
         container["ports"] = [
             {"name": "http", "containerPort": ENGINE_PORT[engine], "protocol": "TCP"}]
+    limits: dict = {"nvidia.com/gpu": GPUS_PER_NODE}
+    if rdma_resource:
+        limits[rdma_resource] = RDMA_DEVICES_PER_POD
+        # NCCL pins its RDMA buffers; the runtime's default memlock limit is small.
+        container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
     container.update({
-        "resources": {"limits": {"nvidia.com/gpu": GPUS_PER_NODE}},
+        "resources": {"limits": limits},
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "hf-cache", "mountPath": HF_HOME},
+            {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
         ],
         **probes(engine, leader),
     })
+    metadata: dict = {"labels": {**labels(engine, nodes, role)}}
+    if leader:  # the node that serves the API serves its metrics (docs/engines.md)
+        metadata["annotations"] = {"prometheus.io/scrape": "true",
+                                   "prometheus.io/port": str(ENGINE_PORT[engine]),
+                                   "prometheus.io/path": "/metrics"}
     return {
-        "metadata": {"labels": {**labels(engine, nodes, role)}},
+        "metadata": metadata,
         "spec": {
             # Service links would put e.g. VLLM_PORT=tcp://... into the environment when a
             # Service named "vllm" exists in the namespace, which vLLM refuses to parse.
             "enableServiceLinks": False,
+            # SIGTERM, then this long for in-flight requests (SHUTDOWN_TIMEOUT_S) and the
+            # engine's teardown, then SIGKILL.
+            "terminationGracePeriodSeconds": STOP_GRACE_PERIOD_S,
             "containers": [container],
             "volumes": [
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
                 {"name": "hf-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}},
+                # Required: the pods wait until the Secret exists, rather than serve an
+                # open API.
+                {"name": "api-key", "secret": {"secretName": API_KEY_SECRET}},
             ],
         },
     }
 
 
-def leader_worker_set(engine: str, nodes: int) -> dict:
+def leader_worker_set(engine: str, nodes: int, rdma_resource: str | None = None) -> dict:
     """The LeaderWorkerSet: one group of ``nodes`` pods, the leader being rank 0."""
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
@@ -173,9 +219,9 @@ def leader_worker_set(engine: str, nodes: int) -> dict:
                 "size": nodes,
                 # One engine spans the group: when any pod restarts, restart them all.
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": pod_template(engine, nodes, leader=True),
+                "leaderTemplate": pod_template(engine, nodes, True, rdma_resource),
                 # Required by the API; with size 1 it creates no pod.
-                "workerTemplate": pod_template(engine, nodes, leader=False),
+                "workerTemplate": pod_template(engine, nodes, False, rdma_resource),
             },
         },
     }
@@ -227,6 +273,7 @@ def prefetch_job(precision: str) -> dict:
                         "args": ["prefetch", "--verify"],
                         "env": [
                             {"name": "PRECISION", "value": precision},
+                            {"name": "VARIANT", "value": "chat"},
                             {"name": "HF_HOME", "value": HF_HOME},
                             {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
                                 "name": HF_TOKEN_SECRET, "key": "HF_TOKEN",
@@ -274,8 +321,12 @@ def dump(header_text: str, documents: list[dict]) -> str:
     return header_text + "---\n" + body
 
 
-def render_all() -> dict[str, str]:
-    """Return ``{file name: content}`` for every generated manifest."""
+def render_all(rdma_resource: str = RDMA_RESOURCE) -> dict[str, str]:
+    """Return ``{file name: content}`` for every generated manifest.
+
+    Args:
+        rdma_resource: the RDMA device resource the ``-rdma`` variants request.
+    """
     files = {
         "hf-cache-pvc.yaml": dump(header([
             f"The weight cache ({CACHE_SIZE}), mounted at HF_HOME={HF_HOME} by every pod.",
@@ -299,11 +350,35 @@ def render_all() -> dict[str, str]:
             files[f"{engine}-{nodes}node.yaml"] = dump(header([
                 f"LongCat-Flash ({precision.upper()}) on {engine}, {what}.",
                 f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
-                f"Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, and optionally",
+                f"Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, a Secret",
+                f"{API_KEY_SECRET} with key API_KEY (the key clients send), and optionally",
                 f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
+                f"Metrics: GET /metrics on the leader's http port (prometheus.io annotations).",
                 f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
             ]), [api_service(engine, nodes), leader_worker_set(engine, nodes)])
+            if nodes < 2:
+                continue
+            files[f"{engine}-{nodes}node-rdma.yaml"] = dump(header([
+                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA",
+                "(InfiniBand or RoCE): the same deployment as "
+                f"{engine}-{nodes}node.yaml, whose place it takes,",
+                f"plus the RDMA device resource {rdma_resource} and the IPC_LOCK capability.",
+                f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
+                "Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, an RDMA device",
+                f"plugin offering {rdma_resource} (another name: python",
+                "deploy/kubernetes/generate.py --rdma-resource NAME --out DIR), and optionally",
+                f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
+                f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
+            ]), [api_service(engine, nodes), leader_worker_set(engine, nodes, rdma_resource)])
     return files
+
+
+def resource_name(text: str) -> str:
+    """argparse type: a Kubernetes extended resource name such as ``rdma/hca_shared_devices_a``."""
+    if not _RESOURCE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an extended resource name (DOMAIN/NAME, e.g. {RDMA_RESOURCE})")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,9 +387,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="write nothing; exit 1 when a manifest differs from the output")
     parser.add_argument("--out", type=Path, default=HERE,
                         help="directory to write to or check (default: this one)")
+    parser.add_argument("--rdma-resource", type=resource_name, default=RDMA_RESOURCE,
+                        help="the RDMA device resource the -rdma variants request, as your "
+                             f"device plugin names it (default: {RDMA_RESOURCE})")
     args = parser.parse_args(argv)
     stale = []
-    for file_name, content in render_all().items():
+    for file_name, content in render_all(args.rdma_resource).items():
         path = args.out / file_name
         current = path.read_text() if path.exists() else None
         if current == content:

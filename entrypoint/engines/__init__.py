@@ -4,6 +4,10 @@ Each engine module provides:
 
 - ``build_argv(plan) -> list[str]``: the exact command, canonical long flags only;
 - ``ENGINE_ENV``: variables the launcher sets for the engine unless already set;
+- ``OWNED_OPTIONS`` and ``OWNED_WHEN_SET``: the options the launcher sets from a variable
+  (always, or while the variable is set), as ``OwnedOption`` rows, refused in EXTRA_ARGS and
+  after the image name (``owned_option``; tests/launcher/test_engine_contract.py checks
+  the rows against the pinned engines' parsers);
 - ``find_engine() -> str | None``: what would run, or ``None`` when it is not installed;
 - ``parser_rejections(argv) -> list[str]``: run ``argv`` through the installed engine's own
   argument parser (imported only then) and describe each flag it rejects.
@@ -15,9 +19,15 @@ import importlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import ModuleType
 
     from ..plan import Plan
+
+# One option the launcher sets from a variable: (option string as the engine's parser
+# defines it, the length of its shortest abbreviation that the parser resolves to it alone,
+# the variables that set it (space-separated), a sentence on why, or "").
+OwnedOption = tuple[str, int, str, str]
 
 
 def engine_module(engine: str) -> ModuleType:
@@ -46,6 +56,27 @@ def distribution_version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
+
+
+def owned_option(token: str, table: Iterable[OwnedOption]) -> tuple[str, str, str] | None:
+    """Return (option, variables, note) when ``token`` names an option of ``table`` in a
+    spelling an engine's parser accepts, else ``None``.
+
+    Spellings: the option itself; ``--option=value``; underscores for dashes after ``--``
+    (vLLM's ``FlexibleArgumentParser`` turns ``--api_key`` into ``--api-key``;
+    docs/engines.md, "vLLM"); and argparse's abbreviations (``allow_abbrev``): any prefix at
+    least as long as the row's shortest one, which the parser resolves to that option alone.
+    Tokens that do not start with ``-`` (values) are never options.
+    """
+    if not token.startswith("-") or token in ("-", "--"):
+        return None
+    name = token.split("=", 1)[0]
+    if name.startswith("--"):
+        name = "--" + name[2:].replace("_", "-")
+    for option, shortest, variables, note in table:
+        if option.startswith(name) and len(name) >= shortest:
+            return option, variables, note
+    return None
 
 
 def unknown_flags(argv: list[str], known: set[str], engine: str) -> list[str]:

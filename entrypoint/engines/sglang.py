@@ -14,21 +14,59 @@ from ..values import join_host_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..plan import Plan
+    from . import OwnedOption
 
 MODULE = "sglang.launch_server"
+# The Python package whose parser ``parser_rejections`` imports.
+PACKAGE = "sglang"
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
 # maintainers advise --dist-timeout 3600, the same on every node (docs/engines.md, "SGLang").
 MULTI_NODE_DIST_TIMEOUT_S = 3600
 # Environment the launcher sets for SGLang: none.
 ENGINE_ENV: dict[str, str] = {}
+# Options the launcher sets from its variables, refused in EXTRA_ARGS and after the image
+# name (entrypoint.plan). Option strings and aliases from srt/server_args.py
+# (ServerArgs.add_cli_args); the shortest abbreviation each resolves from is argparse's
+# prefix matching on that parser, checked by tests/launcher/test_engine_contract.py.
+OWNED_OPTIONS: tuple[OwnedOption, ...] = (
+    ("--model-path", 9, "MODEL", ""),
+    ("--model", 7, "MODEL", ""),
+    ("--host", 4, "HOST", ""),
+    ("--port", 4, "PORT", ""),
+    ("--tp-size", 4, "GPUS_PER_NODE NNODES", ""),
+    ("--tensor-parallel-size", 4, "GPUS_PER_NODE NNODES", ""),
+    ("--ep-size", 6, "GPUS_PER_NODE NNODES", ""),
+    ("--expert-parallel-size", 10, "GPUS_PER_NODE NNODES", ""),
+    ("--ep", 4, "GPUS_PER_NODE NNODES", ""),
+    ("--nnodes", 4, "NNODES", ""),
+    ("--node-rank", 5, "NODE_RANK", ""),
+    ("--dist-init-addr", 8, "MASTER_IP MASTER_PORT", ""),
+    ("--nccl-init-addr", 8, "MASTER_IP MASTER_PORT", ""),
+    ("--served-model-name", 4, "SERVED_MODEL_NAME", ""),
+    ("--api-key", 4, "API_KEY",
+     "The key never goes on a command line, where ps shows it."),
+)
+# ... and those it sets only while their variable is set.
+OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
+    ("--context-length", 11, "CONTEXT_LENGTH", ""),
+    ("--revision", 5, "MODEL_REVISION", ""),
+    ("--config", 6, "API_KEY API_KEY_FILE",
+     "SGLang reads one --config file, and the launcher passes the API key in it."),
+)
 
 
 def build_argv(plan: Plan) -> list[str]:
     """Return the SGLang command for ``plan``.
 
     The interpreter is the launcher's own (``sys.executable``): ``find_engine`` checked
-    that SGLang is importable there.
+    that SGLang is importable there. SGLang 0.5.23 has neither a LongCat tool parser nor a
+    reasoning parser for ``<longcat_think>`` (docs/engines.md, "Serving features"): tool
+    calls are off (``entrypoint.plan`` refuses TOOL_CALLS=on), and a Thinking model's
+    reasoning stays in the content. SGLang drains in-flight requests on SIGTERM without a
+    time limit, so ``shutdown_timeout_s`` has no flag here.
     """
     argv = [
         sys.executable, "-m", MODULE,
@@ -39,11 +77,20 @@ def build_argv(plan: Plan) -> list[str]:
         "--ep-size", str(plan.expert_parallel_size),
         "--host", plan.host,
         "--port", str(plan.port),
+        # Prometheus metrics on GET /metrics (off by default in SGLang; docs/engines.md,
+        # "Serving features"). /metrics stays open with an API key (srt/utils/auth.py).
+        "--enable-metrics",
     ]
     if plan.served_model_name:
         argv += ["--served-model-name", plan.served_model_name]
     if plan.revision:  # DOWNLOAD=0: SGLang fetches the checkpoint at this revision
         argv += ["--revision", plan.revision]
+    if plan.context_length is not None:
+        argv += ["--context-length", str(plan.context_length)]
+    if plan.api_key_config is not None:
+        # The key in a YAML file SGLang merges into its arguments (srt/server_args.py,
+        # prepare_server_args; entrypoint.apikey): never on the command line.
+        argv += ["--config", plan.api_key_config]
     if plan.multi_node:
         argv += [
             "--nnodes", str(plan.nnodes),
@@ -66,8 +113,12 @@ def build_argv(plan: Plan) -> list[str]:
     return [*argv, *plan.extra_args]
 
 
-def find_engine() -> str | None:
-    """Return where SGLang is importable from this interpreter, or ``None``."""
+def find_engine(env: Mapping[str, str]) -> str | None:
+    """Return where SGLang is importable from this interpreter, or ``None``.
+
+    SGLang runs as ``sys.executable -m sglang.launch_server``: this interpreter's import
+    path decides, whatever ``env`` holds.
+    """
     import importlib.util
 
     spec = importlib.util.find_spec("sglang")

@@ -9,11 +9,18 @@ method ``mtp``, as ``longcat_flash_mtp`` is deprecated and rewritten.
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..plan import Plan
+    from . import OwnedOption
 
 PROGRAM = "vllm"
+# The Python package whose parser ``parser_rejections`` imports.
+PACKAGE = "vllm"
 # The current spelling. The pinned vLLM still accepts "longcat_flash_mtp" but logs "method
 # `%s` is deprecated and replaced with mtp" (vllm/config/speculative.py,
 # SpeculativeConfig.__post_init__).
@@ -21,10 +28,55 @@ SPECULATIVE_CONFIG = {"method": "mtp", "num_speculative_tokens": 1}
 # vLLM waits VLLM_ENGINE_READY_TIMEOUT_S (vllm/envs.py, default 600 s) for its engine
 # cores to load, which is short for a 560B checkpoint (docs/engines.md, "vLLM").
 ENGINE_ENV = {"VLLM_ENGINE_READY_TIMEOUT_S": "3600"}
+# The tool parser vLLM registers for LongCat-Flash (vllm/tool_parsers/__init__.py, "longcat":
+# <longcat_tool_call> JSON). Without --enable-auto-tool-choice and a parser, a request with
+# tool_choice "auto" gets HTTP 400 (docs/engines.md, "Serving features").
+TOOL_CALL_PARSER = "longcat"
+# Our reasoning parser for the Thinking models' <longcat_think> tags: a file shipped in this
+# package that the launcher never imports, and vLLM imports by path
+# (--reasoning-parser-plugin; vllm/utils/import_utils.py, import_plugin).
+REASONING_PARSER = "longcat_think"
+REASONING_PARSER_PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       "vllm_longcat_reasoning.py")
+# Options the launcher sets from its variables, refused in EXTRA_ARGS and after the image
+# name (entrypoint.plan). Option strings and short forms from vllm/engine/arg_utils.py and
+# vllm/entrypoints/common/cli_args.py as `vllm serve` builds them; the shortest
+# abbreviation each resolves from is argparse's prefix matching on that parser, checked by
+# tests/launcher/test_engine_contract.py. The model is also vLLM's positional argument.
+OWNED_OPTIONS: tuple[OwnedOption, ...] = (
+    ("--model", 7, "MODEL", ""),
+    ("--host", 4, "HOST", ""),
+    ("--port", 5, "PORT", ""),
+    ("--tensor-parallel-size", 4, "GPUS_PER_NODE", ""),
+    ("-tp", 2, "GPUS_PER_NODE", ""),
+    ("--data-parallel-size", 20, "NNODES", ""),
+    ("-dp", 3, "NNODES", ""),
+    ("--data-parallel-size-local", 21, "NNODES", ""),
+    ("-dpl", 4, "NNODES", ""),
+    ("--data-parallel-start-rank", 18, "NODE_RANK", ""),
+    ("-dpr", 4, "NODE_RANK", ""),
+    ("--headless", 5, "NODE_RANK", ""),
+    ("--data-parallel-address", 17, "MASTER_IP", ""),
+    ("-dpa", 4, "MASTER_IP", ""),
+    ("--data-parallel-rpc-port", 18, "MASTER_PORT", ""),
+    ("-dpp", 4, "MASTER_PORT", ""),
+    ("--served-model-name", 5, "SERVED_MODEL_NAME", ""),
+    ("--api-key", 7, "API_KEY",
+     "The key never goes on a command line, where ps shows it."),
+)
+# ... and those it sets only while their variable is set.
+OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
+    ("--max-model-len", 7, "CONTEXT_LENGTH", ""),
+    ("--revision", 5, "MODEL_REVISION", ""),
+)
 
 
 def build_argv(plan: Plan) -> list[str]:
-    """Return the vLLM command for ``plan``."""
+    """Return the vLLM command for ``plan``.
+
+    vLLM serves Prometheus metrics on ``/metrics`` without a flag, and reads the API key
+    from ``VLLM_API_KEY`` (``entrypoint.apikey``), so neither appears here.
+    """
     argv = [PROGRAM, "serve", plan.model,
             "--trust-remote-code",
             "--enable-expert-parallel",
@@ -35,6 +87,18 @@ def build_argv(plan: Plan) -> list[str]:
         argv += ["--served-model-name", plan.served_model_name]
     if plan.revision:  # DOWNLOAD=0: vLLM fetches the checkpoint at this revision
         argv += ["--revision", plan.revision]
+    if plan.tool_calls:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", TOOL_CALL_PARSER]
+    if plan.variant == "thinking":
+        # Every node: headless nodes import the plugin too, for structured outputs
+        # (vllm/entrypoints/cli/serve.py, run_headless).
+        argv += ["--reasoning-parser-plugin", REASONING_PARSER_PLUGIN,
+                 "--reasoning-parser", REASONING_PARSER]
+    if plan.context_length is not None:
+        argv += ["--max-model-len", str(plan.context_length)]
+    # In-flight requests get this long after SIGTERM (default 0: aborted; vllm/v1/engine/
+    # core.py, EngineCore._handle_shutdown).
+    argv += ["--shutdown-timeout", str(plan.shutdown_timeout_s)]
     if plan.multi_node:
         argv += [
             "--data-parallel-size", str(plan.data_parallel_size),
@@ -56,15 +120,14 @@ def build_argv(plan: Plan) -> list[str]:
     return [*argv, *plan.extra_args]
 
 
-def find_engine() -> str | None:
-    """Return the path of the ``vllm`` command on ``PATH``, or ``None``.
+def find_engine(env: Mapping[str, str]) -> str | None:
+    """Return the path of the ``vllm`` command on ``env``'s ``PATH``, or ``None``.
 
-    The same search ``os.execvp`` makes. Not ``shutil.which``: importing shutil (with
-    bz2, lzma and fnmatch) costs more than the rest of the launcher's start-up.
+    The same search ``os.execvpe`` makes with the environment the engine gets. Not
+    ``shutil.which``: importing shutil (with bz2, lzma and fnmatch) costs more than the rest
+    of the launcher's start-up.
     """
-    import os
-
-    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
         candidate = os.path.join(folder or ".", PROGRAM)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
@@ -85,8 +148,10 @@ def parser_rejections(argv: list[str]) -> list[str]:
     without a GPU"):
     ``VLLM_TARGET_DEVICE=cpu`` unless set, ``ServeSubcommand().subparser_init`` on a
     ``FlexibleArgumentParser``, ``parse_args(["serve", ...])``, ``validate`` and
-    ``AsyncEngineArgs.from_cli_args``. A ``--speculative-config`` method that vLLM
-    would rewrite with a deprecation warning (any MTP method but ``mtp``, from
+    ``AsyncEngineArgs.from_cli_args``; then the parser plugins and names, as the API
+    server checks them before it serves (``_check_parser_names``). A
+    ``--speculative-config`` method that vLLM would rewrite with a deprecation warning
+    (any MTP method but ``mtp``, from
     ``vllm.config.speculative.MTPModelTypes``) is reported too. Imports vLLM: never on
     the launch path.
 
@@ -95,7 +160,6 @@ def parser_rejections(argv: list[str]) -> list[str]:
     """
     import contextlib
     import io
-    import os
 
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
     from vllm import AsyncEngineArgs
@@ -119,6 +183,7 @@ def parser_rejections(argv: list[str]) -> list[str]:
             namespace = parser.parse_args(args)
             command.validate(namespace)
             AsyncEngineArgs.from_cli_args(namespace)
+            _check_parser_names(namespace)
         problems += _deprecated_speculative_method(getattr(namespace, "speculative_config",
                                                            None))
     except SystemExit:
@@ -127,6 +192,27 @@ def parser_rejections(argv: list[str]) -> list[str]:
     except Exception as exc:  # vLLM's own validation errors (ValueError, TypeError, ...)
         problems.append(f"by vLLM's validation: {type(exc).__name__}: {exc}")
     return problems
+
+
+def _check_parser_names(namespace: object) -> None:
+    """Import the tool and reasoning parser plugins and check the parser names, as the API
+    server does before it serves (vllm/entrypoints/launchers/launcher.py, setup_server:
+    ``init_parser_plugin``, then ``validate_api_server_args``, which names the tool parser).
+    Our reasoning parser plugin is loaded from its file here too, so a plugin that vLLM
+    cannot import or that registers no ``REASONING_PARSER`` fails the check.
+
+    Raises:
+        KeyError: a tool or reasoning parser name that no parser registered.
+    """
+    from vllm.entrypoints.common.cli_args import init_parser_plugin, validate_api_server_args
+    from vllm.reasoning import ReasoningParserManager
+
+    init_parser_plugin(namespace)
+    validate_api_server_args(namespace)
+    name = getattr(namespace, "reasoning_parser", None)
+    if name and name not in ReasoningParserManager.list_registered():
+        raise KeyError(f"invalid reasoning parser: {name} (--reasoning-parser-plugin "
+                       f"{getattr(namespace, 'reasoning_parser_plugin', None)} registers none)")
 
 
 def _deprecated_speculative_method(config: object) -> list[str]:

@@ -1,16 +1,20 @@
 """Run ``docker compose`` on the shipped files with an explicit, clean environment.
 
 Every call builds its environment from scratch (``PATH``, ``HOME`` and the Docker client's
-own variables, plus what the test passes), and passes ``--env-file`` with an empty file, so
-neither the developer's shell nor a ``compose/.env`` left in the checkout changes what the
-tests see.
+own variables, plus what the test passes), passes ``--env-file`` with an empty file, and
+runs on a fresh copy of the shipped compose files (``common.yaml`` reads ``compose/.env``
+as the service's ``env_file``), so neither the developer's shell nor a ``compose/.env``
+left in the checkout changes what the tests see. A test that means to give a
+``compose/.env`` passes its text as ``dotenv``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -20,6 +24,7 @@ COMPOSE_DIR = ROOT / "compose"
 SINGLE = COMPOSE_DIR / "single-node.yaml"
 TWO = COMPOSE_DIR / "two-node.yaml"
 COMMON = COMPOSE_DIR / "common.yaml"
+RDMA = COMPOSE_DIR / "rdma.yaml"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 SERVICE = "longcat"
 # The test-only override: no GPU reservation, fast health probes, the fake engines' state.
@@ -55,25 +60,41 @@ def compose_argv(files, *args: str, project: str | None = None,
 
 def run_compose(files, *args: str, env: dict[str, str] | None = None,
                 project: str | None = None, timeout: float = CONFIG_TIMEOUT_S,
-                check: bool = True, env_file: Path | str = os.devnull
-                ) -> subprocess.CompletedProcess:
+                check: bool = True, env_file: Path | str = os.devnull,
+                dotenv: str | None = None) -> subprocess.CompletedProcess:
     """Run one compose command in the repository root; return the completed process.
+
+    The shipped files among ``files`` (those in ``compose/``) are used from a fresh copy of
+    the folder, with no ``.env`` in it unless ``dotenv`` gives its text (which then also
+    feeds interpolation, unless ``env_file`` names another file).
 
     Raises:
         AssertionError: ``check`` and a non-zero exit, with compose's output in the message.
     """
-    argv = compose_argv(files, *args, project=project, env_file=env_file)
-    result = subprocess.run(argv, cwd=ROOT, env=clean_env(env), capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="longcat-compose-") as tmp:
+        copy = Path(tmp) / "compose"
+        copy.mkdir()
+        for shipped in COMPOSE_DIR.glob("*.yaml"):
+            shutil.copy(shipped, copy / shipped.name)
+        if dotenv is not None:
+            # As for a user: compose/.env feeds interpolation and the service alike.
+            (copy / ".env").write_text(dotenv)
+            if env_file == os.devnull:
+                env_file = copy / ".env"
+        files = [copy / Path(f).name if Path(f).resolve().parent == COMPOSE_DIR else f
+                 for f in files]
+        argv = compose_argv(files, *args, project=project, env_file=env_file)
+        result = subprocess.run(argv, cwd=ROOT, env=clean_env(env), capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} exited {result.returncode}\n"
                              f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     return result
 
 
-def config(files, env: dict[str, str] | None = None) -> dict:
-    """``docker compose config`` of ``files`` under ``env``, parsed with PyYAML."""
-    return yaml.safe_load(run_compose(files, "config", env=env).stdout)
+def config(files, env: dict[str, str] | None = None, dotenv: str | None = None) -> dict:
+    """``docker compose config`` of ``files`` under ``env`` (and ``dotenv``), parsed."""
+    return yaml.safe_load(run_compose(files, "config", env=env, dotenv=dotenv).stdout)
 
 
 def config_variables(files) -> dict:

@@ -38,16 +38,15 @@ def _client():
 
 def build(engine: str) -> str:
     """Build ``longcat-demo:<engine>`` (fake engine inside) with build.py; return the tag."""
-    import build as buildpy
-
-    from tests.conftest import build_fake_base, build_with_buildpy
-    from tests.images.standin import image_name
+    from images.matrix import load_matrix
+    from tests.conftest import build_with_buildpy
+    from tests.fakes.bases import build_fake_base
 
     client = _client()
-    matrix = buildpy.load_matrix(ROOT)
-    base = build_fake_base(client, matrix, image_name(), engine, f"{REPOSITORY}-base:{engine}")
+    matrix = load_matrix(ROOT)
+    base = build_fake_base(client, matrix, engine, f"{REPOSITORY}-base:{engine}")
     print(f"demo: building {REPOSITORY}:{engine} with build.py FROM {base} "
-          "(the stand-in base plus a fake engine)", flush=True)
+          "(a stand-in laid out like the official base, plus a fake engine)", flush=True)
     built = build_with_buildpy(client, matrix, engine, base, REPOSITORY)
     return f"{REPOSITORY}:{engine}" if f"{REPOSITORY}:{engine}" in built.tags else built.ref
 

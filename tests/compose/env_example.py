@@ -61,6 +61,10 @@ COMPOSE_NOTES = {
     "NODE_RANK": ("single-node.yaml: always 0; two-node.yaml: required",
                   "two-node.yaml: 0 on the node that serves the API, 1 on the other; "
                   "compose refuses to start without it."),
+    "SHUTDOWN_TIMEOUT_S": (None, "common.yaml's stop_grace_period (3m) must stay longer: "
+                                 "raise both together."),
+    "API_KEY_FILE": (None, "A path inside the container: mount the file there (an override "
+                           "file's volumes or secrets)."),
     "MASTER_IP": ("two-node.yaml: required",
                   "two-node.yaml: node 0's address, the same on every node; compose "
                   "refuses to start without it. single-node.yaml ignores it."),
@@ -70,13 +74,36 @@ COMPOSE_NOTES = {
 NOT_FROM_HERE = {
     "HF_TOKEN": "Never write the token in this file: export it in the shell that runs "
                 "compose (`export HF_TOKEN=hf_...`); compose passes it into the container.",
+    "API_KEY": "Never write the key in this file: export it in the shell that runs compose "
+               "(`export API_KEY=...`), or set API_KEY_FILE to a file mounted in the container.",
     "HF_HOME": "Fixed by the compose files to the image's /root/.cache/huggingface, where "
                "HF_CACHE_DIR is mounted; set HF_CACHE_DIR instead.",
     "LONGCAT_HF_SEED": "Set by the images themselves (their ENV); leave it unset here.",
-    "DRY_RUN": "Not passed to the service (it would restart after every dry run). Print "
-               "the plan with `docker compose -f compose/single-node.yaml run --rm "
-               "--no-deps longcat --dry-run`.",
+    "DRY_RUN": "Not taken by the service, even from this file (it would restart after "
+               "every dry run). Print the plan with `docker compose -f "
+               "compose/single-node.yaml run --rm --no-deps longcat --dry-run`.",
 }
+
+
+# Engine and library variables compose/common.yaml also passes from the shell (name,
+# meaning, secret). Any other NCCL_*, UCX_*, GLOO_*, HF_*, VLLM_* or SGLANG_* variable
+# reaches the container from compose/.env only (common.yaml's env_file).
+FROM_THE_SHELL = (
+    ("VLLM_API_KEY", "vLLM's API key: requests to node 0 must carry it (Authorization: "
+     "Bearer ...); /health stays open. Read by vLLM.", True),
+    ("HF_HUB_DISABLE_XET", "1: download without the Xet protocol (read by huggingface_hub).",
+     False),
+    ("NCCL_DEBUG", "NCCL's log level; INFO logs the transport between the nodes (Using "
+     "network IB, or Socket).", False),
+    ("NCCL_DEBUG_SUBSYS", "The NCCL subsystems to log, e.g. INIT,NET.", False),
+    ("NCCL_IB_HCA", "The HCAs (and ports) NCCL uses, e.g. mlx5_0:1,mlx5_1:1; ^ excludes.",
+     False),
+    ("NCCL_IB_GID_INDEX", "RoCE: the GID index NCCL uses (show_gids lists them; RoCE v2 "
+     "often needs one set).", False),
+    ("UCX_NET_DEVICES", "The devices UCX uses (UCX-based transfers, not NCCL's).", False),
+)
+SHELL_SECRET_NOTE = ("A secret: export it in the shell that runs compose, never write it in "
+                     "this file; compose passes it into the container.")
 
 
 def _comment(text: str, indent: str = "") -> list[str]:
@@ -89,7 +116,7 @@ def _comment(text: str, indent: str = "") -> list[str]:
 def _assignment(var) -> str:
     """The commented-out assignment: the default when it is one plain value, else empty."""
     default = var.default_text()
-    if var.kind == "bool":
+    if var.kind == "bool" and var.default is not None:
         return f"#{var.name}={default}"
     if var.default not in (None, "", ()) and " " not in default:
         return f"#{var.name}={default}"
@@ -116,6 +143,18 @@ def render() -> str:
         if note:
             lines += _comment(note, "  ")
         lines.append(_assignment(var) if var.name not in COMPOSE_NOTES else f"#{var.name}=")
+    lines += ["", "# " + "=" * 20 + " the engines and their libraries " + "=" * 20, ""]
+    lines += _comment("Every variable written in this file reaches the container, whatever "
+                      "its name: put NCCL_*, UCX_*, GLOO_*, HF_*, VLLM_* and SGLANG_* "
+                      "settings here (RoCE, for example, usually needs NCCL_IB_GID_INDEX). "
+                      "From the shell, compose passes only the variables its files name: "
+                      "the launcher's above, and these:")
+    for name, meaning, secret in FROM_THE_SHELL:
+        lines += [""] + _comment(f"{name}: {meaning}")
+        if secret:
+            lines += _comment(SHELL_SECRET_NOTE, "  ")
+        else:
+            lines.append(f"#{name}=")
     return "\n".join(lines) + "\n"
 
 

@@ -22,10 +22,12 @@ import yaml
 
 from tests.images.dockerutil import free_port, poll_until
 
-from .composeutil import (OVERRIDE, SERVICE, SINGLE, TWO, UP_TIMEOUT_S, override_env,
+from .composeutil import (OVERRIDE, RDMA, SERVICE, SINGLE, TWO, UP_TIMEOUT_S, override_env,
                           probe_memlock, run_compose)
 
 PROJECT_LABEL = "com.docker.compose.project"
+# After compose/rdma.yaml: its device dropped (no HCA here), its IPC_LOCK kept.
+NO_DEVICES = Path(__file__).resolve().parent / "no-devices.yaml"
 # Bounds: the fake engines answer within a second of starting.
 UP_WAIT_S = 120
 RECORD_WAIT_S = 30
@@ -314,6 +316,23 @@ def test_two_node_refuses_to_start_without(deploy, missing):
     assert not any(d.state.iterdir())  # no engine ever started
 
 
+# What the launcher's fabric check reads inside the container (entrypoint/fabric.py).
+FABRIC_PROBE = ("from entrypoint.fabric import read_fabric; f = read_fabric(); "
+                "print(f.ipc_lock, f.initial_user_namespace, f.verbs)")
+
+
+def test_the_rdma_override_gives_the_container_ipc_lock(deploy):
+    """compose/rdma.yaml's capability reaches a real container, where the launcher sees it
+    (the memlock check then passes whatever the limit); without the override it does not."""
+    d = deploy(TWO, "vllm", NODE_RANK="1", MASTER_IP="127.0.0.1", PORT=str(free_port()))
+
+    def probe(files) -> list[str]:
+        return run_compose([*files, OVERRIDE], "run", "--rm", "--no-deps", "-T",
+                           "--entrypoint", "python3", SERVICE, "-c", FABRIC_PROBE,
+                           env=d.env, project=d.project, timeout=UP_TIMEOUT_S).stdout.split()
+
+    assert probe([TWO, RDMA, NO_DEVICES]) == ["True", "True", "[]"]
+    assert probe([TWO]) == ["False", "True", "[]"]
 def test_prefetch_then_serve_without_the_hub(deploy, docker_client):
     """`run --rm prefetch` fills HF_CACHE_DIR from a Hub (the fake one, on 127.0.0.1: host
     networking), verified; then `up`, offline, serves that snapshot and asks the Hub nothing."""

@@ -53,6 +53,7 @@ def test_hf_token_has_no_assignment_line():
     assert "HF_TOKEN" not in assigned
     assert "HF_HOME" not in assigned  # the compose files fix it to the mount target
     assert "DRY_RUN" not in assigned  # not passed to the service
+    assert "VLLM_API_KEY" not in assigned  # a secret: from the shell only
 
 
 @pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])

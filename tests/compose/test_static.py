@@ -19,8 +19,8 @@ from entrypoint.health import HTTP_TIMEOUT_S
 from entrypoint.plan import resolve_plan
 from entrypoint.settings import load_settings
 
-from .composeutil import (COMMON, COMPOSE_DIR, ROOT, SERVICE, SINGLE, TWO, clean_env, config,
-                          run_compose, seconds, ulimit)
+from .composeutil import (COMMON, COMPOSE_DIR, RDMA, ROOT, SERVICE, SINGLE, TWO, clean_env,
+                          config, run_compose, seconds, ulimit)
 
 # `docker compose config` needs the compose plugin that .ci/setup-docker installs.
 pytestmark = pytest.mark.docker
@@ -139,13 +139,14 @@ def test_image_overrides(path):
     assert svc["image"] == pinned
 
 
+@pytest.mark.parametrize("name", ["HF_TOKEN", "API_KEY", "VLLM_API_KEY"])
 @pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
-def test_hf_token_passes_through_and_is_in_no_file(path):
+def test_secrets_pass_through_and_are_in_no_file(path, name):
     token = "hf_test_token_that_is_not_real_0123456789"
-    env = {"HF_TOKEN": token}
+    env = {name: token}
     if path == TWO:
         env.update(NODE_RANK="1", MASTER_IP="10.0.0.1")
-    assert service(config([path], env))["environment"]["HF_TOKEN"] == token
+    assert service(config([path], env))["environment"][name] == token
     # No shipped compose file carries a value for it: pass-through only.
     for shipped in COMPOSE_DIR.iterdir():
         if shipped.suffix == ".yaml":
@@ -153,7 +154,7 @@ def test_hf_token_passes_through_and_is_in_no_file(path):
             for svc in raw.get("services", {}).values():
                 environment = svc.get("environment", {})
                 assert isinstance(environment, dict)
-                assert environment.get("HF_TOKEN") is None, shipped
+                assert environment.get(name) is None, shipped
     tracked = [p for p in COMPOSE_DIR.iterdir() if p.is_file()]
     assert not any(p.name == ".env" for p in tracked if _is_tracked(p))
 
@@ -191,7 +192,7 @@ def test_single_node_ignores_multi_node_variables():
     svc = service(config([SINGLE], {"NNODES": "2", "NODE_RANK": "1", "MASTER_IP": "10.0.0.9",
                                     "PRECISION": "bf16"}))
     env = container_env(svc)
-    assert env["NNODES"] == "1" and env["NODE_RANK"] == "0" and "MASTER_IP" not in env
+    assert env["NNODES"] == "1" and env["NODE_RANK"] == "0" and env.get("MASTER_IP", "") == ""
     plan = resolve_plan(load_settings(env, installed=lambda: ["sglang"]))
     assert plan.nnodes == 1
 
@@ -203,7 +204,10 @@ def test_launcher_variables_pass_through():
               "GPUS_PER_NODE": "4", "HOST": "::", "PORT": "31000", "EXTRA_ARGS": extra,
               "DOWNLOAD": "0", "PREFLIGHT": "warn", "MASTER_WAIT_S": "60",
               "HF_HUB_OFFLINE": "1", "NCCL_SOCKET_IFNAME": "^lo,docker0",
-              "GLOO_SOCKET_IFNAME": "eth0", "MTP": "yes", "ENGINE": "sglang"}
+              "GLOO_SOCKET_IFNAME": "eth0", "MTP": "yes", "ENGINE": "sglang",
+              "VARIANT": "thinking", "TOOL_CALLS": "off", "SERVED_MODEL_NAME": "longcat",
+              "CONTEXT_LENGTH": "65536", "SHUTDOWN_TIMEOUT_S": "90",
+              "API_KEY_FILE": "/run/secrets/api-key"}
     env = container_env(service(config([TWO], {**values, "NODE_RANK": "1",
                                                "MASTER_IP": "fd00::1"})))
     for name, value in values.items():
@@ -211,6 +215,8 @@ def test_launcher_variables_pass_through():
     plan = resolve_plan(load_settings(env, installed=lambda: ["sglang"]))
     assert list(plan.extra_args[-2:]) == shlex.split(extra)[-2:]
     assert plan.master_ip == "fd00::1" and plan.port == 31000
+    assert (plan.variant, plan.served_model_name, plan.context_length) == (
+        "thinking", "longcat", 65536)
     assert plan.revision == "abc123"  # DOWNLOAD=0: the engine fetches that revision
 
 
@@ -260,9 +266,11 @@ def test_cache_mount_matches_the_image_hf_home(engine):
     assert image_env.get("HF_HOME") == HF_HOME
 
 
-# Launcher variables a compose file deliberately does not hand to the container.
+# Launcher variables a compose file deliberately does not hand to the container, even from
+# compose/.env: fixed blank (DRY_RUN: a dry run would make the service restart after
+# every run; MASTER_IP: one node).
 NOT_PASSED = {
-    SINGLE: {"DRY_RUN", "MASTER_IP"},  # a dry run would make the service restart; one node
+    SINGLE: {"DRY_RUN", "MASTER_IP"},
     TWO: {"DRY_RUN"},
 }
 
@@ -273,10 +281,15 @@ def test_every_launcher_variable_reaches_the_container(path):
     from entrypoint.settings import VARIABLES
 
     env = {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"} if path == TWO else {}
-    container = set(service(config([path], env))["environment"])
+    set_everywhere = {name: "1" for name in NOT_PASSED[path]}
+    dotenv = "".join(f"{name}=1\n" for name in NOT_PASSED[path])
+    environment = service(config([path], {**env, **set_everywhere}, dotenv=dotenv))[
+        "environment"]
     launcher = {v.name for v in VARIABLES}
-    assert launcher - NOT_PASSED[path] <= container, launcher - NOT_PASSED[path] - container
-    assert not NOT_PASSED[path] & container
+    assert launcher - NOT_PASSED[path] <= set(environment), \
+        launcher - NOT_PASSED[path] - set(environment)
+    for name in NOT_PASSED[path]:
+        assert environment.get(name) == "", name
 
 
 @pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
@@ -306,3 +319,85 @@ def test_prefetch_service_fills_the_cache_the_deployment_mounts(path, engine, pr
     fetched = load_settings(ours, installed=lambda: [engine]).values
     assert checkpoint_of(fetched) == served.model
     assert fetched["MODEL_REVISION"] == "v1"
+
+
+# --- engine and library settings: compose/.env and the shell ---------------------------
+
+# Variables of every family the engines and their libraries read, none of which the
+# compose files name: they reach the container through compose/.env (env_file).
+FROM_DOTENV = {"NCCL_IB_GID_INDEX": "3", "NCCL_IB_TC": "106", "UCX_TLS": "rc,cuda_copy",
+               "GLOO_DEVICE_TRANSPORT": "TCP", "HF_HUB_ENABLE_HF_TRANSFER": "1",
+               "VLLM_LOGGING_LEVEL": "DEBUG", "SGLANG_ENABLE_TORCH_COMPILE": "1"}
+
+
+@pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
+def test_every_engine_variable_in_dotenv_reaches_the_container(path):
+    from entrypoint.settings import ENGINE_VARIABLE_PREFIXES
+
+    assert {name.split("_", 1)[0] + "_" for name in FROM_DOTENV} == set(
+        ENGINE_VARIABLE_PREFIXES)
+    env = {"NODE_RANK": "1", "MASTER_IP": "10.0.0.1"} if path == TWO else {}
+    dotenv = "".join(f"{name}={value}\n" for name, value in FROM_DOTENV.items())
+    environment = container_env(service(config([path], env, dotenv=dotenv)))
+    for name, value in FROM_DOTENV.items():
+        assert environment.get(name) == value, name
+
+
+def test_named_settings_come_from_the_shell_and_the_shell_wins_over_dotenv():
+    from . import env_example
+
+    shell = {name: f"from-shell-{i}" for i, (name, _, _) in
+             enumerate(env_example.FROM_THE_SHELL)}
+    dotenv = "".join(f"{name}=from-dotenv\n" for name in shell)
+    environment = container_env(service(config(
+        [TWO], {**shell, "NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}, dotenv=dotenv)))
+    for name, value in shell.items():
+        assert environment[name] == value, name
+    # Without the shell's values, compose/.env's reach the container.
+    environment = container_env(service(config(
+        [TWO], {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}, dotenv=dotenv)))
+    for name in shell:
+        assert environment[name] == "from-dotenv", name
+
+
+def test_the_names_passed_from_the_shell_are_the_documented_ones():
+    """common.yaml's pass-through entries are the launcher's variables plus exactly the
+    engine and library variables .env.example describes, each of a known family."""
+    from entrypoint.settings import ENGINE_VARIABLE_PREFIXES, VARIABLES
+
+    from . import env_example
+
+    common = yaml.safe_load(COMMON.read_text())["services"][SERVICE]["environment"]
+    extra = {name for name, value in common.items() if value is None} - {
+        v.name for v in VARIABLES}
+    assert extra == {name for name, _, _ in env_example.FROM_THE_SHELL}
+    assert all(name.startswith(ENGINE_VARIABLE_PREFIXES) for name in extra)
+    assert common["DRY_RUN"] == ""
+
+
+def test_an_unset_named_setting_does_not_reach_the_container_at_all():
+    environment = service(config([TWO], {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}))[
+        "environment"]
+    assert environment["NCCL_IB_HCA"] is None  # pass-through, absent from the container
+
+
+# --- RDMA (compose/rdma.yaml) ---------------------------------------------------------
+
+def test_rdma_override_adds_the_verbs_devices_and_ipc_lock():
+    env = {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}
+    svc = service(config([TWO, RDMA], env))
+    (device,) = svc["devices"]
+    assert (device["source"], device["target"]) == ("/dev/infiniband", "/dev/infiniband")
+    assert svc["cap_add"] == ["IPC_LOCK"]
+    # Everything else is the two-node deployment's, unchanged.
+    plain = service(config([TWO], env))
+    assert "devices" not in plain and "cap_add" not in plain
+    assert {k: v for k, v in svc.items() if k not in ("devices", "cap_add")} == plain
+
+
+def test_rdma_is_opt_in():
+    """A device whose host path is missing makes `up` fail: no shipped deployment file may
+    carry /dev/infiniband, only the override."""
+    for shipped in (COMMON, SINGLE, TWO):
+        assert "/dev/infiniband" not in yaml.safe_dump(yaml.safe_load(shipped.read_text()))
+    assert set(yaml.safe_load(RDMA.read_text())["services"][SERVICE]) == {"devices", "cap_add"}

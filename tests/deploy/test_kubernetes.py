@@ -92,8 +92,8 @@ def test_manifests_are_what_the_generator_writes():
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in KUBE_DIR.glob("*.yaml")}
     assert names == {"hf-cache-pvc.yaml", "sglang-1node.yaml", "sglang-2node.yaml",
-                     "vllm-1node.yaml", "vllm-2node.yaml", "prefetch-fp8.yaml",
-                     "prefetch-bf16.yaml"}
+                     "vllm-1node.yaml", "vllm-2node.yaml", "sglang-2node-rdma.yaml",
+                     "vllm-2node-rdma.yaml", "prefetch-fp8.yaml", "prefetch-bf16.yaml"}
 
 
 def test_generator_check_catches_a_hand_edit(tmp_path):
@@ -122,7 +122,7 @@ def test_built_in_kinds_validate(version):
             continue
         kubernetes_validate.validate(document, version, strict=True)
         checked += 1
-    assert checked == 7  # four Services, the PersistentVolumeClaim, two prefetch Jobs
+    assert checked == 9  # six Services, the PersistentVolumeClaim, two prefetch Jobs
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -145,7 +145,7 @@ def test_leaderworkersets_validate_against_the_crd(lws_validator):
             assert document["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
             assert lws_errors(lws_validator, document) == [], file_name
             checked += 1
-    assert checked == 4
+    assert checked == 6
 
 
 def test_only_known_kinds():
@@ -207,6 +207,13 @@ def test_deployment_shape(engine, nodes):
         assert not any("LWS_" in e.get("value", "") for e in main["env"]), where
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
             "name": "hf-token", "key": "HF_TOKEN", "optional": True}
+        # The API key: a file from the Secret, read by the launcher (never in env values).
+        assert "API_KEY" not in env and env["VARIANT"]["value"] == "chat"
+        key_dir, key_name = env["API_KEY_FILE"]["value"].rsplit("/", 1)
+        (key_mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == key_dir]
+        assert key_mount["readOnly"] and key_name == "API_KEY"
+        assert {v["name"]: v for v in pod["volumes"]}[key_mount["name"]]["secret"] == {
+            "secretName": "longcat-api-key"}
         # /dev/shm in memory, the weight cache on the claim, mounted exactly at HF_HOME.
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
@@ -216,6 +223,13 @@ def test_deployment_shape(engine, nodes):
         assert cache == claim["metadata"]["name"]
         assert pod["enableServiceLinks"] is False
     assert "ReadWriteMany" in claim["spec"]["accessModes"]
+
+    # Metrics: the leader, which serves the API, is scraped on its http port.
+    leader_meta = pod_templates(lws)["leader"]["metadata"]
+    assert leader_meta["annotations"] == {"prometheus.io/scrape": "true",
+                                          "prometheus.io/port": str(ENGINE_PORT[engine]),
+                                          "prometheus.io/path": "/metrics"}
+    assert "annotations" not in pod_templates(lws)["worker"]["metadata"]
 
     service = of_kind(file_name, "Service")
     assert service["metadata"]["name"] != name  # LWS names its own headless Service `name`
@@ -297,6 +311,117 @@ def test_each_pod_resolves_rank_leader_and_node_count(engine, nodes):
             assert flag(argv, "--port") == str(template_ports["http"])
 
 
+# --- the RDMA variants ----------------------------------------------------------------
+
+RDMA_RESOURCE = "rdma/hca_shared_devices_a"
+
+
+def without_rdma(document: dict, resource: str = RDMA_RESOURCE) -> dict:
+    """``document`` with what the RDMA variant adds taken out again."""
+    plain = copy.deepcopy(document)
+    if plain["kind"] == "LeaderWorkerSet":
+        for template in pod_templates(plain).values():
+            main = container(template)
+            del main["resources"]["limits"][resource]
+            del main["securityContext"]
+    return plain
+
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm"])
+def test_rdma_variant_is_the_two_node_deployment_plus_the_device_and_ipc_lock(engine):
+    rdma = documents(KUBE_DIR / f"{engine}-2node-rdma.yaml")
+    plain = documents(KUBE_DIR / f"{engine}-2node.yaml")
+    for role, template in pod_templates(of_kind(f"{engine}-2node-rdma.yaml",
+                                                "LeaderWorkerSet")).items():
+        main = container(template)
+        assert main["resources"]["limits"][RDMA_RESOURCE] == 1, role
+        assert main["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}, role
+    assert [without_rdma(d) for d in rdma] == plain
+
+
+def test_the_rdma_resource_is_a_parameter(tmp_path):
+    name = "nvidia.com/rdma_ib"
+    proc = subprocess.run([sys.executable, str(GENERATOR), "--rdma-resource", name, "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for engine in ("sglang", "vllm"):
+        written = documents(tmp_path / f"{engine}-2node-rdma.yaml")
+        assert [without_rdma(d, name) for d in written] == documents(
+            KUBE_DIR / f"{engine}-2node.yaml")
+        assert name in (tmp_path / f"{engine}-2node-rdma.yaml").read_text().split("\n")[3]
+    # The other manifests do not depend on it.
+    assert (tmp_path / "sglang-2node.yaml").read_text() == \
+        (KUBE_DIR / "sglang-2node.yaml").read_text()
+
+
+@pytest.mark.parametrize("bad", ["hca_shared_devices_a", "rdma/", "RDMA/x", "rdma/a b"])
+def test_a_malformed_rdma_resource_is_refused(tmp_path, bad):
+    proc = subprocess.run([sys.executable, str(GENERATOR), "--rdma-resource", bad, "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "is not an extended resource name" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- preflight, given what each shipped pod gets from a runtime with the default limit --
+
+# containerd's and Docker's default capability set (root's CapEff in a container), and the
+# memlock limit such runtimes commonly give pods.
+RUNTIME_DEFAULT_CAPS = 0x00000000A80425FB
+CAPABILITY_BITS = {"IPC_LOCK": 14}
+RUNTIME_MEMLOCK = (64 * 1024, 64 * 1024)
+
+
+def pod_view(tmp_path: Path, template: dict, host_hcas: bool) -> str:
+    """The /sys, /dev and /proc one container of ``template`` sees on a node with (or
+    without) HCAs: the device plugin gives it the verbs devices when it asks for the RDMA
+    resource, and the runtime its default capabilities plus what the template adds."""
+    main = container(template)
+    caps = RUNTIME_DEFAULT_CAPS
+    for name in main.get("securityContext", {}).get("capabilities", {}).get("add", []):
+        caps |= 1 << CAPABILITY_BITS[name]
+    root = tmp_path / "root"
+    if host_hcas:
+        (root / "sys/class/infiniband/mlx5_0").mkdir(parents=True)
+    if any(r.startswith("rdma/") for r in main["resources"]["limits"]):
+        (root / "dev/infiniband").mkdir(parents=True)
+        (root / "dev/infiniband/uverbs0").write_text("")
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/status").write_text(f"CapEff:\t{caps:016x}\n")
+    (root / "proc/self/uid_map").write_text("         0          0 4294967295\n")
+    return str(root)
+
+
+@pytest.mark.parametrize("file_name", ["sglang-2node.yaml", "vllm-2node.yaml",
+                                       "sglang-2node-rdma.yaml", "vllm-2node-rdma.yaml"])
+@pytest.mark.parametrize("host_hcas", [True, False], ids=["hcas", "no-hca"])
+def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, file_name,
+                                                                 host_hcas):
+    from entrypoint.fabric import check_fabric, check_memlock, read_fabric
+    from entrypoint.plan import resolve_plan
+    from entrypoint.platforms import platform_of
+    from entrypoint.settings import load_settings
+
+    lws = of_kind(file_name, "LeaderWorkerSet")
+    engine = lws["metadata"]["name"].split("-")[1]
+    for index, (role, template) in enumerate(pod_templates(lws).items()):
+        env = pod_environment(lws, role, index)
+        env["KUBERNETES_SERVICE_HOST"] = "10.96.0.1"
+        plan = resolve_plan(load_settings(env, installed=lambda: [engine]))
+        fabric = read_fabric(pod_view(tmp_path / role, template, host_hcas))
+        platform = platform_of(env)
+        assert platform == "kubernetes"
+        memlock = check_memlock(plan, RUNTIME_MEMLOCK, fabric=fabric, platform=platform)
+        assert memlock.ok, (role, memlock.text)
+        rdma = check_fabric(plan, env, fabric, platform)
+        if file_name.endswith("-rdma.yaml"):
+            assert rdma.ok and not rdma.warning, rdma.text
+        elif host_hcas:
+            # The plain file on an RDMA cluster: refused, naming the variant to deploy.
+            assert not rdma.ok
+            assert f"deploy/kubernetes/{engine}-2node-rdma.yaml" in rdma.text
+        else:
+            assert rdma.ok and rdma.warning and "TCP sockets" in rdma.text
 # --- the prefetch Jobs: fill the cache, then the deployments need no Hub ---------------
 
 PRECISION_NODES = {"fp8": 1, "bf16": 2}
@@ -320,6 +445,7 @@ def test_prefetch_job_fills_the_cache_the_deployments_mount(precision):
         lws = of_kind(f"{engine}-{PRECISION_NODES[precision]}node.yaml", "LeaderWorkerSet")
         served = {e["name"]: e for e in container(pod_templates(lws)["leader"])["env"]}
         assert env["PRECISION"] == served["PRECISION"]
+        assert env["VARIANT"] == served["VARIANT"]
         assert env["HF_TOKEN"] == served["HF_TOKEN"]
         assert main["image"].rsplit(":", 1)[0] == container(
             pod_templates(lws)["leader"])["image"].rsplit(":", 1)[0]
@@ -356,8 +482,11 @@ def test_prefetch_job_then_the_leader_starts_without_the_hub(tmp_path, engine):
         lws = of_kind(f"{engine}-2node.yaml", "LeaderWorkerSet")
         env = pod_environment(lws, "leader", 0)
         record = tmp_path / "engine.json"
+        key = tmp_path / "API_KEY"  # the Secret the manifest mounts
+        key.write_text("sk-longcat-test-key-0123456789")
         env.update(HF_HOME=str(cache), HF_HUB_OFFLINE="1", PREFLIGHT="off",
-                   PATH=f"{FAKE_BIN}:{env['PATH']}", FAKE_ENGINE_RECORD=str(record))
+                   PATH=f"{FAKE_BIN}:{env['PATH']}", FAKE_ENGINE_RECORD=str(record),
+                   API_KEY_FILE=str(key))
         if engine == "sglang":  # the fake sglang.launch_server, importable like the real one
             env["PYTHONPATH"] = str(REPO / "tests" / "fakes" / "recorders" / "python")
         served = subprocess.run([sys.executable, "-m", "entrypoint"], env=env, cwd=REPO,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.settings import VARIABLES
+from entrypoint.settings import ENGINE_VARIABLE_PREFIXES, VARIABLES
+from tests.machine import require_root
 
 from .dryrun import REPO, command_of, flag, plan_row
 
@@ -41,12 +42,17 @@ def directives(script: Path = SCRIPT) -> dict[str, str]:
 
 def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
               image_env: dict | None = None,
+              wrap: tuple[str, ...] = (),
               script: Path = SCRIPT) -> tuple[subprocess.CompletedProcess, Path]:
     """Run the batch script as sbatch would on the allocation's first node.
 
     The environment is the submitting user's (``user_env``, exported as sbatch's default
     --export=ALL does) plus what sbatch sets for the batch step. Stand-in srun/scontrol come
     first on PATH, then the test's own Python (``python3`` "inside the image").
+
+    Args:
+        wrap: a command that runs ``bash SCRIPT ...`` itself as its last arguments (to give
+            the script a node of its own, e.g. a mount namespace with another sysfs).
     """
     record = tmp_path / "record"
     record.mkdir()
@@ -72,7 +78,7 @@ def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
         "FAKE_IMAGE_ENV": json.dumps(image_env or {}),
         **user_env,
     }
-    proc = subprocess.run(["bash", str(script), *args], env=env, cwd=tmp_path,
+    proc = subprocess.run([*wrap, "bash", str(script), *args], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     return proc, record
 
@@ -226,6 +232,78 @@ def test_outside_an_allocation_it_says_so(tmp_path):
     assert "sbatch" in proc.stderr
 
 
+# --- engine and library settings, and the HCAs --------------------------------------------
+
+# One variable of each family the engines and their libraries read, none of them a launcher
+# variable: sbatch exports them from the submitting shell, and the script names each in
+# --container-env so that the image's own value does not win.
+FAMILIES = {"NCCL_IB_HCA": "mlx5_0:1,mlx5_1:1", "NCCL_IB_GID_INDEX": "3", "UCX_TLS": "rc",
+            "GLOO_DEVICE_TRANSPORT": "TCP", "HF_ENDPOINT": "https://hub-mirror.example",
+            "VLLM_LOGGING_LEVEL": "DEBUG", "SGLANG_ENABLE_TORCH_COMPILE": "1"}
+API_KEY = "vllm_standInKeyNeverOnACommandLine"
+
+
+def test_every_engine_and_library_variable_reaches_every_node(tmp_path):
+    assert {n.split("_", 1)[0] + "_" for n in FAMILIES} == set(ENGINE_VARIABLE_PREFIXES)
+    proc, record = run_batch(tmp_path, {
+        "HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1", **FAMILIES,
+        "VLLM_API_KEY": API_KEY, "UNRELATED_SETTING": "x",
+    }, image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME, "NCCL_IB_HCA": "image-value",
+                  "UCX_TLS": "image-value"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    srun = load(record, "srun.json")
+    forced = srun["options"]["--container-env"].split(",")
+    assert set(FAMILIES) | {"VLLM_API_KEY"} <= set(forced)
+    assert "UNRELATED_SETTING" not in forced
+    assert len(forced) == len(set(forced)), "a name given twice"
+    assert not any(API_KEY in arg for arg in srun["argv"]), "a key on srun's command line"
+    for node in range(2):
+        task = load(record, f"node{node}.json")
+        assert task["returncode"] == 0, task["stderr"]
+        for name, value in FAMILIES.items():
+            assert task["environment"][name] == value, name  # over the image's value
+        assert task["environment"]["VLLM_API_KEY"] == API_KEY
+        assert API_KEY not in task["stdout"] + task["stderr"]
+
+
+def test_no_hca_on_the_node_leaves_mellanox_visible_devices_unset(tmp_path):
+    if any(Path("/sys/bus/pci/drivers").glob("mlx?_core/*/infiniband_verbs/*")):
+        pytest.fail("this machine has Mellanox HCAs: the test expects none", pytrace=False)
+    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "MELLANOX_VISIBLE_DEVICES" not in load(record, "srun.json")["environment"]
+
+
+def with_mellanox_hca() -> tuple[str, ...]:
+    """Run the script in its own mount namespace, where /sys/bus/pci/drivers holds one
+    Mellanox HCA's verbs device, as the mlx5 driver lays it out (root, as CI runs)."""
+    require_root("a private sysfs view")
+    if not shutil.which("unshare"):
+        pytest.fail("unshare(1) is missing: apt-get install util-linux", pytrace=False)
+    verbs = "/sys/bus/pci/drivers/mlx5_core/0000:17:00.0/infiniband_verbs/uverbs0"
+    script = (f'mount -t tmpfs tmpfs /sys/bus/pci/drivers && mkdir -p {verbs} && '
+              'exec "$@"')
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh")
+
+
+@pytest.mark.root
+def test_a_node_with_mellanox_hcas_gets_them_through_enroots_hook(tmp_path):
+    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1"},
+                             wrap=with_mellanox_hca())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    srun = load(record, "srun.json")
+    # enroot's 99-mellanox hook reads it from the environment pyxis hands over.
+    assert srun["environment"]["MELLANOX_VISIBLE_DEVICES"] == "all"
+    assert "MELLANOX_VISIBLE_DEVICES" in srun["options"]["--container-env"].split(",")
+
+
+@pytest.mark.root
+def test_the_users_mellanox_visible_devices_is_kept(tmp_path):
+    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1",
+                                        "MELLANOX_VISIBLE_DEVICES": "none"},
+                             wrap=with_mellanox_hca())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load(record, "srun.json")["environment"]["MELLANOX_VISIBLE_DEVICES"] == "none"
 # --- prefetch, then serve ---------------------------------------------------------------
 
 def test_prefetch_asks_for_one_node_and_no_gpu():

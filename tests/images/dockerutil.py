@@ -158,6 +158,8 @@ class BuiltImage:
         repository: the session's repository (unique per test session).
         output: what build.py printed while building it.
         digests: {tag: registry digest} of the tags build.py pushed (empty if none).
+        base_digest: the base's registry digest build.py recorded (``""``: none).
+        engine_version: the engine version the image reports (e.g. ``1.2.3+cu129``).
     """
 
     engine: str
@@ -168,3 +170,5 @@ class BuiltImage:
     repository: str
     output: str = field(repr=False, default="")
     digests: dict[str, str] = field(default_factory=dict)
+    base_digest: str = ""
+    engine_version: str = ""

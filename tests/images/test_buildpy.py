@@ -1,22 +1,31 @@
-"""Unit tests of build.py: the plan, tags, labels, the build/verify/tag/push sequence and
-its errors, against a fake docker client (tests/images/fakedocker.py). No daemon needed;
-the real builds are in test_images.py."""
+"""Unit tests of build.py and the images/ package: the plan, tags, labels, the
+resolve/build/verify/tag/push sequence and its errors, against a fake docker client
+(tests/fakes/docker_client.py). No daemon needed; the real builds are in test_images.py and
+test_bases.py."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 import build
-from tests.images.fakedocker import FakeDockerClient
+from images import cli, context, dockerbuild, pipeline, publish, verify
+from images.errors import BuildError, UsageError
+from images.matrix import Options, Target, load_matrix, plan, record_digest
+from tests.fakes.docker_client import FakeDockerClient, FakeImage
+from tests.images.dockerutil import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 CREATED = "2026-11-29T12:00:00Z"
@@ -24,11 +33,16 @@ CREATED = "2026-11-29T12:00:00Z"
 
 @pytest.fixture(scope="module")
 def matrix():
-    return build.load_matrix(ROOT)
+    return load_matrix(ROOT)
 
 
 def versions(matrix):
     return {name: spec["version"] for name, spec in matrix["engines"].items()}
+
+
+def planned(matrix, engines=(), **options):
+    options.setdefault("revision", "r1")
+    return plan(matrix, engines, Options(**options), created=CREATED)
 
 
 # --------------------------------------------------------------------------------------
@@ -36,7 +50,7 @@ def versions(matrix):
 # --------------------------------------------------------------------------------------
 
 def test_plan_default_builds_each_engine_on_its_default_variant_with_the_tag_scheme(matrix):
-    targets = build.plan(matrix, revision="g0123456789ab", created=CREATED)
+    targets = planned(matrix, revision="g0123456789ab")
     v = versions(matrix)
     assert [(t.engine, t.cuda, t.default) for t in targets] == \
         [("sglang", "cu130", True), ("vllm", "cu130", True)]
@@ -53,8 +67,8 @@ def test_plan_default_builds_each_engine_on_its_default_variant_with_the_tag_sch
     assert sglang.dockerfile == "images/sglang/Dockerfile"
 
 
-def test_plan_labels_carry_source_revision_version_created_engine_and_base(matrix):
-    (target,) = build.plan(matrix, ["vllm"], revision="g0123456789ab", created=CREATED)
+def test_plan_labels_carry_url_source_revision_version_created_engine_and_base(matrix):
+    (target,) = planned(matrix, ["vllm"], revision="g0123456789ab")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     labels = target.labels()
     assert labels["org.opencontainers.image.revision"] == "g0123456789ab"
@@ -62,6 +76,7 @@ def test_plan_labels_carry_source_revision_version_created_engine_and_base(matri
     assert labels["org.opencontainers.image.version"] == project["version"]
     assert labels["org.opencontainers.image.base.name"] == target.base_image
     assert labels["org.opencontainers.image.source"]
+    assert labels["org.opencontainers.image.url"] == labels["org.opencontainers.image.source"]
     assert labels["dev.longcat-deploy.engine"] == "vllm"
     assert labels["dev.longcat-deploy.engine.version"] == versions(matrix)["vllm"]
     assert labels["dev.longcat-deploy.cuda"] == "cu130"
@@ -69,19 +84,20 @@ def test_plan_labels_carry_source_revision_version_created_engine_and_base(matri
 
 
 def test_plan_all_cuda_variants_gives_moving_engine_tag_to_the_default_only(matrix):
-    targets = build.plan(matrix, ["vllm"], cuda="all", revision="r1", created=CREATED)
+    targets = planned(matrix, ["vllm"], cuda="all")
     assert [t.cuda for t in targets] == ["cu130", "cu129"]
     cu129 = targets[1]
     assert "longcat-deploy:vllm" not in cu129.tags
     assert "longcat-deploy:vllm-cu129" in cu129.tags
     assert cu129.base_image.endswith(f":v{versions(matrix)['vllm']}-cu129")
     assert cu129.min_driver == "575.51.03"
+    assert "v0.31" in cu129.unconfirmed     # upstream's -cu129 tag is not confirmed
 
 
 def test_plan_base_override_registry_and_extra_tags(matrix):
-    (target,) = build.plan(matrix, ["sglang"], base_image="local/standin:1",
-                           registry="127.0.0.1:5000", repository="team/longcat",
-                           tag=["1.0", "{engine}-rc"], revision="r1", created=CREATED)
+    (target,) = planned(matrix, ["sglang"], base_image="local/standin:1",
+                        registry="127.0.0.1:5000", repository="team/longcat",
+                        tag=["1.0", "{engine}-rc"])
     assert target.base_image == "local/standin:1"
     assert target.official_base.startswith("lmsysorg/sglang:")
     assert target.base_digest == ""
@@ -95,25 +111,61 @@ def test_plan_pins_the_digest_when_the_matrix_knows_it(matrix):
     pinned = copy.deepcopy(matrix)
     digest = "sha256:" + "0" * 64
     pinned["engines"]["sglang"]["variants"][0]["digest"] = digest
-    (target,) = build.plan(pinned, ["sglang"], revision="r1", created=CREATED)
+    (target,) = planned(pinned, ["sglang"])
     assert target.base_image.endswith(f"-cu130-runtime@{digest}")
     assert target.build_args["BASE_DIGEST"] == digest
 
 
 def test_plan_without_git_has_no_revision_tag(matrix, tmp_path):
-    for name in ("pyproject.toml",):
-        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
-    (target,) = build.plan(matrix, ["sglang"], root=tmp_path, created=CREATED)
+    (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
+    (target,) = plan(matrix, ["sglang"], root=tmp_path, created=CREATED)
     assert len(target.tags) == 3
     assert target.build_args["VCS_REF"] == "unknown"
 
 
+def test_plan_names_an_engine_given_twice_once(matrix):
+    assert [t.engine for t in planned(matrix, ["vllm", "vllm"])] == ["vllm"]
+    assert [(t.engine, t.cuda) for t in planned(matrix, ["vllm", "sglang", "vllm"],
+                                                 cuda="all")] == \
+        [("vllm", "cu130"), ("vllm", "cu129"), ("sglang", "cu130")]
+
+
+@pytest.mark.parametrize("options", [
+    {"engines": ["vllm"], "cuda": "all", "tag": "{engine}-custom"},
+    {"engines": ["vllm"], "cuda": "all", "tag": "{version}"},
+    {"cuda": "all", "tag": "{cuda}-x"},
+])
+def test_a_tag_that_would_name_two_images_is_refused(matrix, options):
+    options = dict(options)
+    engines = options.pop("engines", ())
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, engines, **options)
+    message = str(caught.value)
+    assert "would name both" in message and "--tag" in message and "{cuda}" in message
+
+
+def test_a_tag_template_that_names_each_image_once_is_accepted(matrix):
+    targets = planned(matrix, cuda="all", tag="{engine}-{cuda}-custom")
+    tags = [t for target in targets for t in target.tags]
+    assert len(tags) == len(set(tags))
+
+
+def test_a_matrix_template_that_collides_is_refused_too(matrix):
+    broken = copy.deepcopy(matrix)
+    broken["tags"]["moving_cuda"] = "{engine}-latest"
+    with pytest.raises(UsageError, match=r"\[tags\]\.moving_cuda"):
+        planned(broken, ["vllm"], cuda="all")
+
+
 @pytest.mark.parametrize("kwargs, words", [
     ({"engines": ["tgi"]}, ["unknown engine", "tgi", "sglang", "vllm"]),
-    ({"engines": ["sglang"], "cuda": "cu129"}, ["sglang", "cu129", "cu130"]),
+    ({"engines": ["sglang"], "cuda": "cu129"}, ["sglang", "cu129", "cu130",
+                                                "no longer publishes", "v0.5.19"]),
     ({"cuda": "cu999"}, ["cu999", "cu129", "cu130"]),
     ({"tag": "latest"}, ["--tag", "latest", "{engine}"]),
     ({"registry": "bad host"}, ["--registry", "bad host"]),
+    ({"registry": "host:99999"}, ["--registry", "host:99999", "1..65535"]),
+    ({"registry": "host:0"}, ["--registry", "host:0"]),
     ({"repository": "Upper/Case"}, ["--repository", "Upper/Case"]),
     ({"revision": "bad rev"}, ["--revision", "bad rev"]),
     ({"engines": ["sglang"], "tag": "{nope}"}, ["{nope}", "unknown field"]),
@@ -124,42 +176,110 @@ def test_plan_without_git_has_no_revision_tag(matrix, tmp_path):
 def test_plan_rejects_bad_input_with_a_clear_usage_error(matrix, kwargs, words):
     kwargs = dict(kwargs)
     engines = kwargs.pop("engines", ())
-    kwargs.setdefault("revision", "r1")
-    with pytest.raises(build.UsageError) as caught:
-        build.plan(matrix, engines, **kwargs)
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, engines, **kwargs)
     assert caught.value.exit_status == 2
     for word in words:
         assert word in str(caught.value)
 
 
+def test_registry_ports_at_the_ends_of_the_range_are_accepted(matrix):
+    for registry in ("host:1", "host:65535", "[fd00::1]:5000", "registry.example.com"):
+        (target,) = planned(matrix, ["sglang"], registry=registry)
+        assert target.tags[0].startswith(f"{registry}/")
+
+
 def test_load_matrix_names_the_missing_key(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "matrix.toml").write_text('[engines.sglang]\nversion = "1"\n')
-    with pytest.raises(build.UsageError, match="lacks a required key"):
-        build.load_matrix(tmp_path)
+    with pytest.raises(UsageError, match="lacks a required key"):
+        load_matrix(tmp_path)
     (tmp_path / "images" / "matrix.toml").write_text("not = [toml")
-    with pytest.raises(build.UsageError, match="not valid TOML"):
-        build.load_matrix(tmp_path)
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_matrix(tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# recording a digest into the matrix
+# --------------------------------------------------------------------------------------
+
+DIGEST = "sha256:" + "12" * 32
+
+
+def matrix_copy(tmp_path) -> Path:
+    (tmp_path / "images").mkdir(parents=True)
+    shutil.copyfile(ROOT / "images" / "matrix.toml", tmp_path / "images" / "matrix.toml")
+    return tmp_path / "images" / "matrix.toml"
+
+
+def test_record_digest_fills_exactly_that_variant_and_keeps_every_comment(tmp_path):
+    path = matrix_copy(tmp_path)
+    before = path.read_text()
+    record_digest(tmp_path, "vllm", "cu129", DIGEST)
+    after = path.read_text()
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert len(before.splitlines()) == len(after.splitlines())
+    assert len(changed) == 1 and DIGEST in changed[0][1]
+    assert "#" in changed[0][1]                    # the line's comment stays
+    variants = tomllib.loads(after)["engines"]["vllm"]["variants"]
+    assert [v["digest"] for v in variants] == ["", DIGEST]
+    (target,) = planned(load_matrix(tmp_path), ["vllm"], cuda="cu129")
+    assert target.base_image.endswith(f"-cu129@{DIGEST}")
+
+
+def test_record_digest_refuses_a_pinned_variant_an_unknown_one_and_a_non_digest(tmp_path):
+    path = matrix_copy(tmp_path)
+    record_digest(tmp_path, "sglang", "cu130", DIGEST)
+    pinned = path.read_text()
+    with pytest.raises(BuildError, match="already pins"):
+        record_digest(tmp_path, "sglang", "cu130", "sha256:" + "34" * 32)
+    with pytest.raises(BuildError, match="no .*cu129"):
+        record_digest(tmp_path, "sglang", "cu129", DIGEST)
+    with pytest.raises(UsageError):
+        record_digest(tmp_path, "vllm", "cu130", "latest")
+    assert path.read_text() == pinned
 
 
 # --------------------------------------------------------------------------------------
 # the command line
 # --------------------------------------------------------------------------------------
 
+def test_the_shared_options_are_defined_once_by_options():
+    fields = [f.name for f in dataclasses.fields(Options)]
+    shared = list(inspect.signature(cli.Commands.__init__).parameters)[1:]
+    assert shared == fields
+    for field in fields:                          # the help text, from Options' docstring
+        assert f"    {field}: " in cli.Commands.__doc__
+    for name in ("plan", "build", "push"):
+        own = inspect.signature(getattr(cli.Commands, name)).parameters
+        assert not set(own) & set(fields), name   # no command repeats them
+    source = inspect.getsource(cli)
+    assert "base_image=None" not in source and '"base_image", "registry"' not in source
+
+
 def test_protect_strings_keeps_version_like_values_as_text():
-    assert build.protect_strings(["plan", "--tag=1.0", "--revision", "0123", "--cuda=all"]) \
+    assert cli.protect_strings(["plan", "--tag=1.0", "--revision", "0123", "--cuda=all"]) \
         == ["plan", "--tag='1.0'", "--revision", "'0123'", "--cuda='all'"]
-    assert build.protect_strings(["build", "sglang", "--no-cache", "--push"]) == \
-        ["build", "sglang", "--no-cache", "--push"]
+    assert cli.protect_strings(["build", "sglang", "--no-cache", "--push",
+                                "--cache-dir=1"]) == \
+        ["build", "sglang", "--no-cache", "--push", "--cache-dir='1'"]
 
 
 def test_cli_plan_json_keeps_tags_and_revisions_as_strings(capsys):
-    status = build.main(["plan", "sglang", "--tag=1.0", "--revision=0123", "--format=json"])
+    status = cli.main(["plan", "sglang", "--tag=1.0", "--revision=0123", "--format=json"])
     assert status == 0
     (target,) = json.loads(capsys.readouterr().out)
     assert any(t.endswith(":1.0") for t in target["tags"])
     assert any(t.endswith("-0123") for t in target["tags"])
     assert target["labels"]["org.opencontainers.image.revision"] == "0123"
+
+
+@pytest.mark.parametrize("args", [["--cuda=all", "plan", "vllm", "--format=json"],
+                                  ["plan", "vllm", "--cuda=all", "--format=json"],
+                                  ["plan", "--cuda", "all", "vllm", "--format=json"]])
+def test_cli_shared_options_work_before_and_after_the_command(capsys, args):
+    assert cli.main(args) == 0
+    assert [t["cuda"] for t in json.loads(capsys.readouterr().out)] == ["cu130", "cu129"]
 
 
 def run_cli(*args, env=None):
@@ -179,11 +299,25 @@ def test_cli_plan_needs_no_daemon_and_shows_both_engines_with_their_pinned_bases
     assert run_cli("list").stdout == done.stdout
 
 
+def test_cli_help_lists_the_commands_and_the_shared_options():
+    done = run_cli("--help")
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout + done.stderr            # fire writes help to stderr off a terminal
+    for word in ("plan", "build", "push", "--cuda", "--base_image", "--registry",
+                 "--repository", "--tag", "--revision"):
+        assert word in shown
+
+
 @pytest.mark.parametrize("args, status, words", [
     (["plan", "tgi"], 2, ["unknown engine 'tgi'"]),
-    (["build", "sglang", "--cuda=cu129"], 2, ["no CUDA variant 'cu129'"]),
+    (["build", "sglang", "--cuda=cu129"], 2, ["no CUDA variant 'cu129'", "no longer"]),
     (["plan", "--format=yaml"], 2, ["--format"]),
     (["plan", "--registry=http://x"], 2, ["--registry"]),
+    (["plan", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
+    (["build", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
+    (["plan", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
+    (["build", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
+    (["push", "--base-image=x"], 2, ["push has no option --base-image"]),
     (["build", "sglang"], 1, ["cannot reach the Docker daemon", "setup-docker"]),
     (["push", "vllm"], 1, ["cannot reach the Docker daemon"]),
 ])
@@ -194,6 +328,12 @@ def test_cli_bad_input_is_one_message_and_a_status_never_a_traceback(args, statu
     assert done.stderr.startswith("build.py: error: ")
     for word in words:
         assert word in done.stderr
+
+
+def test_cli_plans_an_engine_given_twice_once():
+    done = run_cli("plan", "vllm", "vllm")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("vllm/vllm-openai:") == 1
 
 
 def test_cli_unknown_option_exits_2_without_traceback():
@@ -211,6 +351,90 @@ def test_cli_unknown_option_is_refused_before_the_command_runs(args, unknown):
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == "", "nothing may run before the refusal"
     assert f"{args[0]} has no option {unknown}; it takes: --cuda" in done.stderr
+
+
+def test_build_py_and_pyproject_agree_on_the_oldest_python():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    oldest = ".".join(map(str, build.MIN_PYTHON))
+    assert project["requires-python"] == f">={oldest}"
+    assert build.python_too_old(build.MIN_PYTHON) == ""
+    older = (build.MIN_PYTHON[0], build.MIN_PYTHON[1] - 1, 9, "final", 0)
+    message = build.python_too_old(older)
+    assert message.startswith("build.py: error: needs Python " + oldest)
+    assert ".venv/bin/python build.py" in message
+
+
+def test_build_py_checks_the_python_before_importing_anything_newer():
+    # An old Python must reach the check: build.py parses with old grammar and imports
+    # only sys before it; the images package (tomllib, 3.10+ syntax) comes after.
+    import ast
+
+    text = (ROOT / "build.py").read_text()
+    tree = ast.parse(text, feature_version=(3, 6))
+    top_imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [alias.name for n in top_imports for alias in n.names] == ["sys"]
+    assert text.index("python_too_old()") < text.index("from images.cli import main")
+
+
+# --------------------------------------------------------------------------------------
+# the base: found, pulled, or missing
+# --------------------------------------------------------------------------------------
+
+def test_a_local_base_is_used_as_it_is_with_the_digest_the_daemon_recorded():
+    client = FakeDockerClient()
+    client.bases["127.0.0.1:5000/x:1"] = FakeImage("sha256:" + "aa" * 32,
+                                                   ["127.0.0.1:5000/x:1"],
+                                                   ["127.0.0.1:5000/x@" + DIGEST])
+    client.bases["local/standin:1"] = FakeImage("sha256:" + "bb" * 32, ["local/standin:1"])
+    out = io.StringIO()
+    assert dockerbuild.resolve_base(client, "127.0.0.1:5000/x:1", out) == dockerbuild.Base(
+        "127.0.0.1:5000/x:1", "sha256:" + "aa" * 32, DIGEST, pulled=False)
+    assert dockerbuild.resolve_base(client, "local/standin:1", out).digest == ""
+    assert "pull" not in client.names()
+
+
+def test_a_missing_base_is_pulled_and_its_digest_recorded():
+    client = FakeDockerClient()
+    out = io.StringIO()
+    base = dockerbuild.resolve_base(client, "vllm/vllm-openai:v1-cu129", out)
+    assert client.names() == ["pull"]
+    assert base.pulled and base.digest == client.pull_digest
+    assert "pulling it" in out.getvalue()
+
+
+@pytest.mark.parametrize("failure", ["raise", "stream"])
+def test_a_base_that_does_not_exist_fails_at_once_naming_the_tag_and_how_to_list_tags(
+        failure):
+    client = FakeDockerClient()
+    message = ("manifest for vllm/vllm-openai:v1-cu129 not found: manifest unknown: "
+               "manifest unknown")
+
+    def script(reference):
+        if failure == "raise":
+            raise docker.errors.NotFound("404 Client Error", explanation=message)
+        return [{"errorDetail": {"message": message}, "error": message}]
+
+    client.pull_script = script
+    with pytest.raises(BuildError) as caught:
+        dockerbuild.resolve_base(client, "vllm/vllm-openai:v1-cu129", io.StringIO())
+    text = str(caught.value)
+    assert "vllm/vllm-openai:v1-cu129 does not exist" in text
+    assert "skopeo list-tags docker://docker.io/vllm/vllm-openai" in text
+    assert "https://hub.docker.com/r/vllm/vllm-openai/tags" in text
+
+
+def test_a_base_that_cannot_be_pulled_for_another_reason_says_so():
+    client = FakeDockerClient()
+    client.pull_script = lambda reference: [{"error": "dial tcp: lookup registry-1.docker.io: "
+                                                      "no such host"}]
+    with pytest.raises(BuildError, match="cannot pull the base image .* no such host"):
+        dockerbuild.resolve_base(client, "lmsysorg/sglang:v1", io.StringIO())
+
+
+def test_listing_hint_for_a_private_registry_names_no_docker_hub_page():
+    hint = dockerbuild.listing_hint("127.0.0.1:5000/team/x")
+    assert "skopeo list-tags docker://127.0.0.1:5000/team/x" in hint
+    assert "hub.docker.com" not in hint
 
 
 # --------------------------------------------------------------------------------------
@@ -232,9 +456,9 @@ def artifacts(monkeypatch, tmp_path):
         wheel.write_bytes(b"launcher wheel")
         return wheel
 
-    monkeypatch.setattr(build, "init_binary", lambda matrix, cache: FAKE_INIT)
-    monkeypatch.setattr(build, "dependency_wheels", lambda reqs, cache: [dep])
-    monkeypatch.setattr(build, "launcher_wheel", fake_launcher)
+    monkeypatch.setattr(pipeline, "init_binary", lambda matrix, cache: FAKE_INIT)
+    monkeypatch.setattr(pipeline, "dependency_wheels", lambda reqs, cache: [dep])
+    monkeypatch.setattr(pipeline, "launcher_wheel", fake_launcher)
     return tmp_path
 
 
@@ -242,47 +466,142 @@ def accepting(engine_version):
     """A run_script: the probe finds everything, the check accepts every plan."""
     def script(image, entrypoint, command):
         if entrypoint and entrypoint[:2] == ["python3", "-c"]:
-            return 0, json.dumps({"problems": [], "engine_version": engine_version}) + "\n"
+            return 0, json.dumps({"problems": [], "engine_version": engine_version,
+                                  "python": "/usr/bin/python3"}) + "\n"
         assert command == ["check", "--all"] and entrypoint is None
         return 0, "checking 6 plan(s) against sglang\n6 accepted, 0 rejected\n"
     return script
 
 
-def one_target(matrix, engine="sglang", **kwargs):
-    (target,) = build.plan(matrix, [engine], revision="r1", created=CREATED, **kwargs)
+def one_target(matrix, engine="sglang", **options) -> Target:
+    (target,) = planned(matrix, [engine], **options)
     return target
 
 
-def test_build_verifies_inside_the_image_before_any_tag(matrix, artifacts):
+def run_build(client, targets, matrix, cache, **kwargs) -> tuple[dict, str]:
+    out = io.StringIO()
+    results = pipeline.build_targets(targets, client=client, matrix=matrix, cache=cache,
+                                     out=out, **kwargs)
+    return results, out.getvalue()
+
+
+def test_build_resolves_the_base_then_verifies_inside_the_image_before_any_tag(matrix,
+                                                                             artifacts):
     client = FakeDockerClient()
     client.run_script = accepting(versions(matrix)["sglang"])
     target = one_target(matrix)
-    out = io.StringIO()
-    results = build.build_targets([target], client=client, matrix=matrix, cache=artifacts,
-                                  out=out)
+    results, out = run_build(client, [target], matrix, artifacts)
     names = client.names()
     first_tag = names.index("tag")
-    assert names[:first_tag] == ["build", "run", "container.remove", "run", "container.remove"]
+    assert names[:first_tag] == ["pull", "build", "run", "container.remove", "run",
+                                 "container.remove"]
     assert names[first_tag:] == ["tag"] * len(target.tags)
     assert [c[2] for c in client.calls if c[0] == "tag"] == target.tags
     assert all(c[1] == client.built_id for c in client.calls if c[0] == "tag")
     (result,) = results.values()
-    assert result == {"id": client.built_id, "tags": target.tags, "digests": {}}
-    assert "Step 1/1 : FROM base" in out.getvalue()      # the build output is streamed
-    assert "6 accepted, 0 rejected" in out.getvalue()    # and so is the check's report
+    assert result["id"] == client.built_id and result["tags"] == target.tags
+    assert result["digests"] == {} and result["base_digest"] == client.pull_digest
+    assert "Step 1/1 : FROM base" in out      # the build output is streamed
+    assert "6 accepted, 0 rejected" in out    # and so is the check's report
     run_calls = [c for c in client.calls if c[0] == "run"]
     assert all(c[4]["network_mode"] == "host" for c in run_calls)
     assert run_calls[1][3] == ["check", "--all"]
+
+
+def test_the_base_digest_reaches_the_labels_and_the_summary(matrix, artifacts):
+    client = FakeDockerClient()
+    client.run_script = accepting(versions(matrix)["sglang"])
+    target = one_target(matrix)
+    results, out = run_build(client, [target], matrix, artifacts)
+    build_kwargs = next(c[1] for c in client.calls if c[0] == "build")
+    assert build_kwargs["buildargs"]["BASE_DIGEST"] == client.pull_digest
+    summary = out[out.index("=== summary"):]
+    assert f"base digest  {client.pull_digest}" in summary
+    assert target.base_image in summary and target.tags[0] in summary
+
+
+def test_a_cu129_build_whose_engine_carries_a_local_version_passes_and_shows_both(
+        matrix, artifacts):
+    client = FakeDockerClient()
+    pin = versions(matrix)["vllm"]
+    client.run_script = accepting(f"{pin}+cu129")
+    target = one_target(matrix, "vllm", cuda="cu129")
+    results, out = run_build(client, [target], matrix, artifacts)
+    (result,) = results.values()
+    assert result["engine_version"] == f"{pin}+cu129"
+    assert f"vllm {pin}+cu129 (public version {pin}), the pin is {pin}" in out
+    assert "tag" in client.names()
+
+
+@pytest.mark.parametrize("have, public", [("0.0.1+cu129", "0.0.1"), ("0.0.1", "0.0.1")])
+def test_a_different_public_version_still_fails_verification(matrix, artifacts, have,
+                                                             public):
+    client = FakeDockerClient()
+    client.run_script = accepting(have)
+    with pytest.raises(BuildError) as caught:
+        run_build(client, [one_target(matrix, "vllm", cuda="cu129")], matrix, artifacts)
+    assert f"holds vllm {have} (public version {public})" in str(caught.value)
+    assert "tag" not in client.names()
+
+
+def test_public_version():
+    assert verify.public_version("1.2.3+cu129") == "1.2.3"
+    assert verify.public_version("1.2.3.post1") == "1.2.3.post1"
+    with pytest.raises(ValueError, match="not a PEP 440 version"):
+        verify.public_version("nightly")
+
+
+def test_every_base_is_resolved_before_anything_is_built(matrix, artifacts):
+    client = FakeDockerClient()
+    client.run_script = accepting(versions(matrix)["vllm"])
+
+    def script(reference):
+        if reference.endswith("-cu129"):
+            raise docker.errors.NotFound("404", explanation="manifest unknown")
+        return FakeDockerClient().pull_script(reference)
+
+    client.pull_script = script
+    targets = planned(matrix, ["vllm"], cuda="all")
+    with pytest.raises(BuildError, match="-cu129 does not exist"):
+        run_build(client, targets, matrix, artifacts)
+    assert client.names() == ["pull", "pull"]          # nothing built, nothing tagged
+
+
+def test_record_digests_fills_the_pulled_digest_into_the_matrix(matrix, artifacts, tmp_path):
+    project = copy_project(ROOT, tmp_path / "project")
+    client = FakeDockerClient()
+    client.run_script = accepting(versions(matrix)["vllm"])
+    (target,) = plan(load_matrix(project), ["vllm"], Options(revision="r1"), root=project)
+    _, out = run_build(client, [target], load_matrix(project), artifacts, root=project,
+                       record_digests=True)
+    assert f'digest = "{client.pull_digest}" written to' in out
+    variants = load_matrix(project)["engines"]["vllm"]["variants"]
+    assert variants[0]["digest"] == client.pull_digest and variants[1]["digest"] == ""
+
+
+def test_record_digests_leaves_the_matrix_alone_for_an_overridden_base(matrix, artifacts,
+                                                                      tmp_path):
+    project = copy_project(ROOT, tmp_path / "project")
+    path = project / "images" / "matrix.toml"
+    before = path.read_text()
+    client = FakeDockerClient()
+    client.run_script = accepting(versions(matrix)["vllm"])
+    (target,) = plan(load_matrix(project), ["vllm"],
+                     Options(revision="r1", base_image="127.0.0.1:5000/standin:1"),
+                     root=project)
+    _, out = run_build(client, [target], load_matrix(project), artifacts, root=project,
+                       record_digests=True)
+    assert "not the official base; nothing recorded" in out
+    assert path.read_text() == before
 
 
 def test_build_passes_the_plan_as_build_args_with_host_networking(matrix, artifacts):
     client = FakeDockerClient()
     client.run_script = accepting(versions(matrix)["sglang"])
     target = one_target(matrix, base_image="stand/in:1")
-    build.build_targets([target], client=client, matrix=matrix, cache=artifacts,
-                        no_cache=True, out=io.StringIO())
-    kwargs = client.calls[0][1]
-    assert kwargs["buildargs"] == target.build_args
+    run_build(client, [target], matrix, artifacts, no_cache=True)
+    kwargs = next(c[1] for c in client.calls if c[0] == "build")
+    assert kwargs["buildargs"] == {**target.build_args, "BASE_DIGEST": client.pull_digest}
     assert kwargs["buildargs"]["BASE_IMAGE"] == "stand/in:1"
     assert kwargs["network_mode"] == "host"
     assert kwargs["nocache"] is True and kwargs["pull"] is False
@@ -292,16 +611,15 @@ def test_build_passes_the_plan_as_build_args_with_host_networking(matrix, artifa
 def test_build_context_holds_exactly_what_the_dockerfile_copies(matrix, artifacts):
     client = FakeDockerClient()
     client.run_script = accepting(versions(matrix)["vllm"])
-    build.build_targets([one_target(matrix, "vllm")], client=client, matrix=matrix,
-                        cache=artifacts, out=io.StringIO())
-    context = client.context
-    assert set(context) == {"Dockerfile", "dumb-init", "deps/requirements.txt",
-                            "deps/python_hostlist-2.0-py3-none-any.whl",
-                            "launcher/longcat_deploy-0.1.0-py3-none-any.whl"}
-    assert context["Dockerfile"][0] == (ROOT / "images" / "vllm" / "Dockerfile").read_bytes()
-    assert context["dumb-init"][0] == FAKE_INIT
-    assert context["dumb-init"][1] & 0o777 == 0o755
-    assert b"python_hostlist==2.0\n" in context["deps/requirements.txt"][0]
+    run_build(client, [one_target(matrix, "vllm")], matrix, artifacts)
+    built = client.context
+    assert set(built) == {"Dockerfile", "dumb-init", "deps/requirements.txt",
+                          "deps/python_hostlist-2.0-py3-none-any.whl",
+                          "launcher/longcat_deploy-0.1.0-py3-none-any.whl"}
+    assert built["Dockerfile"][0] == (ROOT / "images" / "vllm" / "Dockerfile").read_bytes()
+    assert built["dumb-init"][0] == FAKE_INIT
+    assert built["dumb-init"][1] & 0o777 == 0o755
+    assert b"python_hostlist==2.0\n" in built["deps/requirements.txt"][0]
 
 
 def test_a_failed_step_names_the_step_and_shows_its_log(matrix, artifacts):
@@ -313,9 +631,8 @@ def test_a_failed_step_names_the_step_and_shows_its_log(matrix, artifacts):
         {"errorDetail": {"code": 1, "message": "The command returned a non-zero code: 1"},
          "error": "The command returned a non-zero code: 1"},
     ]
-    with pytest.raises(build.BuildError) as caught:
-        build.build_targets([one_target(matrix)], client=client, matrix=matrix,
-                            cache=artifacts, out=io.StringIO())
+    with pytest.raises(BuildError) as caught:
+        run_build(client, [one_target(matrix)], matrix, artifacts)
     message = str(caught.value)
     assert "step 2/3: RUN pip install x" in message
     assert "ERROR: No matching distribution" in message
@@ -337,9 +654,8 @@ def test_a_rejected_flag_fails_the_build_names_the_flag_and_tags_nothing(matrix,
         return probe(image, entrypoint, command)
 
     client.run_script = script
-    with pytest.raises(build.BuildError) as caught:
-        build.build_targets([one_target(matrix)], client=client, matrix=matrix,
-                            cache=artifacts, out=io.StringIO())
+    with pytest.raises(BuildError) as caught:
+        run_build(client, [one_target(matrix)], matrix, artifacts)
     assert "--ep-size: not an option" in str(caught.value)
     assert "not tagged" in str(caught.value)
     assert "tag" not in client.names()
@@ -350,6 +666,7 @@ def test_a_rejected_flag_fails_the_build_names_the_flag_and_tags_nothing(matrix,
     ({"problems": ["python-hostlist is not installed"], "engine_version": "PINNED"},
      ["lacks", "python-hostlist"]),
     ({"problems": [], "engine_version": "0.0.1"}, ["holds sglang 0.0.1", "pins"]),
+    ({"problems": [], "engine_version": None}, ["does not have sglang installed"]),
 ])
 def test_verification_catches_missing_dependencies_and_a_wrong_engine(matrix, artifacts,
                                                                       probe, words):
@@ -357,9 +674,8 @@ def test_verification_catches_missing_dependencies_and_a_wrong_engine(matrix, ar
     if probe["engine_version"] == "PINNED":
         probe = dict(probe, engine_version=versions(matrix)["sglang"])
     client.run_script = lambda image, entrypoint, command: (0, json.dumps(probe))
-    with pytest.raises(build.BuildError) as caught:
-        build.build_targets([one_target(matrix)], client=client, matrix=matrix,
-                            cache=artifacts, out=io.StringIO())
+    with pytest.raises(BuildError) as caught:
+        run_build(client, [one_target(matrix)], matrix, artifacts)
     for word in words:
         assert word in str(caught.value)
     assert "tag" not in client.names()
@@ -369,24 +685,24 @@ def test_push_after_build_returns_each_tags_digest(matrix, artifacts):
     client = FakeDockerClient()
     client.run_script = accepting(versions(matrix)["sglang"])
     target = one_target(matrix, registry="127.0.0.1:5000")
-    results = build.build_targets([target], client=client, matrix=matrix, cache=artifacts,
-                                  push=True, out=io.StringIO())
+    results, out = run_build(client, [target], matrix, artifacts, push=True)
     (result,) = results.values()
     assert set(result["digests"]) == set(target.tags)
     assert [c[1] for c in client.calls if c[0] == "push"] == target.tags
     assert client.names().index("push") > max(i for i, n in enumerate(client.names())
                                               if n == "tag")
+    assert f"{target.tags[0]}@sha256:" in out[out.index("=== summary"):]
 
 
-def test_push_errors_are_reported(matrix):
+def test_push_errors_are_reported():
     client = FakeDockerClient()
-    with pytest.raises(build.BuildError, match="no such image here"):
-        build.push_tags(client, ["127.0.0.1:1/x:missing"], out=io.StringIO())
+    with pytest.raises(BuildError, match="no such image here"):
+        publish.push_tags(client, ["127.0.0.1:1/x:missing"], out=io.StringIO())
     client.tags["127.0.0.1:1/x:t"] = client.built_id
     client.push_stream = lambda name: iter([{"errorDetail": {"message": "denied"},
                                              "error": "denied"}])
-    with pytest.raises(build.BuildError, match="pushing 127.0.0.1:1/x:t failed: denied"):
-        build.push_tags(client, ["127.0.0.1:1/x:t"], out=io.StringIO())
+    with pytest.raises(BuildError, match="pushing 127.0.0.1:1/x:t failed: denied"):
+        publish.push_tags(client, ["127.0.0.1:1/x:t"], out=io.StringIO())
 
 
 def test_added_layers_size_counts_only_what_sits_above_the_base():
@@ -396,7 +712,7 @@ def test_added_layers_size_counts_only_what_sits_above_the_base():
                  {"Id": "<missing>", "Size": 1000}],
         "base": [{"Id": "x", "Size": 100}, {"Id": "<missing>", "Size": 1000}],
     }
-    assert build.added_layers_size(client, "ours", "base") == 15
+    assert dockerbuild.added_layers_size(client, "ours", "base") == 15
 
 
 # --------------------------------------------------------------------------------------
@@ -407,27 +723,39 @@ def test_init_binary_refuses_a_wheel_whose_hash_differs_from_the_pin(matrix, tmp
     wheel = tmp_path / "init" / matrix["init"]["wheel"]
     wheel.parent.mkdir()
     wheel.write_bytes(b"not the pinned wheel")
-    with pytest.raises(build.BuildError, match="differs from the pin"):
-        build.init_binary(matrix, tmp_path)
+    with pytest.raises(BuildError, match="differs from the pin"):
+        context.init_binary(matrix, tmp_path)
 
 
 def test_init_binary_is_the_static_dumb_init_from_the_pinned_wheel(matrix):
-    binary = build.init_binary(matrix, build.build_cache_dir())
+    binary = context.init_binary(matrix, context.build_cache_dir())
     assert binary[:4] == b"\x7fELF"
     assert len(binary) < 200_000
 
 
 def test_missing_dependencies_are_the_ones_the_bases_do_not_ship(matrix):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    provided = {build._distribution_name(n) for n in matrix["image"]["base_provides"]}
-    expected = [d for d in project["dependencies"] if build._distribution_name(d) not in provided]
-    assert build.missing_dependencies(matrix, ROOT) == expected
-    assert not any(build._distribution_name(d) in provided
-                   for d in build.missing_dependencies(matrix, ROOT))
+    name = context.distribution_name
+    provided = {name(n) for n in matrix["image"]["base_provides"]}
+    expected = [d for d in project["dependencies"] if name(d) not in provided]
+    assert context.missing_dependencies(matrix, ROOT) == expected
+    assert not any(name(d) in provided for d in context.missing_dependencies(matrix, ROOT))
+
+
+def test_a_failed_wheel_build_leaves_nothing_in_the_cache(monkeypatch, tmp_path):
+    def failing(argv, what, cwd=None):
+        out_dir = Path(argv[argv.index("--wheel-dir") + 1])
+        (out_dir / "half-written.tmp").write_bytes(b"partial")     # as pip may leave
+        raise BuildError(f"{what} failed (exit 1)")
+
+    monkeypatch.setattr(context, "_run", failing)
+    with pytest.raises(BuildError, match="building a wheel for python-hostlist"):
+        context.dependency_wheels(["python-hostlist>=2"], tmp_path)
+    assert [p for p in tmp_path.rglob("*")] == []
 
 
 def test_launcher_wheel_is_reproducible(tmp_path):
-    first = build.launcher_wheel(ROOT, tmp_path / "a")
-    second = build.launcher_wheel(ROOT, tmp_path / "b")
+    first = context.launcher_wheel(ROOT, tmp_path / "a")
+    second = context.launcher_wheel(ROOT, tmp_path / "b")
     assert first.name == second.name
     assert first.read_bytes() == second.read_bytes()   # same sources, same layer

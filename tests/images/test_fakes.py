@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import engine_venvs
-from tests.images.fakes import SITE
+from tests.fakes.engines import SITE
 
 # The fakes are compared with the real engines' parsers, in their venvs.
 pytestmark = pytest.mark.engines
@@ -112,3 +112,45 @@ def test_fake_vllm_mtp_methods_are_real_ones():
         names[label] = set(json.loads(lines[-1][5:]))
     assert "mtp" in names["fake"] and "longcat_flash_mtp" in names["fake"]
     assert names["fake"] <= names["real"]
+
+
+# Prints the tool parser names the check accepts, the reasoning parsers registered once our
+# plugin is loaded, and DeltaMessage's fields; the same probe runs on the fake and the real.
+PARSERS = r"""
+import json, os, sys
+os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+from vllm.entrypoints.common import cli_args
+from vllm.entrypoints.generate.base.protocol import DeltaMessage
+from vllm.reasoning import ReasoningParserManager
+try:
+    from vllm.tool_parsers import ToolParserManager
+    tools = ToolParserManager.list_registered()
+except ImportError:  # the fake's names
+    tools = list(cli_args.TOOL_PARSERS)
+ReasoningParserManager.import_reasoning_parser(sys.argv[1])
+fields = getattr(DeltaMessage, "model_fields", None) or DeltaMessage.__dataclass_fields__
+print("JSON:" + json.dumps({"tools": sorted(tools), "fields": sorted(fields),
+                            "reasoning": ReasoningParserManager.list_registered()}))
+"""
+
+
+def test_fake_vllm_parser_registries_are_real_ones():
+    """What the launcher's check uses of vLLM's parser plugins (entrypoint/engines/vllm.py,
+    _check_parser_names) is in the fake as in the pinned vLLM, and our reasoning parser
+    plugin registers in both."""
+    from entrypoint.engines.vllm import REASONING_PARSER, REASONING_PARSER_PLUGIN
+
+    found = {}
+    for label, python, env in (
+            ("fake", sys.executable, {"PYTHONPATH": str(SITE)}),
+            ("real", str(engine_venvs.venv_python("vllm")), {})):
+        done = subprocess.run([python, "-c", PARSERS, REASONING_PARSER_PLUGIN],
+                              capture_output=True, text=True, env=dict(os.environ, **env),
+                              timeout=600)
+        lines = [l for l in done.stdout.splitlines() if l.startswith("JSON:")]
+        assert done.returncode == 0 and lines, done.stderr[-3000:]
+        found[label] = json.loads(lines[-1][5:])
+    fake, real = found["fake"], found["real"]
+    assert "longcat" in fake["tools"] and set(fake["tools"]) <= set(real["tools"])
+    assert set(fake["fields"]) <= set(real["fields"])
+    assert REASONING_PARSER in fake["reasoning"] and REASONING_PARSER in real["reasoning"]

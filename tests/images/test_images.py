@@ -1,5 +1,6 @@
 """Our images on a real Docker engine: built by the shipped build.py from the shipped
-Dockerfiles, on the stand-in base with fake engines (tests/conftest.py, built_images).
+Dockerfiles, on stand-in bases laid out like the official ones, with fake engines
+(tests/conftest.py, built_images; tests/fakes/bases.py).
 
 Every container uses host networking and talks to 127.0.0.1 only; every wait is a poll
 with a deadline; every container and image made here is removed.
@@ -18,8 +19,11 @@ import docker.errors
 import pytest
 import yaml
 
-import build
-from tests.conftest import build_fake_base, build_with_buildpy
+from images.dockerbuild import added_layers_size
+from images.errors import BuildError
+from images.matrix import Options, cuda_drivers, plan
+from tests.conftest import build_with_buildpy
+from tests.fakes.bases import build_fake_base, load_facts
 from tests.images.dockerutil import (container, copy_project, free_port, poll_until,
                                      remove_images, run_to_end)
 from tests.launcher.support import SHARED_CASES
@@ -96,11 +100,15 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
     config = attrs["Config"]
     assert f"ENGINE={engine}" in config["Env"]
     assert "HF_HOME=/root/.cache/huggingface" in config["Env"]
+    assert "LONGCAT_HF_SEED=/opt/longcat/hf-seed" in config["Env"]
+    assert "LONGCAT_CUDA_VARIANT=cu130" in config["Env"]
+    assert f"LONGCAT_CUDA_DRIVERS={cuda_drivers(matrix, engine)}" in config["Env"]
     assert config["Entrypoint"] == ["/usr/local/bin/dumb-init", "--", "python3", "-m",
                                     "entrypoint"]
     assert config["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "entrypoint", "health"]
     assert config["Healthcheck"]["StartPeriod"] >= 30 * 60 * SECOND_NS
     assert config["StopSignal"] == "SIGTERM"
+    assert config["WorkingDir"] == load_facts()[engine]["workdir"]    # the base's, kept
     labels = config["Labels"]
     version = matrix["engines"][engine]["version"]
     assert labels["dev.longcat-deploy.engine"] == engine
@@ -108,9 +116,17 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
     assert labels["dev.longcat-deploy.cuda"] == "cu130"
     assert labels["org.opencontainers.image.revision"] == "test"
     assert labels["org.opencontainers.image.base.name"] == image.base
+    # A base built here came from no registry: it has no digest to record.
+    assert labels["org.opencontainers.image.base.digest"] == image.base_digest == ""
     assert labels["org.opencontainers.image.created"].endswith("Z")
     for key in ("source", "version"):
         assert labels[f"org.opencontainers.image.{key}"]
+    # Ours replace the base's url and source (the vLLM image's name vLLM's).
+    base_labels = docker_client.images.get(image.base).attrs["Config"]["Labels"] or {}
+    for key in ("url", "source"):
+        ours = labels[f"org.opencontainers.image.{key}"]
+        assert ours == labels["org.opencontainers.image.source"]
+        assert ours != base_labels.get(f"org.opencontainers.image.{key}")
     repository = image.repository
     assert set(attrs["RepoTags"]) == {
         f"{repository}:{engine}-{version}-cu130", f"{repository}:{engine}-cu130",
@@ -120,7 +136,7 @@ def test_image_config_labels_and_tags(docker_client, built_images, matrix, engin
 @pytest.mark.parametrize("engine", ["sglang", "vllm"])
 def test_our_layers_on_top_of_the_base_stay_under_20_mb(docker_client, built_images, engine):
     image = built_images[engine]
-    added = build.added_layers_size(docker_client, image.id, image.base)
+    added = added_layers_size(docker_client, image.id, image.base)
     assert 0 < added <= 20 * 10**6, f"{engine}: {added} bytes added"
 
 
@@ -399,11 +415,11 @@ def test_a_launcher_only_change_rebuilds_only_the_launcher_layers(
         before, after = layers[first.id], layers[second.id]
         assert before[:len(base_layers)] == after[:len(base_layers)] == base_layers
         ours_before, ours_after = before[len(base_layers):], after[len(base_layers):]
-        # dumb-init, the dependency wheels and their install are the very same layers;
-        # only the launcher's COPY and its pip install differ.
-        assert len(ours_before) == len(ours_after) == 5
-        assert ours_before[:3] == ours_after[:3]
-        assert ours_before[3] != ours_after[3] and ours_before[4] != ours_after[4]
+        # The seed of the base's cache, dumb-init, the dependency wheels and their install
+        # are the very same layers; only the launcher's COPY and its pip install differ.
+        assert len(ours_before) == len(ours_after) == 6
+        assert ours_before[:4] == ours_after[:4]
+        assert ours_before[4] != ours_after[4] and ours_before[5] != ours_after[5]
         # The history agrees: every step before the launcher's COPY is the same cached
         # image, not a rebuilt one.
         history = {image.id: list(reversed(docker_client.api.history(image.id)))
@@ -418,31 +434,32 @@ def test_a_launcher_only_change_rebuilds_only_the_launcher_layers(
                 remove_images(docker_client, [*image.tags, image.id])
 
 
-def test_a_missing_base_fails_the_build_at_its_from_step_with_the_daemons_error(
+def test_a_missing_base_fails_at_once_naming_the_tag_and_how_to_list_tags(
         docker_client, matrix, local_registry, docker_token):
     # On the local registry, so the daemon's pull attempt stays on 127.0.0.1.
-    missing = f"{local_registry}/longcat-test-{docker_token}-absent:none"
-    with pytest.raises(build.BuildError) as caught:
-        build_with_buildpy(docker_client, matrix, "vllm", missing,
+    repository = f"{local_registry}/longcat-test-{docker_token}-absent"
+    with pytest.raises(BuildError) as caught:
+        build_with_buildpy(docker_client, matrix, "vllm", f"{repository}:none",
                            f"longcat-test-{docker_token}-unbuilt")
     message = str(caught.value)
-    assert "failed at step 2/" in message and "FROM ${BASE_IMAGE}" in message
-    assert "longcat-test-" in message and "absent" in message
+    assert f"the base image {repository}:none does not exist" in message
+    assert f"skopeo list-tags docker://{repository}" in message
+    assert "Step 1/" not in caught.value.output       # nothing was built
 
 
 def test_the_in_image_check_fails_the_build_when_the_engine_rejects_a_flag(
         docker_client, matrix, standin_image, docker_token):
-    base = build_fake_base(docker_client, matrix, standin_image, "sglang",
+    base = build_fake_base(docker_client, matrix, "sglang",
                            f"longcat-test-{docker_token}-base:sglang-without-ep-size",
                            reject="--ep-size")
     repository = f"longcat-test-{docker_token}-rejected"
     try:
-        with pytest.raises(build.BuildError) as caught:
+        with pytest.raises(BuildError) as caught:
             build_with_buildpy(docker_client, matrix, "sglang", base, repository)
         message = str(caught.value)
         assert "--ep-size" in message and "not tagged" in message
-        (target,) = build.plan(matrix, ["sglang"], base_image=base, repository=repository,
-                               revision="test")
+        (target,) = plan(matrix, ["sglang"], Options(base_image=base, repository=repository,
+                                                     revision="test"))
         for tag in target.tags:
             with pytest.raises(docker.errors.ImageNotFound):
                 docker_client.images.get(tag)

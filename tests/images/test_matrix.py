@@ -15,22 +15,23 @@ from pathlib import Path
 
 import pytest
 
-import build
+from images.context import distribution_name
+from images.matrix import Options, Target, load_matrix, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ("sglang", "vllm")
 # The files of the images' part of the project, where no engine version may be written
 # except in the matrix and in each Dockerfile's BASE_IMAGE default (a checked mirror).
 OWN_FILES = ["build.py", ".ci/setup-docker", "tests/conftest.py",
-             *[str(p.relative_to(ROOT)) for p in (ROOT / "images").rglob("*") if p.is_file()],
-             *[str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "images").rglob("*")
+             *[str(p.relative_to(ROOT)) for folder in ("images", "tests/images", "tests/fakes")
+               for p in (ROOT / folder).rglob("*")
                if p.is_file() and "__pycache__" not in p.parts],
              *[str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("image_*.py")]]
 
 
 @pytest.fixture(scope="module")
 def matrix():
-    return build.load_matrix(ROOT)
+    return load_matrix(ROOT)
 
 
 def instructions(engine: str) -> list[tuple[str, str]]:
@@ -61,7 +62,7 @@ def duration_s(text: str) -> float:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_dockerfile_base_default_is_the_matrix_default_variant(matrix, engine):
-    (target,) = build.plan(matrix, [engine], revision="r")
+    (target,) = plan(matrix, [engine], Options(revision="r"))
     first = instructions(engine)[0]
     assert first == ("ARG", f"BASE_IMAGE={target.official_base}")
     assert instructions(engine)[1] == ("FROM", "${BASE_IMAGE}")
@@ -121,8 +122,23 @@ def test_init_entrypoint_engine_env_and_stop_signal(engine):
     env = " ".join(a for k, a in steps if k == "ENV")
     assert f"ENGINE={engine}" in env.split()
     assert "HF_HOME=/root/.cache/huggingface" in env.split()
+    assert "LONGCAT_HF_SEED=/opt/longcat/hf-seed" in env.split()
     assert ("STOPSIGNAL", "SIGTERM") in steps
     assert ("CMD", "[]") in steps
+
+
+def test_vllm_reports_no_usage_by_default():
+    env = " ".join(a for k, a in instructions("vllm") if k == "ENV")
+    assert "VLLM_NO_USAGE_STATS=1" in env.split()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_bases_hf_cache_moves_to_the_seed_before_anything_of_ours(engine):
+    steps = instructions(engine)
+    seed = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "LONGCAT_HF_SEED" in a)
+    first_copy = next(i for i, (k, _) in enumerate(steps) if k == "COPY")
+    assert seed < first_copy           # it depends on the base only: cached with it
+    assert 'cp -a "$cache/." "$LONGCAT_HF_SEED/"' in steps[seed][1]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -147,19 +163,21 @@ def test_launcher_is_installed_last_so_a_change_rebuilds_only_a_thin_layer(engin
     # Only metadata that changes per build follows (ARGs and LABEL).
     assert {k for k, _ in steps[launcher_copy + 2:]} == {"ARG", "LABEL"}
     for keyword, args in steps:
-        if keyword == "RUN":
+        if keyword == "RUN" and "pip install" in args:
             assert "--no-index" in args and "--no-deps" in args   # no network at build time
+        elif keyword == "RUN":
+            assert not re.search(r"\b(pip|curl|wget|apt-get|apt)\b", args), args
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_labels_are_the_oci_set_plus_engine_and_cuda(engine):
     (labels,) = [a for k, a in instructions(engine) if k == "LABEL"]
     keys = set(re.findall(r"([a-z0-9.-]+)=", labels))
-    expected = set(build.Target("e", "v", "c", True, "b", "", "b", "d", "0",
-                                build_args={k: "" for k in (
-                                    "VCS_URL", "VCS_REF", "IMAGE_VERSION", "BUILD_DATE",
-                                    "BASE_IMAGE", "BASE_DIGEST", "ENGINE_VERSION",
-                                    "CUDA_VARIANT")}).labels())
+    expected = set(Target("e", "v", "c", True, "b", "", "b", "d", "0",
+                          build_args={k: "" for k in (
+                              "VCS_URL", "VCS_REF", "IMAGE_VERSION", "BUILD_DATE",
+                              "BASE_IMAGE", "BASE_DIGEST", "ENGINE_VERSION",
+                              "CUDA_VARIANT")}).labels())
     assert expected <= keys
     assert f'dev.longcat-deploy.engine="{engine}"' in labels
     args_declared = {word.split("=")[0] for k, a in instructions(engine) if k == "ARG"
@@ -180,6 +198,29 @@ def test_every_variant_names_its_cuda_minimum_driver_and_a_valid_base(matrix):
                 re.fullmatch(r"sha256:[0-9a-f]{64}", variant["digest"])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_image_records_its_cuda_variant_and_every_variants_driver(matrix, engine):
+    """build.py passes the matrix's drivers; the Dockerfile puts them in the environment,
+    in the form the launcher's preflight reads (entrypoint/compat.py)."""
+    from entrypoint.compat import CUDA_DRIVERS_ENV, CUDA_VARIANT_ENV, parse_cuda_drivers
+
+    targets = plan(matrix, [engine], Options(cuda="all", revision="r"))
+    for target in targets:
+        assert target.build_args["CUDA_VARIANT"] == target.cuda
+        parsed = parse_cuda_drivers(target.build_args["CUDA_DRIVERS"])
+        assert [v.name for v in parsed] == [v["cuda"] for v in
+                                           matrix["engines"][engine]["variants"]]
+        for variant in parsed:
+            cuda = matrix["cuda"][variant.name]
+            assert (variant.toolkit, variant.min_driver, variant.min_driver_compat) == (
+                cuda["toolkit"], cuda["min_driver"], cuda.get("min_driver_compat"))
+    env = " ".join(a for k, a in instructions(engine) if k == "ENV")
+    assert f"{CUDA_VARIANT_ENV}=${{CUDA_VARIANT}}" in env
+    assert f"{CUDA_DRIVERS_ENV}=${{CUDA_DRIVERS}}" in env
+    args = [a for k, a in instructions(engine) if k == "ARG"]
+    assert any("CUDA_DRIVERS=" in a for a in args)
+
+
 def test_the_engine_venvs_read_the_same_pins(matrix):
     from tests import engine_venvs
 
@@ -196,8 +237,8 @@ def test_setup_docker_is_valid_bash():
 def test_standin_recipe_carries_exactly_what_the_bases_provide(matrix):
     from tests.images import standin
 
-    names = {build._distribution_name(r) for r in standin.requirements(ROOT)}
-    assert names == {build._distribution_name(n) for n in matrix["image"]["base_provides"]}
+    names = {distribution_name(r) for r in standin.requirements(ROOT)}
+    assert names == {distribution_name(n) for n in matrix["image"]["base_provides"]}
     done = subprocess.run([sys.executable, "-m", "tests.images.standin", "name"], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.stdout.strip() == standin.image_name(ROOT)

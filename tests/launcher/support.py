@@ -13,6 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_CASES = REPO / "tests" / "data" / "launch-commands.yaml"
+SERVING_CASES = REPO / "tests" / "data" / "serving-commands.yaml"
 OUR_CASES = Path(__file__).with_name("cases.yaml")
 PYTHON_WORDS = ("python", "python3")
 
@@ -43,8 +44,14 @@ def command_of(stdout: str) -> list[str]:
 
 
 def check_expect(argv: list[str], expect: dict) -> None:
-    """Assert that ``argv`` meets a YAML case's ``expect`` (see launch-commands.yaml)."""
-    program = expect["program"]
+    """Assert that ``argv`` meets a YAML case's ``expect`` (see launch-commands.yaml).
+
+    Without ``program`` (serving-commands.yaml leaves it out), the engine's own: ``vllm
+    serve``, or ``python3 -m sglang.launch_server``.
+    """
+    program = expect.get("program") or (
+        ["vllm", "serve"] if argv[:2] == ["vllm", "serve"]
+        else ["python3", "-m", "sglang.launch_server"])
     head = argv[:len(program)]
     if program[0] == "python3":
         assert Path(head[0]).name.startswith(PYTHON_WORDS), argv

@@ -1,19 +1,21 @@
-"""Every case in tests/data/launch-commands.yaml and in cases.yaml, through the real
-launcher process (``python -m entrypoint --dry-run``)."""
+"""Every case in tests/data/launch-commands.yaml, tests/data/serving-commands.yaml and
+cases.yaml, through the real launcher process (``python -m entrypoint --dry-run``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.launcher.support import (OUR_CASES, SHARED_CASES, check_expect, clean_env,
-                                    command_of, load_cases, run_launcher)
+from tests.launcher.support import (OUR_CASES, SERVING_CASES, SHARED_CASES, check_expect,
+                                    clean_env, command_of, load_cases, run_launcher)
 
 CASES = [pytest.param(c, id=f"shared:{c['name']}") for c in load_cases(SHARED_CASES)] + \
+        [pytest.param(c, id=f"serving:{c['name']}") for c in load_cases(SERVING_CASES)] + \
         [pytest.param(c, id=f"ours:{c['name']}") for c in load_cases(OUR_CASES)]
 
 
-def test_the_shared_case_file_is_present_and_nonempty():
+def test_the_shared_case_files_are_present_and_nonempty():
     assert len(load_cases(SHARED_CASES)) >= 14
+    assert len(load_cases(SERVING_CASES)) >= 13
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from tests.engine_venvs import pinned_versions, venv_python
-from tests.launcher.support import (OUR_CASES, REPO, SHARED_CASES, clean_env, load_cases)
+from tests.launcher.support import (OUR_CASES, REPO, SERVING_CASES, SHARED_CASES, clean_env,
+                                    load_cases)
 
 pytestmark = pytest.mark.engines
 ENGINES = sorted(pinned_versions())
@@ -86,8 +87,10 @@ def test_every_standard_plan_is_accepted(engine):
     result = check(python, engine_env(python, {"ENGINE": name}), "--all")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"against {name} {pinned_versions()[name]}" in result.stdout
-    # {fp8 on 1 node, bf16 on 2 nodes} x MTP off/on: 6 plans.
-    assert "6 accepted, 0 rejected" in result.stdout
+    # {fp8 on 1 node, bf16 on 2 nodes} x MTP off/on x VARIANT chat/thinking x TOOL_CALLS
+    # (on/off for vLLM, off for SGLang): 24 plans for vLLM, 12 for SGLang.
+    plans = {"vllm": 24, "sglang": 12}[name]
+    assert f"{plans} accepted, 0 rejected" in result.stdout
 
 
 def test_a_planted_stale_flag_is_rejected_and_named(engine):
@@ -101,10 +104,11 @@ def test_a_planted_stale_flag_is_rejected_and_named(engine):
 
 def test_every_case_of_the_yaml_files_is_accepted(engine):
     name, python = engine
-    cases = [c for c in load_cases(SHARED_CASES) + load_cases(OUR_CASES)
+    cases = [c for path in (SHARED_CASES, SERVING_CASES, OUR_CASES) for c in load_cases(path)
              if "error" not in c["expect"] and str(c["env"].get("ENGINE", "")).lower() == name]
     assert cases
-    envs = [dict(c["env"], PATH=os.environ["PATH"]) for c in cases]
+    # The PATH the engine would run with: the environment's `vllm` command first.
+    envs = [dict(c["env"], PATH=engine_env(python)["PATH"]) for c in cases]
     probe = subprocess.run([str(python), "-m", "tests.launcher.contract_probe"],
                            input=json.dumps(envs), env=engine_env(python), cwd=REPO,
                            capture_output=True, text=True, timeout=900)
@@ -115,9 +119,9 @@ def test_every_case_of_the_yaml_files_is_accepted(engine):
 
 
 @pytest.mark.parametrize("engine_name, planted", [
-    ("sglang", "--tp 8"),                        # an argparse abbreviation of --tp-size
+    ("sglang", "--log-lev debug"),               # an argparse abbreviation of --log-level
     ("sglang", "--attention-backend no-such"),   # a value outside the parser's choices
-    ("vllm", "--tensor-parallel-size eight"),    # a value the parser refuses
+    ("vllm", "--max-num-seqs many"),             # a value the parser refuses
     ("vllm", "--speculative-config '{\"method\":\"longcat_flash_mtp\",\"num_speculative_tokens\":1}'"),
 ])
 def test_checks_beyond_unknown_flags(engine_name, planted):
@@ -125,3 +129,84 @@ def test_checks_beyond_unknown_flags(engine_name, planted):
     result = check(python, engine_env(python, {"ENGINE": engine_name, "EXTRA_ARGS": planted}))
     assert result.returncode == 1, result.stdout + result.stderr
     assert planted.split()[0] in result.stdout.split("rejected", 1)[1]
+
+
+# For the options of the given dests: every option string, and the length of its shortest
+# prefix that the parser resolves to that option's action alone (argparse's abbreviations;
+# ArgumentParser._parse_optional, as parse_args uses it).
+ABBREVIATIONS = r"""
+import argparse, contextlib, io, json, os, sys
+engine, dests = sys.argv[1], sys.argv[2].split(",")
+if engine == "sglang":
+    from sglang.srt.server_args import ServerArgs
+    parser = argparse.ArgumentParser()
+    ServerArgs.add_cli_args(parser)
+else:
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+    parser = ServeSubcommand().subparser_init(
+        FlexibleArgumentParser(prog="vllm").add_subparsers(dest="subparser"))
+
+def resolves_to(text):
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            found = parser._parse_optional(text)
+    except SystemExit:  # ambiguous
+        return None
+    if isinstance(found, list):  # Python 3.12's shape
+        found = found[0] if len(found) == 1 else None
+    return found[0] if found and found[0] is not None else None
+
+rows = []
+for action in parser._actions:
+    if action.dest in dests:
+        for option in action.option_strings:
+            shortest = len(option)
+            while shortest > 1 and resolves_to(option[:shortest - 1]) is action:
+                shortest -= 1
+            rows.append([option, shortest, action.dest])
+print("ROWS:" + json.dumps(rows))
+"""
+# What each engine's variables own, by the parser's destination name.
+OWNED_DESTS = {
+    "sglang": {"model_path", "host", "port", "tp_size", "ep_size", "nnodes", "node_rank",
+               "dist_init_addr", "served_model_name", "api_key"},
+    "vllm": {"model", "host", "port", "tensor_parallel_size", "data_parallel_size",
+             "data_parallel_size_local", "data_parallel_start_rank", "headless",
+             "data_parallel_address", "data_parallel_rpc_port", "served_model_name",
+             "api_key"},
+}
+OWNED_WHEN_SET_DESTS = {"sglang": {"context_length", "config", "revision"},
+                        "vllm": {"max_model_len", "revision"}}
+
+
+def test_owned_options_are_every_spelling_the_parser_gives_those_settings(engine):
+    """entrypoint.engines.<engine>.OWNED_OPTIONS / OWNED_WHEN_SET list exactly the option
+    strings of the settings the launcher owns, with the shortest abbreviation the pinned
+    parser resolves to each; so every spelling it accepts is refused, and no other."""
+    from entrypoint.engines import engine_module, owned_option
+
+    name, python = engine
+    module = engine_module(name)
+    for table, dests in ((module.OWNED_OPTIONS, OWNED_DESTS[name]),
+                         (module.OWNED_WHEN_SET, OWNED_WHEN_SET_DESTS[name])):
+        done = subprocess.run([str(python), "-c", ABBREVIATIONS, name, ",".join(dests)],
+                              capture_output=True, text=True, env=engine_env(python),
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        rows = json.loads(done.stdout.split("ROWS:", 1)[1])
+        assert {dest for *_, dest in rows} == dests
+        assert sorted((option, shortest) for option, shortest, _ in rows) == \
+            sorted((option, shortest) for option, shortest, *_ in table)
+        for option, shortest, _ in rows:
+            spellings = [option[:n] for n in range(shortest, len(option) + 1)]
+            if option.startswith("--"):  # vLLM turns underscores into dashes
+                spellings += [s.replace("-", "_").replace("__", "--", 1) for s in spellings]
+            for spelling in spellings:
+                assert owned_option(spelling, table) is not None, spelling
+                assert owned_option(f"{spelling}=1", table) is not None, spelling
+            # One character shorter, the parser resolves it to another option or to none:
+            # refused only where that is an owned option of its own.
+            shorter = owned_option(option[:shortest - 1], table)
+            assert shorter is None or shorter[0] == option[:shortest - 1], option

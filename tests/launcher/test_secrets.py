@@ -113,14 +113,21 @@ def test_url_password_of_hf_endpoint_is_never_printed():
     assert "PASSWORD" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("extra", [f"--api_key {SECRET}", f"--api-ke {SECRET}",
-                                   f"--hf-token {SECRET}", f"--served-model-name {SECRET}",
-                                   f"--lora-modules 'x={SECRET}'"])
+@pytest.mark.parametrize("extra", [f"--hf-token {SECRET}", f"--lora-modules 'x={SECRET}'",
+                                   f"--hf_token={SECRET}"])
 def test_the_token_reused_anywhere_in_extra_args_is_masked(extra):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
     assert result.returncode == 0, result.stderr
     assert SECRET not in result.stdout + result.stderr
     assert "***" in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("extra", [f"--api_key {SECRET}", f"--api-ke {SECRET}",
+                                   f"--api-key={SECRET}", f"--served-model-name {SECRET}"])
+def test_a_flag_the_launcher_owns_is_refused_without_its_value(extra):
+    result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
+    assert result.returncode == 2 and result.stdout == ""
+    assert SECRET not in result.stderr and "EXTRA_ARGS" in result.stderr
 
 
 # --- properties ----------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_sources_say_where_values_came_from():
     assert plan.sources["ENGINE"] == "environment"
     assert plan.sources["NNODES"] == "default for bf16"
     assert plan.sources["PORT"] == "default for vllm"
-    assert plan.sources["MODEL"] == "checkpoint for bf16"
+    assert plan.sources["MODEL"] == "checkpoint for chat bf16"
 
 
 @pytest.mark.parametrize("engine, tp, ep, dp", [("sglang", 16, 16, 1), ("vllm", 8, 16, 2)])
@@ -120,13 +120,14 @@ def test_the_plan_is_immutable_and_replace_makes_a_changed_copy():
     with pytest.raises(TypeError):
         plan.engine_env["GLOO_SOCKET_IFNAME"] = "eth0"
     changed = plan.replace(served_model_name="longcat")
-    assert changed.served_model_name == "longcat" and plan.served_model_name is None
-    assert changed.replace(served_model_name=None) == plan
+    assert changed.served_model_name == "longcat"
+    assert plan.served_model_name == "meituan-longcat/LongCat-Flash-Chat-FP8"
+    assert changed.replace(served_model_name=plan.served_model_name) == plan
 
 
 def test_every_variable_has_help_and_a_known_kind():
     kinds = {"choice", "bool", "count", "index", "port", "seconds", "timeout", "address",
-             "model", "revision", "args", "library"}
+             "model", "revision", "args", "library", "name", "file", "secret"}
     assert len(BY_NAME) == len(VARIABLES)
     for var in VARIABLES:
         assert var.kind in kinds and var.help.endswith(".") and var.accepted()

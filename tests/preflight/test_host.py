@@ -1,14 +1,11 @@
-"""/dev/shm size, the memlock limit, and a writable Hugging Face cache, on the real host."""
+"""/dev/shm size and a writable Hugging Face cache, on the real host (the memlock limit and
+the fabric: test_fabric.py)."""
 
 from __future__ import annotations
 
 import os
-import resource
 
-import pytest
-
-from entrypoint.preflight import check_memlock, check_shm, check_writable
-from tests.preflight.support import plan_for
+from entrypoint.preflight import check_shm, check_writable
 
 
 def test_shared_memory_of_a_gigabyte_or_more_passes(tmpfs):
@@ -28,37 +25,6 @@ def test_dockers_default_64_mib_shared_memory_fails(tmpfs):
 def test_missing_shared_memory_fails(tmp_path):
     outcome = check_shm(str(tmp_path / "no-shm"))
     assert not outcome.ok and "cannot be read" in outcome.text and "--ipc=host" in outcome.text
-
-
-@pytest.fixture
-def memlock():
-    """Lower this process's soft RLIMIT_MEMLOCK for the test; restore it afterwards."""
-    saved = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    yield lambda soft: resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft, saved[1]))
-    resource.setrlimit(resource.RLIMIT_MEMLOCK, saved)
-
-
-def test_unlimited_memlock_passes_on_two_nodes():
-    # Raising the limit needs CAP_SYS_RESOURCE, which containers usually drop: judge the
-    # limits a `--ulimit memlock=-1` container has.
-    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
-    outcome = check_memlock(plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1"), unlimited)
-    assert outcome.ok and outcome.text == "memlock limit unlimited (hard unlimited)"
-
-
-def test_limited_memlock_fails_on_two_nodes(memlock):
-    memlock(64 * 1024)
-    outcome = check_memlock(plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1"))
-    assert not outcome.ok
-    assert outcome.text.startswith("memlock limit 64 KiB (hard ")
-    assert "across 2 nodes NCCL registers its buffers with the RDMA network card" in outcome.text
-    assert "--ulimit memlock=-1 (compose: ulimits: memlock: -1)" in outcome.text
-
-
-def test_limited_memlock_passes_on_one_node(memlock):
-    memlock(64 * 1024)
-    outcome = check_memlock(plan_for(PRECISION="fp8"))
-    assert outcome.ok and "one node needs no locked memory" in outcome.text
 
 
 def test_writable_cache_passes(tmp_path):

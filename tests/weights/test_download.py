@@ -234,5 +234,6 @@ def test_download_0_leaves_the_repo_id_to_the_engine(hub, repo, tmp_path):
     result = launch(env)
     assert result.returncode == 0, result.stderr
     argv = engine_record(env)["argv"]
-    assert argv[2] == CHECKPOINT and "--served-model-name" not in argv
+    assert argv[2] == CHECKPOINT
+    assert argv[argv.index("--served-model-name") + 1] == CHECKPOINT
     assert hub.requests == []

@@ -50,7 +50,8 @@ def test_a_checkpoint_directory_is_used_as_given(tmp_path):
     plan, values = plan_for(str(model))
     plan = prepared(plan, values)
     assert plan.model == str(model)
-    assert plan.served_model_name is None
+    # Never the path: the repo id VARIANT and PRECISION select (entrypoint.plan).
+    assert plan.served_model_name == "meituan-longcat/LongCat-Flash-Chat-FP8"
 
 
 def test_a_directory_without_config_json_is_refused(tmp_path):

@@ -1,5 +1,5 @@
 """Fake vLLM (tests only): the import paths, ``vllm`` command and parser of the pinned
-release, no GPU code. See tests/images/fakes/site/_longcat_fake_engine.py."""
+release, no GPU code. See tests/fakes/engines/site/_longcat_fake_engine.py."""
 
 from importlib.metadata import PackageNotFoundError, version as _version
 

@@ -6,7 +6,9 @@ import sys
 
 from _longcat_fake_engine import serve
 from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.entrypoints.common.cli_args import init_parser_plugin, validate_api_server_args
 from vllm.entrypoints.cli.serve import ServeSubcommand
+from vllm.reasoning import ReasoningParserManager
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 
@@ -23,7 +25,14 @@ def main() -> int:
     try:
         command.validate(args)
         AsyncEngineArgs.from_cli_args(args)
-    except ValueError as exc:
+        # As the real API server does before it serves (vllm/entrypoints/launchers/
+        # launcher.py, setup_server): load the parser plugins, check the names.
+        init_parser_plugin(args)
+        validate_api_server_args(args)
+        if args.reasoning_parser and \
+                args.reasoning_parser not in ReasoningParserManager.list_registered():
+            raise KeyError(f"invalid reasoning parser: {args.reasoning_parser}")
+    except (ValueError, KeyError) as exc:
         print(f"vllm: error: {exc}", file=sys.stderr)
         return 2
     return serve("vllm", vars(args), port=None if args.headless else args.port,

@@ -20,6 +20,11 @@ def human_readable_int_or_auto(value: str):
     return int(text)
 
 
+def parse_reasoning_parser(value: str) -> str:
+    """vLLM's ``--reasoning-parser`` type: ``none`` (any case) is the unset default."""
+    return "" if value.lower() == "none" else value
+
+
 OPTIONS = [
     (["--model"], dict(type=str, default="Qwen/Qwen3-0.6B")),
     (["--trust-remote-code", "--no-trust-remote-code"], dict(action=EnableDisableAction)),
@@ -41,6 +46,12 @@ OPTIONS = [
     (["--max-model-len"], dict(type=human_readable_int_or_auto, default=None)),
     (["--gpu-memory-utilization", "--device-memory-utilization"],
      dict(type=float, default=0.92)),
+    (["--enable-auto-tool-choice", "--disable-auto-tool-choice"],
+     dict(action=EnableDisableAction)),
+    (["--tool-call-parser"], dict(type=optional_type(str), default=None)),
+    (["--reasoning-parser"], dict(type=parse_reasoning_parser, default="")),
+    (["--reasoning-parser-plugin"], dict(type=str, default="")),
+    (["--shutdown-timeout"], dict(type=int, default=0)),
 ]
 
 

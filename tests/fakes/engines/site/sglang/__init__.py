@@ -1,6 +1,6 @@
 """Fake SGLang (tests only): the import paths and parser of the pinned release, no GPU code.
 
-See tests/images/fakes/site/_longcat_fake_engine.py for what the fake server does.
+See tests/fakes/engines/site/_longcat_fake_engine.py for what the fake server does.
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version

@@ -45,6 +45,8 @@ OPTIONS = [
     (["--mem-fraction-static"], dict(type=float, default=None)),
     (["--context-length"], dict(type=human_readable_int, default=None)),
     (["--log-level"], dict(type=str, default="info")),
+    (["--enable-metrics"], dict(action="store_true")),
+    (["--config"], dict(type=str, default=None)),
 ]
 
 

@@ -1,21 +1,17 @@
-"""Fake engines for the image tests, and the base images that carry them.
+"""Fake engines for the image tests, packaged as wheels.
 
-The sources under ``site/`` are installed into the stand-in base as real distributions
-(wheels made here, installed with pip), so the shipped Dockerfiles, build.py and the
-launcher see what they would see in the official images: ``import sglang``,
-``python3 -m sglang.launch_server``, a ``vllm`` console command, and the engines'
-distribution versions, which come from images/matrix.toml.
-
-A *fake base* is the stand-in plus one engine's fake: what ``--base-image`` points at in
-the tests, in place of ``lmsysorg/sglang`` or ``vllm/vllm-openai``.
+The sources under ``site/`` are installed into a stand-in base as real distributions
+(wheels made here, installed with the base's own pip; ``tests.fakes.bases``), so the
+shipped Dockerfiles, build.py and the launcher see what they would see in the official
+images: ``import sglang``, ``python3 -m sglang.launch_server``, a ``vllm`` console
+command, and the engines' distribution versions (the pin from images/matrix.toml, with the
+local version a real wheel of that CUDA variant carries).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -23,17 +19,6 @@ SITE = Path(__file__).resolve().parent / "site"
 RUNTIME_MODULES = ("_longcat_fake_engine.py", "_longcat_fake_options.py")
 # A fixed timestamp makes the wheels, and so the fake bases' layers, reproducible.
 _ZIP_TIME = (2020, 2, 2, 0, 0, 0)
-
-FAKE_BASE_DOCKERFILE = """\
-ARG STANDIN
-FROM ${STANDIN}
-ARG FAKE_ENGINE_REJECT=""
-ENV FAKE_ENGINE_REJECT=${FAKE_ENGINE_REJECT}
-COPY wheels/ /tmp/fake-wheels/
-RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --no-cache-dir --no-index \\
-        --no-deps --disable-pip-version-check /tmp/fake-wheels/*.whl \\
-    && rm -rf /tmp/fake-wheels
-"""
 
 
 def _record_hash(data: bytes) -> str:
@@ -95,18 +80,3 @@ def fake_wheels(engine: str, version: str, out_dir: Path) -> list[Path]:
         make_wheel(out_dir, "longcat-fake-engine-runtime", "1.0", runtime),
         make_wheel(out_dir, engine, version, _package_files(engine), scripts),
     ]
-
-
-def fake_base_context(engine: str, version: str) -> bytes:
-    """Return a tar build context (Dockerfile and wheels) for ``engine``'s fake base."""
-    import tempfile
-
-    buffer = io.BytesIO()
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(fileobj=buffer, mode="w") as tar:
-        for wheel in fake_wheels(engine, version, Path(tmp)):
-            tar.add(wheel, arcname=f"wheels/{wheel.name}")
-        dockerfile = FAKE_BASE_DOCKERFILE.encode()
-        item = tarfile.TarInfo("Dockerfile")
-        item.size = len(dockerfile)
-        tar.addfile(item, io.BytesIO(dockerfile))
-    return buffer.getvalue()

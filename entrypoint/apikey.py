@@ -1,0 +1,134 @@
+"""The API key: read at the exec, handed to the engine without a command line or a log.
+
+``API_KEY`` (the key) or ``API_KEY_FILE`` (a file holding it, such as a mounted Kubernetes
+Secret) turns on the engine's key check on the OpenAI API; ``/health`` and ``/metrics``
+stay open on both engines (vLLM: ``vllm/entrypoints/serve/middleware/authenticate.py``
+guards ``/v1`` and a few other prefixes only; SGLang: ``srt/utils/auth.py``,
+``decide_request_auth``, always allows ``/health``, ``/ready`` and ``/metrics``).
+
+How each engine gets the key (docs/engines.md, "Serving features"):
+
+- vLLM reads ``VLLM_API_KEY`` from its environment (``vllm/envs.py``;
+  ``vllm/entrypoints/serve/middleware/register.py``): the engine's environment gets it.
+- SGLang 0.5.23 reads the key only from ``--api-key`` or from a YAML ``--config`` file,
+  which ``prepare_server_args`` merges into its arguments inside the process
+  (``srt/server_args.py``; ``srt/utils/server_args_config_parser.py``, which wants a
+  ``.yaml`` name and an existing path). The file is an anonymous memory file
+  (``memfd_create``) inherited across the exec, behind a symbolic link named
+  ``api-key.yaml`` that points at ``/proc/self/fd/N``: the key is never on a disk or a
+  command line, only the engine process itself can read it through the link (for any
+  other process, ``/proc/self`` is that process), and it is gone when the engine exits.
+  SGLang itself still writes the key into its start-up log line ``server_args=...``
+  (``srt/entrypoints/engine.py``, ``_launch_subprocesses``) and its ``/server_info``
+  answer (behind the key): the README says so.
+
+In both cases ``API_KEY`` and ``API_KEY_FILE`` are removed from the engine's environment,
+and the key joins the secrets ``entrypoint.output`` blanks in everything printed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at every container start
+    from collections.abc import Mapping
+
+    from .plan import Plan
+
+# The variables the key comes from; never passed on to the engine.
+KEY_VARIABLES = ("API_KEY", "API_KEY_FILE")
+# The variable vLLM reads its key from (vllm/envs.py).
+VLLM_KEY_VARIABLE = "VLLM_API_KEY"
+# The name SGLang's config reader needs: a .yaml or .yml suffix
+# (srt/utils/server_args_config_parser.py, _validate_yaml_file).
+SGLANG_CONFIG_NAME = "api-key.yaml"
+# The longest key file read (a key is a line; a Secret is at most 1 MiB).
+MAX_KEY_FILE_BYTES = 4096
+
+
+def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
+    """Return the API key of ``plan`` (from ``API_KEY``, or the file ``API_KEY_FILE``
+    names), or ``None`` when the plan has none.
+
+    A file's trailing newline (``echo KEY > file``; a Secret made with ``--from-file``) is
+    dropped; the key is then checked like ``API_KEY`` (``entrypoint.settings``).
+
+    Raises:
+        ConfigError: the file cannot be read, is too long, or holds no valid key (the
+            message never shows the key).
+    """
+    if plan.api_key_source is None:
+        return None
+    if plan.api_key_source == "API_KEY":
+        return env["API_KEY"]
+    from .settings import _check_secret
+
+    path = env["API_KEY_FILE"].strip()
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError("API_KEY_FILE", path, "the path of a readable file holding the key",
+                          f"It cannot be read: {error.strerror}. Mount the Secret or file "
+                          "there.") from None
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise ConfigError("API_KEY_FILE", path, f"a file of at most {MAX_KEY_FILE_BYTES} "
+                          "bytes holding one key")
+    try:
+        key = data.decode().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError("API_KEY_FILE", path, "a UTF-8 text file holding one key") from None
+    if not key:
+        raise ConfigError("API_KEY_FILE", path, "a file holding one key", "The file is empty.")
+    _check_secret(f"the key in API_KEY_FILE={path}", key)
+    return key
+
+
+def engine_key_environment(plan: Plan, environ: Mapping[str, str],
+                           key: str | None) -> dict[str, str]:
+    """``environ`` as the engine should get it: without ``API_KEY`` and ``API_KEY_FILE``,
+    and with ``VLLM_API_KEY`` set to ``key`` for vLLM (replacing any value it had)."""
+    env = {name: value for name, value in environ.items() if name not in KEY_VARIABLES}
+    if key is not None and plan.engine == "vllm":
+        env[VLLM_KEY_VARIABLE] = key
+    return env
+
+
+def sglang_key_config(key: str) -> str:
+    """Put ``key`` where SGLang's ``--config`` reader finds it, and return that path.
+
+    The YAML (``api-key: "KEY"``, the key as a JSON string, which YAML reads as the same
+    text) lives in an anonymous memory file (``os.memfd_create``) whose descriptor stays
+    open, inheritable, across the exec. The returned path, ``<private dir>/api-key.yaml``,
+    is a symbolic link to ``/proc/self/fd/N``: it leads to the file in the engine process
+    only (see the module docstring). The private directory (mode 0700, under ``TMPDIR``)
+    holds nothing but the link.
+
+    Raises:
+        ConfigError: the key starts with ``-`` (SGLang's parser would read it as an option
+            once the file is merged into its arguments), or no memory file or private
+            directory can be made here.
+    """
+    import json
+    import tempfile
+
+    if key.startswith("-"):
+        raise ConfigError("API_KEY", key, "a key that does not start with '-' on SGLang",
+                          "SGLang merges the key into its own arguments, where a leading '-' "
+                          "reads as an option.", hide_value=True)
+    try:
+        fd = os.memfd_create("longcat-api-key", 0)  # flags 0: no MFD_CLOEXEC
+        os.write(fd, f"api-key: {json.dumps(key)}\n".encode())
+        os.set_inheritable(fd, True)
+        folder = tempfile.mkdtemp(prefix="longcat-deploy-")
+        link = os.path.join(folder, SGLANG_CONFIG_NAME)
+        os.symlink(f"/proc/self/fd/{fd}", link)
+    except (OSError, AttributeError) as error:  # AttributeError: no memfd_create here
+        raise ConfigError("API_KEY", key, "a key SGLang can be given",
+                          f"The private key file for SGLang could not be made: {error}. Use "
+                          "ENGINE=vllm, or run where memfd_create and TMPDIR are available.",
+                          hide_value=True) from None
+    return link

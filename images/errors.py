@@ -1,0 +1,40 @@
+"""build.py's errors: each carries the exit status it ends the command with.
+
+``images.cli.main`` turns any of them into one message on stderr and that status, never a
+traceback. The statuses are documented in the README ("Images"):
+
+====== ==================================================================
+status meaning
+====== ==================================================================
+0      done
+1      a build, verification, pull or push failed (``BuildError``)
+2      bad arguments or a bad matrix (``UsageError``)
+130    interrupted
+====== ==================================================================
+"""
+
+from __future__ import annotations
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class BuildError(Exception):
+    """A failure that build.py reports as one message and an exit status, no traceback.
+
+    Attributes:
+        exit_status (int): 1 for a failed build, verification, pull or push; 2 for bad
+            input.
+    """
+
+    def __init__(self, message: str, exit_status: int = EXIT_FAILED):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+class UsageError(BuildError):
+    """Bad arguments or a bad matrix: exit status 2."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_status=EXIT_USAGE)

@@ -1,0 +1,233 @@
+"""Bad input and faults, each with the smallest input that once went wrong: a clear message
+and a documented exit status, a bounded time, and never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from entrypoint.engines import vllm
+from entrypoint.execute import engine_environment
+from entrypoint.health import engine_process, http_health, pid_file
+from tests.launcher.support import REPO, clean_env, run_launcher
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes" / "recorders"
+
+
+def refused(result: subprocess.CompletedProcess, status: int = 2) -> str:
+    """The one-line message of a refusal; asserts the status and that nothing else ran."""
+    assert result.returncode == status, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.startswith("longcat-deploy: error: ")
+    return result.stderr
+
+
+# --- the command line --------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["health", "--timeout", "5"], ["env-table", "--x"],
+                                  ["helth"], ["check", "--every"], ["serve"],
+                                  ["--dry-run=1"], ["--dry-run=true"], ["--dry_run"],
+                                  ["--DRY-RUN"], ["--dryrun"]])
+def test_unknown_command_lines_are_usage_errors_and_start_nothing(args, tmp_path):
+    env = fake_env(tmp_path, ENGINE="vllm")
+    message = refused(run_launcher(args, env))
+    assert "usage: python -m entrypoint" in message
+    assert not (tmp_path / "record.json").exists(), "the engine must not have started"
+
+
+def test_check_with_the_engine_command_but_not_its_package_is_127(tmp_path):
+    env = fake_env(tmp_path, ENGINE="vllm")  # the recording `vllm` command, no vllm package
+    message = refused(run_launcher(["check"], env), status=127)
+    assert "the vllm Python package" in message
+
+
+def test_the_engine_is_found_on_the_path_it_will_run_with():
+    assert vllm.find_engine({"PATH": str(FAKES / "bin")}) == str(FAKES / "bin" / "vllm")
+    assert vllm.find_engine({"PATH": "/nonexistent"}) is None
+
+
+# --- values that reached the engine wrongly -------------------------------------------------
+
+@pytest.mark.parametrize("name, value", [
+    ("MASTER_IP", "010.0.0.1"), ("MASTER_IP", "1.2.3"), ("MASTER_IP", "10.0.0.1."),
+    ("LWS_LEADER_ADDRESS", "010.0.0.1"), ("LWS_LEADER_ADDRESS", "1.2.3")])
+def test_non_canonical_numeric_addresses_are_refused(name, value):
+    env = clean_env({"ENGINE": "vllm", "PRECISION": "bf16", name: value})
+    message = refused(run_launcher(["--dry-run"], env))
+    assert name in message and "canonical IPv4" in message
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "1" * 4096, "9" * 4400])
+def test_numbers_of_thousands_of_digits_are_a_clear_refusal(value):
+    message = refused(run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm", "NNODES": value})))
+    assert "NNODES" in message and len(message) < 400
+
+
+def test_leading_zeros_of_a_small_number_are_fine():
+    result = run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm", "NNODES": "0" * 3000 + "1"}))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_huge_invalid_value_is_not_echoed_whole():
+    message = refused(run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm",
+                                                             "PRECISION": "x" * 100_000})))
+    assert "PRECISION" in message and len(message) < 400
+
+
+def test_range_errors_give_both_bounds():
+    message = refused(run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm", "PORT": "0"})))
+    assert "1..65535" in message and ".." not in message.rstrip()[-3:]
+
+
+def test_a_slurm_host_with_an_underscore_is_not_blamed_on_a_port():
+    env = clean_env({"ENGINE": "vllm", "PRECISION": "bf16", "SLURM_NODEID": "0",
+                     "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu_[01-02]"})
+    message = refused(run_launcher(["--dry-run"], env))
+    assert "SLURM_JOB_NODELIST" in message and "port" not in message
+
+
+def fake_env(tmp_path, **extra):
+    env = clean_env({"PREFLIGHT": "off", "DOWNLOAD": "0", **extra})
+    env["PATH"] = f"{FAKES / 'bin'}:{env['PATH']}"
+    env["PYTHONPATH"] = str(FAKES / "python")
+    env["FAKE_ENGINE_RECORD"] = str(tmp_path / "record.json")
+    env["TMPDIR"] = str(tmp_path)
+    return env
+
+
+def engine_env_seen(tmp_path, **extra) -> dict:
+    result = run_launcher([], fake_env(tmp_path, ENGINE="vllm", **extra))
+    assert result.returncode == 0, result.stderr
+    return json.loads((tmp_path / "record.json").read_text())["env"]
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_engine_variable_counts_as_unset(blank, tmp_path):
+    seen = engine_env_seen(tmp_path, VLLM_ENGINE_READY_TIMEOUT_S=blank,
+                           GLOO_SOCKET_IFNAME=blank, NCCL_SOCKET_IFNAME=blank)
+    assert seen["VLLM_ENGINE_READY_TIMEOUT_S"] == "3600"
+    assert "GLOO_SOCKET_IFNAME" not in seen and "NCCL_SOCKET_IFNAME" not in seen
+
+
+def test_the_engine_gets_the_interface_preflight_checked_without_spaces(tmp_path):
+    seen = engine_env_seen(tmp_path, GLOO_SOCKET_IFNAME=" lo ", VLLM_ENGINE_READY_TIMEOUT_S="9 ")
+    assert seen["GLOO_SOCKET_IFNAME"] == "lo" and seen["VLLM_ENGINE_READY_TIMEOUT_S"] == "9"
+
+
+def test_the_launchers_choice_replaces_only_blank_values():
+    env = engine_environment({"A": " ", "B": "mine", "C": " x "}, {"A": "ours", "B": "ours"},
+                             ["C", "D"])
+    assert env == {"A": "ours", "B": "mine", "C": "x"}
+
+
+# --- health: bounded, and only this container's engine ------------------------------------
+
+class OneShotServer:
+    """A loopback TCP server that answers every connection with ``reply`` (bytes), sending
+    one byte every ``every_s`` seconds when set."""
+
+    def __init__(self, reply: bytes, every_s: float = 0.0):
+        self.reply, self.every_s = reply, every_s
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    if self.every_s:
+                        for byte in self.reply:
+                            if self.stop.wait(self.every_s):
+                                return
+                            conn.sendall(bytes([byte]))
+                    else:
+                        conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("reply", [b"garbage\r\n", b"\x00\xff", b"", b"HTTP/1.1 2000 x\r\n"])
+def test_health_against_a_server_that_answers_garbage_is_unhealthy(reply):
+    with OneShotServer(reply) as server:
+        healthy, reason = http_health("127.0.0.1", server.port, timeout_s=5)
+    assert not healthy and f"127.0.0.1:{server.port}/health" in reason
+
+
+def test_health_has_one_deadline_for_the_whole_check():
+    with OneShotServer(b"HTTP/1.1 200 OK\r\n", every_s=1.0) as server:
+        start = time.monotonic()
+        healthy, reason = http_health("127.0.0.1", server.port, timeout_s=2)
+        took = time.monotonic() - start
+    assert not healthy and "no answer within 2 s" in reason
+    assert took < 3.5, f"took {took:.1f} s for a 2 s deadline"
+
+
+def test_health_of_a_server_that_answers_200():
+    with OneShotServer(b"HTTP/1.0 200 OK\r\n\r\n") as server:
+        assert http_health("127.0.0.1", server.port, timeout_s=5) == (
+            True, f"GET http://127.0.0.1:{server.port}/health answered 200")
+
+
+def test_headless_health_counts_only_the_engine_this_launcher_became(tmp_path):
+    # Another container's (or job's) engine on the same host: argv has the marker words.
+    # (Python keeps these words in its argv; `sh -c "sleep 30"` would exec sleep and drop them.)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "vllm",
+                              "serve", "--headless"])
+    try:
+        record = pid_file({"TMPDIR": str(tmp_path)})
+        assert engine_process(record) is None, "no record: not healthy, whatever else runs"
+        Path(record).write_text(f"{os.getpid()}\n")
+        assert engine_process(record) is None, "a recorded process that is not the engine"
+        Path(record).write_text(f"{other.pid}\n")
+        # Between fork and exec the child still shows pytest's argv: poll, bounded.
+        deadline = time.monotonic() + 10
+        while engine_process(record) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine_process(record) == other.pid
+    finally:
+        other.kill()
+        other.wait()
+    assert engine_process(record) is None, "the engine exited"
+
+
+def test_the_launcher_records_the_headless_engine_before_the_exec(tmp_path):
+    env = fake_env(tmp_path, ENGINE="vllm", PRECISION="bf16", NODE_RANK="1",
+                   MASTER_IP="127.0.0.1")
+    process = subprocess.Popen([sys.executable, "-m", "entrypoint"], env=env, cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert (tmp_path / "longcat-deploy-engine.pid").read_text() == f"{process.pid}\n"
+
+
+def test_an_unreadable_pid_record_is_unhealthy_not_a_traceback(tmp_path):
+    record = tmp_path / "record.pid"
+    record.write_text("not a number")
+    assert engine_process(str(record)) is None
+    record.chmod(stat.S_IWUSR)
+    assert engine_process(str(tmp_path / "absent.pid")) is None
