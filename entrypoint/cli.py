@@ -5,6 +5,7 @@ Usage::
     python -m entrypoint [--dry-run] [ENGINE FLAGS ...] [-- ENGINE ARGS ...]
     python -m entrypoint check [--all]
     python -m entrypoint health
+    python -m entrypoint prefetch [--verify]
     python -m entrypoint env-table
 
 Without a subcommand it launches (``entrypoint.launch.launch``): arguments that start
@@ -28,6 +29,7 @@ USAGE = """\
 usage: python -m entrypoint [--dry-run] [ENGINE FLAGS ...] [-- ENGINE ARGS ...]
        python -m entrypoint check [--all]
        python -m entrypoint health
+       python -m entrypoint prefetch [--verify]
        python -m entrypoint env-table
 
 Launch LongCat-Flash on SGLang or vLLM, configured by environment variables
@@ -40,10 +42,14 @@ Launch LongCat-Flash on SGLang or vLLM, configured by environment variables
                --all: every standard plan (fp8/bf16 x node ranks x MTP off/on
                x VARIANT chat/thinking x TOOL_CALLS on/off where available)
   health       exit 0 when this node is healthy (the images' HEALTHCHECK)
+  prefetch     fetch the checkpoint this configuration serves into HF_HOME, then
+               exit (no GPU, no engine); --verify: then check every file
+               against the Hub's sizes and hashes
   env-table    print the environment variables as a Markdown table
 
 Exit statuses: 0 ok, 1 check/health failed, 2 bad configuration or usage,
-3 preflight failed, 4 weights unavailable, 127 engine not installed.
+3 preflight failed, 4 weights unavailable (or, prefetch --verify, differing),
+127 engine not installed, 130/143 SIGINT/SIGTERM during a download.
 """
 
 DRY_RUN = "--dry-run"
@@ -51,6 +57,7 @@ DRY_RUN = "--dry-run"
 SUBCOMMANDS = {
     "check": ([], ["--all"]),
     "health": ([],),
+    "prefetch": ([], ["--verify"]),
     "env-table": ([],),
 }
 
@@ -77,7 +84,8 @@ def parse_command_line(args: Sequence[str]) -> tuple[str, list[str], bool]:
 
     Returns:
         ``("launch", engine arguments, dry_run)`` without a subcommand;
-        ``(name, [], False)`` or ``("check", ["--all"], False)`` for a subcommand;
+        ``(name, [], False)``, ``("check", ["--all"], False)`` or
+        ``("prefetch", ["--verify"], False)`` for a subcommand;
         ``("help", [], False)`` for ``-h``/``--help``.
 
     Raises:
@@ -134,6 +142,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             from .health import run_health
 
             return run_health(env)
+        if command == "prefetch":
+            from .prefetch import run_prefetch
+
+            return run_prefetch(env, args == ["--verify"])
         if command == "env-table":
             from .settings import env_table_markdown
 

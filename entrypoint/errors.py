@@ -13,6 +13,8 @@ status meaning
 3      a preflight check of the host failed (``PreflightError``)
 4      the checkpoint could not be made available locally (``WeightsError``)
 127    the chosen engine is not installed here (``EngineNotInstalled``)
+130    SIGINT during the download, or Ctrl-C anywhere (``entrypoint.weights``)
+143    SIGTERM during the download (``entrypoint.weights``); elsewhere SIGTERM's default
 ====== =====================================================================
 """
 

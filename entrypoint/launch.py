@@ -10,6 +10,7 @@ The whole data flow of a launch is in ``launch``, one step after the other::
     located = weights.prepare(...)                   # fetch what is missing
     plan = plan.replace(model=..., engine_env=...,   # what those steps decided
                         engine_rlimits=...)
+    seed.link_seed(env)                              # the image's own cache files
     preflight.wait_for_master(...)                   # nodes 1..N-1 wait for node 0
     exec_engine(build_argv(plan), ...)               # become the engine
 
@@ -79,6 +80,8 @@ def describe_plan(plan: Plan, argv: list[str],
                         plan.sources["data_parallel_size"]))
     if plan.mtp:
         derived.append(("draft model", plan.draft_model, "MODEL (the served checkpoint)"))
+    if plan.revision:
+        derived.append(("model revision", plan.revision, plan.sources["revision"]))
     derived += _serving_rows(plan)
     for name, value in sorted(engine_env(plan).items()):
         derived.append(("engine environment", f"{name}={value}", "unless already set"))
@@ -126,10 +129,12 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     Before the exec, in this order: the checkpoint is located without network access
     (``DOWNLOAD``, ``entrypoint.weights.locate``); the host checks run and report in one
     block (``PREFLIGHT``, ``entrypoint.preflight.run_checks``); missing checkpoint files
-    are downloaded (``entrypoint.weights.prepare``); nodes ranked 1 and up wait for node 0
-    (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip their steps and their
-    imports. The API key (``entrypoint.apikey``) is read first, and reaches the engine
-    through its environment (vLLM) or a private config file (SGLang), never its argv.
+    are downloaded (``entrypoint.weights.prepare``); the files the image ships in its seed
+    are linked into the cache (``LONGCAT_HF_SEED``, ``entrypoint.seed``); nodes ranked 1
+    and up wait for node 0 (``MASTER_WAIT_S``). ``DOWNLOAD=0`` and ``PREFLIGHT=off`` skip
+    their steps and their imports. The API key (``entrypoint.apikey``) is read first, and
+    reaches the engine through its environment (vLLM) or a private config file (SGLang),
+    never its argv.
 
     Args:
         env: the environment (``os.environ`` in a container).
@@ -196,6 +201,10 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         plan = plan.replace(**located.plan_changes())
     plan = plan.replace(engine_env={**plan.engine_env, **chosen_env},
                         engine_rlimits={**plan.engine_rlimits, **chosen_rlimits})
+    if env.get("LONGCAT_HF_SEED"):  # files the image ships, hidden by the HF_HOME mount
+        from .seed import link_seed
+
+        link_seed(env)
     if mode != "off":
         from .preflight import wait_for_master
 

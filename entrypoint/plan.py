@@ -49,6 +49,9 @@ class Plan:
             directory (the local snapshot once ``entrypoint.weights`` fetched it).
         served_model_name: the name clients see (``--served-model-name``): SERVED_MODEL_NAME,
             else the repo id (``default_served_model_name``).
+        revision: the Hub revision the engine fetches ``model`` at (its ``--revision``):
+            ``MODEL_REVISION`` with ``DOWNLOAD=0`` and a repo id; ``None`` otherwise (the
+            weights step then picks the revision's snapshot itself).
         nnodes: number of nodes.
         node_rank: this node's rank, ``0 <= node_rank < nnodes``.
         gpus_per_node: GPUs each node uses.
@@ -87,6 +90,7 @@ class Plan:
     precision: str
     model: str
     served_model_name: str | None
+    revision: str | None
     nnodes: int
     node_rank: int
     gpus_per_node: int
@@ -200,6 +204,42 @@ class Plan:
         return f"node {self.node_rank} of {self.nnodes}, worker (answers /health only)"
 
 
+def model_revision(model: str, revision: str | None, download: bool) -> str | None:
+    """The revision the engine must be given, or ``None``; refuse one nothing would apply.
+
+    ``MODEL_REVISION`` takes effect in one of three ways, or is refused:
+
+    - a repo id with ``DOWNLOAD`` on: the weights step fetches that revision and gives the
+      engine its snapshot (``None`` here);
+    - a Hugging Face cache folder (``.../models--org--name``) with ``DOWNLOAD`` on: the
+      weights step picks that snapshot (``None`` here);
+    - a repo id with ``DOWNLOAD=0``: the engine fetches it, with ``--revision`` (both
+      engines have it: SGLang ``srt/server_args.py``, vLLM ``vllm/engine/arg_utils.py``);
+    - a local directory otherwise has no revisions: refused.
+
+    Raises:
+        ConfigError: ``MODEL_REVISION`` with a local ``MODEL`` it cannot apply to.
+    """
+    if revision is None:
+        return None
+    if not is_local_model(model):
+        return None if download else revision
+    cache_folder = repo_id_of_cache_folder(model) is not None
+    if download and cache_folder:
+        return None
+    if cache_folder:
+        detail = (f"With DOWNLOAD=0 the engine gets MODEL={model} as given, and nothing "
+                  "picks a snapshot of it: set DOWNLOAD=1 (the launcher then picks the "
+                  "revision's snapshot), or MODEL to the snapshot folder itself.")
+    else:
+        detail = (f"MODEL={model} is a local directory, which has no revisions: unset "
+                  "MODEL_REVISION, or set MODEL to a Hugging Face repo id, or to a cache "
+                  "folder (.../hub/models--org--name) whose snapshot it then picks.")
+    raise ConfigError("MODEL_REVISION", revision,
+                      "unset when MODEL is a local directory other than a Hugging Face "
+                      "cache folder", detail)
+
+
 def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
     """Turn validated settings into this node's plan.
 
@@ -214,6 +254,7 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         ConfigError: NODE_RANK outside 0..NNODES-1; MASTER_IP missing while NNODES > 1;
             PORT equal to MASTER_PORT on a multi-node plan (both bind on node 0);
             TOOL_CALLS on with SGLang; both API_KEY and API_KEY_FILE set;
+            MODEL_REVISION that nothing would apply (``model_revision``);
             ``OwnedFlagError`` for an engine flag the launcher sets from a variable, given
             in EXTRA_ARGS or after the image name.
     """
@@ -280,6 +321,10 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
     elif v["API_KEY_FILE"] is not None:
         api_key_source = "API_KEY_FILE"
 
+    revision = model_revision(model, v["MODEL_REVISION"], v["DOWNLOAD"])
+    if revision is not None:
+        sources["revision"] = "MODEL_REVISION (DOWNLOAD=0: the engine fetches it)"
+
     gpus = v["GPUS_PER_NODE"]
     if engine == "sglang":
         tensor_parallel, data_parallel = gpus * nnodes, 1
@@ -309,6 +354,7 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         port=port,
         mtp=v["MTP"],
         served_model_name=served_model_name,
+        revision=revision,
         extra_args=_without_owned_flags(engine, v, extra_args),
         variant=variant,
         tool_calls=tool_calls,

@@ -68,7 +68,8 @@ class Variable:
     Args:
         name: the variable's name.
         kind: how its value is parsed: ``"choice"``, ``"bool"``, ``"count"`` (1 or more),
-            ``"index"`` (0 or more), ``"port"``, ``"seconds"``, ``"address"``, ``"model"``,
+            ``"index"`` (0 or more), ``"port"``, ``"seconds"``, ``"timeout"`` (seconds, 1 or
+            more), ``"address"``, ``"model"``,
             ``"revision"``, ``"args"``, ``"name"`` (a served model name), ``"file"`` (a
             file's path, read at launch), ``"secret"`` (parsed to ``True`` when set: the
             value itself never enters the settings; see ``entrypoint.apikey``), or
@@ -110,6 +111,7 @@ class Variable:
             "index": f"a whole number, 0..{LARGEST_WHOLE}",
             "port": "a TCP port, 1..65535",
             "seconds": f"a whole number of seconds, 0..{LARGEST_WHOLE}",
+            "timeout": f"a whole number of seconds, 1..{LARGEST_WHOLE}",
             "address": ADDRESS_ACCEPTED,
             "model": "a Hugging Face repo id (org/name), or a local directory: absolute, "
                      "or relative starting with ./ or ../",
@@ -171,11 +173,18 @@ VARIABLES: tuple[Variable, ...] = (
              "the image name come after these.",
              default_doc="none"),
     Variable("MODEL_REVISION", "revision", None,
-             "Branch, tag or commit of a Hub checkpoint to fetch and serve.",
+             "Branch, tag or commit of a Hub checkpoint to fetch and serve; with DOWNLOAD=0 "
+             "the engine gets it (--revision). Refused with a local MODEL other than a "
+             "Hugging Face cache folder (models--org--name), whose snapshot it picks.",
              default_doc="main"),
     Variable("DOWNLOAD", "bool", True,
              "Fetch missing checkpoint files into HF_HOME before the engine starts; off "
              "leaves MODEL to the engine as given."),
+    Variable("DOWNLOAD_STALL_S", "timeout", 60,
+             "A download that receives no byte for this long (and any Hub request left "
+             "unanswered) is aborted and retried, 3 times in a row at most; nodes sharing a "
+             "cache take the download over from a node that stopped renewing its lease for "
+             "this long."),
     Variable("PREFLIGHT", "choice", "on",
              "Host checks before launch: on refuses a deployment that cannot work (exit 3), "
              "warn only reports, off skips them.",
@@ -194,6 +203,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("HF_HUB_OFFLINE", "library", None,
              "Never contact the Hub; every checkpoint file must already be cached.",
              accepted_doc="1 (read by huggingface_hub)"),
+    Variable("HF_ENDPOINT", "library", None,
+             "The Hub to fetch from: a mirror or a proxy of huggingface.co.",
+             default_doc="https://huggingface.co",
+             accepted_doc="an http:// or https:// URL (read by huggingface_hub)"),
+    Variable("LONGCAT_HF_SEED", "library", None,
+             "Files the image ships in Hugging Face cache layout (the SGLang base's kernels), "
+             "which the HF_HOME mount would hide: before the exec, each of its "
+             "hub/models--* folders that HF_HOME/hub lacks is linked there, never copied.",
+             default_doc="/opt/longcat/hf-seed, set by the images",
+             accepted_doc="a directory holding hub/models--* (or the hub folder itself)"),
     Variable("GLOO_SOCKET_IFNAME", "library", None,
              "The one network interface Gloo uses; on multi-node plans the launcher sets it "
              "to the interface that routes to MASTER_IP when unset.",
@@ -290,7 +309,7 @@ class Settings:
 
 # Inclusive bounds of the numeric kinds.
 _RANGES = {"count": (1, LARGEST_WHOLE), "index": (0, LARGEST_WHOLE), "port": (1, 65535),
-           "seconds": (0, LARGEST_WHOLE)}
+           "seconds": (0, LARGEST_WHOLE), "timeout": (1, LARGEST_WHOLE)}
 
 
 def _parse(var: Variable, raw: str) -> Any:

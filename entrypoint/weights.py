@@ -10,25 +10,27 @@
   every file the engine loads is there, that snapshot is used and the Hub is not contacted,
   so restarts neither wait for nor depend on the Hub, and a cached ``main`` is not silently
   moved to a newer commit (pin ``MODEL_REVISION`` to change commits). Otherwise ``fetch``
-  asks the Hub for the file list and sizes, compares the missing bytes with the free space
-  under the cache, and downloads the missing files with ``huggingface_hub.snapshot_download``,
-  logging progress. Either way the engine gets the local snapshot path and the repo id
-  becomes ``--served-model-name``, so clients still see the repo id; the MTP draft model
+  asks the Hub for the file list with sizes and hashes, compares the missing bytes with the
+  free space under the cache, and downloads the missing files, logging progress. Either
+  way the engine gets the local snapshot path and the repo id becomes
+  ``--served-model-name``, so clients still see the repo id; the MTP draft model
   (``Plan.draft_model``) follows ``plan.model``.
 
-Only the files the engine loads are fetched (``ALLOW_PATTERNS``). The transfer is resumable:
-an interrupted file is resumed with an HTTP range request (by huggingface_hub within its call
-in recent releases; from the partial file by the launcher's next attempt, ``DOWNLOAD_ATTEMPTS``,
-in releases that keep partial files, such as 0.34), and files already fetched are never
-fetched again, by this start or a later one. ``HF_TOKEN`` (never printed),
-``HF_HOME``/``HF_HUB_CACHE``,
-``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` are honoured as huggingface_hub defines them;
-``MODEL_REVISION`` pins a branch, tag or commit. ``DOWNLOAD=0`` skips this module entirely.
+Only the files the engine loads are fetched (``ALLOW_PATTERNS``), by ``entrypoint.transfer``:
+resumable across attempts and restarts from the bytes on disk (HTTP range requests), each
+file verified against the Hub's hashes, and every request bounded by ``DOWNLOAD_STALL_S``
+seconds without a byte. Nodes sharing a cache download once: the first takes the cache's
+lease (``entrypoint.lease``), the others wait for it. ``HF_TOKEN`` (never printed),
+``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` are honoured as
+huggingface_hub defines them; ``MODEL_REVISION`` pins a branch, tag or commit.
+``DOWNLOAD=0`` skips this module entirely.
 
 Failures raise ``WeightsError`` (exit status 4): a local path that is not a checkpoint, a
 cache folder without a usable snapshot, files missing in offline mode (named), a repository
 or revision the Hub does not have or will not give with this token, too little disk space
-(both numbers, in GB and bytes), or a failed transfer.
+(both numbers, in GB and bytes), a cache that cannot be written, or a transfer that failed
+or stalled ``DOWNLOAD_ATTEMPTS`` times in a row (``entrypoint.transfer``). A bad
+``HF_ENDPOINT`` raises ``ConfigError`` (exit status 2).
 
 ``huggingface_hub`` is imported only when ``MODEL`` is a repo id and this step runs: the
 launcher runs on every container start, and a local ``MODEL`` or ``DOWNLOAD=0`` must stay
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .plan import Plan
+    from .transfer import RemoteFile
 
 # The files the engines load from a LongCat-Flash checkpoint, and nothing else. The
 # meituan-longcat/LongCat-Flash-Chat(-FP8) repositories hold config.json and
@@ -77,10 +80,6 @@ DEFAULT_REVISION = "main"
 CACHE_PREFIX = CACHE_FOLDER_PREFIX
 # How often the download logs its progress.
 PROGRESS_EVERY_S = 15.0
-# snapshot_download calls per start: a transfer cut by the network is resumed at once (files
-# already fetched are kept; releases that keep partial files resume those with a range
-# request). Refusals (unknown repository or revision, no access, HTTP 4xx) are not retried.
-DOWNLOAD_ATTEMPTS = 3
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VALUES
 
 
@@ -185,19 +184,46 @@ def _snapshot_of_cache_folder(folder: str, revision: str | None) -> str:
         "MODEL_REVISION to one of those, or MODEL to a snapshot directory.")
 
 
+def _unreadable(model: str, path: str, error: OSError) -> WeightsError:
+    return WeightsError(
+        f"MODEL={model}: {path} cannot be read by this process (uid {os.geteuid()}): "
+        f"{error.strerror or error}. Make the checkpoint readable to that user (chmod or "
+        "chown on the host, or the container's user), or mount it elsewhere.")
+
+
 def _locate_local(model: str, revision: str | None) -> Located:
     path = os.path.abspath(model)
+    try:
+        os.stat(path)
+    except PermissionError as error:  # a folder on the way cannot be searched
+        raise _unreadable(model, path, error) from None
+    except OSError:
+        pass
     if not os.path.isdir(path):
         raise WeightsError(
             f"MODEL={model} is not a directory on this host. Mount the checkpoint there "
             f"(docker run -v HOST_DIR:{path}), or set MODEL to a Hugging Face repo id.")
+    try:
+        os.listdir(path)
+    except OSError as error:
+        raise _unreadable(model, path, error) from None
     cache_folder = repo_id_of_cache_folder(path) is not None
     if cache_folder:
         path = _snapshot_of_cache_folder(path, revision)
-    if not os.path.isfile(os.path.join(path, "config.json")):
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config):
+        try:
+            os.listdir(path)
+        except OSError as error:  # a snapshot folder that cannot be read
+            raise _unreadable(model, path, error) from None
         raise WeightsError(
             f"MODEL={model}: {path} holds no config.json, so it is not a checkpoint. Point "
             "MODEL at the directory with config.json and the *.safetensors files.")
+    try:
+        with open(config, "rb"):
+            pass
+    except OSError as error:
+        raise _unreadable(model, config, error) from None
     return Located(model, path=path if cache_folder else model)
 
 
@@ -297,35 +323,69 @@ def locate(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str]) -> Loc
         ``Located``: ready (``path`` set) or needing a download (``needs_download``).
 
     Raises:
-        WeightsError: a local ``MODEL`` that is not a checkpoint; files missing while
-            ``HF_HUB_OFFLINE`` is on.
+        WeightsError: a local ``MODEL`` that is not a checkpoint or cannot be read; files
+            missing while ``HF_HUB_OFFLINE`` is on.
+        ConfigError: ``HF_ENDPOINT`` is not a URL (for a repo id).
     """
-    revision = values.get("MODEL_REVISION")
-    if is_local(plan.model):
-        return _locate_local(plan.model, revision)
+    return locate_model(plan.model, values.get("MODEL_REVISION"), env)
+
+
+def locate_model(model: str, revision: str | None, env: Mapping[str, str]) -> Located:
+    """``locate`` for a ``MODEL`` and a ``MODEL_REVISION`` (``None``: unset), without a plan."""
+    if is_local(model):
+        return _locate_local(model, revision)
     revision = revision or DEFAULT_REVISION
+    hub_endpoint(env)  # before huggingface_hub, which reports a bad one as a bad repo id
     cache = hub_cache(env)
     try:
-        snapshot, missing = cached_snapshot(plan.model, revision, cache)
+        snapshot, missing = cached_snapshot(model, revision, cache)
     except ValueError as error:  # huggingface_hub's HFValidationError: a name it refuses
-        raise WeightsError(f"MODEL={plan.model} (MODEL_REVISION={revision}) is refused by "
+        raise WeightsError(f"MODEL={model} (MODEL_REVISION={revision}) is refused by "
                            f"huggingface_hub: {error}") from None
-    located = Located(plan.model, repo_id=plan.model,
+    located = Located(model, repo_id=model,
                       revision=revision, cache=cache, missing=missing)
     if snapshot is not None and not missing:
         located.path = snapshot
-        log(f"weights: {plan.model}@{revision} is complete in the cache, using {snapshot}")
+        log(f"weights: {model}@{revision} is complete in the cache, using {snapshot}")
     elif hub_offline(env):
         what = (f"these files are missing: {_names(missing)}" if missing
                 else "nothing of it is cached")
         raise WeightsError(
-            f"HF_HUB_OFFLINE is on and {plan.model}@{revision} is not complete in the cache "
+            f"HF_HUB_OFFLINE is on and {model}@{revision} is not complete in the cache "
             f"{cache}: {what}. Fill the cache (with network access, or by mounting a cache "
             "that holds the checkpoint at HF_HOME), or unset HF_HUB_OFFLINE.")
     return located
 
 
 # --- the download -----------------------------------------------------------------------
+
+ENDPOINT_ACCEPTED = "an http:// or https:// URL of a Hub, such as https://huggingface.co"
+
+
+def hub_endpoint(env: Mapping[str, str]) -> str | None:
+    """``HF_ENDPOINT``, checked: ``None`` when unset (huggingface_hub's default Hub).
+
+    Raises:
+        ConfigError: it is not an http(s) URL with a host (``http://[::1`` included, which
+            huggingface_hub itself reports only as a refused repo id).
+    """
+    raw = (env.get("HF_ENDPOINT") or "").strip()
+    if not raw:
+        return None
+    from urllib.parse import urlsplit
+
+    from .errors import ConfigError
+
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - parses the port, raising ValueError on a bad one
+    except ValueError as error:
+        raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED,
+                          f"It is not a URL: {error}.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED)
+    return raw.rstrip("/")
+
 
 def _free_bytes(directory: str) -> int:
     import shutil
@@ -343,50 +403,68 @@ def _summary(error: Exception, token: str | None) -> str:
     return f"{type(error).__name__}: {text.replace(token, '***') if token else text}"
 
 
+def _blobs_on_disk(blobs: str) -> int:
+    """Bytes under a repository's ``blobs`` folder, finished and partial files alike."""
+    total = 0
+    try:
+        with os.scandir(blobs) as entries:
+            for entry in entries:
+                try:  # a partial file may be renamed or removed meanwhile
+                    total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    pass
+    except OSError:  # no blobs folder yet
+        pass
+    return total
+
+
 class _Progress:
     """Logs the bytes fetched so far every ``PROGRESS_EVERY_S``, from a background thread.
 
-    It measures what the download wrote under the repository's ``blobs`` folder in the
-    cache (finished and partial files alike), so it works with any huggingface_hub release
-    and transfer backend, and prints plain lines that suit container logs.
+    It measures what is on disk under the repository's ``blobs`` folder in the cache
+    (finished and partial files alike), so a node waiting for another one's download
+    measures it the same way. The rate is the current one, over the last interval (not an
+    average since the start), and a transfer that delivers nothing says for how long.
     """
 
-    def __init__(self, folder: str, total: int, log: Callable[[str], None]):
+    def __init__(self, folder: str, total: int, log: Callable[[str], None],
+                 prefix: str = "download", from_zero: bool = False):
         import threading
         import time
 
         self.blobs = os.path.join(folder, "blobs")
-        self.total, self.log = total, log
+        self.total, self.log, self.prefix = total, log, prefix
         self.clock = time.monotonic
-        self.start = self.clock()
-        self.base = self._on_disk()
+        self.base = 0 if from_zero else self._on_disk()
+        self.last = (self.clock(), self.base)
+        self.quiet_since = self.last[0]
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="download-progress", daemon=True)
 
     def _on_disk(self) -> int:
-        total = 0
-        try:
-            with os.scandir(self.blobs) as entries:
-                for entry in entries:
-                    try:  # a partial file may be renamed or removed meanwhile
-                        total += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        pass
-        except OSError:  # no blobs folder yet
-            pass
-        return total
+        return _blobs_on_disk(self.blobs)
 
-    def line(self) -> str:
-        done = max(0, self._on_disk() - self.base)
-        elapsed = max(self.clock() - self.start, 1e-9)
-        rate = done / elapsed
-        text = f"download: {done / GB:.2f} of {self.total / GB:.2f} GB"
+    def sample(self) -> tuple[int, str]:
+        """(bytes fetched since the start, the progress text)."""
+        now, disk = self.clock(), self._on_disk()
+        then, before = self.last
+        rate = max(0, disk - before) / max(now - then, 1e-9)
+        self.last = (now, disk)
+        if disk != before:
+            self.quiet_since = now
+        done = max(0, disk - self.base)
+        text = f"{done / GB:.2f} of {self.total / GB:.2f} GB"
         if self.total:
             text += f" ({100 * min(done, self.total) / self.total:.0f}%)"
-        text += f", {rate / 1e6:.1f} MB/s"
+        text += f", {rate / 1e6:.1f} MB/s now"
         if rate > 0 and self.total > done:
             text += f", about {(self.total - done) / rate / 60:.0f} min left"
-        return text
+        elif self.total > done and now - self.quiet_since >= 1:
+            text += f", no new byte for {now - self.quiet_since:.0f} s"
+        return done, text
+
+    def line(self) -> str:
+        return f"{self.prefix}: {self.sample()[1]}"
 
     def _run(self) -> None:
         while not self.stop.wait(PROGRESS_EVERY_S):
@@ -402,115 +480,342 @@ class _Progress:
         self.thread.join()
 
 
+class _ExitOnSignals:
+    """While active (in the main thread), SIGINT and SIGTERM end the process at once.
+
+    The handler drops the download lease, says what is kept, and calls ``os._exit(128 +
+    signal)``: 130 for SIGINT, 143 for SIGTERM. Not an exception: huggingface_hub's client
+    and the transfer threads may be inside blocking calls, and the interpreter would wait
+    for them at exit; the partial files are meant to stay (the next start resumes them).
+    """
+
+    def __init__(self, cleanup: Callable[[], None], log: Callable[[str], None]):
+        self.cleanup, self.log = cleanup, log
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        import signal
+
+        try:
+            self.cleanup()
+            self.log(f"weights: {signal.Signals(signum).name}: stopping; the bytes fetched "
+                     "so far stay in the cache, and the next start resumes them")
+        finally:
+            os._exit(128 + signum)
+
+    def __enter__(self) -> _ExitOnSignals:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class HubRepo:
+    """One repository at one revision, as huggingface_hub reaches it on the Hub: the files
+    the engine loads, with sizes and hashes, and each refusal in words.
+
+    Args:
+        repo: the repo id. revision: a branch, tag or commit.
+        env: the environment (``HF_ENDPOINT``, ``HF_TOKEN``).
+        stall_s: the bound on each request (``DOWNLOAD_STALL_S``).
+        missing_here: appended to refusals (which files the cache lacks).
+
+    Raises:
+        ConfigError: ``HF_ENDPOINT`` is not a URL.
+    """
+
+    def __init__(self, repo: str, revision: str, env: Mapping[str, str], stall_s: float,
+                 missing_here: str = ""):
+        _hub()
+        from huggingface_hub import HfApi
+
+        self.repo, self.revision, self.stall_s = repo, revision, stall_s
+        self.endpoint = hub_endpoint(env)
+        self.token = env.get("HF_TOKEN") or None
+        self.api = HfApi(endpoint=self.endpoint, token=self.token)
+        self.where = f"{repo}@{revision}"
+        self.missing_here = missing_here
+        self.check_path = (f"Check the network path to {self.api.endpoint} (HF_ENDPOINT, "
+                           "proxy, firewall), or fill the cache at HF_HOME and set "
+                           "HF_HUB_OFFLINE=1")
+
+    def refuse(self, error: Exception, doing: str) -> WeightsError:
+        """The message for ``error`` while ``doing`` (``"look up"``, ``"fetch X of"``)."""
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        # httpx in 1.x, httpx2 in 2.x: "the same export across major versions"
+        # (huggingface_hub/utils/__init__.py, __getattr__).
+        from huggingface_hub.utils import httpx  # type: ignore[attr-defined]
+
+        from .transfer import DOWNLOAD_ATTEMPTS
+
+        repo, token, endpoint = self.repo, self.token, self.api.endpoint
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(error, GatedRepoError):
+            why = (f"{repo} is gated: accept its terms on its Hub page with your account, "
+                   "then set HF_TOKEN to a token of that account")
+        elif isinstance(error, RepositoryNotFoundError):
+            why = (f"{endpoint} has no repository {repo}, or it is private and HF_TOKEN "
+                   f"{'lacks access to it' if token else 'is not set'}. Check MODEL and HF_TOKEN")
+        elif isinstance(error, RevisionNotFoundError):
+            why = (f"{repo} has no revision {self.revision!r}. Set MODEL_REVISION to a "
+                   "branch, tag or commit of it")
+        elif isinstance(error, httpx.TimeoutException):
+            why = (f"{endpoint} sent nothing for {self.stall_s:g} s (DOWNLOAD_STALL_S), "
+                   f"{DOWNLOAD_ATTEMPTS} times. {self.check_path}")
+        elif isinstance(error, HfHubHTTPError) and status == 403:
+            why = (f"{endpoint} answered 403 Forbidden ({_summary(error, token)}). "
+                   f"HF_TOKEN {'lacks access' if token else 'is not set'}: use a token that "
+                   f"can read {repo}, or check what a proxy or mirror at HF_ENDPOINT allows")
+        else:
+            why = f"{_summary(error, token)}. {self.check_path}"
+        return WeightsError(f"cannot {doing} {self.where}: {why}{self.missing_here}.")
+
+    @staticmethod
+    def transient(error: Exception) -> bool:
+        """True for errors worth another request: timeouts, connections, 408, 429, 5xx."""
+        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.utils import httpx  # type: ignore[attr-defined]
+
+        if isinstance(error, HfHubHTTPError):
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            return status is None or status in (408, 429) or status >= 500
+        return isinstance(error, httpx.HTTPError)
+
+    def files(self, log: Callable[[str], None]) -> tuple[str, list[RemoteFile]]:
+        """(the commit, the files the engine loads there): ``HfApi.model_info`` with files
+        metadata, each request bounded by ``stall_s``, ``DOWNLOAD_ATTEMPTS`` tries.
+
+        Raises:
+            WeightsError: a refusal, no answer, or not a checkpoint (no config.json, no
+                safetensors), or a file without the size or hash the transfer checks.
+        """
+        import time
+
+        from .transfer import DOWNLOAD_ATTEMPTS, RETRY_PAUSE_S, RemoteFile
+
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                info = self.api.model_info(self.repo, revision=self.revision,
+                                           files_metadata=True, timeout=self.stall_s)
+                break
+            except Exception as error:
+                if attempt == DOWNLOAD_ATTEMPTS or not self.transient(error):
+                    raise self.refuse(error, "look up") from None
+                log(f"weights: looking up {self.where}: {_summary(error, self.token)}; trying "
+                    f"again (attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})")
+                time.sleep(RETRY_PAUSE_S)
+        siblings = {s.rfilename: s for s in (info.siblings or [])}
+        wanted = _wanted(siblings)
+        commit = str(info.sha)
+        if "config.json" not in wanted:
+            raise WeightsError(f"{self.where} (commit {commit}) has no config.json, so it is "
+                               "not a checkpoint. Check MODEL and MODEL_REVISION.")
+        if not any(name.endswith(".safetensors") for name in wanted):
+            raise WeightsError(f"{self.where} has no *.safetensors weights; the launcher "
+                               "fetches only safetensors. Set DOWNLOAD=0 to let the engine "
+                               "fetch it itself.")
+        try:
+            return commit, [RemoteFile.from_sibling(siblings[name]) for name in wanted]
+        except ValueError as error:
+            raise WeightsError(f"cannot fetch {self.where}: {error}, so the file cannot be "
+                               f"verified. Check HF_ENDPOINT ({self.api.endpoint}).") from None
+
+
+def default_stall_s() -> int:
+    """``DOWNLOAD_STALL_S``'s default (``entrypoint.settings``), in seconds: a transfer with
+    no new byte for a minute is stalled, not slow."""
+    from .settings import BY_NAME
+
+    return int(BY_NAME["DOWNLOAD_STALL_S"].default)
+
+
 def fetch(located: Located, env: Mapping[str, str],
-          log: Callable[[str], None] = log) -> str:
+          log: Callable[[str], None] = log, stall_s: float | None = None,
+          checked: set[str] | None = None) -> str:
     """Download the files of ``located`` that the cache lacks; return the snapshot path.
 
-    Asks the Hub for the file list with sizes (``HfApi.model_info(files_metadata=True)``),
-    refuses when the missing files need more than the free space under the cache, then
-    downloads them with ``snapshot_download`` (``ALLOW_PATTERNS``), logging progress.
+    1. Asks the Hub for the file list with sizes and hashes
+       (``HfApi.model_info(files_metadata=True)``), each request bounded by ``stall_s``,
+       ``DOWNLOAD_ATTEMPTS`` tries for a Hub that does not answer.
+    2. Takes the cache's download lease (``entrypoint.lease``): when another node sharing
+       the cache downloads, waits for it (logging its progress), then finds the files
+       there.
+    3. Refuses when the missing bytes (less what partial files already hold) exceed the
+       free space under the cache.
+    4. Fetches the missing files (``entrypoint.transfer``): resumable, hashed, a stall
+       bound on every read; then links the snapshot and the ref.
+
+    SIGINT and SIGTERM end the process at once meanwhile (``_ExitOnSignals``).
 
     Args:
         located: from ``locate``, with ``needs_download``.
         env: the environment (``HF_TOKEN``, ``HF_ENDPOINT``).
         log: where progress lines go (stderr by default).
+        stall_s: seconds without a byte before a request or transfer is given up
+            (``DOWNLOAD_STALL_S``; its default when ``None``).
+        checked: when given, gets the names of the files this call fetched, each checked
+            against the Hub's hash as it arrived.
 
     Raises:
         WeightsError: the Hub refuses or cannot be reached, the revision or repository does
-            not exist or is not a checkpoint, the disk is too small, or the transfer fails.
+            not exist or is not a checkpoint, the disk is too small or not writable, or a
+            file stalled or failed ``DOWNLOAD_ATTEMPTS`` times in a row.
+        ConfigError: ``HF_ENDPOINT`` is not a URL.
     """
+    import threading
+
     _hub()
-    from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import get_session, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.file_download import repo_folder_name
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]
+        build_hf_headers,
+        hf_raise_for_status,
+    )
+    from huggingface_hub.utils import httpx as hub_httpx  # type: ignore[attr-defined]
+
+    from .lease import Lease, LeaseLost, lease_path
+    from .transfer import (
+        DOWNLOAD_ATTEMPTS,
+        GaveUp,
+        LocalWriteError,
+        Refused,
+        Source,
+        TransferError,
+        bytes_still_needed,
+        fetch_all,
+        link,
+        pointer_path,
+        remove_leftovers,
+        write_ref,
+    )
 
     repo, revision, cache = located.repo_id, located.revision, located.cache
     if repo is None or revision is None or cache is None:
         raise TypeError(f"fetch() takes a repo id's Located, not {located.model!r}'s")
-    token = env.get("HF_TOKEN") or None
-    api = HfApi(endpoint=env.get("HF_ENDPOINT") or None, token=token)
-    where = f"{repo}@{revision}"
+    stall_s = stall_s or default_stall_s()
     missing_here = (f"; missing here: {_names(located.missing)}" if located.missing
                     else "")
+    hub = HubRepo(repo, revision, env, stall_s, missing_here)
+    api, endpoint, token, where = hub.api, hub.endpoint, hub.token, hub.where
+    refuse, check_path = hub.refuse, hub.check_path
+    commit, remotes = hub.files(log)
+    wanted = [remote.name for remote in remotes]
+    folder_name = repo_folder_name(repo_id=repo, repo_type="model")
+    folder = os.path.join(cache, folder_name)
+    snapshot = os.path.join(folder, "snapshots", commit)
+    total = sum(remote.size for remote in remotes)
 
-    def refuse(error: Exception, doing: str) -> WeightsError:
-        if isinstance(error, GatedRepoError):
-            why = (f"{repo} is gated: accept its terms on its Hub page with your account, "
-                   "then set HF_TOKEN to a token of that account")
-        elif isinstance(error, RepositoryNotFoundError):
-            why = (f"{api.endpoint} has no repository {repo}, or it is private and HF_TOKEN "
-                   f"{'lacks access to it' if token else 'is not set'}. Check MODEL and HF_TOKEN")
-        elif isinstance(error, RevisionNotFoundError):
-            why = (f"{repo} has no revision {revision!r}. Set MODEL_REVISION to a branch, tag "
-                   "or commit of it")
-        else:
-            why = (f"{_summary(error, token)}. Check the network path to "
-                   f"{api.endpoint} (proxy, firewall), or fill the cache at HF_HOME and set "
-                   "HF_HUB_OFFLINE=1")
-        return WeightsError(f"cannot {doing} {where}: {why}{missing_here}.")
+    def unwritable(error: OSError, path: str) -> WeightsError:
+        import errno
 
-    try:
-        info = api.model_info(repo, revision=revision, files_metadata=True)
-    except Exception as error:
-        raise refuse(error, "look up") from None
-    siblings = {s.rfilename: s for s in (info.siblings or [])}
-    wanted = _wanted(siblings)
-    if "config.json" not in wanted:
-        raise WeightsError(f"{where} (commit {info.sha}) has no config.json, so it is not a "
-                           "checkpoint. Check MODEL and MODEL_REVISION.")
-    if not any(name.endswith(".safetensors") for name in wanted):
-        raise WeightsError(f"{where} has no *.safetensors weights; the launcher fetches only "
-                           "safetensors. Set DOWNLOAD=0 to let the engine fetch it itself.")
-    missing = [name for name in wanted if not isinstance(
-        try_to_load_from_cache(repo, name, cache_dir=cache, revision=info.sha), str)]
-    need = sum(siblings[name].size or 0 for name in missing)
-    free = _free_bytes(cache)
-    if need > free:
-        raise WeightsError(
-            f"not enough disk space for {where}: the {len(missing)} missing files need "
-            f"{format_gb(need)}, and {format_gb(free)} are free under {cache}. Free space "
-            "there, or mount "
-            "a larger volume at HF_HOME (the FP8 checkpoint is about 560 GB, BF16 about 1.1 TB).")
-    log(f"weights: fetching {len(missing)} of {len(wanted)} files of {where} (commit "
-        f"{info.sha}), {need / GB:.2f} GB, from {api.endpoint} into {cache}; "
-        f"{free / GB:.2f} GB free")
-    progress = _Progress(os.path.join(cache, repo_folder_name(repo_id=repo, repo_type="model")),
-                         need, log)
+        if error.errno == errno.ENOSPC:
+            return WeightsError(
+                f"the disk under {cache} filled up while fetching {where}. Free space "
+                "there; the bytes already fetched are kept, and the next start resumes them.")
+        return WeightsError(
+            f"cannot write the checkpoint into the Hugging Face cache {cache}: {path}: "
+            f"{error.strerror or error}. Mount a writable volume at HF_HOME (or HF_HUB_CACHE), "
+            "or fill that cache elsewhere and set HF_HUB_OFFLINE=1.")
 
-    def final(error: Exception) -> bool:
-        if isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError, ValueError)):
-            return True
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        return isinstance(error, HfHubHTTPError) and status is not None \
-            and 400 <= status < 500 and status not in (408, 429)
-
-    with progress:
-        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+    waiting = _Progress(folder, total, log, prefix="shared cache", from_zero=True)
+    lease = Lease(lease_path(cache, folder_name), stale_s=stall_s,
+                  no_progress_s=(2 * DOWNLOAD_ATTEMPTS + 1) * stall_s, log=log,
+                  progress=lambda: (waiting._on_disk(), waiting.sample()[1]))
+    with _ExitOnSignals(lambda: lease.release(join=False), log):
+        while True:
             try:
-                path = snapshot_download(repo, revision=revision, cache_dir=cache,
-                                         allow_patterns=list(ALLOW_PATTERNS), token=token,
-                                         endpoint=env.get("HF_ENDPOINT") or None)
-                break
-            except Exception as error:
-                if isinstance(error, OSError) and error.errno == 28:  # ENOSPC
+                lease.acquire()
+            except OSError as error:
+                raise unwritable(error, lease.path) from None
+            try:
+                missing = [r for r in remotes
+                           if not os.path.isfile(pointer_path(folder, commit, r.name))]
+                if missing:
+                    need = bytes_still_needed(folder, missing)
+                    free = _free_bytes(cache)
+                    kept = sum(r.size for r in missing) - need
+                    already = (f"; {format_gb(kept)} of them are already on disk" if kept
+                               else "")
+                    if need > free:
+                        raise WeightsError(
+                            f"not enough disk space for {where}: the {len(missing)} missing "
+                            f"files need {format_gb(need)}, and {format_gb(free)} are free "
+                            f"under {cache}{already}. Free space there, or mount a larger "
+                            "volume at HF_HOME (the FP8 checkpoint is about 560 GB, BF16 "
+                            "about 1.1 TB).")
+                    log(f"weights: fetching {len(missing)} of {len(wanted)} files of {where} "
+                        f"(commit {commit}), {need / GB:.2f} GB, from {api.endpoint} into "
+                        f"{cache}; {free / GB:.2f} GB free{already}")
+                    progress = _Progress(folder, need, log)
+                    source = Source(get_session(), hub_httpx,
+                                    lambda name: hf_hub_url(repo, name, revision=commit,
+                                                            endpoint=endpoint),
+                                    build_hf_headers(token=token), hf_raise_for_status,
+                                    HfHubHTTPError, stall_s)
+                    write_ref(folder, revision, commit)
+
+                    def in_place(remote: RemoteFile, verified: bool) -> None:
+                        link(folder, commit, remote)
+                        if verified and checked is not None:
+                            checked.add(remote.name)
+
+                    with progress:
+                        fetch_all(source, folder, missing, threading.Event(), log,
+                                  should_stop=lambda: LeaseLost(lease.path)
+                                  if lease.lost.is_set() else None,
+                                  finished=in_place)
+                    log(f"{progress.line()}; done")
+                for remote in remotes:
+                    link(folder, commit, remote)
+                write_ref(folder, revision, commit)
+                remove_leftovers(folder, [r.etag for r in remotes], older_than_s=stall_s)
+            except LeaseLost:
+                log("weights: another node took over the download of this shared cache; "
+                    "waiting for it")
+                continue
+            except GaveUp as error:
+                on_disk = _blobs_on_disk(os.path.join(folder, "blobs"))
+                if error.stalled:
                     raise WeightsError(
-                        f"the disk under {cache} filled up while fetching {where} "
-                        f"({format_gb(need)} were needed, {format_gb(free)} free at the "
-                        "start). Free "
-                        "space there; the files already fetched are kept.") from None
-                if attempt == DOWNLOAD_ATTEMPTS or final(error):
-                    raise refuse(error, "fetch") from None
-                log(f"weights: the transfer was interrupted ({_summary(error, token)}); "
-                    f"resuming, attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS}")
-    log(f"{progress.line()}; done: {path}")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise WeightsError(f"{where} was fetched to {path}, but config.json is not there.")
-    return path
+                        f"cannot fetch {where}: {error.remote.name} stalled: no byte for "
+                        f"{stall_s:g} s, {DOWNLOAD_ATTEMPTS} times in a row "
+                        f"({error.last}). The Hub or the network path to {api.endpoint} "
+                        "stopped sending: check HF_ENDPOINT and any proxy or firewall on the "
+                        "way; on a slow link, raise DOWNLOAD_STALL_S. A restart resumes from "
+                        f"the {format_gb(on_disk)} in the cache{missing_here}.") from None
+                raise WeightsError(
+                    f"cannot fetch {where}: {error.last}, {DOWNLOAD_ATTEMPTS} times in a row. "
+                    f"{check_path}. A restart resumes from the {format_gb(on_disk)} in the "
+                    f"cache{missing_here}.") from None
+            except Refused as error:
+                raise refuse(error.error, f"fetch {error.args[0].split(':', 1)[0]} of") \
+                    from None
+            except LocalWriteError as error:
+                raise unwritable(error.error, error.path) from None
+            except TransferError as error:  # Aborted without a cause: a bug
+                raise WeightsError(f"cannot fetch {where}: {error}") from None
+            finally:
+                lease.release()
+            break
+    if not os.path.isfile(os.path.join(snapshot, "config.json")):
+        raise WeightsError(f"{where} was fetched to {snapshot}, but config.json is not there.")
+    return snapshot
 
 
 def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
@@ -521,7 +826,7 @@ def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
     """
     located = located or locate(plan, values, env)
     if located.needs_download:
-        located.path = fetch(located, env)
+        located.path = fetch(located, env, stall_s=values.get("DOWNLOAD_STALL_S"))
     return located
 
 
@@ -530,6 +835,16 @@ def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
 def describe(plan: Plan, values: Mapping[str, Any],
              env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """What the launch would do with the weights, for the dry run. Touches nothing."""
+    rows = _describe_checkpoint(plan, values, env)
+    seed = (env.get("LONGCAT_HF_SEED") or "").strip()
+    if seed:
+        rows.append(("image's cache files", f"{seed}, linked into the cache",
+                     "LONGCAT_HF_SEED: the models--* it lacks"))
+    return rows
+
+
+def _describe_checkpoint(plan: Plan, values: Mapping[str, Any],
+                         env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     if not values.get("DOWNLOAD", True):
         return [("weights", "MODEL goes to the engine as given", "DOWNLOAD=0")]
     revision = values.get("MODEL_REVISION")
@@ -544,5 +859,8 @@ def describe(plan: Plan, values: Mapping[str, Any],
         ("weights", f"{plan.model}@{revision or DEFAULT_REVISION}", source),
         ("  cache", hub_cache(env), "HF_HUB_CACHE, else HF_HOME/hub"),
         ("  files", " ".join(ALLOW_PATTERNS), "what the engine loads"),
+        ("  stall bound", f"{values.get('DOWNLOAD_STALL_S') or default_stall_s()} s without a "
+         "byte, 3 times", "DOWNLOAD_STALL_S: then exit 4"),
+        ("  shared cache", "one node downloads, the others wait", "a lease file in the cache"),
         ("  engine gets", "the local snapshot", f"served as {plan.served_model_name}"),
     ]

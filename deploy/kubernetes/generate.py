@@ -22,6 +22,8 @@ Output, for each engine (sglang, vllm):
 
 each holding a ``Service`` for the API, in front of the leader only, and the
 ``LeaderWorkerSet``. ``hf-cache-pvc.yaml`` holds the weight cache that all of them mount.
+``prefetch-<precision>.yaml`` is a Job that fills that cache with the checkpoint, to run
+(and wait for) before the LeaderWorkerSet.
 
 No manifest computes a rank or a leader: the LeaderWorkerSet controller gives every
 container ``LWS_WORKER_INDEX``, ``LWS_GROUP_SIZE`` and ``LWS_LEADER_ADDRESS``, and the
@@ -78,6 +80,13 @@ _RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/"
 # The startup budget covers fetching and loading the checkpoint: 240 x 30 s = 2 h.
 STARTUP_PERIOD_S = 30
 STARTUP_FAILURES = 240
+
+# The prefetch Job (python -m entrypoint prefetch --verify): no GPU; a few cores for the
+# transfers and the hashing. A failed run (a stall, an evicted pod) is retried, and resumes
+# from the bytes already on the volume.
+PREFETCH_REQUESTS = {"cpu": "2", "memory": "2Gi"}
+PREFETCH_LIMITS = {"memory": "4Gi"}
+PREFETCH_RETRIES = 6
 
 # LeaderWorkerSet's own labels on every pod (kubernetes-sigs/lws, leaderworkerset_types.go).
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
@@ -234,6 +243,54 @@ def api_service(engine: str, nodes: int) -> dict:
     }
 
 
+def prefetch_job(precision: str) -> dict:
+    """A Job that fills the cache volume with ``precision``'s checkpoint, then exits.
+
+    It runs the launcher's ``prefetch --verify`` (README, "Commands") from the same image,
+    with the same ``PRECISION``, ``HF_HOME`` and token Secret as the deployments: the
+    LeaderWorkerSet started after it finds the cache complete and does not wait on the
+    Hub. Either engine's image holds the launcher; the SGLang one is used here.
+    """
+    name = f"longcat-prefetch-{precision}"
+    job_labels = {"app.kubernetes.io/name": "longcat-flash", "app.kubernetes.io/instance": name,
+                  "app.kubernetes.io/component": "prefetch",
+                  "app.kubernetes.io/part-of": "longcat-deploy"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": job_labels},
+        "spec": {
+            "backoffLimit": PREFETCH_RETRIES,
+            "template": {
+                "metadata": {"labels": dict(job_labels)},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "enableServiceLinks": False,
+                    "containers": [{
+                        "name": "prefetch",
+                        "image": f"{IMAGE_REPOSITORY}:sglang",
+                        # The image's entrypoint is the launcher: these are its arguments.
+                        "args": ["prefetch", "--verify"],
+                        "env": [
+                            {"name": "PRECISION", "value": precision},
+                            {"name": "VARIANT", "value": "chat"},
+                            {"name": "HF_HOME", "value": HF_HOME},
+                            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+                                "name": HF_TOKEN_SECRET, "key": "HF_TOKEN",
+                                "optional": True}}},
+                        ],
+                        "resources": {"requests": dict(PREFETCH_REQUESTS),
+                                      "limits": dict(PREFETCH_LIMITS)},
+                        "volumeMounts": [{"name": "hf-cache", "mountPath": HF_HOME}],
+                    }],
+                    "volumes": [{"name": "hf-cache",
+                                 "persistentVolumeClaim": {"claimName": CACHE_CLAIM}}],
+                },
+            },
+        },
+    }
+
+
 def cache_claim() -> dict:
     """The weight cache shared by every pod: ReadWriteMany, so two nodes can mount it."""
     return {
@@ -277,6 +334,15 @@ def render_all(rdma_resource: str = RDMA_RESOURCE) -> dict[str, str]:
             "works with ReadWriteOnce. Set spec.storageClassName to a class that offers it.",
         ]), [cache_claim()]),
     }
+    for precision in SHAPES.values():
+        job = f"longcat-prefetch-{precision}"
+        files[f"prefetch-{precision}.yaml"] = dump(header([
+            f"Fills the weight cache (hf-cache-pvc.yaml) with the {precision.upper()} checkpoint,",
+            "verifies it against the Hub, then exits. Run it before the LeaderWorkerSet:",
+            f"  kubectl apply -f prefetch-{precision}.yaml",
+            f"  kubectl wait --for=condition=complete job/{job} --timeout=24h",
+            "Several Jobs or pods on the same volume download once (README, \"Before launch\").",
+        ]), [prefetch_job(precision)])
     for engine in ENGINE_PORT:
         for nodes, precision in SHAPES.items():
             name = name_of(engine, nodes)

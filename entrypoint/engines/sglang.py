@@ -52,6 +52,7 @@ OWNED_OPTIONS: tuple[OwnedOption, ...] = (
 # ... and those it sets only while their variable is set.
 OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
     ("--context-length", 11, "CONTEXT_LENGTH", ""),
+    ("--revision", 5, "MODEL_REVISION", ""),
     ("--config", 6, "API_KEY API_KEY_FILE",
      "SGLang reads one --config file, and the launcher passes the API key in it."),
 )
@@ -82,6 +83,8 @@ def build_argv(plan: Plan) -> list[str]:
     ]
     if plan.served_model_name:
         argv += ["--served-model-name", plan.served_model_name]
+    if plan.revision:  # DOWNLOAD=0: SGLang fetches the checkpoint at this revision
+        argv += ["--revision", plan.revision]
     if plan.context_length is not None:
         argv += ["--context-length", str(plan.context_length)]
     if plan.api_key_config is not None:
@@ -103,6 +106,10 @@ def build_argv(plan: Plan) -> list[str]:
             "--speculative-eagle-topk", "1",
             "--speculative-num-draft-tokens", "2",
         ]
+        if plan.revision:
+            # Without it, SGLang loads the draft at "main" (srt/arg_groups/speculative_hook.py,
+            # handle_speculative_decoding): the served checkpoint at another commit.
+            argv += ["--speculative-draft-model-revision", plan.revision]
     return [*argv, *plan.extra_args]
 
 

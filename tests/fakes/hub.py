@@ -10,7 +10,10 @@ It answers the requests huggingface_hub makes for a model download, in the Hub's
 
 Every request is recorded (``requests``), and faults can be planted: cut a file's transfer
 once part-way (``cut_once``), pause part-way until the test says so (``pause_at``), answer
-500 for a file (``broken``), or report a size the files do not have (``FakeRepo.reported_size``).
+500 for a file (``broken``), report a size the files do not have (``FakeRepo.reported_size``),
+stop sending a file's bytes at an offset while keeping the connection open (``stall_at``),
+refuse a file with 403 (``forbidden``), or accept every connection and never answer
+(``silent``). Held connections are let go when the server shuts down.
 A repository with a ``token`` answers 401 without ``Authorization: Bearer <token>``, as the
 Hub does for private repositories.
 """
@@ -128,6 +131,14 @@ class FakeHub(ThreadingHTTPServer):
         self.cut_once: dict[str, int] = {}
         self.pause_at: dict[str, tuple[int, threading.Event, threading.Event]] = {}
         self.broken: set[str] = set()
+        # name -> offset: every GET of the file sends its bytes up to that offset of the
+        # file, then nothing more while the connection stays open (a stalled transfer).
+        self.stall_at: dict[str, int] = {}
+        # Files answered with 403 Forbidden, as a Hub (or a mirror) refuses a file.
+        self.forbidden: set[str] = set()
+        # Read every request, then answer nothing (a Hub that accepts and never answers).
+        self.silent = False
+        self.closing = threading.Event()
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
@@ -149,7 +160,19 @@ class FakeHub(ThreadingHTTPServer):
         self._thread.start()
         return self
 
+    def handle_error(self, request, client_address):
+        """Quiet about clients that went away mid-answer (a launcher killed by a test)."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+    def hold(self, seconds: float = 120) -> None:
+        """Keep a connection open without sending anything, until the server shuts down."""
+        self.closing.wait(seconds)
+
     def __exit__(self, *exc):
+        self.closing.set()
         for _, _, release in self.pause_at.values():
             release.set()
         self.shutdown()
@@ -191,6 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append(Request(self.command, split.path,
                                                 self.headers.get("Range"),
                                                 self.headers.get("Authorization")))
+        if self.server.silent:
+            self.close_connection = True
+            return self.server.hold()
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
             repo_id, rest = "/".join(parts[2:4]), parts[4:]
         elif len(parts) >= 5 and parts[2] == "resolve":
@@ -241,6 +267,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, repo: FakeRepo, sha: str, name: str, data: bytes, head: bool):
         if name in self.server.broken and not head:
             return self._send_json(500, {"error": "Internal Error"})
+        if name in self.server.forbidden:
+            # No X-Error-Code: a plain refusal, as a mirror or a proxy in front of the Hub
+            # answers (huggingface_hub maps it to HfHubHTTPError, utils/_http.py).
+            return self._send_json(403, {"error": "Access to this file is forbidden"})
         entry = repo.entry(name, data)
         headers = [("X-Repo-Commit", sha), ("ETag", f'"{entry["oid"]}"'),
                    ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
@@ -270,6 +300,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        stall = self.server.stall_at.get(name)
+        if stall is not None:  # the bytes up to the offset, then silence on an open connection
+            self.wfile.write(body[:max(0, stall - start)])
+            self.wfile.flush()
+            self.close_connection = True
+            return self.server.hold()
         if pause is not None:
             offset, reached, release = pause
             self.wfile.write(body[:offset])

@@ -177,7 +177,8 @@ OWNED_DESTS = {
              "data_parallel_address", "data_parallel_rpc_port", "served_model_name",
              "api_key"},
 }
-OWNED_WHEN_SET_DESTS = {"sglang": {"context_length", "config"}, "vllm": {"max_model_len"}}
+OWNED_WHEN_SET_DESTS = {"sglang": {"context_length", "config", "revision"},
+                        "vllm": {"max_model_len", "revision"}}
 
 
 def test_owned_options_are_every_spelling_the_parser_gives_those_settings(engine):

@@ -154,11 +154,11 @@ def test_a_secret_planted_in_any_variable_never_appears_in_any_output(
 
 
 DOCUMENTED = {(), ("check",), ("check", "--all"), ("health",), ("env-table",), ("-h",),
-              ("--help",)}
+              ("--help",), ("prefetch",), ("prefetch", "--verify")}
 words = st.sampled_from(["check", "health", "env-table", "helth", "chek", "--all", "--x",
                          "--timeout", "5", "--dry-run", "--dry_run", "--dry-run=1",
                          "--DRY-RUN", "-dry-run", "--dryrun", "--", "--port", "vllm", "serve",
-                         "-h", "--help", "prefetch"])
+                         "-h", "--help", "prefetch", "--verify"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -167,6 +167,8 @@ def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv, monkey
     launched = []
     monkeypatch_module.setattr("entrypoint.launch.launch",
                                lambda env, args, dry_run: launched.append(args) or 0)
+    # A prefetch would fetch for real: the parse is what is under test here.
+    monkeypatch_module.setattr("entrypoint.prefetch.run_prefetch", lambda env, verify: 0)
     status, printed = run_main(argv, {"ENGINE": "vllm", "PATH": "/nonexistent"})
     assert "Traceback" not in printed
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -174,7 +176,8 @@ def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv, monkey
     if launched:
         # Only engine flags (and --dry-run) before "--"; no other spelling of --dry-run.
         assert not before or before[0].startswith("-"), argv
-        assert tuple(before[:1]) not in {("check",), ("health",), ("env-table",)}
+        assert tuple(before[:1]) not in {("check",), ("health",), ("env-table",),
+                                         ("prefetch",)}
         assert not any(w.lower().lstrip("-").replace("_", "-").startswith("dry")
                        and w != "--dry-run" for w in before), argv
     elif tuple(argv) not in DOCUMENTED and status != 1:

@@ -126,11 +126,20 @@ def test_the_plan_is_immutable_and_replace_makes_a_changed_copy():
 
 
 def test_every_variable_has_help_and_a_known_kind():
-    kinds = {"choice", "bool", "count", "index", "port", "seconds", "address", "model",
-             "revision", "args", "library", "name", "file", "secret"}
+    kinds = {"choice", "bool", "count", "index", "port", "seconds", "timeout", "address",
+             "model", "revision", "args", "library", "name", "file", "secret"}
     assert len(BY_NAME) == len(VARIABLES)
     for var in VARIABLES:
         assert var.kind in kinds and var.help.endswith(".") and var.accepted()
+
+
+def test_a_stall_bound_is_one_second_or_more():
+    assert load_settings({"ENGINE": "vllm"})["DOWNLOAD_STALL_S"] == 60
+    assert load_settings({"ENGINE": "vllm", "DOWNLOAD_STALL_S": " 5 "})["DOWNLOAD_STALL_S"] == 5
+    for bad in ("0", "-1", "1.5", "1m"):
+        with pytest.raises(ConfigError, match=r"DOWNLOAD_STALL_S is .*; accepted: a whole "
+                                              r"number of seconds, 1\.\.2147483647"):
+            load_settings({"ENGINE": "vllm", "DOWNLOAD_STALL_S": bad})
 
 
 @given(st.text(alphabet="ab-_./9Z", min_size=1, max_size=12))

@@ -1,6 +1,9 @@
-"""Fixtures: a fake Hub on 127.0.0.1 serving a tiny LongCat-like repository."""
+"""Fixtures: a fake Hub on 127.0.0.1 serving a tiny LongCat-like repository, and the
+interpreters the launcher runs under."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 
@@ -29,3 +32,25 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(params=["test-env", pytest.param("sglang", marks=pytest.mark.engines),
+                        pytest.param("vllm", marks=pytest.mark.engines)])
+def launcher_python(request) -> str:
+    """The interpreter a launcher subprocess runs under, so the weights behaviour is proven
+    on each huggingface_hub release it meets (docs/engines.md, "huggingface_hub"):
+
+    - ``test-env``: this test run's (the newest release pyproject.toml admits);
+    - ``sglang``, ``vllm``: the pinned engines' environments (tests/engine_venvs.py), with
+      the release each engine's image ships (1.33 with SGLang, 2.x with vLLM). The launcher
+      is imported from the checkout (``python -m entrypoint`` in the repository root).
+    """
+    if request.param == "test-env":
+        return sys.executable
+    from tests.engine_venvs import venv_python
+
+    python = venv_python(request.param)
+    if not python.exists():
+        pytest.fail(f"no {request.param} environment at {python}: run "
+                    "`python -m tests.engine_venvs` (.ci/setup does)", pytrace=False)
+    return str(python)

@@ -35,13 +35,18 @@ def launcher_env(tmp_path: Path, hub_url: str | None = None, **extra) -> dict:
     return env
 
 
-def launch(env: dict, args=(), timeout: float = 120, python_args=()) -> subprocess.CompletedProcess:
-    """Run ``python -m entrypoint ARGS`` to its exec (or its refusal); capture its output."""
+def launch(env: dict, args=(), timeout: float = 120, python_args=(),
+           python: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m entrypoint ARGS`` to its exec (or its refusal); capture its output.
+
+    ``python``: the interpreter (default: this test run's).
+    """
     record = Path(env["FAKE_ENGINE_RECORD"]) if "FAKE_ENGINE_RECORD" in env else None
     if record is not None and record.exists():
         record.unlink()
-    return subprocess.run([sys.executable, *python_args, "-m", "entrypoint", *args], env=env,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([python or sys.executable, *python_args, "-m", "entrypoint", *args],
+                          env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def engine_record(env: dict) -> dict:
@@ -57,3 +62,71 @@ def flag_value(argv: list[str], flag: str) -> str | None:
 def snapshot(hf_home: Path, repo_id: str, sha: str) -> Path:
     """Where huggingface_hub keeps ``repo_id`` at commit ``sha`` under ``HF_HOME``."""
     return hf_home / "hub" / ("models--" + repo_id.replace("/", "--")) / "snapshots" / sha
+
+
+class Running:
+    """A launcher started in the background, its output going to files (read any time).
+
+    ``prefix``: words before the interpreter (``unshare ...``: another PID namespace).
+
+    Attributes:
+        process: the ``subprocess.Popen``. started: ``time.monotonic()`` at the start.
+    """
+
+    def __init__(self, env: dict, args=(), name: str = "launcher", python: str | None = None,
+                 prefix=()):
+        import tempfile
+        import time
+
+        folder = Path(env.get("HOME") or tempfile.mkdtemp())
+        folder.mkdir(parents=True, exist_ok=True)
+        self.out_path = folder / f"{name}.stdout"
+        self.err_path = folder / f"{name}.stderr"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.process = subprocess.Popen([*prefix, python or sys.executable, "-m",
+                                             "entrypoint", *args],
+                                            env=env, cwd=REPO_ROOT, stdout=out, stderr=err)
+        self.started = time.monotonic()
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    def wait(self, timeout: float = 120) -> int:
+        """The exit status; kills the process (and fails) when it runs past ``timeout``."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"still running after {timeout} s:\n{self.stderr}") from None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_until(predicate, timeout: float = 30.0, every: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (no fixed sleeps)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+def partial_files(hf_home: Path) -> list[Path]:
+    """Every ``*.incomplete`` file under ``hf_home``."""
+    return sorted(hf_home.rglob("*.incomplete"))
+
+
+def blob_dir(hf_home: Path, repo_id: str = CHECKPOINT) -> Path:
+    return hf_home / "hub" / ("models--" + repo_id.replace("/", "--")) / "blobs"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from entrypoint.errors import WeightsError
 from entrypoint.plan import resolve_plan
 from entrypoint.settings import load_settings
 from entrypoint.weights import locate, prepare
+from tests.machine import require_root
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
@@ -53,6 +59,40 @@ def test_a_directory_without_config_json_is_refused(tmp_path):
     plan, values = plan_for(str(tmp_path / "ckpt"))
     with pytest.raises(WeightsError, match="holds no config.json, so it is not a checkpoint"):
         locate(plan, values, {})
+
+
+@pytest.fixture
+def as_nobody():
+    """A folder under /tmp that another user can reach, and a way to act as that user
+    (the effective uid; the kernel's real permission checks, which root bypasses)."""
+    require_root("switching the effective user")
+    base = Path(tempfile.mkdtemp(prefix="longcat-unreadable-", dir="/tmp"))
+    base.chmod(0o755)
+
+    class Nobody:
+        folder = base
+
+        def __enter__(self):
+            os.seteuid(65534)
+
+        def __exit__(self, *exc):
+            os.seteuid(0)
+
+    yield Nobody()
+    shutil.rmtree(base)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("closed", ["checkpoint", "parent"])
+def test_a_directory_that_cannot_be_read_is_named_so(as_nobody, closed):
+    model = checkpoint(as_nobody.folder / "ckpt")
+    (model if closed == "checkpoint" else as_nobody.folder).chmod(0o700)
+    plan, values = plan_for(str(model))
+    with as_nobody, pytest.raises(WeightsError) as error:
+        locate(plan, values, {})
+    assert f"{model} cannot be read by this process (uid 65534): Permission denied" \
+        in error.value.message()
+    assert "config.json" not in error.value.message()
 
 
 def test_a_missing_directory_is_refused(tmp_path):

@@ -1,27 +1,19 @@
-"""Progress lines while a download runs, and what the engine is given afterwards (in process)."""
+"""Progress lines while a download runs, and what the engine is given afterwards (in process).
+
+The rate is the current one: a transfer that stops delivering shows 0 MB/s and for how
+long, not a falling average since the start."""
 
 from __future__ import annotations
 
 import threading
-import time
 
 from entrypoint import weights
 from entrypoint.engines import build_argv
 from entrypoint.plan import resolve_plan
 from entrypoint.settings import load_settings
-from tests.weights.support import CHECKPOINT, flag_value, snapshot
+from tests.weights.support import CHECKPOINT, flag_value, snapshot, wait_until
 
 SHARD_1 = "model-00001-of-00002.safetensors"
-
-
-def wait_until(predicate, timeout: float = 30.0) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_progress_is_logged_while_the_transfer_runs(hub, repo, tmp_path, monkeypatch):
@@ -46,15 +38,18 @@ def test_progress_is_logged_while_the_transfer_runs(hub, repo, tmp_path, monkeyp
     worker.start()
     try:
         assert reached.wait(30), "the transfer never reached the pause"
-        # huggingface_hub writes 10 MiB chunks: the first is on disk while the rest waits.
+        # The bytes before the pause are on disk while the rest waits; then nothing comes.
         assert wait_until(lambda: any(line.startswith("download: 0.01 of 0.01 GB (")
                                       and "(0%)" not in line for line in list(lines)))
+        assert wait_until(lambda: any(", 0.0 MB/s now, no new byte for " in line
+                                      for line in list(lines)))
     finally:
         release.set()
         worker.join(60)
     assert "error" not in result, result.get("error")
-    partial = [line for line in lines if line.startswith("download:") and "(100%)" not in line]
-    assert partial and "MB/s" in partial[-1] and "min left" in partial[-1]
+    moving = [line for line in lines if line.startswith("download:") and "0.0 MB/s" not in line
+              and "(100%)" not in line]
+    assert moving and "min left" in moving[0], lines
     assert lines[-1].startswith("download: 0.01 of 0.01 GB (100%)")
     located.path = result["path"]
     plan = plan.replace(**located.plan_changes())

@@ -1,0 +1,558 @@
+"""Transfer: checkpoint files from the Hub into the Hugging Face cache, resumable and watched.
+
+The launcher moves the bytes itself, on huggingface_hub's HTTP client, and leaves the rest
+to huggingface_hub: the file list with sizes and hashes (``HfApi.model_info``), the URLs
+(``hf_hub_url``), the headers with the token (``build_hf_headers``), the client with its
+proxy and certificate settings (``get_session``), and the errors for each HTTP refusal
+(``hf_raise_for_status``). It does so because the releases the engines' images ship
+cannot resume across restarts nor bound a silent transfer (docs/engines.md,
+"huggingface_hub"): each ``hf_hub_download`` writes to a file name of its own and deletes
+it on failure, and its client has no timeout.
+
+Files land in huggingface_hub's cache layout (huggingface_hub ``file_download.py``,
+``_hf_hub_download_to_cache_dir``), so huggingface_hub and the engines read them as their
+own::
+
+    <cache>/models--org--name/blobs/<etag>               a file, named by its etag
+    <cache>/models--org--name/blobs/<etag>.incomplete    the bytes fetched so far
+    <cache>/models--org--name/snapshots/<commit>/<path>  -> ../../blobs/<etag>
+    <cache>/models--org--name/refs/<revision>            the commit a branch or tag names
+
+- **Resume.** The partial file has one name per blob, so a later attempt, or a later
+  start after a kill, asks only for the missing bytes (``Range: bytes=N-``). Bytes are
+  written at their offset (never appended), so two writers of one blob, which the lease
+  (``entrypoint.lease``) normally prevents, write the same bytes in the same places.
+- **Verified.** Every byte is hashed as it arrives (and the partial's bytes first): the
+  sha256 the Hub publishes for LFS files, the git blob id for the others. Only a file
+  that matches is renamed to its blob name; a mismatch is deleted and fetched again.
+- **Bounded.** Every request has a timeout: a connection or a read that sees no byte for
+  ``stall_s`` seconds raises ``Stalled``. A file is given up after ``DOWNLOAD_ATTEMPTS``
+  failed attempts in a row that added no byte.
+
+Errors: ``Refused`` (an HTTP refusal: never retried), ``GaveUp`` (the attempts ran out),
+``LocalWriteError`` (the cache cannot be written: read-only, permissions, disk full),
+``Aborted`` (another thread asked to stop). The caller turns them into messages.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, Protocol
+
+    class _Hasher(Protocol):
+        def update(self, data: bytes, /) -> None: ...
+        def hexdigest(self) -> str: ...
+
+PARTIAL_SUFFIX = ".incomplete"
+# Files fetched at once: snapshot_download's default (huggingface_hub _snapshot_download.py,
+# max_workers=8).
+PARALLEL_FILES = 8
+# How much is read from the network (and hashed) at a time.
+CHUNK_BYTES = 2**20
+# Failed attempts in a row, without a new byte, before a file is given up.
+DOWNLOAD_ATTEMPTS = 3
+# The pause between two attempts of one file.
+RETRY_PAUSE_S = 1.0
+# Errors of the local filesystem that no retry can fix.
+_LOCAL_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
+class RemoteFile:
+    """One file of a repository at a commit, as ``HfApi.model_info(files_metadata=True)``
+    lists it.
+
+    Attributes:
+        name (str): its path in the repository (``model-00001-of-00075.safetensors``).
+        size (int): bytes.
+        etag (str): its blob name in the cache: the LFS sha256 for LFS files, else the git
+            blob id. huggingface_hub names blobs by the ETag the Hub sends for the file,
+            which is exactly that (``file_download.py``, ``_xet_file_metadata_from_tree_cache``:
+            "ETag/size come from the LFS metadata for LFS-tracked files").
+        sha256 (str | None): the content's sha256, for LFS files.
+        blob_id (str | None): the git blob id (sha1 of ``b"blob <size>\\0" + content``),
+            which hashes the content for files stored in git, not for LFS files.
+    """
+
+    __slots__ = ("name", "size", "etag", "sha256", "blob_id")
+
+    def __init__(self, name: str, size: int, sha256: str | None, blob_id: str | None):
+        etag = sha256 or blob_id
+        if not etag:
+            raise ValueError(f"{name}: the Hub gave neither an LFS sha256 nor a blob id")
+        self.name, self.size, self.etag = name, size, etag
+        self.sha256, self.blob_id = sha256, blob_id
+
+    @classmethod
+    def from_sibling(cls, sibling: Any) -> RemoteFile:
+        """From a ``huggingface_hub.hf_api.RepoSibling`` with files metadata.
+
+        Raises:
+            ValueError: the sibling has no size, or neither hash.
+        """
+        lfs = getattr(sibling, "lfs", None)
+        sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None))
+        size = sibling.size if sibling.size is not None else (
+            lfs.get("size") if isinstance(lfs, dict) else None)
+        if size is None:
+            raise ValueError(f"{sibling.rfilename}: the Hub gave no size")
+        return cls(sibling.rfilename, int(size), sha256, getattr(sibling, "blob_id", None))
+
+    def hasher(self) -> _Hasher:
+        """A new hash of the content, as the Hub's metadata states it."""
+        import hashlib
+
+        if self.sha256:
+            return hashlib.sha256()
+        hasher = hashlib.sha1(usedforsecurity=False)
+        hasher.update(b"blob %d\0" % self.size)  # git's object header
+        return hasher
+
+    def expected(self) -> tuple[str, str]:
+        """(what the hash is, its hex value): ``("sha256", ...)`` or ``("git blob id", ...)``."""
+        return ("sha256", self.sha256) if self.sha256 else ("git blob id", str(self.blob_id))
+
+    def __repr__(self) -> str:
+        return f"RemoteFile({self.name!r}, {self.size}, etag={self.etag!r})"
+
+
+class TransferError(Exception):
+    """Root of this module's errors; ``str()`` is a sentence about one file."""
+
+
+class Stalled(TransferError):
+    """No byte arrived for ``stall_s`` seconds (connection, headers or body)."""
+
+
+class Interrupted(TransferError):
+    """The transfer ended early: a cut connection, a 5xx, a short body."""
+
+
+class Corrupt(TransferError):
+    """The bytes do not match the Hub's size or hash; the partial file was deleted."""
+
+
+class Refused(TransferError):
+    """The Hub refused the file (an HTTP 4xx other than 408 and 429); never retried.
+
+    Attributes:
+        error: huggingface_hub's exception (``HfHubHTTPError`` or a subclass).
+        status: the HTTP status, or ``None``.
+    """
+
+    def __init__(self, message: str, error: Exception, status: int | None):
+        super().__init__(message)
+        self.error, self.status = error, status
+
+
+class GaveUp(TransferError):
+    """``DOWNLOAD_ATTEMPTS`` attempts in a row failed without a new byte.
+
+    Attributes:
+        remote: the file. last: the last attempt's error. stalled: every attempt stalled.
+    """
+
+    def __init__(self, remote: RemoteFile, last: TransferError, stalled: bool):
+        super().__init__(str(last))
+        self.remote, self.last, self.stalled = remote, last, stalled
+
+
+class LocalWriteError(TransferError):
+    """The cache cannot be written (``error.errno``: read-only, permissions, disk full).
+
+    Attributes:
+        error: the ``OSError``. path: what was written.
+    """
+
+    def __init__(self, error: OSError, path: str):
+        super().__init__(f"{path}: {error.strerror or error}")
+        self.error, self.path = error, path
+
+
+class Aborted(TransferError):
+    """Another thread asked every transfer to stop (a fatal error elsewhere, a lost lease)."""
+
+
+# --- the cache layout -------------------------------------------------------------------
+
+def blob_path(folder: str, etag: str) -> str:
+    """``<folder>/blobs/<etag>``: where a complete file lives."""
+    return os.path.join(folder, "blobs", etag)
+
+
+def partial_path(folder: str, etag: str) -> str:
+    """``<folder>/blobs/<etag>.incomplete``: the bytes fetched so far."""
+    return blob_path(folder, etag) + PARTIAL_SUFFIX
+
+
+def pointer_path(folder: str, commit: str, name: str) -> str:
+    """``<folder>/snapshots/<commit>/<name>``: the path the engine opens."""
+    return os.path.join(folder, "snapshots", commit, *name.split("/"))
+
+
+def file_size(path: str) -> int:
+    """The size of ``path`` in bytes, 0 when it does not exist."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def bytes_still_needed(folder: str, remotes: Iterable[RemoteFile]) -> int:
+    """Bytes left to fetch for ``remotes``: what their partial files and blobs lack.
+
+    A blob already present (another commit shares it) needs nothing; a partial file
+    counts for what it holds, so a resumed download needs only the rest.
+    """
+    need = 0
+    for remote in remotes:
+        if os.path.isfile(blob_path(folder, remote.etag)):
+            continue
+        have = file_size(partial_path(folder, remote.etag))
+        need += remote.size - have if have <= remote.size else remote.size
+    return need
+
+
+def link(folder: str, commit: str, remote: RemoteFile) -> str:
+    """Point the snapshot entry of ``remote`` at its blob; return the snapshot path.
+
+    A relative symlink, as huggingface_hub makes (``file_download.py``, ``_create_symlink``);
+    where the filesystem has no symlinks, the blob is moved there instead, as
+    huggingface_hub does for a new blob.
+
+    Raises:
+        LocalWriteError: the snapshot folder cannot be written.
+    """
+    blob, pointer = blob_path(folder, remote.etag), pointer_path(folder, commit, remote.name)
+    if os.path.isfile(pointer):
+        return pointer
+    try:
+        if os.path.islink(pointer):  # a link to a blob that is gone
+            os.unlink(pointer)
+        os.makedirs(os.path.dirname(pointer), exist_ok=True)
+        try:
+            os.symlink(os.path.relpath(blob, os.path.dirname(pointer)), pointer)
+        except FileExistsError:
+            pass
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            os.replace(blob, pointer)
+    except OSError as error:
+        raise LocalWriteError(error, pointer) from None
+    return pointer
+
+
+def write_ref(folder: str, revision: str, commit: str) -> None:
+    """Record that ``revision`` (a branch or tag) is ``commit``: ``refs/<revision>``, as
+    huggingface_hub does (``file_download.py``, ``_cache_commit_hash_for_specific_revision``).
+
+    Raises:
+        LocalWriteError: the refs folder cannot be written.
+    """
+    if revision == commit:
+        return
+    ref = os.path.join(folder, "refs", *revision.split("/"))
+    try:
+        with open(ref) as f:
+            if f.read() == commit:
+                return
+    except OSError:
+        pass
+    try:
+        os.makedirs(os.path.dirname(ref), exist_ok=True)
+        temporary = f"{ref}.{os.getpid()}.tmp"
+        with open(temporary, "w") as f:
+            f.write(commit)
+        os.replace(temporary, ref)
+    except OSError as error:
+        raise LocalWriteError(error, ref) from None
+
+
+def remove_leftovers(folder: str, etags: Iterable[str], older_than_s: float) -> list[str]:
+    """Delete partial files of blobs that are now complete; return what was deleted.
+
+    Our own ``<etag>.incomplete`` is renamed, not left; this removes the ones other
+    writers left for the same blobs (huggingface_hub's ``<etag>.<8 hex>.incomplete`` of a
+    killed start, which it never resumes), once untouched for ``older_than_s`` seconds
+    (a live writer keeps touching its file).
+    """
+    import time
+
+    blobs = os.path.join(folder, "blobs")
+    done = {etag for etag in etags if os.path.isfile(os.path.join(blobs, etag))}
+    removed: list[str] = []
+    try:
+        names = os.listdir(blobs)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        if not name.endswith(PARTIAL_SUFFIX) or name.split(".", 1)[0] not in done:
+            continue
+        path = os.path.join(blobs, name)
+        try:
+            if now - os.stat(path).st_mtime >= older_than_s:
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+# --- one file ---------------------------------------------------------------------------
+
+class Source:
+    """Where and how to fetch: the HTTP client, the headers, and a URL per file.
+
+    Args:
+        session: huggingface_hub's client (``huggingface_hub.get_session()``: an httpx
+            client, httpx2 in huggingface_hub 2.x).
+        httpx: its module (``huggingface_hub.utils.httpx``), for its exception classes.
+        url: ``name -> URL`` of the file at the commit (``huggingface_hub.hf_hub_url``).
+        headers: the request headers (``build_hf_headers``: token, user agent).
+        raise_for_status: ``huggingface_hub.utils.hf_raise_for_status``.
+        hub_error: the class it raises, ``huggingface_hub.errors.HfHubHTTPError``.
+        stall_s: seconds without a byte before a request is given up.
+    """
+
+    def __init__(self, session: Any, httpx: Any, url: Callable[[str], str],
+                 headers: Mapping[str, str], raise_for_status: Callable[[Any], None],
+                 hub_error: type[Exception], stall_s: float):
+        self.session, self.httpx, self.url = session, httpx, url
+        self.hub_error = hub_error
+        # Identity encoding: a compressed body would make byte offsets, and so ranges,
+        # meaningless (huggingface_hub file_download.py, http_get, notes the same).
+        self.headers = {**headers, "Accept-Encoding": "identity"}
+        self.raise_for_status, self.stall_s = raise_for_status, stall_s
+
+
+def _hash_existing(fd: int, size: int, hasher: _Hasher) -> None:
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(CHUNK_BYTES * 8, size - offset), offset)
+        if not data:
+            raise OSError(errno.EIO, "the partial file shrank while it was read")
+        hasher.update(data)
+        offset += len(data)
+
+
+def _status_of(error: Exception) -> int | None:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def attempt(source: Source, folder: str, remote: RemoteFile, abort: threading.Event,
+            received: Callable[[int], None] = lambda n: None) -> bool:
+    """One attempt at ``remote``: resume its partial file, verify it, rename it to its blob.
+
+    Returns:
+        True when this attempt checked the whole content against the Hub's hash; False
+        when the blob was already there.
+
+    Args:
+        source: the client and URLs.
+        folder: the repository's cache folder (``.../models--org--name``).
+        remote: the file.
+        abort: set by another thread to stop this attempt at the next chunk.
+        received: called with the size of each chunk written.
+
+    Raises:
+        Stalled, Interrupted, Corrupt: worth another attempt.
+        Refused: the Hub refuses the file. LocalWriteError: the cache cannot be written.
+        Aborted: ``abort`` was set.
+    """
+    blob, partial = blob_path(folder, remote.etag), partial_path(folder, remote.etag)
+    if os.path.isfile(blob):
+        return False
+    try:
+        os.makedirs(os.path.dirname(partial), exist_ok=True)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise LocalWriteError(error, partial) from None
+    offset = 0
+    try:
+        start = os.fstat(fd).st_size
+        hasher = remote.hasher()
+        if start > remote.size:  # not this file's bytes: start over
+            os.ftruncate(fd, 0)
+            start = 0
+        _hash_existing(fd, start, hasher)
+        offset = start
+        if start < remote.size:
+            headers = dict(source.headers)
+            if start:
+                headers["Range"] = f"bytes={start}-"
+            with source.session.stream("GET", source.url(remote.name), headers=headers,
+                                       timeout=source.stall_s, follow_redirects=True) as reply:
+                source.raise_for_status(reply)
+                if start and reply.status_code != 206:  # the server ignored the range
+                    os.ftruncate(fd, 0)
+                    offset, hasher = 0, remote.hasher()
+                elif start and not reply.headers.get("Content-Range", "").startswith(
+                        f"bytes {start}-"):
+                    raise Interrupted(f"{remote.name}: the server answered another range "
+                                      f"({reply.headers.get('Content-Range')}) than bytes "
+                                      f"{start}-")
+                for chunk in reply.iter_bytes(CHUNK_BYTES):
+                    if abort.is_set():
+                        raise Aborted(f"{remote.name}: stopped")
+                    if offset + len(chunk) > remote.size:
+                        os.ftruncate(fd, 0)
+                        raise Corrupt(f"{remote.name}: the Hub sent more than the "
+                                      f"{remote.size} bytes it lists")
+                    os.pwrite(fd, chunk, offset)
+                    hasher.update(chunk)
+                    offset += len(chunk)
+                    received(len(chunk))
+        if offset < remote.size:
+            raise Interrupted(f"{remote.name}: the transfer ended at byte {offset} of "
+                              f"{remote.size}")
+        kind, value = remote.expected()
+        if hasher.hexdigest() != value:
+            os.ftruncate(fd, 0)
+            raise Corrupt(f"{remote.name}: its {kind} does not match the Hub's; fetching it "
+                          "again")
+        os.fsync(fd)
+    except Exception as error:
+        raise _classify(error, source, remote, partial, offset) from None
+    finally:
+        os.close(fd)
+    try:
+        os.rename(partial, blob)
+    except FileNotFoundError:  # another writer renamed the same bytes first
+        if not os.path.isfile(blob):
+            raise Interrupted(f"{remote.name}: its partial file vanished") from None
+    except OSError as error:
+        raise LocalWriteError(error, blob) from None
+    return True
+
+
+def _classify(error: Exception, source: Source, remote: RemoteFile, partial: str,
+              offset: int) -> Exception:
+    """The ``TransferError`` an exception of one attempt stands for (or itself, for a bug).
+
+    huggingface_hub's ``HfHubHTTPError`` is both an ``httpx.HTTPError`` and an ``OSError``
+    (``huggingface_hub/errors.py``), so it is told apart first, by its HTTP status.
+    """
+    if isinstance(error, TransferError):
+        return error
+    if isinstance(error, source.hub_error):
+        status = _status_of(error)
+        if status is None or status in (408, 429) or status >= 500:
+            return Interrupted(f"{remote.name}: {_first_line(error)}")
+        return Refused(f"{remote.name}: {_first_line(error)}", error, status)
+    if isinstance(error, source.httpx.TimeoutException):
+        return Stalled(f"{remote.name}: no byte for {source.stall_s:g} s at byte {offset} of "
+                       f"{remote.size}")
+    if isinstance(error, source.httpx.HTTPError):  # refused, reset, cut connections
+        return Interrupted(f"{remote.name}: {_first_line(error)}")
+    if isinstance(error, OSError):
+        if error.errno in _LOCAL_ERRNOS:
+            return LocalWriteError(error, partial)
+        return Interrupted(f"{remote.name}: {_first_line(error)}")
+    return error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def fetch_file(source: Source, folder: str, remote: RemoteFile, abort: threading.Event,
+               received: Callable[[int], None] = lambda n: None,
+               log: Callable[[str], None] = lambda line: None) -> bool:
+    """Fetch ``remote`` into its blob, attempt after attempt.
+
+    An attempt that added bytes starts a new count; ``DOWNLOAD_ATTEMPTS`` failed attempts
+    in a row without a new byte give the file up.
+
+    Returns:
+        ``attempt``'s: True when the content was checked against the Hub's hash here.
+
+    Raises:
+        GaveUp: the attempts ran out. Refused, LocalWriteError, Aborted: as ``attempt``.
+    """
+    failures, stalls = 0, 0
+    partial = partial_path(folder, remote.etag)
+    while True:
+        before = file_size(partial)
+        try:
+            return attempt(source, folder, remote, abort, received)
+        except (Stalled, Interrupted, Corrupt) as error:
+            after = file_size(partial)
+            failures, stalls = ((1, 0) if after > before else (failures + 1, stalls))
+            stalls += isinstance(error, Stalled)
+            if failures >= DOWNLOAD_ATTEMPTS:
+                raise GaveUp(remote, error, stalls >= failures) from None
+            log(f"weights: {error}; resuming at byte {after} (attempt {failures + 1} of "
+                f"{DOWNLOAD_ATTEMPTS})")
+            if abort.wait(RETRY_PAUSE_S):
+                raise Aborted(f"{remote.name}: stopped") from None
+
+
+def fetch_all(source: Source, folder: str, remotes: list[RemoteFile],
+              abort: threading.Event, log: Callable[[str], None],
+              should_stop: Callable[[], BaseException | None] = lambda: None,
+              finished: Callable[[RemoteFile, bool], object] = lambda remote, checked: None,
+              parallel: int = PARALLEL_FILES) -> None:
+    """Fetch ``remotes``, ``parallel`` at a time, in daemon threads; ``finished(remote,
+    checked)`` runs (in that thread) as each one is in place (``checked``: as
+    ``fetch_file`` returns).
+
+    Daemon threads, so that a signal ends the process at once (a ThreadPoolExecutor's
+    workers are joined at exit). The first error stops the others (``abort``) and is
+    raised once they have stopped; so is what ``should_stop`` returns (a lost lease),
+    polled every second.
+
+    Raises:
+        TransferError: the first one a file met, or ``should_stop``'s.
+    """
+    import queue
+    import threading
+
+    todo: queue.SimpleQueue[RemoteFile] = queue.SimpleQueue()
+    for remote in remotes:
+        todo.put(remote)
+    done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+
+    def work() -> None:
+        while not abort.is_set():
+            try:
+                remote = todo.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                finished(remote, fetch_file(source, folder, remote, abort, log=log))
+            except BaseException as error:  # handed to the main thread
+                done.put(error)
+                return
+        done.put(None)
+
+    workers = [threading.Thread(target=work, name=f"download-{i}", daemon=True)
+               for i in range(max(1, min(parallel, len(remotes))))]
+    for worker in workers:
+        worker.start()
+    first: BaseException | None = None
+    stopped = 0
+    while stopped < len(workers):
+        try:
+            outcome = done.get(timeout=1.0)
+        except queue.Empty:
+            outcome = should_stop() if first is None else None
+            if outcome is None:
+                continue
+            first = outcome
+            abort.set()
+            continue
+        stopped += 1
+        if outcome is not None and (first is None or isinstance(first, Aborted)):
+            first = outcome
+            abort.set()
+    if first is not None:
+        raise first
