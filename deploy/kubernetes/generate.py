@@ -384,10 +384,12 @@ def example_overlay() -> dict[str, str]:
             "repository and change the values; the namespace is not created for you:",
             f"  kubectl create namespace {ns}",
             f"and the Secrets (README, \"Kubernetes\") go in it: kubectl -n {ns} create secret ...",
+            "newTag replaces every container's tag, the prefetch Job's included: for a vLLM",
+            "deployment give the vllm tag (either image holds the launcher the Job runs).",
         ]), {
             "namespace": ns,
             # Every container of the LeaderWorkerSet's leader and worker templates and of
-            # the Job, whatever the tag they had.
+            # the Job, whatever the tag they had (docs/engines.md, "Kustomize").
             "images": [{"name": IMAGE_REPOSITORY, "newName": EXAMPLE_IMAGE_REPOSITORY,
                         "newTag": pinned_tag(EXAMPLE_ENGINE)}],
             "patches": [{"path": "storage-class.yaml"}],
