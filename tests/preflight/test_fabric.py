@@ -89,7 +89,8 @@ def test_verbs_devices_pass(tmp_path):
     ("docker", "Add the RDMA override: docker compose -f compose/two-node.yaml -f "
                "compose/rdma.yaml up -d (docker run: --device /dev/infiniband --cap-add "
                "IPC_LOCK)."),
-    ("kubernetes", "Deploy the RDMA variant, deploy/kubernetes/vllm-2node-rdma.yaml"),
+    ("kubernetes", "Deploy the RDMA variant, kubectl apply -k deploy/kubernetes/"
+                   "vllm-2node-rdma:"),
     ("slurm", "set MELLANOX_VISIBLE_DEVICES=all before sbatch"),
 ])
 def test_hcas_on_the_host_without_verbs_in_the_container_fail_naming_the_fix(
@@ -175,7 +176,7 @@ def test_a_soft_limit_below_an_unlimited_hard_one_is_raised(tmp_path):
                "compose/rdma.yaml adds IPC_LOCK"),
     ("kubernetes", "Kubernetes has no ulimit setting: add the IPC_LOCK capability "
                    "(securityContext.capabilities.add: [IPC_LOCK]), as deploy/kubernetes/"
-                   "sglang-2node-rdma.yaml does."),
+                   "sglang-2node-rdma does."),
     ("slurm", "Slurm gives each task the submitting shell's soft limit under slurmd's hard "
               "limit, here 8 MiB"),
 ])
