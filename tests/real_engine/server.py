@@ -29,7 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 # --max-model-len 512: the tiny model's context, so the CPU KV cache stays small;
 # --dtype float32: vLLM would downcast the float32 checkpoint to bfloat16 on CPU; in float32
 #   the served log-probabilities equal transformers' to rounding (see LOGPROB_TOLERANCE).
-ENGINE_FLAGS = "--enforce-eager --max-model-len 512 --dtype float32"
+MAX_MODEL_LEN = 512
+ENGINE_FLAGS = f"--enforce-eager --max-model-len {MAX_MODEL_LEN} --dtype float32"
+# The same without --max-model-len, for a launcher that sets it itself (CONTEXT_LENGTH).
+ENGINE_FLAGS_WITHOUT_LENGTH = "--enforce-eager --dtype float32"
 # Served vs reference log-probabilities, float32 on both sides: about 2e-5 apart when the
 # served model computes what transformers computes; a real difference (the CPU rotary gap
 # in tests/real_engine/plugin) put them 2e-3 to 2e-2 apart.
@@ -140,12 +143,14 @@ def start_node(name: str, env: dict[str, str], port: int, log: Path,
 
 
 def http_json(port: int, method: str, path: str, body: dict | None = None,
-              timeout_s: float = 120.0) -> tuple[int, dict | str]:
-    """One HTTP request to 127.0.0.1:``port``; returns (status, JSON body or text)."""
+              timeout_s: float = 120.0, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict | str]:
+    """One HTTP request to 127.0.0.1:``port``, with ``headers`` added (an
+    ``Authorization`` header, for example); returns (status, JSON body or text)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
         conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/json", **(headers or {})})
         response = conn.getresponse()
         text = response.read().decode(errors="replace")
     finally:
@@ -265,16 +270,86 @@ def stop(node: Node, timeout_s: float = STOP_WITHIN_S) -> float | None:
     start = time.monotonic()
     if node.process.poll() is None:
         node.process.send_signal(signal.SIGTERM)
-    deadline = start + timeout_s
+    return wait_stopped(node, start, timeout_s)
+
+
+def wait_stopped(node: Node, since: float, timeout_s: float) -> float | None:
+    """Wait until no process of the node's group is left (after a SIGTERM sent at
+    ``since``, a ``time.monotonic()``), without signalling it.
+
+    Returns:
+        Seconds from ``since`` until the group was gone, or None when it still ran
+        ``timeout_s`` after ``since`` (then the group is killed).
+    """
+    deadline = since + timeout_s
     while time.monotonic() < deadline:
         node.process.poll()
         if node.process.returncode is not None and not group_alive(node.process.pid):
             if node._reader:
                 node._reader.join(timeout=5)
-            return time.monotonic() - start
+            return time.monotonic() - since
         time.sleep(0.05)
     kill(node)
     return None
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of the process group ``pgid`` (from ``/proc/PID/stat``, field 5)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+class EventStream:
+    """A streamed (``"stream": true``) chat completion, read as its server-sent events.
+
+    Attributes:
+        status: the HTTP status.
+        done: the stream ended with ``data: [DONE]``.
+        broken: the connection ended in the middle of the stream (the reason, or "").
+    """
+
+    def __init__(self, port: int, body: dict, headers: dict[str, str] | None = None,
+                 timeout_s: float = 300.0):
+        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        self._conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                           headers={"Content-Type": "application/json", **(headers or {})})
+        self._response = self._conn.getresponse()
+        self.status = self._response.status
+        self.done = False
+        self.broken = ""
+
+    def events(self):
+        """Yield each event's JSON (a ``chat.completion.chunk`` or an error) in order, until
+        ``[DONE]`` or the end of the connection."""
+        try:
+            while True:
+                line = self._response.readline()
+                if not line:
+                    return
+                line = line.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[len(b"data:"):].strip()
+                if data == b"[DONE]":
+                    self.done = True
+                    return
+                yield json.loads(data)
+        except (http.client.HTTPException, OSError) as error:
+            self.broken = f"{type(error).__name__}: {error}"
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def group_alive(pgid: int) -> bool:
