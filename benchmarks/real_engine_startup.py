@@ -45,7 +45,7 @@ def one_run(python: Path, model: Path, reference: dict, nodes: int, folder: Path
             f"status {status}: {response}"]
         if problems:
             raise RuntimeError("; ".join(problems))
-        stops = [server.stop(node) for node in reversed(started)]
+        stops = [server.stop(node, server.DRAIN_STOP_WITHIN_S) for node in reversed(started)]
         return {"launcher": launcher[0], "launcher_max": max(launcher), "healthy": healthy,
                 "stop": max(s if s is not None else float("inf") for s in stops)}
     finally:

@@ -68,9 +68,10 @@ def run() -> int:
         _say(f"the answer is transformers' own for this checkpoint: the same "
              f"{len(reference['completion_token_ids'])} token ids, log-probabilities within "
              f"{server.max_logprob_gap(response, reference):.0e}")
-        stopped = server.stop(node)
+        stopped = server.stop(node, server.DRAIN_STOP_WITHIN_S)
         if stopped is None:
-            _say(f"error: the server still ran {server.STOP_WITHIN_S:.0f} s after SIGTERM")
+            _say(f"error: the server still ran {server.DRAIN_STOP_WITHIN_S:.0f} s after "
+                 "SIGTERM")
             return 1
         _say(f"stopped {stopped:.1f} s after SIGTERM; {time.monotonic() - start:.0f} s in all")
         shutil.rmtree(log.parent, ignore_errors=True)

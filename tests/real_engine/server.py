@@ -37,8 +37,14 @@ ENGINE_FLAGS_WITHOUT_LENGTH = "--enforce-eager --dtype float32"
 # served model computes what transformers computes; a real difference (the CPU rotary gap
 # in tests/real_engine/plugin) put them 2e-3 to 2e-2 apart.
 LOGPROB_TOLERANCE = 1e-3
-# The engine's exit after SIGTERM: the issue's bound, seconds.
+# The engine's exit after SIGTERM, seconds, when it drains nothing (SHUTDOWN_TIMEOUT_S=0):
+# the signal reaches vLLM (the launcher exec'd it) and it stops at once.
 STOP_WITHIN_S = 10.0
+# The same for an idle node with the shipped drain (SHUTDOWN_TIMEOUT_S=120, vLLM
+# --shutdown-timeout): vLLM then gives its engine processes a window to exit before it
+# signals them (vllm/v1/engine/utils.py, get_engine_process_shutdown_timeout; the API
+# server's shutdown in vllm/entrypoints/cli/serve.py); measured 8 to 14 s on these 2 cores.
+DRAIN_STOP_WITHIN_S = 30.0
 # Start to healthy: about 20 s (one node) and 30 s (two nodes) on an idle 2-core machine,
 # minutes on a busy one; the first start after install also compiles vLLM's modules.
 HEALTHY_WITHIN_S = 600.0
@@ -69,17 +75,21 @@ def engine_environment(venv_bin: Path, base: dict | None = None) -> dict[str, st
 
 
 def launcher_variables(model: Path, port: int, *, nnodes: int = 1, node_rank: int = 0,
-                       master_port: int | None = None) -> dict[str, str]:
+                       master_port: int | None = None,
+                       shutdown_timeout_s: int | None = None) -> dict[str, str]:
     """Our launcher's variables for one node of the tiny deployment.
 
     ``PREFLIGHT=warn``: the host checks run for real (ports, ``MASTER_IP``, and node 1's
     wait for node 0), but there is no GPU here, so their failure is reported and the
     launch goes on. ``MASTER_IP=127.0.0.1`` on a two-node plan: both nodes are on this host.
+    ``shutdown_timeout_s``: ``SHUTDOWN_TIMEOUT_S``, the shipped default when ``None``.
     """
     variables = {"ENGINE": "vllm", "MODEL": str(model), "GPUS_PER_NODE": "1",
                  "HOST": "127.0.0.1", "PORT": str(port), "PREFLIGHT": "warn",
                  "EXTRA_ARGS": ENGINE_FLAGS, "NNODES": str(nnodes),
                  "NODE_RANK": str(node_rank)}
+    if shutdown_timeout_s is not None:
+        variables["SHUTDOWN_TIMEOUT_S"] = str(shutdown_timeout_s)
     if nnodes > 1:
         variables.update({"MASTER_IP": "127.0.0.1", "MASTER_PORT": str(master_port),
                           # Each node's OpenMP threads on a core of its own (2 cores here).

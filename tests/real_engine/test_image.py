@@ -47,7 +47,8 @@ def test_docker_run_serves_the_reference_and_stops_on_sigterm(docker_client, rea
     port = free_port()
     environment = {"MODEL": MODEL, "GPUS_PER_NODE": "1", "HOST": "127.0.0.1",
                    "PORT": str(port), "PREFLIGHT": "warn", "EXTRA_ARGS": server.ENGINE_FLAGS,
-                   **server.ENGINE_ENV}
+                   # No drain: the stop below shows SIGTERM reaching the engine at once.
+                   "SHUTDOWN_TIMEOUT_S": "0", **server.ENGINE_ENV}
     # The image's own HEALTHCHECK command, probed every second instead of every 30 s.
     health = {"test": [], "interval": SECOND_NS, "timeout": 15 * SECOND_NS, "retries": 3,
               "start_period": 600 * SECOND_NS}
