@@ -17,9 +17,10 @@ def python_too_old(version_info=sys.version_info) -> str:
     """The message for a Python older than MIN_PYTHON, or "" when this one is recent enough."""
     if tuple(version_info[:2]) >= MIN_PYTHON:
         return ""
-    return ("build.py: error: needs Python %d.%d or newer, this is %d.%d (%s); run it with "
-            "the Python of the project's virtual environment (.venv/bin/python build.py)"
-            % (MIN_PYTHON + tuple(version_info[:2]) + (sys.executable,)))
+    need, have = "{}.{}".format(*MIN_PYTHON), "{}.{}".format(*version_info[:2])
+    return (f"build.py: error: needs Python {need} or newer, this is {have} "
+            f"({sys.executable}); run it with the Python of the project's virtual environment "
+            "(.venv/bin/python build.py)")
 
 
 if __name__ == "__main__":

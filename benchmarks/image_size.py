@@ -28,8 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from images.context import (build_cache_dir, dependency_wheels, init_binary, launcher_wheel,
-                            missing_dependencies, prepare_context)
+from images.context import (
+    build_cache_dir,
+    dependency_wheels,
+    init_binary,
+    launcher_wheel,
+    missing_dependencies,
+    prepare_context,
+)
 from images.dockerbuild import added_layers_size, docker_client, stream_build
 from images.errors import BuildError
 from images.matrix import Options, Target, load_matrix, plan

@@ -64,7 +64,7 @@ def main() -> None:
                                          HF_HOME=str(Path(tmp) / "hf"))),
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for name, (argv, cmd_env) in commands.items():  # warm the page cache
+        for argv, cmd_env in commands.values():  # warm the page cache
             elapsed(argv, cmd_env)
         for _ in range(runs):
             for name, (argv, cmd_env) in commands.items():

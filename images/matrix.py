@@ -304,7 +304,7 @@ def plan(matrix: dict, engines=(), options: Options = Options(), *, root: Path =
     selected = select_targets(matrix, engines, options.cuda)
     revision = git_revision(root) if options.revision is None else options.revision
     project = project_metadata(root)
-    created = created or datetime.datetime.now(datetime.timezone.utc).strftime(
+    created = created or datetime.datetime.now(datetime.UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
     image_repo = f"{options.registry}/{repository}" if options.registry else repository
     vcs_url = source_url(root)

@@ -11,8 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .context import (build_cache_dir, dependency_wheels, init_binary, launcher_wheel,
-                      missing_dependencies, prepare_context)
+from .context import (
+    build_cache_dir,
+    dependency_wheels,
+    init_binary,
+    launcher_wheel,
+    missing_dependencies,
+    prepare_context,
+)
 from .dockerbuild import Base, docker_client, resolve_base, stream_build
 from .errors import BuildError
 from .matrix import ROOT, Target, load_matrix, record_digest

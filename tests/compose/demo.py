@@ -19,8 +19,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from .composeutil import (OVERRIDE, ROOT, SINGLE, UP_TIMEOUT_S, compose_argv, override_env,
-                          probe_memlock, run_compose)
+from .composeutil import (
+    OVERRIDE,
+    ROOT,
+    SINGLE,
+    UP_TIMEOUT_S,
+    compose_argv,
+    override_env,
+    probe_memlock,
+    run_compose,
+)
 
 REPOSITORY = "longcat-demo"
 PROJECT = "longcat-demo"

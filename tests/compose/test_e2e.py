@@ -22,8 +22,17 @@ import yaml
 
 from tests.images.dockerutil import free_port, poll_until
 
-from .composeutil import (OVERRIDE, RDMA, SERVICE, SINGLE, TWO, UP_TIMEOUT_S, override_env,
-                          probe_memlock, run_compose)
+from .composeutil import (
+    OVERRIDE,
+    RDMA,
+    SERVICE,
+    SINGLE,
+    TWO,
+    UP_TIMEOUT_S,
+    override_env,
+    probe_memlock,
+    run_compose,
+)
 
 PROJECT_LABEL = "com.docker.compose.project"
 # After compose/rdma.yaml: its device dropped (no HCA here), its IPC_LOCK kept.

@@ -19,8 +19,20 @@ from entrypoint.health import HTTP_TIMEOUT_S
 from entrypoint.plan import resolve_plan
 from entrypoint.settings import load_settings
 
-from .composeutil import (COMMON, COMPOSE_DIR, RDMA, ROOT, SERVICE, SINGLE, TWO, clean_env,
-                          config, run_compose, seconds, ulimit)
+from .composeutil import (
+    COMMON,
+    COMPOSE_DIR,
+    RDMA,
+    ROOT,
+    SERVICE,
+    SINGLE,
+    TWO,
+    clean_env,
+    config,
+    run_compose,
+    seconds,
+    ulimit,
+)
 
 # `docker compose config` needs the compose plugin that .ci/setup-docker installs.
 pytestmark = pytest.mark.docker

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def base_env() -> dict[str, str]:
     """A clean environment: PATH and HOME only, as a container would start with."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root")}
 
 
 def dry_run(env: dict[str, str]) -> tuple[str, list[str]]:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from entrypoint.errors import ConfigError
 from entrypoint.platforms import first_host, platform_values
@@ -156,7 +158,8 @@ def test_both_platforms_agreeing_name_both_sources():
     found = platform_values(env)
     assert found["NODE_RANK"] == ("1", "LWS_WORKER_INDEX and SLURM_NODEID")
     assert found["NNODES"] == ("2", "LWS_GROUP_SIZE and SLURM_NNODES")
-    assert found["MASTER_IP"] == ("GPU07.", "LWS_LEADER_ADDRESS and SLURM_JOB_NODELIST (first host)")
+    assert found["MASTER_IP"] == ("GPU07.",
+                                  "LWS_LEADER_ADDRESS and SLURM_JOB_NODELIST (first host)")
 
 
 @pytest.mark.parametrize("override, launcher_variable", [
@@ -234,5 +237,5 @@ def test_any_platform_environment_gives_values_or_a_config_error(env):
         return
     assert set(found) <= {"NODE_RANK", "MASTER_IP", "NNODES"}
     got = settings(env)  # whatever a platform gives, the launcher's settings accept
-    for name, (raw, source) in found.items():
+    for name, (_raw, source) in found.items():
         assert got.sources[name] == source

@@ -77,8 +77,8 @@ class FakeAPI:
         if not failed:
             name, _, digest = reference.partition("@")
             repository = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-            self.client.bases[reference] = FakeImage(
-                "sha256:" + "ba" * 32, [name], [f"{repository}@{digest or self.client.pull_digest}"])
+            repo_digest = f"{repository}@{digest or self.client.pull_digest}"
+            self.client.bases[reference] = FakeImage("sha256:" + "ba" * 32, [name], [repo_digest])
 
     def push(self, repository, tag=None, stream=False, decode=False):
         self.client.calls.append(("push", f"{repository}:{tag}"))

@@ -241,7 +241,7 @@ def test_the_vllm_image_reports_no_usage_unless_the_user_turns_it_on(
     done = subprocess.run([str(python), "-c", script, json.dumps(payload)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600,
                           env=dict(payload["default"]))
-    lines = [l for l in done.stdout.splitlines() if l.startswith("JSON:")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
     assert done.returncode == 0 and lines, done.stderr
     assert json.loads(lines[-1][5:]) == {"default": False, "turned on": True}
 

@@ -52,7 +52,7 @@ def dump(python: str, engine: str, extra_env: dict | None = None) -> dict:
     env = dict(os.environ, **(extra_env or {}))
     done = subprocess.run([python, "-c", DUMP, engine], capture_output=True, text=True,
                           env=env, timeout=600)
-    lines = [l for l in done.stdout.splitlines() if l.startswith("JSON:")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
     assert done.returncode == 0 and lines, f"{python} could not dump {engine}:\n{done.stderr}"
     return json.loads(lines[-1][len("JSON:"):])
 
@@ -107,7 +107,7 @@ def test_fake_vllm_mtp_methods_are_real_ones():
             ("real", str(engine_venvs.venv_python("vllm")), {"VLLM_TARGET_DEVICE": "cpu"})):
         done = subprocess.run([python, "-c", probe], capture_output=True, text=True,
                               env=dict(os.environ, **env), timeout=600)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("JSON:")]
+        lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
         assert done.returncode == 0 and lines, done.stderr
         names[label] = set(json.loads(lines[-1][5:]))
     assert "mtp" in names["fake"] and "longcat_flash_mtp" in names["fake"]
@@ -143,7 +143,7 @@ def test_fake_vllm_parser_registries_are_real_ones():
         done = subprocess.run([python, "-c", PARSERS, REASONING_PARSER_PLUGIN],
                               capture_output=True, text=True, env=dict(os.environ, **env),
                               timeout=600)
-        lines = [l for l in done.stdout.splitlines() if l.startswith("JSON:")]
+        lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
         assert done.returncode == 0 and lines, done.stderr[-3000:]
         found[label] = json.loads(lines[-1][5:])
     fake, real = found["fake"], found["real"]

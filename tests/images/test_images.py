@@ -24,8 +24,14 @@ from images.errors import BuildError
 from images.matrix import Options, cuda_drivers, plan
 from tests.conftest import build_with_buildpy
 from tests.fakes.bases import build_fake_base, load_facts
-from tests.images.dockerutil import (container, copy_project, free_port, poll_until,
-                                     remove_images, run_to_end)
+from tests.images.dockerutil import (
+    container,
+    copy_project,
+    free_port,
+    poll_until,
+    remove_images,
+    run_to_end,
+)
 from tests.launcher.support import SHARED_CASES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +84,7 @@ def which(docker_client, built_images, docker_token):
     """lookup(engine, program): the program's full path in that engine's image."""
     import functools
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def lookup(engine: str, program: str) -> str:
         status, out, err = run_to_end(
             docker_client, built_images[engine].ref, docker_token,

@@ -187,7 +187,7 @@ def test_labels_are_the_oci_set_plus_engine_and_cuda(engine):
 
 
 def test_every_variant_names_its_cuda_minimum_driver_and_a_valid_base(matrix):
-    for engine, spec in matrix["engines"].items():
+    for spec in matrix["engines"].values():
         assert re.fullmatch(r"[a-z0-9]+(/[a-z0-9._-]+)+", spec["repository"])
         for variant in spec["variants"]:
             cuda = matrix["cuda"][variant["cuda"]]

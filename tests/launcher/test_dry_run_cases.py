@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.launcher.support import (OUR_CASES, SERVING_CASES, SHARED_CASES, check_expect,
-                                    clean_env, command_of, load_cases, run_launcher)
+from tests.launcher.support import (
+    OUR_CASES,
+    SERVING_CASES,
+    SHARED_CASES,
+    check_expect,
+    clean_env,
+    command_of,
+    load_cases,
+    run_launcher,
+)
 
 CASES = [pytest.param(c, id=f"shared:{c['name']}") for c in load_cases(SHARED_CASES)] + \
         [pytest.param(c, id=f"serving:{c['name']}") for c in load_cases(SERVING_CASES)] + \

@@ -7,14 +7,19 @@ creates them). A missing environment fails these tests: it is never a skip.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
 from tests.engine_venvs import pinned_versions, venv_python
-from tests.launcher.support import (OUR_CASES, REPO, SERVING_CASES, SHARED_CASES, clean_env,
-                                    load_cases)
+from tests.launcher.support import (
+    OUR_CASES,
+    REPO,
+    SERVING_CASES,
+    SHARED_CASES,
+    clean_env,
+    load_cases,
+)
 
 pytestmark = pytest.mark.engines
 ENGINES = sorted(pinned_versions())
@@ -122,7 +127,8 @@ def test_every_case_of_the_yaml_files_is_accepted(engine):
     ("sglang", "--log-lev debug"),               # an argparse abbreviation of --log-level
     ("sglang", "--attention-backend no-such"),   # a value outside the parser's choices
     ("vllm", "--max-num-seqs many"),             # a value the parser refuses
-    ("vllm", "--speculative-config '{\"method\":\"longcat_flash_mtp\",\"num_speculative_tokens\":1}'"),
+    ("vllm",
+     "--speculative-config '{\"method\":\"longcat_flash_mtp\",\"num_speculative_tokens\":1}'"),
 ])
 def test_checks_beyond_unknown_flags(engine_name, planted):
     python = engine_python(engine_name)

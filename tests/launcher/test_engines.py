@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shlex
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from entrypoint.engines import unknown_flags
 from entrypoint.output import command_line, quote, redact_argv

@@ -94,7 +94,7 @@ def test_flags_owned_while_their_variable_is_set(engine, env, extra, variable):
 def test_every_owning_variable_exists():
     for engine in ("sglang", "vllm"):
         module = engine_module(engine)
-        for option, shortest, variables, note in (*module.OWNED_OPTIONS,
+        for option, shortest, variables, _note in (*module.OWNED_OPTIONS,
                                                   *module.OWNED_WHEN_SET):
             assert option.startswith("-") and 2 <= shortest <= len(option)
             assert all(name in BY_NAME for name in variables.split()), option

@@ -7,7 +7,8 @@ import contextlib
 import io
 import shlex
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from entrypoint.cli import main
 from entrypoint.settings import VARIABLES

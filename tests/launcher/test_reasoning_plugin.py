@@ -160,4 +160,4 @@ def test_reasoning_tokens_are_counted_when_the_tags_are_tokens(answers):
     tag_tokens, results = answers
     gate = results["opened-by-the-model"]["gate"]
     # Counted by a parser that was not told the prompt: the model's own tags delimit.
-    assert gate["reasoning_tokens"] == (len("Greet back.".encode()) if tag_tokens else 0)
+    assert gate["reasoning_tokens"] == (len(b"Greet back.") if tag_tokens else 0)

@@ -11,8 +11,8 @@ import re
 import subprocess
 import sys
 
-from tests.preflight.test_launch import preflight_env
 from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
+from tests.preflight.test_launch import preflight_env
 from tests.weights.support import CHECKPOINT, launch, launcher_env
 
 HEAVY = {"huggingface_hub", "pynvml", "tqdm", "httpx", "httpx2", "requests"}

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.machine import require_root
-from tests.fakes.nvml import A100, H100, H200, gpus
-from tests.preflight.support import free_port
 from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
+from tests.fakes.nvml import A100, H100, H200, gpus
+from tests.machine import require_root
+from tests.preflight.support import free_port
 from tests.weights.support import CHECKPOINT, REPO_ROOT, engine_record, launch, launcher_env
 
 NVML_SITE = Path(__file__).resolve().parents[1] / "fakes" / "nvml_site"

@@ -7,8 +7,14 @@ import socket
 
 import pytest
 
-from entrypoint.preflight import (check_gloo, check_master_ip, check_ports, interface_addresses,
-                                  network_interfaces, route_interface)
+from entrypoint.preflight import (
+    check_gloo,
+    check_master_ip,
+    check_ports,
+    interface_addresses,
+    network_interfaces,
+    route_interface,
+)
 from tests.preflight.support import free_port, plan_for
 
 

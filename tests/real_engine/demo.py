@@ -1,6 +1,7 @@
 """The README's first command: the main job, for real, on a machine without GPU or Docker.
 
-    python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python -m tests.real_engine.demo
+    python3 -m venv .venv && .venv/bin/pip install -e . && \
+        .venv/bin/python -m tests.real_engine.demo
 
 1. builds (once; then checks) the real-engine environment and the tiny checkpoint
    (``tests.real_engine.env``: about 1.5 minutes and 4 GB the first time);

@@ -7,8 +7,9 @@ argument ``STANDIN``): the real-engine environment's wheelhouse and our
 two wheels (the ``vllm`` name and the CPU plugin, ``tests/real_engine/env.py``) installed
 with pip ``--no-index``, and Debian's ``libnuma1`` (vLLM's CPU kernels link
 ``libnuma.so.1``; without it ``import vllm._C_AVX2`` fails), fetched on the host with
-``apt-get download`` and installed with ``dpkg``: the build needs no network. The wheels are for CPython 3.11
-(torch's CPU wheel on disk is cp311): the stand-in's ``python3`` must be 3.11.
+``apt-get download`` and installed with ``dpkg``: the build needs no network. The wheels
+are for CPython 3.11 (torch's CPU wheel on disk is cp311): the stand-in's ``python3`` must
+be 3.11.
 
 ``python -m tests.real_engine.image`` builds it unless it exists (``.ci/setup`` runs it)
 and prints its name. The tag is a hash of the recipe (stand-in, wheels, Dockerfile), so a
@@ -35,7 +36,8 @@ COPY debs/ /tmp/real-engine-debs/
 RUN dpkg -i /tmp/real-engine-debs/*.deb && rm -rf /tmp/real-engine-debs
 COPY wheels/ /tmp/real-engine-wheels/
 RUN python3 -c 'import sys; v = sys.version_info[:2]; \\
-sys.exit(0 if v == (3, 11) else "the stand-in python3 is %d.%d; the real engine wheels are cp311" % v)' \\
+sys.exit(0 if v == (3, 11) else \\
+"the stand-in python3 is %d.%d; the real engine wheels are cp311" % v)' \\
     && PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet \\
         --no-cache-dir --no-index --no-deps --disable-pip-version-check \\
         /tmp/real-engine-wheels/*.whl \\

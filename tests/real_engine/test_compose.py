@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.compose.composeutil import SINGLE, TWO, probe_memlock, run_compose
-from tests.images.dockerutil import free_port, poll_until
+from tests.images.dockerutil import free_port
 from tests.real_engine import server
 
 pytestmark = pytest.mark.real_engine

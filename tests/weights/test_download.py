@@ -10,10 +10,16 @@ import subprocess
 
 import pytest
 
-from tests.machine import require_root
 from tests.fakes.hub import FakeRepo, longcat_like_files
-from tests.weights.support import (CHECKPOINT, engine_record, flag_value, launch, launcher_env,
-                                   snapshot)
+from tests.machine import require_root
+from tests.weights.support import (
+    CHECKPOINT,
+    engine_record,
+    flag_value,
+    launch,
+    launcher_env,
+    snapshot,
+)
 
 NOT_LOADED = {"README.md", "figures/benchmark.png", "pytorch_model.bin", ".gitattributes"}
 SHARD_1 = "model-00001-of-00002.safetensors"

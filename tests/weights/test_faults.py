@@ -19,8 +19,17 @@ import pytest
 
 from entrypoint.transfer import DOWNLOAD_ATTEMPTS, RETRY_PAUSE_S
 from tests.machine import require_root
-from tests.weights.support import (CHECKPOINT, Running, blob_dir, engine_record, launch,
-                                   launcher_env, partial_files, snapshot, wait_until)
+from tests.weights.support import (
+    CHECKPOINT,
+    Running,
+    blob_dir,
+    engine_record,
+    launch,
+    launcher_env,
+    partial_files,
+    snapshot,
+    wait_until,
+)
 
 SHARD_1 = "model-00001-of-00002.safetensors"
 SHARD_2 = "model-00002-of-00002.safetensors"

@@ -9,8 +9,15 @@ import os
 import pytest
 
 from tests.fakes.hub import FakeRepo, git_blob_id, longcat_like_files
-from tests.weights.support import (CHECKPOINT, blob_dir, engine_record, launch, launcher_env,
-                                   partial_files, snapshot)
+from tests.weights.support import (
+    CHECKPOINT,
+    blob_dir,
+    engine_record,
+    launch,
+    launcher_env,
+    partial_files,
+    snapshot,
+)
 
 SHARD_1 = "model-00001-of-00002.safetensors"
 SHARD_2 = "model-00002-of-00002.safetensors"

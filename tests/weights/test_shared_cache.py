@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 
 from tests.machine import require_root
-from tests.weights.support import (CHECKPOINT, REPO_ROOT, Running, engine_record,
-                                   launcher_env, partial_files, snapshot, wait_until)
+from tests.weights.support import (
+    CHECKPOINT,
+    REPO_ROOT,
+    Running,
+    engine_record,
+    launcher_env,
+    partial_files,
+    snapshot,
+    wait_until,
+)
 
 SHARD_1 = "model-00001-of-00002.safetensors"
 AT = 11 * 2**20

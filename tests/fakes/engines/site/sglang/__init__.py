@@ -3,7 +3,8 @@
 See tests/fakes/engines/site/_longcat_fake_engine.py for what the fake server does.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("sglang")

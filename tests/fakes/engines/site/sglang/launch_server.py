@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from _longcat_fake_engine import serve
+
 from sglang.srt.server_args import ServerArgs
 
 

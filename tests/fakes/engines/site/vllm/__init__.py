@@ -1,7 +1,8 @@
 """Fake vLLM (tests only): the import paths, ``vllm`` command and parser of the pinned
 release, no GPU code. See tests/fakes/engines/site/_longcat_fake_engine.py."""
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from vllm.engine.arg_utils import AsyncEngineArgs
 

@@ -32,7 +32,7 @@ class AsyncEngineArgs:
                 raise ValueError("speculative_config must be a JSON object with a method")
 
     @classmethod
-    def from_cli_args(cls, args) -> "AsyncEngineArgs":
+    def from_cli_args(cls, args) -> AsyncEngineArgs:
         """Build from a parsed namespace, as the real classmethod does."""
         names = [f.name for f in dataclasses.fields(cls)]
         return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from _longcat_fake_engine import serve
+
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.entrypoints.cli.serve import ServeSubcommand
 from vllm.reasoning import ReasoningParserManager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from _longcat_fake_options import add_options
+
 from vllm.utils.argparse_utils import EnableDisableAction, optional_type
 
 
