@@ -18,9 +18,11 @@ def python_too_old(version_info=sys.version_info) -> str:
     if tuple(version_info[:2]) >= MIN_PYTHON:
         return ""
     need, have = "{}.{}".format(*MIN_PYTHON), "{}.{}".format(*version_info[:2])
-    return (f"build.py: error: needs Python {need} or newer, this is {have} "
-            f"({sys.executable}); run it with the Python of the project's virtual environment "
-            "(.venv/bin/python build.py)")
+    return (
+        f"build.py: error: needs Python {need} or newer, this is {have} "
+        f"({sys.executable}); run it with the Python of the project's virtual environment "
+        "(.venv/bin/python build.py)"
+    )
 
 
 if __name__ == "__main__":

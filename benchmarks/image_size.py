@@ -46,8 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 20 * 10**6
 
 
-def timed_build(client, matrix: dict, target: Target, root: Path, cache: Path,
-                work: Path, *, no_cache: bool) -> tuple[str, float, float]:
+def timed_build(
+    client, matrix: dict, target: Target, root: Path, cache: Path, work: Path, *, no_cache: bool
+) -> tuple[str, float, float]:
     """Build and verify ``target`` from ``root`` as build.py does, without tagging.
 
     Returns:
@@ -59,8 +60,9 @@ def timed_build(client, matrix: dict, target: Target, root: Path, cache: Path,
     deps = dependency_wheels(missing_dependencies(matrix, root), cache)
     shutil.rmtree(work, ignore_errors=True)
     launcher = launcher_wheel(root, work / "dist")
-    context = prepare_context(target, work / "context", root=root, init=init,
-                                    deps=deps, launcher=launcher)
+    context = prepare_context(
+        target, work / "context", root=root, init=init, deps=deps, launcher=launcher
+    )
     docker_started = time.perf_counter()
     image_id = stream_build(client, context, target, no_cache=no_cache, out=out)
     docker_s = time.perf_counter() - docker_started
@@ -79,8 +81,9 @@ def fake_base(client, matrix: dict, engine: str) -> str:
 
 def measure(client, matrix: dict, engine: str, base: str, runs: int) -> dict:
     """Measure ``engine`` on ``base``; return sizes (bytes) and medians (seconds)."""
-    (target,) = plan(matrix, [engine], Options(base_image=base, repository="longcat-bench",
-                                               revision="bench"))
+    (target,) = plan(
+        matrix, [engine], Options(base_image=base, repository="longcat-bench", revision="bench")
+    )
     cache = build_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     cold, rebuild, images = [], [], []
@@ -91,13 +94,15 @@ def measure(client, matrix: dict, engine: str, base: str, runs: int) -> dict:
         try:
             for run in range(runs):
                 launcher_file.write_text(original)
-                image, docker_s, total_s = timed_build(client, matrix, target, project, cache,
-                                                       Path(tmp) / "work", no_cache=True)
+                image, docker_s, total_s = timed_build(
+                    client, matrix, target, project, cache, Path(tmp) / "work", no_cache=True
+                )
                 images.append(image)
                 cold.append((docker_s, total_s))
                 launcher_file.write_text(original + f"\n# launcher-only change {run}\n")
-                image, docker_s, total_s = timed_build(client, matrix, target, project, cache,
-                                                       Path(tmp) / "work", no_cache=False)
+                image, docker_s, total_s = timed_build(
+                    client, matrix, target, project, cache, Path(tmp) / "work", no_cache=False
+                )
                 images.append(image)
                 rebuild.append((docker_s, total_s))
             added = added_layers_size(client, images[-1], base)
@@ -109,18 +114,25 @@ def measure(client, matrix: dict, engine: str, base: str, runs: int) -> dict:
                     pass
     median = lambda values, i: statistics.median(v[i] for v in values)  # noqa: E731
     return {
-        "engine": engine, "base": base, "runs": runs, "added_bytes": added,
+        "engine": engine,
+        "base": base,
+        "runs": runs,
+        "added_bytes": added,
         "target_bytes": TARGET_BYTES,
-        "cold_docker_s": median(cold, 0), "rebuild_docker_s": median(rebuild, 0),
-        "cold_total_s": median(cold, 1), "rebuild_total_s": median(rebuild, 1),
+        "cold_docker_s": median(cold, 0),
+        "rebuild_docker_s": median(rebuild, 0),
+        "cold_total_s": median(cold, 1),
+        "rebuild_total_s": median(rebuild, 1),
     }
 
 
 def report(rows: list[dict]) -> str:
     """The side-by-side table."""
-    header = (f"{'engine':<8} {'added layers':>13} {'<= 20 MB':>9} | "
-              f"{'docker build: cold':>18} {'rebuild':>8} {'ratio':>6} | "
-              f"{'build.py build: cold':>20} {'rebuild':>8} {'ratio':>6}")
+    header = (
+        f"{'engine':<8} {'added layers':>13} {'<= 20 MB':>9} | "
+        f"{'docker build: cold':>18} {'rebuild':>8} {'ratio':>6} | "
+        f"{'build.py build: cold':>20} {'rebuild':>8} {'ratio':>6}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
@@ -129,19 +141,30 @@ def report(rows: list[dict]) -> str:
             f"{r['cold_docker_s']:>16.1f} s {r['rebuild_docker_s']:>6.1f} s "
             f"{r['rebuild_docker_s'] / r['cold_docker_s']:>6.2f} | "
             f"{r['cold_total_s']:>18.1f} s {r['rebuild_total_s']:>6.1f} s "
-            f"{r['rebuild_total_s'] / r['cold_total_s']:>6.2f}")
-    lines.append(f"(medians of {rows[0]['runs']} run(s); base: "
-                 + ", ".join(f"{r['engine']}={r['base']}" for r in rows) + ")")
+            f"{r['rebuild_total_s'] / r['cold_total_s']:>6.2f}"
+        )
+    lines.append(
+        f"(medians of {rows[0]['runs']} run(s); base: "
+        + ", ".join(f"{r['engine']}={r['base']}" for r in rows)
+        + ")"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", action="append", choices=["sglang", "vllm"],
-                        help="engine(s) to measure (default: both)")
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=["sglang", "vllm"],
+        help="engine(s) to measure (default: both)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="cold+rebuild pairs (>= 1)")
-    parser.add_argument("--base-image", help="measure on this base instead of the stand-in "
-                        "with a fake engine (must hold the engine at the pinned version)")
+    parser.add_argument(
+        "--base-image",
+        help="measure on this base instead of the stand-in "
+        "with a fake engine (must hold the engine at the pinned version)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if args.runs < 1:

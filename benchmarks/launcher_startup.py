@@ -30,16 +30,18 @@ REPO = Path(__file__).resolve().parent.parent
 def elapsed(argv: list[str], env: dict) -> float:
     """Wall time of one run of ``argv``, in seconds; fails on a non-zero exit."""
     start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        argv, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="runs per command (>= 20)")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter to measure (default: this one)")
+    parser.add_argument(
+        "--python", default=sys.executable, help="interpreter to measure (default: this one)"
+    )
     options = parser.parse_args()
     runs, python = options.runs, options.python
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,19 +51,24 @@ def main() -> None:
         model = Path(tmp) / "checkpoint"
         model.mkdir()
         (model / "config.json").write_text("{}")
-        env = {"PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(tmp),
-               "ENGINE": "vllm", "MODEL": str(model)}
+        env = {
+            "PATH": f"{bindir}:{os.environ['PATH']}",
+            "HOME": str(tmp),
+            "ENGINE": "vllm",
+            "MODEL": str(model),
+        }
         seed = Path(tmp) / "seed"
         (seed / "hub" / "models--org--kernels" / "snapshots").mkdir(parents=True)
         commands = {
             "python3 -c pass": ([python, "-c", "pass"], env),
-            "launcher, PREFLIGHT=off": ([python, "-m", "entrypoint"],
-                                        dict(env, PREFLIGHT="off")),
-            "launcher, PREFLIGHT=warn": ([python, "-m", "entrypoint"],
-                                         dict(env, PREFLIGHT="warn")),
-            "launcher, off, seed": ([python, "-m", "entrypoint"],
-                                    dict(env, PREFLIGHT="off", LONGCAT_HF_SEED=str(seed),
-                                         HF_HOME=str(Path(tmp) / "hf"))),
+            "launcher, PREFLIGHT=off": ([python, "-m", "entrypoint"], dict(env, PREFLIGHT="off")),
+            "launcher, PREFLIGHT=warn": ([python, "-m", "entrypoint"], dict(env, PREFLIGHT="warn")),
+            "launcher, off, seed": (
+                [python, "-m", "entrypoint"],
+                dict(
+                    env, PREFLIGHT="off", LONGCAT_HF_SEED=str(seed), HF_HOME=str(Path(tmp) / "hf")
+                ),
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         for argv, cmd_env in commands.values():  # warm the page cache
@@ -70,8 +77,7 @@ def main() -> None:
             for name, (argv, cmd_env) in commands.items():
                 times[name].append(elapsed(argv, cmd_env))
     base = statistics.median(times["python3 -c pass"])
-    print(f"interpreter: {python}, {runs} runs each, "
-          "interleaved")
+    print(f"interpreter: {python}, {runs} runs each, interleaved")
     for name, samples in times.items():
         median = statistics.median(samples)
         print(f"{name:<26} median {median * 1000:8.1f} ms   ratio {median / base:5.2f}x")

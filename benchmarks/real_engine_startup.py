@@ -34,20 +34,31 @@ def one_run(python: Path, model: Path, reference: dict, nodes: int, folder: Path
     try:
         for rank in range(nodes):
             env = server.engine_environment(python.parent)
-            env.update(server.launcher_variables(model, ports[rank], nnodes=nodes,
-                                                 node_rank=rank, master_port=ports[2]))
-            started.append(server.start_node(f"node {rank}", env, ports[rank],
-                                             folder / f"node{rank}.log"))
+            env.update(
+                server.launcher_variables(
+                    model, ports[rank], nnodes=nodes, node_rank=rank, master_port=ports[2]
+                )
+            )
+            started.append(
+                server.start_node(f"node {rank}", env, ports[rank], folder / f"node{rank}.log")
+            )
         launcher = [server.wait_exec(node) for node in started]
         healthy = server.wait_healthy(started[0])
         status, response = server.ask(started[0].port, reference)
-        problems = server.answer_problems(response, reference) if status == 200 else [
-            f"status {status}: {response}"]
+        problems = (
+            server.answer_problems(response, reference)
+            if status == 200
+            else [f"status {status}: {response}"]
+        )
         if problems:
             raise RuntimeError("; ".join(problems))
         stops = [server.stop(node, server.DRAIN_STOP_WITHIN_S) for node in reversed(started)]
-        return {"launcher": launcher[0], "launcher_max": max(launcher), "healthy": healthy,
-                "stop": max(s if s is not None else float("inf") for s in stops)}
+        return {
+            "launcher": launcher[0],
+            "launcher_max": max(launcher),
+            "healthy": healthy,
+            "stop": max(s if s is not None else float("inf") for s in stops),
+        }
     finally:
         for node in started:
             server.kill(node)
@@ -56,16 +67,24 @@ def one_run(python: Path, model: Path, reference: dict, nodes: int, folder: Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="starts to measure (default 3)")
-    parser.add_argument("--nodes", type=int, choices=(1, 2), default=1,
-                        help="1: one node; 2: the two-node plan on this host")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="1: one node; 2: the two-node plan on this host",
+    )
     options = parser.parse_args(argv)
     from tests.real_engine.checkpoint import checkpoint_dir, load_reference
     from tests.real_engine.env import ready_python
 
     python = ready_python()
     if python is None or not (checkpoint_dir() / "reference.json").exists():
-        print("the real-engine environment is missing: run "
-              "`.venv/bin/python -m tests.real_engine.env`", file=sys.stderr)
+        print(
+            "the real-engine environment is missing: run "
+            "`.venv/bin/python -m tests.real_engine.env`",
+            file=sys.stderr,
+        )
         return 1
     model, reference = checkpoint_dir() / "model", load_reference(checkpoint_dir())
     rows = []
@@ -75,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             row = one_run(python, model, reference, options.nodes, folder)
             rows.append(row)
-            print(f"run {run + 1}: launcher {row['launcher']:.2f} s, healthy "
-                  f"{row['healthy']:.1f} s, share {row['launcher'] / row['healthy']:.1%}, "
-                  f"stopped {row['stop']:.1f} s after SIGTERM", flush=True)
+            print(
+                f"run {run + 1}: launcher {row['launcher']:.2f} s, healthy "
+                f"{row['healthy']:.1f} s, share {row['launcher'] / row['healthy']:.1%}, "
+                f"stopped {row['stop']:.1f} s after SIGTERM",
+                flush=True,
+            )
     median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     print(f"\n{options.nodes} node(s), median of {len(rows)} starts:")
     print(f"  launcher (start to exec)      {median['launcher']:8.2f} s")

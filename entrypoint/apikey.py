@@ -71,12 +71,16 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
         with open(path, "rb") as f:
             data = f.read(MAX_KEY_FILE_BYTES + 1)
     except OSError as error:
-        raise ConfigError("API_KEY_FILE", path, "the path of a readable file holding the key",
-                          f"It cannot be read: {error.strerror}. Mount the Secret or file "
-                          "there.") from None
+        raise ConfigError(
+            "API_KEY_FILE",
+            path,
+            "the path of a readable file holding the key",
+            f"It cannot be read: {error.strerror}. Mount the Secret or file there.",
+        ) from None
     if len(data) > MAX_KEY_FILE_BYTES:
-        raise ConfigError("API_KEY_FILE", path, f"a file of at most {MAX_KEY_FILE_BYTES} "
-                          "bytes holding one key")
+        raise ConfigError(
+            "API_KEY_FILE", path, f"a file of at most {MAX_KEY_FILE_BYTES} bytes holding one key"
+        )
     try:
         key = data.decode().rstrip("\r\n")
     except UnicodeDecodeError:
@@ -87,8 +91,9 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
     return key
 
 
-def engine_key_environment(plan: Plan, environ: Mapping[str, str],
-                           key: str | None) -> dict[str, str]:
+def engine_key_environment(
+    plan: Plan, environ: Mapping[str, str], key: str | None
+) -> dict[str, str]:
     """``environ`` as the engine should get it: without ``API_KEY`` and ``API_KEY_FILE``,
     and with ``VLLM_API_KEY`` set to ``key`` for vLLM (replacing any value it had)."""
     env = {name: value for name, value in environ.items() if name not in KEY_VARIABLES}
@@ -116,9 +121,13 @@ def sglang_key_config(key: str) -> str:
     import tempfile
 
     if key.startswith("-"):
-        raise ConfigError("API_KEY", key, "a key that does not start with '-' on SGLang",
-                          "SGLang merges the key into its own arguments, where a leading '-' "
-                          "reads as an option.", hide_value=True)
+        raise ConfigError(
+            "API_KEY",
+            key,
+            "a key that does not start with '-' on SGLang",
+            "SGLang merges the key into its own arguments, where a leading '-' reads as an option.",
+            hide_value=True,
+        )
     try:
         fd = os.memfd_create("longcat-api-key", 0)  # flags 0: no MFD_CLOEXEC
         os.write(fd, f"api-key: {json.dumps(key)}\n".encode())
@@ -127,8 +136,12 @@ def sglang_key_config(key: str) -> str:
         link = os.path.join(folder, SGLANG_CONFIG_NAME)
         os.symlink(f"/proc/self/fd/{fd}", link)
     except (OSError, AttributeError) as error:  # AttributeError: no memfd_create here
-        raise ConfigError("API_KEY", key, "a key SGLang can be given",
-                          f"The private key file for SGLang could not be made: {error}. Use "
-                          "ENGINE=vllm, or run where memfd_create and TMPDIR are available.",
-                          hide_value=True) from None
+        raise ConfigError(
+            "API_KEY",
+            key,
+            "a key SGLang can be given",
+            f"The private key file for SGLang could not be made: {error}. Use "
+            "ENGINE=vllm, or run where memfd_create and TMPDIR are available.",
+            hide_value=True,
+        ) from None
     return link

@@ -29,14 +29,18 @@ _PLAN_VARIABLES = ("PRECISION", "NNODES", "NODE_RANK", "MTP", "VARIANT", "TOOL_C
 _TOOL_CALLS = {"sglang": ("off",), "vllm": ("on", "off")}
 
 
-def standard_environments(env: Mapping[str, str],
-                          engine: str = "vllm") -> list[tuple[str, dict[str, str]]]:
+def standard_environments(
+    env: Mapping[str, str], engine: str = "vllm"
+) -> list[tuple[str, dict[str, str]]]:
     """Return (label, environment) for every standard plan of ``engine``, based on ``env``.
 
     Everything else in ``env`` (ENGINE, MODEL, GPUS_PER_NODE, EXTRA_ARGS, ...) is kept.
     """
-    base = {k: v for k, v in env.items()
-            if k not in _PLAN_VARIABLES and not k.startswith(PLATFORM_PREFIXES)}
+    base = {
+        k: v
+        for k, v in env.items()
+        if k not in _PLAN_VARIABLES and not k.startswith(PLATFORM_PREFIXES)
+    }
     if not base.get("MASTER_IP", "").strip():
         base["MASTER_IP"] = PLACEHOLDER_MASTER_IP
     cases = []
@@ -46,11 +50,23 @@ def standard_environments(env: Mapping[str, str],
             for mtp in ("off", "on"):
                 for variant in VARIANTS:
                     for tools in _TOOL_CALLS[engine]:
-                        label = (f"{precision} node {rank} of {nnodes}, MTP {mtp}, {variant}, "
-                                 f"tool calls {tools}")
-                        cases.append((label, dict(base, PRECISION=precision,
-                                                  NODE_RANK=str(rank), MTP=mtp,
-                                                  VARIANT=variant, TOOL_CALLS=tools)))
+                        label = (
+                            f"{precision} node {rank} of {nnodes}, MTP {mtp}, {variant}, "
+                            f"tool calls {tools}"
+                        )
+                        cases.append(
+                            (
+                                label,
+                                dict(
+                                    base,
+                                    PRECISION=precision,
+                                    NODE_RANK=str(rank),
+                                    MTP=mtp,
+                                    VARIANT=variant,
+                                    TOOL_CALLS=tools,
+                                ),
+                            )
+                        )
     return cases
 
 
@@ -78,10 +94,10 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     if module.find_engine(env) is None:
         raise EngineNotInstalled(engine, "its command")
     if importlib.util.find_spec(module.PACKAGE) is None:  # the command without its package
-        raise EngineNotInstalled(engine, f"the {module.PACKAGE} Python package in "
-                                         f"{sys.executable}")
-    cases = (standard_environments(env, engine) if all_plans
-             else [("current configuration", dict(env))])
+        raise EngineNotInstalled(engine, f"the {module.PACKAGE} Python package in {sys.executable}")
+    cases = (
+        standard_environments(env, engine) if all_plans else [("current configuration", dict(env))]
+    )
     say(f"checking {len(cases)} plan(s) against {engine} {module.installed_version()}", out)
     failed = 0
     for label, case_env in cases:

@@ -103,14 +103,17 @@ def parse_command_line(args: Sequence[str]) -> tuple[str, list[str], bool]:
             raise UsageError(f"'{name}' takes {forms}, not {' '.join(rest)!r}")
         return name, rest, False
     cut = args.index("--") if "--" in args else len(args)
-    before, after = args[:cut], args[cut + 1:]
+    before, after = args[:cut], args[cut + 1 :]
     if before and not before[0].startswith("-"):
-        raise UsageError(f"unknown command {before[0]!r}; the commands are "
-                         f"{', '.join(SUBCOMMANDS)}, and engine flags start with '-'")
+        raise UsageError(
+            f"unknown command {before[0]!r}; the commands are "
+            f"{', '.join(SUBCOMMANDS)}, and engine flags start with '-'"
+        )
     for token in before:
         if _looks_like_dry_run(token):
-            raise UsageError(f"{token!r} is not an option; a dry run is exactly {DRY_RUN} "
-                             "(or DRY_RUN=1)")
+            raise UsageError(
+                f"{token!r} is not an option; a dry run is exactly {DRY_RUN} (or DRY_RUN=1)"
+            )
     dry_run = DRY_RUN in before
     return "launch", [a for a in before if a != DRY_RUN] + after, dry_run
 

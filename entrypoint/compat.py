@@ -42,8 +42,16 @@ class CapabilityRule:
 
     __slots__ = ("engine", "precisions", "minimum", "refuse", "why", "fix", "source")
 
-    def __init__(self, engine: str, precisions: tuple[str, ...], minimum: tuple[int, int],
-                 refuse: bool, why: str, fix: str, source: str):
+    def __init__(
+        self,
+        engine: str,
+        precisions: tuple[str, ...],
+        minimum: tuple[int, int],
+        refuse: bool,
+        why: str,
+        fix: str,
+        source: str,
+    ):
         self.engine = engine
         self.precisions = precisions
         self.minimum = minimum
@@ -62,7 +70,10 @@ CAPABILITY_RULES: tuple[CapabilityRule, ...] = (
     # (invoke_fused_moe_kernel) quantizes activations to float8_e4m3fn, which Triton
     # compiles only for 8.9 and newer ("type fp8e4nv not supported in this architecture").
     CapabilityRule(
-        "sglang", ("fp8",), (8, 9), True,
+        "sglang",
+        ("fp8",),
+        (8, 9),
+        True,
         "SGLang runs the FP8 MoE experts with Triton FP8 kernels, which need compute "
         "capability 8.9 (its Marlin fallback covers the linear layers only); the load "
         "fails with 'type fp8e4nv not supported in this architecture'",
@@ -70,28 +81,37 @@ CAPABILITY_RULES: tuple[CapabilityRule, ...] = (
         "set PRECISION=bf16 (16 x 80 GB: two nodes of 8 x 80 GB)",
         "sglang/srt/layers/quantization/fp8.py, Fp8MoEMethod.create_moe_runner and "
         "Fp8LinearMethod.__init__; sglang/srt/layers/quantization/fp8_utils.py, "
-        "can_auto_enable_marlin_fp8"),
+        "can_auto_enable_marlin_fp8",
+    ),
     # vLLM: both checkpoints compute in bfloat16 (LongCat-Flash is a BF16 model; the FP8
     # checkpoint quantizes its weights only), which CudaPlatform.check_if_supports_dtype
     # refuses below 8.0.
     CapabilityRule(
-        "vllm", ("fp8", "bf16"), (8, 0), True,
+        "vllm",
+        ("fp8", "bf16"),
+        (8, 0),
+        True,
         "vLLM runs bfloat16, the dtype of both checkpoints, only on compute capability "
         "8.0 or newer",
         "use GPUs of compute capability 8.0 or newer (A100, H100, H200, B200)",
-        "vllm/platforms/cuda.py, CudaPlatform.check_if_supports_dtype"),
+        "vllm/platforms/cuda.py, CudaPlatform.check_if_supports_dtype",
+    ),
     # vLLM FP8 below 8.9: CudaPlatform.supports_fp8 is False, so TritonExperts does not
     # take FP8 (TritonExperts._supports_quant_scheme) and the MoE oracle falls through to
     # MARLIN (MarlinExpertsBase, capability 7.5 and newer): it serves, weight-only FP8.
     CapabilityRule(
-        "vllm", ("fp8",), (8, 9), False,
+        "vllm",
+        ("fp8",),
+        (8, 9),
+        False,
         "below compute capability 8.9 vLLM serves the FP8 checkpoint with its Marlin "
         "kernels (FP8 weights, BF16 compute), slower than native FP8",
         "GPUs of compute capability 8.9 or newer serve FP8 natively",
         "vllm/platforms/cuda.py, CudaPlatform.supports_fp8; "
         "vllm/model_executor/layers/fused_moe/oracle/fp8.py, select_fp8_moe_backend; "
         "vllm/model_executor/layers/fused_moe/experts/triton_moe.py, "
-        "TritonExperts._supports_quant_scheme"),
+        "TritonExperts._supports_quant_scheme",
+    ),
 )
 
 
@@ -100,8 +120,7 @@ def capability_text(capability: tuple[int, int]) -> str:
     return f"{capability[0]}.{capability[1]}"
 
 
-def failed_rule(engine: str, precision: str,
-                capability: tuple[int, int]) -> CapabilityRule | None:
+def failed_rule(engine: str, precision: str, capability: tuple[int, int]) -> CapabilityRule | None:
     """The first rule in ``CAPABILITY_RULES`` that a GPU of ``capability`` fails, or None.
 
     Args:
@@ -117,6 +136,7 @@ def failed_rule(engine: str, precision: str,
 
 # --- the driver against the image's CUDA variant ---------------------------------------
 
+
 class CudaVariant:
     """One CUDA variant of an image and the host driver it needs (``images/matrix.toml``).
 
@@ -130,8 +150,9 @@ class CudaVariant:
 
     __slots__ = ("name", "toolkit", "min_driver", "min_driver_compat")
 
-    def __init__(self, name: str, toolkit: str, min_driver: str,
-                 min_driver_compat: str | None = None):
+    def __init__(
+        self, name: str, toolkit: str, min_driver: str, min_driver_compat: str | None = None
+    ):
         self.name = name
         self.toolkit = toolkit
         self.min_driver = min_driver
@@ -139,8 +160,10 @@ class CudaVariant:
 
     def encode(self) -> str:
         """``name:toolkit:min_driver[:min_driver_compat]``, one entry of ``CUDA_DRIVERS_ENV``."""
-        return ":".join([self.name, self.toolkit, self.min_driver]
-                        + ([self.min_driver_compat] if self.min_driver_compat else []))
+        return ":".join(
+            [self.name, self.toolkit, self.min_driver]
+            + ([self.min_driver_compat] if self.min_driver_compat else [])
+        )
 
     def needs(self) -> str:
         """The driver this variant needs, in words."""
@@ -192,29 +215,48 @@ def driver_verdict(driver: str, engine: str, env: Mapping[str, str]) -> tuple[st
     listed = parse_cuda_drivers(env.get(CUDA_DRIVERS_ENV) or "")
     have = driver_version(driver)
     if not variant_name or listed is None or have is None:
-        why = (f"NVML reports driver {driver!r}" if have is None else
-               f"{CUDA_VARIANT_ENV} and {CUDA_DRIVERS_ENV} are not set: not a "
-               "longcat-deploy image")
+        why = (
+            f"NVML reports driver {driver!r}"
+            if have is None
+            else f"{CUDA_VARIANT_ENV} and {CUDA_DRIVERS_ENV} are not set: not a "
+            "longcat-deploy image"
+        )
         return "ok", f"driver {driver}; not compared with the image's CUDA ({why})"
     variants = {v.name: v for v in listed}
     own = variants.get(variant_name)
     if own is None:
-        return "ok", (f"driver {driver}; not compared: {CUDA_DRIVERS_ENV} does not list "
-                      f"this image's variant {variant_name}")
+        return "ok", (
+            f"driver {driver}; not compared: {CUDA_DRIVERS_ENV} does not list "
+            f"this image's variant {variant_name}"
+        )
     where = f"this image's CUDA {own.toolkit} ({own.name})"
     if have >= (driver_version(own.min_driver) or ()):
         return "ok", f"driver {driver} >= {own.min_driver}, which {where} needs"
     if own.min_driver_compat and have >= (driver_version(own.min_driver_compat) or ()):
-        return "warn", (f"driver {driver} is older than the {own.min_driver} {where} is "
-                        f"built for; it runs through CUDA minor-version compatibility "
-                        f"(>= {own.min_driver_compat}), where kernels compiled just in time "
-                        f"(PTX) fail. Install driver >= {own.min_driver} for full support.")
-    runs = [v for v in listed if v is not own and have >= (
-        driver_version(v.min_driver_compat or v.min_driver) or ())]
-    other = "; or run the image's " + " or ".join(
-        f"{v.name} variant (CUDA {v.toolkit}, {v.needs()}: build.py build {engine} "
-        f"--cuda={v.name})" for v in runs) if runs else ""
-    return "fail", (f"the NVIDIA driver {driver} is older than {where} needs "
-                    f"({own.needs()}): the engine would stop with 'NVIDIA driver on your "
-                    f"system is too old'. Install driver >= {own.min_driver} on the host"
-                    f"{other}.")
+        return "warn", (
+            f"driver {driver} is older than the {own.min_driver} {where} is "
+            f"built for; it runs through CUDA minor-version compatibility "
+            f"(>= {own.min_driver_compat}), where kernels compiled just in time "
+            f"(PTX) fail. Install driver >= {own.min_driver} for full support."
+        )
+    runs = [
+        v
+        for v in listed
+        if v is not own and have >= (driver_version(v.min_driver_compat or v.min_driver) or ())
+    ]
+    other = (
+        "; or run the image's "
+        + " or ".join(
+            f"{v.name} variant (CUDA {v.toolkit}, {v.needs()}: build.py build {engine} "
+            f"--cuda={v.name})"
+            for v in runs
+        )
+        if runs
+        else ""
+    )
+    return "fail", (
+        f"the NVIDIA driver {driver} is older than {where} needs "
+        f"({own.needs()}): the engine would stop with 'NVIDIA driver on your "
+        f"system is too old'. Install driver >= {own.min_driver} on the host"
+        f"{other}."
+    )

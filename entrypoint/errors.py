@@ -66,8 +66,14 @@ class ConfigError(LaunchError):
 
     exit_status = EXIT_CONFIG
 
-    def __init__(self, variable: str, value: str | None, accepted: str, detail: str = "",
-                 hide_value: bool = False):
+    def __init__(
+        self,
+        variable: str,
+        value: str | None,
+        accepted: str,
+        detail: str = "",
+        hide_value: bool = False,
+    ):
         self.variable = variable
         self.value = value
         self.accepted = accepted
@@ -111,10 +117,12 @@ class OwnedFlagError(ConfigError):
     def message(self) -> str:
         flag = self.given if self.given == self.option else f"{self.given} ({self.option})"
         names = " and ".join(self.variables)
-        text = (f"{self.where}: {flag} is set by the launcher from {names}; set {names} "
-                f"instead of passing {self.option} (given twice, the engine would take the "
-                "last value, while the dry run, health check and preflight use the "
-                "variable's).")
+        text = (
+            f"{self.where}: {flag} is set by the launcher from {names}; set {names} "
+            f"instead of passing {self.option} (given twice, the engine would take the "
+            "last value, while the dry run, health check and preflight use the "
+            "variable's)."
+        )
         return f"{text} {self.detail}" if self.detail else text
 
 

@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # typing costs milliseconds at every container start
     from typing import NoReturn
 
 
-def engine_environment(environ: Mapping[str, str], engine_env: Mapping[str, str],
-                       read_by_libraries: Iterable[str] = ()) -> dict[str, str]:
+def engine_environment(
+    environ: Mapping[str, str], engine_env: Mapping[str, str], read_by_libraries: Iterable[str] = ()
+) -> dict[str, str]:
     """Return the engine's environment: ``environ`` plus ``engine_env`` where unset.
 
     One rule for blank values, as for the launcher's own variables: for every name in
@@ -64,9 +65,13 @@ def set_soft_limits(rlimits: Mapping[str, int]) -> None:
         resource.setrlimit(which, (soft, resource.getrlimit(which)[1]))
 
 
-def exec_engine(argv: list[str], env: Mapping[str, str], engine: str,
-                pid_record: str | None = None,
-                rlimits: Mapping[str, int] | None = None) -> NoReturn:
+def exec_engine(
+    argv: list[str],
+    env: Mapping[str, str],
+    engine: str,
+    pid_record: str | None = None,
+    rlimits: Mapping[str, int] | None = None,
+) -> NoReturn:
     """Print the command on stdout and become ``engine`` by running ``argv``. Does not return.
 
     Args:

@@ -59,8 +59,9 @@ class Fabric:
 
     __slots__ = ("hcas", "verbs", "ipc_lock", "initial_user_namespace")
 
-    def __init__(self, hcas: list[str], verbs: list[str], ipc_lock: bool,
-                 initial_user_namespace: bool):
+    def __init__(
+        self, hcas: list[str], verbs: list[str], ipc_lock: bool, initial_user_namespace: bool
+    ):
         self.hcas = hcas
         self.verbs = verbs
         self.ipc_lock = ipc_lock
@@ -96,13 +97,17 @@ def effective_capabilities(status: str) -> int:
 
 def read_fabric(root: str = "/") -> Fabric:
     """Read the fabric and this process's privileges under ``root`` (see the module doc)."""
-    verbs = [name for name in _listdir(os.path.join(root, DEV_INFINIBAND))
-             if name.startswith("uverbs")]
+    verbs = [
+        name for name in _listdir(os.path.join(root, DEV_INFINIBAND)) if name.startswith("uverbs")
+    ]
     status = _read(os.path.join(root, PROC_STATUS))
     uid_map = _read(os.path.join(root, PROC_UID_MAP)).split()
-    return Fabric(hcas=_listdir(os.path.join(root, SYS_CLASS_INFINIBAND)), verbs=verbs,
-                  ipc_lock=bool(effective_capabilities(status) >> CAP_IPC_LOCK & 1),
-                  initial_user_namespace=uid_map == INITIAL_UID_MAP)
+    return Fabric(
+        hcas=_listdir(os.path.join(root, SYS_CLASS_INFINIBAND)),
+        verbs=verbs,
+        ipc_lock=bool(effective_capabilities(status) >> CAP_IPC_LOCK & 1),
+        initial_user_namespace=uid_map == INITIAL_UID_MAP,
+    )
 
 
 def _nccl_ib_disabled(env: Mapping[str, str]) -> bool:
@@ -117,16 +122,16 @@ def rdma_fix(platform: str, engine: str) -> str:
     """How to give the engine's container the verbs devices, on ``platform``."""
     return {
         "docker": "Add the RDMA override: docker compose -f compose/two-node.yaml -f "
-                  "compose/rdma.yaml up -d (docker run: --device /dev/infiniband "
-                  "--cap-add IPC_LOCK).",
+        "compose/rdma.yaml up -d (docker run: --device /dev/infiniband "
+        "--cap-add IPC_LOCK).",
         "kubernetes": f"Deploy the RDMA variant, kubectl apply -k deploy/kubernetes/"
-                      f"{engine}-2node-rdma: it requests the RDMA device resource (python "
-                      "deploy/kubernetes/generate.py --rdma-resource NAME writes it for your "
-                      "device plugin's resource name) and adds IPC_LOCK.",
+        f"{engine}-2node-rdma: it requests the RDMA device resource (python "
+        "deploy/kubernetes/generate.py --rdma-resource NAME writes it for your "
+        "device plugin's resource name) and adds IPC_LOCK.",
         "slurm": "Under pyxis/enroot the HCAs come from enroot's 99-mellanox hook: set "
-                 "MELLANOX_VISIBLE_DEVICES=all before sbatch (deploy/slurm/"
-                 "longcat-2node.sbatch sets it when the node has Mellanox HCAs), or ask the "
-                 "administrators why enroot hides /dev/infiniband (ENROOT_RESTRICT_DEV).",
+        "MELLANOX_VISIBLE_DEVICES=all before sbatch (deploy/slurm/"
+        "longcat-2node.sbatch sets it when the node has Mellanox HCAs), or ask the "
+        "administrators why enroot hides /dev/infiniband (ENROOT_RESTRICT_DEV).",
     }[platform]
 
 
@@ -134,22 +139,23 @@ def memlock_fix(platform: str, engine: str, hard: str) -> str:
     """How to let NCCL pin its buffers, on ``platform``; ``hard`` is the hard limit shown."""
     return {
         "docker": "Run the container with --cap-add IPC_LOCK or --ulimit memlock=-1 "
-                  "(compose: compose/rdma.yaml adds IPC_LOCK; common.yaml asks for "
-                  "ulimits: memlock: -1, which a Docker daemon whose own limit is lower "
-                  "cannot grant).",
+        "(compose: compose/rdma.yaml adds IPC_LOCK; common.yaml asks for "
+        "ulimits: memlock: -1, which a Docker daemon whose own limit is lower "
+        "cannot grant).",
         "kubernetes": "Kubernetes has no ulimit setting: add the IPC_LOCK capability "
-                      "(securityContext.capabilities.add: [IPC_LOCK]), as deploy/kubernetes/"
-                      f"{engine}-2node-rdma does.",
+        "(securityContext.capabilities.add: [IPC_LOCK]), as deploy/kubernetes/"
+        f"{engine}-2node-rdma does.",
         "slurm": f"Slurm gives each task the submitting shell's soft limit under slurmd's "
-                 f"hard limit, here {hard}; the launcher already raises the soft limit to "
-                 "the hard one. Ask the administrators to run slurmd with "
-                 "LimitMEMLOCK=infinity and to set PropagateResourceLimitsExcept=MEMLOCK "
-                 "(enroot runs in a user namespace, so CAP_IPC_LOCK does not help there).",
+        f"hard limit, here {hard}; the launcher already raises the soft limit to "
+        "the hard one. Ask the administrators to run slurmd with "
+        "LimitMEMLOCK=infinity and to set PropagateResourceLimitsExcept=MEMLOCK "
+        "(enroot runs in a user namespace, so CAP_IPC_LOCK does not help there).",
     }[platform]
 
 
-def check_fabric(plan: Plan, env: Mapping[str, str], fabric: Fabric,
-                 platform: str) -> Outcome | None:
+def check_fabric(
+    plan: Plan, env: Mapping[str, str], fabric: Fabric, platform: str
+) -> Outcome | None:
     """On a multi-node plan, NCCL can reach the other nodes over RDMA.
 
     - verbs devices in the container: passes.
@@ -163,33 +169,53 @@ def check_fabric(plan: Plan, env: Mapping[str, str], fabric: Fabric,
     if not plan.multi_node:
         return None
     hcas = ", ".join(fabric.hcas)
-    confirm = ("Start with NCCL_DEBUG=INFO to see the transport: the engine's log says "
-               "'NCCL INFO Using network IB' over RDMA, 'Using network Socket' over TCP.")
+    confirm = (
+        "Start with NCCL_DEBUG=INFO to see the transport: the engine's log says "
+        "'NCCL INFO Using network IB' over RDMA, 'Using network Socket' over TCP."
+    )
     if fabric.verbs:
-        return Outcome("RDMA", True,
-                       f"verbs devices {', '.join(fabric.verbs)} (HCAs: {hcas or 'not listed'}):"
-                       " NCCL can use InfiniBand or RoCE between the nodes")
+        return Outcome(
+            "RDMA",
+            True,
+            f"verbs devices {', '.join(fabric.verbs)} (HCAs: {hcas or 'not listed'}):"
+            " NCCL can use InfiniBand or RoCE between the nodes",
+        )
     if fabric.hcas and _nccl_ib_disabled(env):
-        return Outcome("RDMA", True,
-                       f"the host has RDMA HCAs ({hcas}), but NCCL_IB_DISABLE="
-                       f"{env.get('NCCL_IB_DISABLE', '').strip()}: NCCL uses TCP sockets between "
-                       "the nodes, much slower than RDMA.", warning=True)
+        return Outcome(
+            "RDMA",
+            True,
+            f"the host has RDMA HCAs ({hcas}), but NCCL_IB_DISABLE="
+            f"{env.get('NCCL_IB_DISABLE', '').strip()}: NCCL uses TCP sockets between "
+            "the nodes, much slower than RDMA.",
+            warning=True,
+        )
     if fabric.hcas:
-        return Outcome("RDMA", False,
-                       f"the host has RDMA HCAs ({hcas}, /sys/class/infiniband) but this "
-                       "container has no verbs device (/dev/infiniband/uverbs*): NCCL would "
-                       "fall back to TCP sockets without an error and serve many times "
-                       f"slower. {rdma_fix(platform, plan.engine)} To run over TCP on purpose, "
-                       "set NCCL_IB_DISABLE=1.")
-    return Outcome("RDMA", True,
-                   "no RDMA HCA on this host (/sys/class/infiniband is empty or absent): NCCL "
-                   "will use TCP sockets between the nodes, much slower than InfiniBand or "
-                   f"RoCE. If the nodes have HCAs, load their drivers (ib_uverbs). {confirm}",
-                   warning=True)
+        return Outcome(
+            "RDMA",
+            False,
+            f"the host has RDMA HCAs ({hcas}, /sys/class/infiniband) but this "
+            "container has no verbs device (/dev/infiniband/uverbs*): NCCL would "
+            "fall back to TCP sockets without an error and serve many times "
+            f"slower. {rdma_fix(platform, plan.engine)} To run over TCP on purpose, "
+            "set NCCL_IB_DISABLE=1.",
+        )
+    return Outcome(
+        "RDMA",
+        True,
+        "no RDMA HCA on this host (/sys/class/infiniband is empty or absent): NCCL "
+        "will use TCP sockets between the nodes, much slower than InfiniBand or "
+        f"RoCE. If the nodes have HCAs, load their drivers (ib_uverbs). {confirm}",
+        warning=True,
+    )
 
 
-def check_memlock(plan: Plan, limits: tuple[int, int] | None = None, *,
-                  fabric: Fabric | None = None, platform: str = "docker") -> Outcome:
+def check_memlock(
+    plan: Plan,
+    limits: tuple[int, int] | None = None,
+    *,
+    fabric: Fabric | None = None,
+    platform: str = "docker",
+) -> Outcome:
     """NCCL can pin its RDMA buffers: what a multi-node plan with a verbs device needs.
 
     Pinning beyond ``RLIMIT_MEMLOCK`` needs ``CAP_IPC_LOCK`` in the initial user namespace
@@ -223,20 +249,32 @@ def check_memlock(plan: Plan, limits: tuple[int, int] | None = None, *,
         soft = hard
     fabric = fabric or read_fabric()
     if not fabric.verbs:
-        return Outcome("memlock", True,
-                       f"{found}; no RDMA device in this container, and NCCL over TCP sockets "
-                       "locks no memory", rlimits=rlimits)
+        return Outcome(
+            "memlock",
+            True,
+            f"{found}; no RDMA device in this container, and NCCL over TCP sockets locks no memory",
+            rlimits=rlimits,
+        )
     if soft == infinity:
         return Outcome("memlock", True, found, rlimits=rlimits)
     if fabric.ipc_lock and fabric.initial_user_namespace:
-        return Outcome("memlock", True,
-                       f"{found}; CAP_IPC_LOCK lets NCCL pin its RDMA buffers whatever the "
-                       "limit", rlimits=rlimits)
-    userns = (" This container has CAP_IPC_LOCK, but in a user namespace (enroot, rootless "
-              "Docker or Podman, userns-remap), where it does not count."
-              if fabric.ipc_lock else "")
-    return Outcome("memlock", False,
-                   f"{found}; across {plan.nnodes} nodes NCCL pins its buffers for the RDMA "
-                   "card, which fails beyond the memlock limit without CAP_IPC_LOCK."
-                   f"{userns} {memlock_fix(platform, plan.engine, shown(hard))}",
-                   rlimits=rlimits)
+        return Outcome(
+            "memlock",
+            True,
+            f"{found}; CAP_IPC_LOCK lets NCCL pin its RDMA buffers whatever the limit",
+            rlimits=rlimits,
+        )
+    userns = (
+        " This container has CAP_IPC_LOCK, but in a user namespace (enroot, rootless "
+        "Docker or Podman, userns-remap), where it does not count."
+        if fabric.ipc_lock
+        else ""
+    )
+    return Outcome(
+        "memlock",
+        False,
+        f"{found}; across {plan.nnodes} nodes NCCL pins its buffers for the RDMA "
+        "card, which fails beyond the memlock limit without CAP_IPC_LOCK."
+        f"{userns} {memlock_fix(platform, plan.engine, shown(hard))}",
+        rlimits=rlimits,
+    )

@@ -67,8 +67,10 @@ def http_health(host: str, port: int, timeout_s: float = HTTP_TIMEOUT_S) -> tupl
     try:
         with socket.create_connection((target, port), timeout=remaining()) as sock:
             sock.settimeout(remaining())
-            sock.sendall(f"GET /health HTTP/1.1\r\nHost: {target}:{port}\r\n"
-                         "Connection: close\r\n\r\n".encode())
+            sock.sendall(
+                f"GET /health HTTP/1.1\r\nHost: {target}:{port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
             while b"\r\n" not in answer and len(answer) < _MAX_STATUS_LINE:
                 sock.settimeout(remaining())
                 chunk = sock.recv(1024)
@@ -80,8 +82,11 @@ def http_health(host: str, port: int, timeout_s: float = HTTP_TIMEOUT_S) -> tupl
     except OSError as exc:  # refused, unreachable, reset
         return False, f"GET {url} failed: {exc}"
     words = answer.split(b"\r\n", 1)[0].split(None, 2)
-    if len(words) < 2 or not words[0].startswith(b"HTTP/") or not (
-            words[1].isdigit() and len(words[1]) == 3):
+    if (
+        len(words) < 2
+        or not words[0].startswith(b"HTTP/")
+        or not (words[1].isdigit() and len(words[1]) == 3)
+    ):
         shown = answer[:60].decode("ascii", "backslashreplace")
         return False, f"GET {url} answered something that is not HTTP: {shown!r}"
     status = int(words[1])
@@ -147,8 +152,10 @@ def node_health(plan: Plan, env: Mapping[str, str]) -> tuple[bool, str]:
     pid = engine_process(path)
     if pid is not None:
         return True, f"headless vLLM node: its engine '{HEADLESS_MARKER}' is running (pid {pid})"
-    return False, (f"headless vLLM node: the engine recorded in {path} is not running "
-                   f"'{HEADLESS_MARKER}' (it exited, or was never started)")
+    return False, (
+        f"headless vLLM node: the engine recorded in {path} is not running "
+        f"'{HEADLESS_MARKER}' (it exited, or was never started)"
+    )
 
 
 def run_health(env: Mapping[str, str]) -> int:

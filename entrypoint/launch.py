@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # typing costs milliseconds at every container start
     from .plan import Plan
 
 
-def describe_plan(plan: Plan, argv: list[str],
-                  before_launch: Sequence[tuple[str, str, str]] = ()) -> str:
+def describe_plan(
+    plan: Plan, argv: list[str], before_launch: Sequence[tuple[str, str, str]] = ()
+) -> str:
     """Render the plan for a human: each value and where it came from, then derived ones.
 
     Args:
@@ -47,11 +48,16 @@ def describe_plan(plan: Plan, argv: list[str],
 
     vllm = plan.engine == "vllm"
     shown = {
-        "ENGINE": plan.engine, "PRECISION": plan.precision, "NNODES": plan.nnodes,
-        "NODE_RANK": plan.node_rank, "MASTER_IP": plan.master_ip or "-",
+        "ENGINE": plan.engine,
+        "PRECISION": plan.precision,
+        "NNODES": plan.nnodes,
+        "NODE_RANK": plan.node_rank,
+        "MASTER_IP": plan.master_ip or "-",
         "MASTER_PORT": plan.master_port if plan.multi_node else "- (one node)",
-        "MTP": "on" if plan.mtp else "off", "MODEL": plan.model,
-        "GPUS_PER_NODE": plan.gpus_per_node, "HOST": plan.host,
+        "MTP": "on" if plan.mtp else "off",
+        "MODEL": plan.model,
+        "GPUS_PER_NODE": plan.gpus_per_node,
+        "HOST": plan.host,
         "PORT": plan.port if plan.serves_http else "- (headless node: no HTTP)",
         "EXTRA_ARGS": command_line(list(plan.extra_args)) or "-",
         "VARIANT": plan.variant,
@@ -60,24 +66,25 @@ def describe_plan(plan: Plan, argv: list[str],
         "API_KEY": "set (not shown)" if plan.api_key_source == "API_KEY" else "-",
         "API_KEY_FILE": "set (read at launch)" if plan.api_key_source == "API_KEY_FILE" else "-",
         "CONTEXT_LENGTH": plan.context_length or "- (the checkpoint's own)",
-        "SHUTDOWN_TIMEOUT_S": (plan.shutdown_timeout_s if vllm
-                               else "- (SGLang drains without a limit)"),
+        "SHUTDOWN_TIMEOUT_S": (
+            plan.shutdown_timeout_s if vllm else "- (SGLang drains without a limit)"
+        ),
     }
     lines = ["LongCat-Flash launch plan (dry run: nothing is started)"]
     for var in VARIABLES:
         if var.name in shown:
-            lines.append(f"  {var.name:<22} {str(shown[var.name]):<44} "
-                         f"{plan.sources.get(var.name, '')}")
+            lines.append(
+                f"  {var.name:<22} {str(shown[var.name]):<44} {plan.sources.get(var.name, '')}"
+            )
     derived: list[tuple[str, object, str]] = [
         ("role", plan.role, ""),
-        ("tensor parallel size", plan.tensor_parallel_size,
-         plan.sources["tensor_parallel_size"]),
-        ("expert parallel size", plan.expert_parallel_size,
-         plan.sources["expert_parallel_size"]),
+        ("tensor parallel size", plan.tensor_parallel_size, plan.sources["tensor_parallel_size"]),
+        ("expert parallel size", plan.expert_parallel_size, plan.sources["expert_parallel_size"]),
     ]
     if plan.engine == "vllm":
-        derived.append(("data parallel size", plan.data_parallel_size,
-                        plan.sources["data_parallel_size"]))
+        derived.append(
+            ("data parallel size", plan.data_parallel_size, plan.sources["data_parallel_size"])
+        )
     if plan.mtp:
         derived.append(("draft model", plan.draft_model, "MODEL (the served checkpoint)"))
     if plan.revision:
@@ -104,22 +111,44 @@ def _serving_rows(plan: Plan) -> list[tuple[str, object, str]]:
     vllm = plan.engine == "vllm"
     rows: list[tuple[str, object, str]] = []
     if plan.variant == "thinking":
-        rows.append(("reasoning", "apart from the content (--reasoning-parser longcat_think)"
-                     if vllm else "stays in the content", "VARIANT=thinking" if vllm else
-                     "SGLang has no parser for <longcat_think>"))
+        rows.append(
+            (
+                "reasoning",
+                "apart from the content (--reasoning-parser longcat_think)"
+                if vllm
+                else "stays in the content",
+                "VARIANT=thinking" if vllm else "SGLang has no parser for <longcat_think>",
+            )
+        )
     if plan.api_key_source is None:
         rows.append(("API key", "none: the API is open", "set API_KEY or API_KEY_FILE"))
     else:
-        rows.append(("API key", "in VLLM_API_KEY (engine environment)" if vllm else
-                     "in a private --config file (not argv)",
-                     f"{plan.api_key_source}; /health and /metrics stay open"))
+        rows.append(
+            (
+                "API key",
+                "in VLLM_API_KEY (engine environment)"
+                if vllm
+                else "in a private --config file (not argv)",
+                f"{plan.api_key_source}; /health and /metrics stay open",
+            )
+        )
     if plan.serves_api:
-        rows.append(("metrics", f"GET /metrics on port {plan.port} (Prometheus)",
-                     "always on in vLLM" if vllm else "--enable-metrics"))
-    rows.append(("graceful stop", f"in-flight requests get {plan.shutdown_timeout_s} s"
-                 if vllm else "in-flight requests finish first",
-                 "SHUTDOWN_TIMEOUT_S (--shutdown-timeout)" if vllm
-                 else "SGLang's own drain on SIGTERM"))
+        rows.append(
+            (
+                "metrics",
+                f"GET /metrics on port {plan.port} (Prometheus)",
+                "always on in vLLM" if vllm else "--enable-metrics",
+            )
+        )
+    rows.append(
+        (
+            "graceful stop",
+            f"in-flight requests get {plan.shutdown_timeout_s} s"
+            if vllm
+            else "in-flight requests finish first",
+            "SHUTDOWN_TIMEOUT_S (--shutdown-timeout)" if vllm else "SGLang's own drain on SIGTERM",
+        )
+    )
     return rows
 
 
@@ -166,9 +195,13 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         say(describe_plan(plan, build_argv(plan), before))
         return 0
     if engine_module(plan.engine).find_engine(env) is None:
-        raise EngineNotInstalled(plan.engine, {"sglang": "the sglang package in "
-                                               f"{sys.executable}",
-                                               "vllm": "the 'vllm' command on PATH"}[plan.engine])
+        raise EngineNotInstalled(
+            plan.engine,
+            {
+                "sglang": f"the sglang package in {sys.executable}",
+                "vllm": "the 'vllm' command on PATH",
+            }[plan.engine],
+        )
     # The key first: a missing key file is refused before hours of download.
     key = None
     if plan.api_key_source is not None:
@@ -190,8 +223,12 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         from .preflight import chosen_engine_env, run_checks
         from .preflight import chosen_rlimits as rlimits_of
 
-        outcomes = run_checks(plan, env, mode, download_to=located.cache
-                              if located is not None and located.needs_download else None)
+        outcomes = run_checks(
+            plan,
+            env,
+            mode,
+            download_to=located.cache if located is not None and located.needs_download else None,
+        )
         chosen_env = chosen_engine_env(outcomes)
         chosen_rlimits = rlimits_of(outcomes)
     if located is not None:
@@ -199,8 +236,10 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
 
         located = prepare(plan, values, env, located)
         plan = plan.replace(**located.plan_changes())
-    plan = plan.replace(engine_env={**plan.engine_env, **chosen_env},
-                        engine_rlimits={**plan.engine_rlimits, **chosen_rlimits})
+    plan = plan.replace(
+        engine_env={**plan.engine_env, **chosen_env},
+        engine_rlimits={**plan.engine_rlimits, **chosen_rlimits},
+    )
     if env.get("LONGCAT_HF_SEED"):  # files the image ships, hidden by the HF_HOME mount
         from .seed import link_seed
 
@@ -220,6 +259,10 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     from .health import pid_file
 
     library_variables = [var.name for var in VARIABLES if var.kind == "library"]
-    exec_engine(build_argv(plan), engine_environment(environ, engine_env(plan), library_variables),
-                plan.engine, pid_record=pid_file(env) if plan.headless else None,
-                rlimits=plan.engine_rlimits)
+    exec_engine(
+        build_argv(plan),
+        engine_environment(environ, engine_env(plan), library_variables),
+        plan.engine,
+        pid_record=pid_file(env) if plan.headless else None,
+        rlimits=plan.engine_rlimits,
+    )

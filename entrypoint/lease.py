@@ -92,11 +92,16 @@ class Lease:
         OSError: the lease folder cannot be created or written (read-only, permissions).
     """
 
-    def __init__(self, path: str, stale_s: float, no_progress_s: float,
-                 log: Callable[[str], None],
-                 progress: Callable[[], tuple[int, str]] = lambda: (0, ""),
-                 clock: Callable[[], float] | None = None,
-                 sleep: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        path: str,
+        stale_s: float,
+        no_progress_s: float,
+        log: Callable[[str], None],
+        progress: Callable[[], tuple[int, str]] = lambda: (0, ""),
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ):
         import socket
         import threading
         import time
@@ -127,8 +132,9 @@ class Lease:
         except FileExistsError:
             return False
         try:
-            os.write(fd, json.dumps({"holder": self.me, "token": self.token,
-                                     **self.identity}).encode())
+            os.write(
+                fd, json.dumps({"holder": self.me, "token": self.token, **self.identity}).encode()
+            )
         finally:
             os.close(fd)
         return True
@@ -191,8 +197,9 @@ class Lease:
         except (ValueError, KeyError, TypeError):
             return False
         mine = self.identity
-        if not mine.get("boot") or any(theirs.get(key) != mine.get(key)
-                                       for key in ("boot", "pidns")):
+        if not mine.get("boot") or any(
+            theirs.get(key) != mine.get(key) for key in ("boot", "pidns")
+        ):
             return False
         return bool(_process_identity(pid).get("start") != theirs.get("start"))
 
@@ -253,14 +260,18 @@ class Lease:
                 bytes_seen, bytes_at = done, now
             if logged_at is None or now - logged_at >= WAIT_LOG_EVERY_S:
                 logged_at = now
-                self.log(f"weights: waiting for {holder}, which is downloading into this "
-                         f"shared cache{': ' + text if text else ''}")
+                self.log(
+                    f"weights: waiting for {holder}, which is downloading into this "
+                    f"shared cache{': ' + text if text else ''}"
+                )
             why = None
             if self._gone(content):
                 why = f"{holder} is not running any more"
             elif now - changed_at >= self.stale_s:
-                why = (f"{holder} stopped renewing its lease {self.path} for "
-                       f"{self.stale_s:g} s (its process or node is gone)")
+                why = (
+                    f"{holder} stopped renewing its lease {self.path} for "
+                    f"{self.stale_s:g} s (its process or node is gone)"
+                )
             elif now - bytes_at >= self.no_progress_s:
                 why = f"no new byte reached the cache for {self.no_progress_s:g} s"
             if why:
@@ -270,6 +281,5 @@ class Lease:
                 continue
             self.sleep(poll_s)
         self.holder = self.me
-        self._beat = threading.Thread(target=self._heartbeat, name="lease-heartbeat",
-                                      daemon=True)
+        self._beat = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
         self._beat.start()

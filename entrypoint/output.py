@@ -92,15 +92,16 @@ def redact(text: str) -> str:
     if "@" in text and "://" in text:
         import re
 
-        text = re.sub(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/?#@\s]*?)(?::[^/?#@\s]*)?@",
-                      _blank_userinfo, text)
+        text = re.sub(
+            r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/?#@\s]*?)(?::[^/?#@\s]*)?@", _blank_userinfo, text
+        )
     return text
 
 
 def _blank_userinfo(match: re.Match[str]) -> str:
     """``scheme://user:***@`` for a user and a password, ``scheme://***@`` for one token."""
     scheme, user = match.group(1), match.group(2)
-    has_password = match.group(0)[len(scheme) + len(user):-1].startswith(":")
+    has_password = match.group(0)[len(scheme) + len(user) : -1].startswith(":")
     return f"{scheme}{user}:{REDACTED}@" if has_password else f"{scheme}{REDACTED}@"
 
 
@@ -122,7 +123,8 @@ def is_secret_flag(token: str) -> bool:
         return False
     name = token.split("=", 1)[0].replace("_", "-").lower()
     return len(name) - 2 >= _MIN_ABBREVIATION and any(
-        flag.startswith(name) for flag in SECRET_FLAGS)
+        flag.startswith(name) for flag in SECRET_FLAGS
+    )
 
 
 def redact_argv(argv: list[str]) -> list[str]:
@@ -143,8 +145,7 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 
 # The characters shlex.quote leaves unquoted (Lib/shlex.py, _find_unsafe).
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                  "_@%+=:,./-")
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
 
 
 def quote(word: str) -> str:

@@ -136,8 +136,10 @@ class Plan:
     def replace(self, **changes: Any) -> Plan:
         """Return a copy of this plan with ``changes`` applied (field name -> new value)."""
         fields = {name: getattr(self, name) for name in self.__slots__}
-        fields = {name: dict(value) if isinstance(value, MappingProxyType) else value
-                  for name, value in fields.items()}
+        fields = {
+            name: dict(value) if isinstance(value, MappingProxyType) else value
+            for name, value in fields.items()
+        }
         fields.update(changes)
         return Plan(**fields)
 
@@ -228,16 +230,23 @@ def model_revision(model: str, revision: str | None, download: bool) -> str | No
     if download and cache_folder:
         return None
     if cache_folder:
-        detail = (f"With DOWNLOAD=0 the engine gets MODEL={model} as given, and nothing "
-                  "picks a snapshot of it: set DOWNLOAD=1 (the launcher then picks the "
-                  "revision's snapshot), or MODEL to the snapshot folder itself.")
+        detail = (
+            f"With DOWNLOAD=0 the engine gets MODEL={model} as given, and nothing "
+            "picks a snapshot of it: set DOWNLOAD=1 (the launcher then picks the "
+            "revision's snapshot), or MODEL to the snapshot folder itself."
+        )
     else:
-        detail = (f"MODEL={model} is a local directory, which has no revisions: unset "
-                  "MODEL_REVISION, or set MODEL to a Hugging Face repo id, or to a cache "
-                  "folder (.../hub/models--org--name) whose snapshot it then picks.")
-    raise ConfigError("MODEL_REVISION", revision,
-                      "unset when MODEL is a local directory other than a Hugging Face "
-                      "cache folder", detail)
+        detail = (
+            f"MODEL={model} is a local directory, which has no revisions: unset "
+            "MODEL_REVISION, or set MODEL to a Hugging Face repo id, or to a cache "
+            "folder (.../hub/models--org--name) whose snapshot it then picks."
+        )
+    raise ConfigError(
+        "MODEL_REVISION",
+        revision,
+        "unset when MODEL is a local directory other than a Hugging Face cache folder",
+        detail,
+    )
 
 
 def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
@@ -268,15 +277,22 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         sources["NNODES"] = f"default for {precision}"
     node_rank = v["NODE_RANK"]
     if node_rank >= nnodes:
-        raise ConfigError("NODE_RANK", str(node_rank), f"0..{nnodes - 1} (NNODES={nnodes})",
-                          "Number the nodes from 0; node 0 serves the API.")
+        raise ConfigError(
+            "NODE_RANK",
+            str(node_rank),
+            f"0..{nnodes - 1} (NNODES={nnodes})",
+            "Number the nodes from 0; node 0 serves the API.",
+        )
 
     master_ip = v["MASTER_IP"] if nnodes > 1 else None
     if nnodes > 1 and master_ip is None:
-        raise ConfigError("MASTER_IP", None,
-                          "node 0's IPv4 address, IPv6 address or DNS name",
-                          f"It is required with NNODES={nnodes} ({precision} spans "
-                          f"{nnodes} nodes); set the same value on every node.")
+        raise ConfigError(
+            "MASTER_IP",
+            None,
+            "node 0's IPv4 address, IPv6 address or DNS name",
+            f"It is required with NNODES={nnodes} ({precision} spans "
+            f"{nnodes} nodes); set the same value on every node.",
+        )
 
     port = v["PORT"]
     if port is None:
@@ -287,8 +303,12 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         master_port = DEFAULT_MASTER_PORT[engine]
         sources["MASTER_PORT"] = f"default for {engine}"
     if nnodes > 1 and port == master_port and not (engine == "vllm" and node_rank > 0):
-        raise ConfigError("PORT", str(port), f"any free port but MASTER_PORT ({master_port})",
-                          "Node 0 binds both the HTTP port and MASTER_PORT.")
+        raise ConfigError(
+            "PORT",
+            str(port),
+            f"any free port but MASTER_PORT ({master_port})",
+            "Node 0 binds both the HTTP port and MASTER_PORT.",
+        )
 
     variant = v["VARIANT"]
     checkpoint = (THINKING_CHECKPOINTS if variant == "thinking" else CHECKPOINTS)[precision]
@@ -299,23 +319,35 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
     served_model_name = v["SERVED_MODEL_NAME"]
     if served_model_name is None:
         served_model_name, sources["SERVED_MODEL_NAME"] = default_served_model_name(
-            model, checkpoint)
+            model, checkpoint
+        )
 
     tool_calls = v["TOOL_CALLS"]
     if tool_calls is None:
         tool_calls = engine == "vllm"
-        sources["TOOL_CALLS"] = ("default for vllm (its longcat tool parser)" if tool_calls
-                                 else "default for sglang (it has no LongCat tool parser)")
+        sources["TOOL_CALLS"] = (
+            "default for vllm (its longcat tool parser)"
+            if tool_calls
+            else "default for sglang (it has no LongCat tool parser)"
+        )
     elif tool_calls and engine == "sglang":
         # SGLang 0.5.23 registers no LongCat tool parser (docs/engines.md, "Serving
         # features").
-        raise ConfigError("TOOL_CALLS", "on", "off with ENGINE=sglang",
-                          "SGLang has no LongCat tool parser; use ENGINE=vllm for tool calls.")
+        raise ConfigError(
+            "TOOL_CALLS",
+            "on",
+            "off with ENGINE=sglang",
+            "SGLang has no LongCat tool parser; use ENGINE=vllm for tool calls.",
+        )
 
     api_key_source = None
     if v["API_KEY"] and v["API_KEY_FILE"] is not None:
-        raise ConfigError("API_KEY_FILE", v["API_KEY_FILE"], "unset while API_KEY is set",
-                          "Give the key one way: API_KEY, or API_KEY_FILE.")
+        raise ConfigError(
+            "API_KEY_FILE",
+            v["API_KEY_FILE"],
+            "unset while API_KEY is set",
+            "Give the key one way: API_KEY, or API_KEY_FILE.",
+        )
     if v["API_KEY"]:
         api_key_source = "API_KEY"
     elif v["API_KEY_FILE"] is not None:
@@ -361,8 +393,7 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         context_length=v["CONTEXT_LENGTH"],
         shutdown_timeout_s=v["SHUTDOWN_TIMEOUT_S"],
         api_key_source=api_key_source,
-        api_key_config=(API_KEY_CONFIG_PENDING if api_key_source and engine == "sglang"
-                        else None),
+        api_key_config=(API_KEY_CONFIG_PENDING if api_key_source and engine == "sglang" else None),
         engine_env={},
         engine_rlimits={},
         sources=sources,
@@ -392,8 +423,9 @@ def default_served_model_name(model: str, checkpoint: str) -> tuple[str, str]:
     return checkpoint, "repo id for VARIANT and PRECISION (MODEL is a local directory)"
 
 
-def _without_owned_flags(engine: str, values: Mapping[str, Any],
-                         passthrough: Sequence[str]) -> tuple[str, ...]:
+def _without_owned_flags(
+    engine: str, values: Mapping[str, Any], passthrough: Sequence[str]
+) -> tuple[str, ...]:
     """EXTRA_ARGS then ``passthrough``, after refusing every flag the launcher sets itself.
 
     The engine takes the last of two values, while health and preflight use the
@@ -409,11 +441,18 @@ def _without_owned_flags(engine: str, values: Mapping[str, Any],
     from .errors import OwnedFlagError
 
     module = engine_module(engine)
-    table = [*module.OWNED_OPTIONS,
-             *(entry for entry in module.OWNED_WHEN_SET
-               if any(values.get(name) not in (None, False) for name in entry[2].split()))]
-    for where, args in (("EXTRA_ARGS", values["EXTRA_ARGS"]),
-                        ("the arguments after the image name", passthrough)):
+    table = [
+        *module.OWNED_OPTIONS,
+        *(
+            entry
+            for entry in module.OWNED_WHEN_SET
+            if any(values.get(name) not in (None, False) for name in entry[2].split())
+        ),
+    ]
+    for where, args in (
+        ("EXTRA_ARGS", values["EXTRA_ARGS"]),
+        ("the arguments after the image name", passthrough),
+    ):
         for token in args:
             owned = owned_option(token, table)
             if owned is not None:

@@ -98,9 +98,12 @@ def platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
             (ours, our_source), (theirs, their_source) = lws[name], slurm[name]
             if _comparable(name, ours) != _comparable(name, theirs):
                 raise ConfigError(
-                    our_source, ours, f"{theirs!r}, the value of {their_source}",
+                    our_source,
+                    ours,
+                    f"{theirs!r}, the value of {their_source}",
                     f"LeaderWorkerSet and Slurm disagree on {name}. The launcher runs under "
-                    f"one of them: unset the other's variables.")
+                    f"one of them: unset the other's variables.",
+                )
             merged[name] = (ours, f"{our_source} and {their_source}")
         elif name in lws:
             merged[name] = lws[name]
@@ -159,9 +162,12 @@ def slurm_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     local_id = env.get(SLURM_LOCALID, "").strip()
     if local_id not in ("", "0"):
         raise ConfigError(
-            SLURM_LOCALID, local_id, "0 (one task per node)",
+            SLURM_LOCALID,
+            local_id,
+            "0 (one task per node)",
             "The launcher starts one engine per node, using all its GPUs; run it with "
-            "srun --ntasks-per-node=1.")
+            "srun --ntasks-per-node=1.",
+        )
     rank = env.get(SLURM_RANK, "").strip()
     if rank:
         found["NODE_RANK"] = (_whole_number(SLURM_RANK, rank, minimum=0), SLURM_RANK)
@@ -195,14 +201,18 @@ def first_host(variable: str, nodelist: str) -> str:
         import hostlist
     except ImportError:
         raise ConfigError(
-            variable, nodelist, _HOSTLIST_ACCEPTED,
+            variable,
+            nodelist,
+            _HOSTLIST_ACCEPTED,
             "Expanding it needs the python-hostlist package, which is not installed here: "
-            "pip install python-hostlist, or set MASTER_IP to node 0's address.") from None
+            "pip install python-hostlist, or set MASTER_IP to node 0's address.",
+        ) from None
     try:
         hosts = hostlist.expand_hostlist(nodelist)
     except hostlist.BadHostlist as exc:
-        raise ConfigError(variable, nodelist, _HOSTLIST_ACCEPTED,
-                          f"It does not expand: {exc}.") from None
+        raise ConfigError(
+            variable, nodelist, _HOSTLIST_ACCEPTED, f"It does not expand: {exc}."
+        ) from None
     if not hosts:
         raise ConfigError(variable, nodelist, _HOSTLIST_ACCEPTED, "It names no host.")
     return _host(variable, hosts[0], _HOSTLIST_ACCEPTED)

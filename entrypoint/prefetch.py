@@ -77,31 +77,39 @@ def run_prefetch(env: Mapping[str, str], verify: bool) -> int:
     model_revision(model, revision, download=True)  # refuses what a launch refuses
     if is_local(model):
         if verify:
-            raise ConfigError("MODEL", model, "a Hugging Face repo id, for prefetch --verify",
-                              "--verify compares the files with the Hub's metadata; a local "
-                              "directory has none to compare with.")
+            raise ConfigError(
+                "MODEL",
+                model,
+                "a Hugging Face repo id, for prefetch --verify",
+                "--verify compares the files with the Hub's metadata; a local "
+                "directory has none to compare with.",
+            )
         located = locate_model(model, revision, env)
-        say(f"prefetch: MODEL={model} is a local checkpoint ({located.path}); nothing to "
-            "fetch.")
+        say(f"prefetch: MODEL={model} is a local checkpoint ({located.path}); nothing to fetch.")
         return 0
     if verify and hub_offline(env):
-        raise ConfigError("HF_HUB_OFFLINE", env.get("HF_HUB_OFFLINE"), "unset, for prefetch "
-                          "--verify", "--verify asks the Hub for each file's size and hash.")
+        raise ConfigError(
+            "HF_HUB_OFFLINE",
+            env.get("HF_HUB_OFFLINE"),
+            "unset, for prefetch --verify",
+            "--verify asks the Hub for each file's size and hash.",
+        )
     located = locate_model(model, revision, env)
     checked: set[str] = set()
     if located.needs_download:
         from .weights import fetch
 
-        located.path = fetch(located, env, stall_s=values["DOWNLOAD_STALL_S"],
-                             checked=checked)
+        located.path = fetch(located, env, stall_s=values["DOWNLOAD_STALL_S"], checked=checked)
     snapshot, repo_id = located.path, located.repo_id
     if snapshot is None or repo_id is None:
         raise TypeError(f"locate/fetch left {model!r} without a snapshot")  # a bug
     if verify:
         verify_snapshot(repo_id, snapshot, env, values["DOWNLOAD_STALL_S"], checked)
-    say(f"prefetch: {model}@{located.revision} is complete in {located.cache} "
+    say(
+        f"prefetch: {model}@{located.revision} is complete in {located.cache} "
         f"({snapshot}){' and verified' if verify else ''}; start the deployment with the "
-        "same HF_HOME.")
+        "same HF_HOME."
+    )
     return 0
 
 
@@ -113,9 +121,14 @@ def _digest(path: str, remote: RemoteFile) -> str:
     return hasher.hexdigest()
 
 
-def verify_snapshot(repo_id: str, snapshot: str, env: Mapping[str, str], stall_s: float,
-                    checked: Collection[str] = (),
-                    log: Callable[[str], None] = log) -> None:
+def verify_snapshot(
+    repo_id: str,
+    snapshot: str,
+    env: Mapping[str, str],
+    stall_s: float,
+    checked: Collection[str] = (),
+    log: Callable[[str], None] = log,
+) -> None:
     """Check each file of ``snapshot`` against the Hub's metadata for its commit.
 
     The commit is the snapshot folder's name. For each file the engine loads: present,
@@ -134,10 +147,15 @@ def verify_snapshot(repo_id: str, snapshot: str, env: Mapping[str, str], stall_s
     _, remotes = HubRepo(repo_id, commit, env, stall_s).files(log)
     to_hash = [r for r in remotes if r.name not in checked]
     total = sum(r.size for r in to_hash)
-    log(f"verify: {len(remotes)} files of {repo_id} (commit {commit}); hashing "
+    log(
+        f"verify: {len(remotes)} files of {repo_id} (commit {commit}); hashing "
         f"{len(to_hash)} of them, {total / GB:.2f} GB"
-        + (f" ({len(remotes) - len(to_hash)} were checked as they were fetched)"
-           if len(to_hash) < len(remotes) else ""))
+        + (
+            f" ({len(remotes) - len(to_hash)} were checked as they were fetched)"
+            if len(to_hash) < len(remotes)
+            else ""
+        )
+    )
     problems: dict[str, str] = {}
     lock = threading.Lock()
     done = [0]
@@ -175,8 +193,10 @@ def verify_snapshot(repo_id: str, snapshot: str, env: Mapping[str, str], stall_s
     for remote in remotes:  # presence and size of the files fetched just now
         if remote.name in checked and (problem := check(remote)):
             problems[remote.name] = problem
-    workers = [threading.Thread(target=work, daemon=True, name=f"verify-{i}")
-               for i in range(max(1, min(VERIFY_PARALLEL, len(to_hash))))]
+    workers = [
+        threading.Thread(target=work, daemon=True, name=f"verify-{i}")
+        for i in range(max(1, min(VERIFY_PARALLEL, len(to_hash))))
+    ]
     for worker in workers:
         worker.start()
     started = last = time.monotonic()
@@ -186,16 +206,21 @@ def verify_snapshot(repo_id: str, snapshot: str, env: Mapping[str, str], stall_s
         if time.monotonic() - last >= VERIFY_LOG_EVERY_S:
             last = time.monotonic()
             rate = done[0] / max(last - started, 1e-9)
-            log(f"verify: {done[0] / GB:.2f} of {total / GB:.2f} GB hashed, "
-                f"{rate / 1e6:.0f} MB/s")
+            log(f"verify: {done[0] / GB:.2f} of {total / GB:.2f} GB hashed, {rate / 1e6:.0f} MB/s")
     if not problems:
-        log(f"verify: all {len(remotes)} files match the Hub's sizes and hashes "
-            f"({format_gb(sum(r.size for r in remotes))})")
+        log(
+            f"verify: all {len(remotes)} files match the Hub's sizes and hashes "
+            f"({format_gb(sum(r.size for r in remotes))})"
+        )
         return
-    blobs = {r.name: os.path.realpath(os.path.join(snapshot, *r.name.split("/")))
-             for r in remotes if r.name in problems}
+    blobs = {
+        r.name: os.path.realpath(os.path.join(snapshot, *r.name.split("/")))
+        for r in remotes
+        if r.name in problems
+    }
     listed = "; ".join(f"{name}: {problems[name]} ({blobs[name]})" for name in sorted(problems))
     raise WeightsError(
         f"prefetch --verify: {len(problems)} of {len(remotes)} files of {repo_id} (commit "
         f"{commit}) do not match the Hub: {listed}. Delete those files (the paths in "
-        "parentheses) and run prefetch again: it fetches them anew.")
+        "parentheses) and run prefetch again: it fetches them anew."
+    )

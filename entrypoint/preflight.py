@@ -102,8 +102,16 @@ class Outcome:
 
     __slots__ = ("name", "ok", "text", "warning", "engine_env", "rlimits")
 
-    def __init__(self, name: str, ok: bool, text: str, engine_env: dict[str, str] | None = None,
-                 *, warning: bool = False, rlimits: dict[str, int] | None = None):
+    def __init__(
+        self,
+        name: str,
+        ok: bool,
+        text: str,
+        engine_env: dict[str, str] | None = None,
+        *,
+        warning: bool = False,
+        rlimits: dict[str, int] | None = None,
+    ):
         self.name = name
         self.ok = ok
         self.text = text
@@ -128,6 +136,7 @@ def chosen_rlimits(outcomes: list[Outcome]) -> dict[str, int]:
 
 # --- GPUs -------------------------------------------------------------------------------
 
+
 class Gpu:
     """One GPU as NVML reports it.
 
@@ -143,8 +152,15 @@ class Gpu:
 
     __slots__ = ("index", "name", "uuid", "memory", "capability", "mig_instances")
 
-    def __init__(self, index: int, name: str, uuid: str, memory: int,
-                 capability: tuple[int, int] | None = None, mig_instances: int | None = None):
+    def __init__(
+        self,
+        index: int,
+        name: str,
+        uuid: str,
+        memory: int,
+        capability: tuple[int, int] | None = None,
+        mig_instances: int | None = None,
+    ):
         self.index, self.name, self.uuid, self.memory = index, name, uuid, memory
         self.capability = capability
         self.mig_instances = mig_instances
@@ -202,10 +218,16 @@ def read_nvml(nvml: ModuleType) -> tuple[str | None, list[Gpu]]:
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
-            gpus.append(Gpu(index, _text(nvml.nvmlDeviceGetName(handle)),
-                            _text(nvml.nvmlDeviceGetUUID(handle)),
-                            int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
-                            (int(major), int(minor)), _mig_instances(nvml, handle)))
+            gpus.append(
+                Gpu(
+                    index,
+                    _text(nvml.nvmlDeviceGetName(handle)),
+                    _text(nvml.nvmlDeviceGetUUID(handle)),
+                    int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                    (int(major), int(minor)),
+                    _mig_instances(nvml, handle),
+                )
+            )
         return driver, gpus
     finally:
         nvml.nvmlShutdown()
@@ -250,8 +272,10 @@ def _gpu_summary(gpus: list[Gpu]) -> str:
     counts: dict[tuple[str, int], int] = {}
     for gpu in gpus:
         counts[(gpu.name, gpu.memory)] = counts.get((gpu.name, gpu.memory), 0) + 1
-    return ", ".join(f"{n} x {name} ({memory / GB:.1f} GB)"
-                     for (name, memory), n in counts.items()) or "none"
+    return (
+        ", ".join(f"{n} x {name} ({memory / GB:.1f} GB)" for (name, memory), n in counts.items())
+        or "none"
+    )
 
 
 def _engine_name(engine: str) -> str:
@@ -276,18 +300,21 @@ def check_capability(plan: Plan, used: list[Gpu]) -> Outcome | None:
     who = f"{_engine_name(plan.engine)} with PRECISION={plan.precision}"
     rule = failed_rule(plan.engine, plan.precision, capability)
     if rule is not None and rule.refuse:
-        return Outcome("compute capability", False,
-                       f"{shown}: {rule.why}. For {who}, {rule.fix}.")
+        return Outcome("compute capability", False, f"{shown}: {rule.why}. For {who}, {rule.fix}.")
     if rule is not None:
-        return Outcome("compute capability", True, f"{shown}: {rule.why}. {rule.fix}.",
-                       warning=True)
-    minimums = [r.minimum for r in CAPABILITY_RULES
-                if r.engine == plan.engine and plan.precision in r.precisions]
+        return Outcome(
+            "compute capability", True, f"{shown}: {rule.why}. {rule.fix}.", warning=True
+        )
+    minimums = [
+        r.minimum
+        for r in CAPABILITY_RULES
+        if r.engine == plan.engine and plan.precision in r.precisions
+    ]
     if not minimums:
-        return Outcome("compute capability", True,
-                       f"{shown}; {who} sets no minimum of its own")
-    return Outcome("compute capability", True,
-                   f"{shown} >= {capability_text(max(minimums))}, what {who} needs")
+        return Outcome("compute capability", True, f"{shown}; {who} sets no minimum of its own")
+    return Outcome(
+        "compute capability", True, f"{shown} >= {capability_text(max(minimums))}, what {who} needs"
+    )
 
 
 def check_mig(visible: list[Gpu], cuda_visible_devices: str | None) -> Outcome | None:
@@ -299,26 +326,34 @@ def check_mig(visible: list[Gpu], cuda_visible_devices: str | None) -> Outcome |
     no MIG is involved.
     """
     in_mig = [g for g in visible if g.mig_instances is not None]
-    named = [t.strip() for t in (cuda_visible_devices or "").split(",")
-             if t.strip().startswith("MIG-")]
+    named = [
+        t.strip() for t in (cuda_visible_devices or "").split(",") if t.strip().startswith("MIG-")
+    ]
     if not in_mig and not named:
         return None
     if in_mig:
         indices = ", ".join(str(g.index) for g in in_mig)
         instances = sum(g.mig_instances or 0 for g in in_mig)
-        found = (f"MIG mode is on for GPU {indices} ({len(in_mig)} of the {len(visible)} "
-                 f"visible, with {instances} MIG instance{'s' if instances != 1 else ''} "
-                 "in all)")
-        fix = (f"Turn MIG off on this node (as root, with the GPUs idle: nvidia-smi -i "
-               f"{in_mig[0].index} -mig 0, for each GPU, then reset them) or give the "
-               "container GPUs without MIG")
+        found = (
+            f"MIG mode is on for GPU {indices} ({len(in_mig)} of the {len(visible)} "
+            f"visible, with {instances} MIG instance{'s' if instances != 1 else ''} "
+            "in all)"
+        )
+        fix = (
+            f"Turn MIG off on this node (as root, with the GPUs idle: nvidia-smi -i "
+            f"{in_mig[0].index} -mig 0, for each GPU, then reset them) or give the "
+            "container GPUs without MIG"
+        )
     else:
         found = f"CUDA_VISIBLE_DEVICES names MIG devices ({', '.join(named)})"
         fix = "Set CUDA_VISIBLE_DEVICES to whole GPUs (indices or GPU- UUIDs), or unset it"
-    return Outcome("MIG", False,
-                   f"{found}: a CUDA process uses at most one MIG instance, and LongCat-Flash "
-                   "needs whole GPUs (tensor parallelism over the full memory of each). "
-                   f"{fix}.")
+    return Outcome(
+        "MIG",
+        False,
+        f"{found}: a CUDA process uses at most one MIG instance, and LongCat-Flash "
+        "needs whole GPUs (tensor parallelism over the full memory of each). "
+        f"{fix}.",
+    )
 
 
 def check_driver(plan: Plan, driver: str | None, env: Mapping[str, str]) -> Outcome:
@@ -344,49 +379,75 @@ def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
     try:
         import pynvml
     except ImportError:
-        return [Outcome("gpus", False,
-                        "cannot count GPUs: the nvidia-ml-py package (module pynvml) is not "
-                        "installed; the longcat-deploy images ship it. Install nvidia-ml-py, or "
-                        "set PREFLIGHT=warn to start without this check.")]
+        return [
+            Outcome(
+                "gpus",
+                False,
+                "cannot count GPUs: the nvidia-ml-py package (module pynvml) is not "
+                "installed; the longcat-deploy images ship it. Install nvidia-ml-py, or "
+                "set PREFLIGHT=warn to start without this check.",
+            )
+        ]
     try:
         driver, every = read_nvml(pynvml)
     except pynvml.NVMLError as error:
-        return [Outcome("gpus", False,
-                        f"NVML cannot read the GPUs ({error}): this container sees no NVIDIA "
-                        "driver or GPU. Start it with the NVIDIA runtime and the GPUs (docker "
-                        "run --gpus all; compose: deploy.resources.reservations.devices with "
-                        "driver: nvidia).")]
+        return [
+            Outcome(
+                "gpus",
+                False,
+                f"NVML cannot read the GPUs ({error}): this container sees no NVIDIA "
+                "driver or GPU. Start it with the NVIDIA runtime and the GPUs (docker "
+                "run --gpus all; compose: deploy.resources.reservations.devices with "
+                "driver: nvidia).",
+            )
+        ]
     visible = visible_gpus(every, cvd)
     need = plan.gpus_per_node
-    found = (f"{len(visible)} visible ({_gpu_summary(visible)}; NVML reports {len(every)}, "
-             f"CUDA_VISIBLE_DEVICES {shown_cvd})")
+    found = (
+        f"{len(visible)} visible ({_gpu_summary(visible)}; NVML reports {len(every)}, "
+        f"CUDA_VISIBLE_DEVICES {shown_cvd})"
+    )
     mig = check_mig(visible, cvd)
     if len(visible) < need:
-        outcomes = [Outcome("gpus", False,
-                            f"GPUs: {found}, but GPUS_PER_NODE={need}. Give the container "
-                            "all the node's GPUs (docker run --gpus all), correct "
-                            "CUDA_VISIBLE_DEVICES, or set GPUS_PER_NODE to the number this "
-                            "node has.")]
+        outcomes = [
+            Outcome(
+                "gpus",
+                False,
+                f"GPUs: {found}, but GPUS_PER_NODE={need}. Give the container "
+                "all the node's GPUs (docker run --gpus all), correct "
+                "CUDA_VISIBLE_DEVICES, or set GPUS_PER_NODE to the number this "
+                "node has.",
+            )
+        ]
         return outcomes + ([mig] if mig else []) + [check_driver(plan, driver, env)]
     used = visible[:need]
     have = sum(g.memory for g in used)
     want = required_gpu_memory(plan.precision, plan.nnodes)
     count, gb = MINIMUM_HARDWARE[plan.precision]
-    basis = (f"PRECISION={plan.precision} needs {count} x {gb} GB = {count * gb} GB of GPU "
-             f"memory (the guide's minimum hardware), {want / GB:.0f} GB on each of "
-             f"NNODES={plan.nnodes}")
+    basis = (
+        f"PRECISION={plan.precision} needs {count} x {gb} GB = {count * gb} GB of GPU "
+        f"memory (the guide's minimum hardware), {want / GB:.0f} GB on each of "
+        f"NNODES={plan.nnodes}"
+    )
     outcomes = [Outcome("gpus", True, found)] + ([mig] if mig else [])
     if have < want:
-        outcomes.append(Outcome(
-            "gpu memory", False,
-            f"GPU memory: the {need} GPUs this node uses have {have / GB:.0f} GB in total; "
-            f"{basis}. Use GPUs with more memory, or spread the deployment over more nodes "
-            "(NNODES)" + (", or serve PRECISION=fp8" if plan.precision == "bf16" else "")
-            + "."))
+        outcomes.append(
+            Outcome(
+                "gpu memory",
+                False,
+                f"GPU memory: the {need} GPUs this node uses have {have / GB:.0f} GB in total; "
+                f"{basis}. Use GPUs with more memory, or spread the deployment over more nodes "
+                "(NNODES)" + (", or serve PRECISION=fp8" if plan.precision == "bf16" else "") + ".",
+            )
+        )
     else:
-        outcomes.append(Outcome("gpu memory", True,
-                                f"{have / GB:.0f} GB on {need} GPUs >= {want / GB:.0f} GB "
-                                f"({basis})"))
+        outcomes.append(
+            Outcome(
+                "gpu memory",
+                True,
+                f"{have / GB:.0f} GB on {need} GPUs >= {want / GB:.0f} GB ({basis})",
+            )
+        )
     capability = check_capability(plan, used)
     if capability is not None:
         outcomes.append(capability)
@@ -396,26 +457,35 @@ def check_gpus(plan: Plan, env: Mapping[str, str]) -> list[Outcome]:
 
 # --- host limits ------------------------------------------------------------------------
 
+
 def check_shm(path: str = SHM_PATH) -> Outcome:
     """``/dev/shm`` (``path``) holds at least ``SHM_MIN_BYTES``."""
     try:
         stat = os.statvfs(path)
     except OSError as error:
-        return Outcome("/dev/shm", False,
-                       f"{path} cannot be read ({error.strerror}); NCCL needs shared memory "
-                       "there. Run the container with --ipc=host (compose: ipc: host).")
+        return Outcome(
+            "/dev/shm",
+            False,
+            f"{path} cannot be read ({error.strerror}); NCCL needs shared memory "
+            "there. Run the container with --ipc=host (compose: ipc: host).",
+        )
     size = stat.f_blocks * stat.f_frsize
     if size < SHM_MIN_BYTES:
-        return Outcome("/dev/shm", False,
-                       f"{path} is {format_bytes(size)}; NCCL and the engine's worker processes "
-                       f"need at least {format_bytes(SHM_MIN_BYTES)} (Docker's default 64 MiB "
-                       "breaks NCCL). Run the container with --ipc=host (compose: ipc: host) "
-                       "or --shm-size=16g.")
-    return Outcome("/dev/shm", True,
-                   f"{path} is {format_bytes(size)} >= {format_bytes(SHM_MIN_BYTES)}")
+        return Outcome(
+            "/dev/shm",
+            False,
+            f"{path} is {format_bytes(size)}; NCCL and the engine's worker processes "
+            f"need at least {format_bytes(SHM_MIN_BYTES)} (Docker's default 64 MiB "
+            "breaks NCCL). Run the container with --ipc=host (compose: ipc: host) "
+            "or --shm-size=16g.",
+        )
+    return Outcome(
+        "/dev/shm", True, f"{path} is {format_bytes(size)} >= {format_bytes(SHM_MIN_BYTES)}"
+    )
 
 
 # --- network ----------------------------------------------------------------------------
+
 
 def _ip(text: str) -> IPv4Address | IPv6Address:
     import ipaddress
@@ -447,8 +517,8 @@ def interface_addresses() -> dict[str, str]:
             slots *= 4
     data = buffer.tobytes()[:length]
     for offset in range(0, length, ifreq_size):
-        name = data[offset:offset + 16].split(b"\0", 1)[0].decode()
-        address = socket.inet_ntoa(data[offset + 20:offset + 24])
+        name = data[offset : offset + 16].split(b"\0", 1)[0].decode()
+        address = socket.inet_ntoa(data[offset + 20 : offset + 24])
         found[address] = name.split(":", 1)[0]  # "eth0:1" is an alias label of eth0
     try:
         with open(PROC_IF_INET6) as f:
@@ -456,7 +526,7 @@ def interface_addresses() -> dict[str, str]:
                 fields = line.split()
                 if len(fields) == 6:
                     hexa = fields[0]
-                    text = ":".join(hexa[i:i + 4] for i in range(0, 32, 4))
+                    text = ":".join(hexa[i : i + 4] for i in range(0, 32, 4))
                     found[str(_ip(text))] = fields[5]
     except OSError:  # no IPv6 in this kernel or namespace
         pass
@@ -498,9 +568,13 @@ def _local_list(local: dict[str, str]) -> str:
     return ", ".join(f"{address} on {name}" for address, name in local.items()) or "none"
 
 
-def check_master_ip(plan: Plan, resolve_wait_s: float = MASTER_RESOLVE_WAIT_S, *,
-                    sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], float] | None = None) -> Outcome:
+def check_master_ip(
+    plan: Plan,
+    resolve_wait_s: float = MASTER_RESOLVE_WAIT_S,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Outcome:
     """On node 0, ``MASTER_IP`` is one of this host's addresses.
 
     A name that does not resolve yet is retried for ``resolve_wait_s`` seconds: the DNS
@@ -517,25 +591,32 @@ def check_master_ip(plan: Plan, resolve_wait_s: float = MASTER_RESOLVE_WAIT_S, *
             break
         except OSError as error:
             if clock() >= deadline:
-                return Outcome("MASTER_IP", False,
-                               f"MASTER_IP={plan.master_ip} does not resolve on this host "
-                               f"({error}; tried for {resolve_wait_s:g} s). Set MASTER_IP to "
-                               "this node's address (node 0), the same on every node.")
+                return Outcome(
+                    "MASTER_IP",
+                    False,
+                    f"MASTER_IP={plan.master_ip} does not resolve on this host "
+                    f"({error}; tried for {resolve_wait_s:g} s). Set MASTER_IP to "
+                    "this node's address (node 0), the same on every node.",
+                )
             sleep(min(WAIT_RETRY_S, max(deadline - clock(), 0)))
     local = interface_addresses()
     for address in addresses:
         interface = _is_local(address, local)
         if interface:
             via = "" if address == plan.master_ip else f" ({address})"
-            return Outcome("MASTER_IP", True,
-                           f"MASTER_IP={plan.master_ip}{via} is this host's, on {interface}")
+            return Outcome(
+                "MASTER_IP", True, f"MASTER_IP={plan.master_ip}{via} is this host's, on {interface}"
+            )
     resolved = "" if addresses == [plan.master_ip] else f" ({', '.join(addresses)})"
-    return Outcome("MASTER_IP", False,
-                   f"MASTER_IP={plan.master_ip}{resolved} is not an address of "
-                   f"this host, which has {_local_list(local)}. Node 0 must be the host at "
-                   "MASTER_IP: set MASTER_IP to this node's address, reachable from the other "
-                   "nodes. If that is already so, this container is not on the host's network: "
-                   "run it with --network host (compose: network_mode: host).")
+    return Outcome(
+        "MASTER_IP",
+        False,
+        f"MASTER_IP={plan.master_ip}{resolved} is not an address of "
+        f"this host, which has {_local_list(local)}. Node 0 must be the host at "
+        "MASTER_IP: set MASTER_IP to this node's address, reachable from the other "
+        "nodes. If that is already so, this container is not on the host's network: "
+        "run it with --network host (compose: network_mode: host).",
+    )
 
 
 def route_interface(host: str, port: int) -> tuple[str, str]:
@@ -571,30 +652,42 @@ def check_gloo(plan: Plan, env: Mapping[str, str]) -> Outcome | None:
     interfaces = network_interfaces()
     if value:
         if "," in value or value.startswith("^"):
-            return Outcome("GLOO_SOCKET_IFNAME", False,
-                           f"GLOO_SOCKET_IFNAME={value!r} is a list; Gloo takes one interface "
-                           "name (lists and ^exclusions are NCCL_SOCKET_IFNAME syntax). Set it "
-                           f"to one of: {', '.join(interfaces)}.")
+            return Outcome(
+                "GLOO_SOCKET_IFNAME",
+                False,
+                f"GLOO_SOCKET_IFNAME={value!r} is a list; Gloo takes one interface "
+                "name (lists and ^exclusions are NCCL_SOCKET_IFNAME syntax). Set it "
+                f"to one of: {', '.join(interfaces)}.",
+            )
         if value not in interfaces:
-            return Outcome("GLOO_SOCKET_IFNAME", False,
-                           f"GLOO_SOCKET_IFNAME={value!r} is not an interface of this host "
-                           f"(interfaces: {', '.join(interfaces)}). Set it to the interface "
-                           "the other nodes reach this one on, or unset it to let the launcher "
-                           "choose the one that routes to MASTER_IP.")
+            return Outcome(
+                "GLOO_SOCKET_IFNAME",
+                False,
+                f"GLOO_SOCKET_IFNAME={value!r} is not an interface of this host "
+                f"(interfaces: {', '.join(interfaces)}). Set it to the interface "
+                "the other nodes reach this one on, or unset it to let the launcher "
+                "choose the one that routes to MASTER_IP.",
+            )
         return Outcome("GLOO_SOCKET_IFNAME", True, f"GLOO_SOCKET_IFNAME={value} exists")
     if not plan.multi_node:
         return None
     try:
         interface, address = route_interface(plan.master_host, plan.master_port)
     except (OSError, LookupError) as error:
-        return Outcome("GLOO_SOCKET_IFNAME", False,
-                       f"GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP="
-                       f"{plan.master_ip} ({error}). Set GLOO_SOCKET_IFNAME to the interface "
-                       f"the other nodes reach this one on (interfaces: {', '.join(interfaces)}).")
-    return Outcome("GLOO_SOCKET_IFNAME", True,
-                   f"GLOO_SOCKET_IFNAME unset: set to {interface} (this host's {address}), "
-                   f"the interface that routes to MASTER_IP={plan.master_ip}",
-                   engine_env={"GLOO_SOCKET_IFNAME": interface})
+        return Outcome(
+            "GLOO_SOCKET_IFNAME",
+            False,
+            f"GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP="
+            f"{plan.master_ip} ({error}). Set GLOO_SOCKET_IFNAME to the interface "
+            f"the other nodes reach this one on (interfaces: {', '.join(interfaces)}).",
+        )
+    return Outcome(
+        "GLOO_SOCKET_IFNAME",
+        True,
+        f"GLOO_SOCKET_IFNAME unset: set to {interface} (this host's {address}), "
+        f"the interface that routes to MASTER_IP={plan.master_ip}",
+        engine_env={"GLOO_SOCKET_IFNAME": interface},
+    )
 
 
 def _wildcard(host: str | None) -> str:
@@ -610,8 +703,7 @@ def port_in_use(host: str, port: int) -> OSError | None:
     import socket
 
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as error:
         return error
     family, kind, proto, _, sockaddr = infos[0]
@@ -640,23 +732,40 @@ def _port_outcome(name: str, host: str, port: int, variable: str, fix: str) -> O
     if error is None:
         return Outcome(name, True, f"{where} ({variable}) is free")
     if error.errno == errno.EADDRINUSE:
-        return Outcome(name, False,
-                       f"{where} ({variable}) is already in use on this host: another server, "
-                       f"or an earlier container still running. Stop it, or {fix}.")
+        return Outcome(
+            name,
+            False,
+            f"{where} ({variable}) is already in use on this host: another server, "
+            f"or an earlier container still running. Stop it, or {fix}.",
+        )
     address_fix = "Set HOST to 0.0.0.0 or to one of this host's addresses."
     if isinstance(error, socket.gaierror):
-        return Outcome(name, False, f"{where} ({variable}) cannot be bound: HOST={host} does not "
-                       f"resolve on this host ({error.strerror}). {address_fix}")
+        return Outcome(
+            name,
+            False,
+            f"{where} ({variable}) cannot be bound: HOST={host} does not "
+            f"resolve on this host ({error.strerror}). {address_fix}",
+        )
     if error.errno == errno.EADDRNOTAVAIL:
-        return Outcome(name, False,
-                       f"{where} ({variable}) cannot be bound: {host} is not an address of "
-                       f"this host. {address_fix}")
-    if error.errno == errno.EINVAL and "%" not in host and _ip_or_none(host) is not None \
-            and _ip(host).is_link_local:
-        return Outcome(name, False,
-                       f"{where} ({variable}) cannot be bound: HOST={host} is a link-local "
-                       f"address, which needs its interface as a scope (HOST={host}%eth0). "
-                       f"{address_fix}")
+        return Outcome(
+            name,
+            False,
+            f"{where} ({variable}) cannot be bound: {host} is not an address of "
+            f"this host. {address_fix}",
+        )
+    if (
+        error.errno == errno.EINVAL
+        and "%" not in host
+        and _ip_or_none(host) is not None
+        and _ip(host).is_link_local
+    ):
+        return Outcome(
+            name,
+            False,
+            f"{where} ({variable}) cannot be bound: HOST={host} is a link-local "
+            f"address, which needs its interface as a scope (HOST={host}%eth0). "
+            f"{address_fix}",
+        )
     return Outcome(name, False, f"{where} ({variable}) cannot be bound ({error}); {fix}.")
 
 
@@ -664,17 +773,25 @@ def check_ports(plan: Plan) -> list[Outcome]:
     """The HTTP port where this node serves HTTP; on node 0 of several, MASTER_PORT too."""
     outcomes = []
     if plan.serves_http:
-        outcomes.append(_port_outcome("HTTP port", plan.host, plan.port, "PORT",
-                                      "set PORT to a free port"))
+        outcomes.append(
+            _port_outcome("HTTP port", plan.host, plan.port, "PORT", "set PORT to a free port")
+        )
     if plan.multi_node and plan.node_rank == 0:
         role = "SGLang dist-init" if plan.engine == "sglang" else "vLLM data-parallel RPC"
-        outcomes.append(_port_outcome(f"{role} port", _wildcard(plan.master_ip),
-                                      plan.master_port, "MASTER_PORT",
-                                      "set MASTER_PORT to a free port, the same on every node"))
+        outcomes.append(
+            _port_outcome(
+                f"{role} port",
+                _wildcard(plan.master_ip),
+                plan.master_port,
+                "MASTER_PORT",
+                "set MASTER_PORT to a free port, the same on every node",
+            )
+        )
     return outcomes
 
 
 # --- the Hugging Face cache ----------------------------------------------------------------
+
 
 def check_writable(directory: str) -> Outcome:
     """``directory`` exists or can be created, and a file can be written in it."""
@@ -686,17 +803,22 @@ def check_writable(directory: str) -> Outcome:
         os.close(fd)
         os.unlink(probe)
     except OSError as error:
-        return Outcome("HF cache", False,
-                       f"the Hugging Face cache {directory} is not writable ({error.strerror}), "
-                       "and checkpoint files are missing from it. Mount a writable volume at "
-                       "HF_HOME, or fill the cache elsewhere and mount it with HF_HUB_OFFLINE=1.")
+        return Outcome(
+            "HF cache",
+            False,
+            f"the Hugging Face cache {directory} is not writable ({error.strerror}), "
+            "and checkpoint files are missing from it. Mount a writable volume at "
+            "HF_HOME, or fill the cache elsewhere and mount it with HF_HUB_OFFLINE=1.",
+        )
     return Outcome("HF cache", True, f"{directory} is writable")
 
 
 # --- running them -----------------------------------------------------------------------
 
-def collect(plan: Plan, env: Mapping[str, str],
-            download_to: str | None = None, root: str = "/") -> list[Outcome]:
+
+def collect(
+    plan: Plan, env: Mapping[str, str], download_to: str | None = None, root: str = "/"
+) -> list[Outcome]:
     """Run every check that applies to ``plan`` on this host; return their outcomes.
 
     Args:
@@ -753,8 +875,9 @@ def report(outcomes: list[Outcome], mode: str) -> None:
         raise PreflightError([o.text for o in failures])
 
 
-def run_checks(plan: Plan, env: Mapping[str, str], mode: str,
-               download_to: str | None = None, root: str = "/") -> list[Outcome]:
+def run_checks(
+    plan: Plan, env: Mapping[str, str], mode: str, download_to: str | None = None, root: str = "/"
+) -> list[Outcome]:
     """``collect`` then ``report``; nothing at all when ``mode == "off"``.
 
     Raises:
@@ -767,9 +890,14 @@ def run_checks(plan: Plan, env: Mapping[str, str], mode: str,
     return outcomes
 
 
-def wait_for_master(plan: Plan, wait_s: int, mode: str, *,
-                    sleep: Callable[[float], None] | None = None,
-                    clock: Callable[[], float] | None = None) -> bool:
+def wait_for_master(
+    plan: Plan,
+    wait_s: int,
+    mode: str,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> bool:
     """On nodes ranked 1 and up, wait until ``MASTER_IP:MASTER_PORT`` accepts TCP connections.
 
     Node 0 opens that port only once its engine starts, after its own download, so this
@@ -815,15 +943,19 @@ def wait_for_master(plan: Plan, wait_s: int, mode: str, *,
         if now >= deadline:
             break
         if now >= next_log:
-            log(f"waiting for node 0 at {target} (MASTER_IP:MASTER_PORT) to accept "
-                 f"connections: {last}; {now - start:.0f} s of MASTER_WAIT_S={wait_s} s")
+            log(
+                f"waiting for node 0 at {target} (MASTER_IP:MASTER_PORT) to accept "
+                f"connections: {last}; {now - start:.0f} s of MASTER_WAIT_S={wait_s} s"
+            )
             next_log = now + WAIT_LOG_EVERY_S
         sleep(min(WAIT_RETRY_S, deadline - now))
-    message = (f"node 0 at {target} (MASTER_IP:MASTER_PORT) did not accept a connection within "
-               f"MASTER_WAIT_S={wait_s} s ({attempts} attempts; last: {last}). Start node 0 "
-               "(it downloads the checkpoint before it listens), check that MASTER_IP is node "
-               "0's address as this node reaches it and that MASTER_PORT matches node 0's, "
-               "check firewalls between the nodes, or raise MASTER_WAIT_S.")
+    message = (
+        f"node 0 at {target} (MASTER_IP:MASTER_PORT) did not accept a connection within "
+        f"MASTER_WAIT_S={wait_s} s ({attempts} attempts; last: {last}). Start node 0 "
+        "(it downloads the checkpoint before it listens), check that MASTER_IP is node "
+        "0's address as this node reaches it and that MASTER_PORT matches node 0's, "
+        "check firewalls between the nodes, or raise MASTER_WAIT_S."
+    )
     if mode == "on":
         raise PreflightError([message])
     log(f"warning: {message} PREFLIGHT=warn: starting anyway.")
@@ -831,6 +963,7 @@ def wait_for_master(plan: Plan, wait_s: int, mode: str, *,
 
 
 # --- the dry run ------------------------------------------------------------------------
+
 
 def _describe_gpu_rules(plan: Plan, env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """Dry-run rows for the compute capability, MIG and the driver (``compat``)."""
@@ -843,25 +976,41 @@ def _describe_gpu_rules(plan: Plan, env: Mapping[str, str]) -> list[tuple[str, s
     )
 
     who = f"{_engine_name(plan.engine)} {plan.precision}"
-    rules = [r for r in CAPABILITY_RULES
-             if r.engine == plan.engine and plan.precision in r.precisions]
-    rows = [("  compute capability",
-             "; ".join(f">= {capability_text(r.minimum)}" if r.refuse else
-                       f"< {capability_text(r.minimum)} warns" for r in rules) or "no minimum",
-             who),
-            ("  MIG", "off", "whole GPUs (tensor parallel)")]
+    rules = [
+        r for r in CAPABILITY_RULES if r.engine == plan.engine and plan.precision in r.precisions
+    ]
+    rows = [
+        (
+            "  compute capability",
+            "; ".join(
+                f">= {capability_text(r.minimum)}"
+                if r.refuse
+                else f"< {capability_text(r.minimum)} warns"
+                for r in rules
+            )
+            or "no minimum",
+            who,
+        ),
+        ("  MIG", "off", "whole GPUs (tensor parallel)"),
+    ]
     variant = env.get(CUDA_VARIANT_ENV) or ""
     listed = {v.name: v for v in parse_cuda_drivers(env.get(CUDA_DRIVERS_ENV) or "") or []}
     if variant in listed:
-        rows.append(("  driver", listed[variant].needs(),
-                     f"this image's CUDA {listed[variant].toolkit} ({variant})"))
+        rows.append(
+            (
+                "  driver",
+                listed[variant].needs(),
+                f"this image's CUDA {listed[variant].toolkit} ({variant})",
+            )
+        )
     else:
         rows.append(("  driver", "not compared", f"{CUDA_VARIANT_ENV} unset: not our image"))
     return rows
 
 
-def describe(plan: Plan, values: Mapping[str, Any],
-             env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+def describe(
+    plan: Plan, values: Mapping[str, Any], env: Mapping[str, str]
+) -> list[tuple[str, str, str]]:
     """What the launch would check, for the dry run: (name, what, why) rows. Checks nothing.
 
     Args:
@@ -873,42 +1022,71 @@ def describe(plan: Plan, values: Mapping[str, Any],
 
     rows = describe_weights(plan, values, env)
     mode = values["PREFLIGHT"]
-    effect = {"on": "a failure stops the launch (exit 3)",
-              "warn": "failures are printed as warnings", "off": "skipped"}[mode]
+    effect = {
+        "on": "a failure stops the launch (exit 3)",
+        "warn": "failures are printed as warnings",
+        "off": "skipped",
+    }[mode]
     rows.append(("preflight", mode, f"PREFLIGHT: {effect}"))
     if mode == "off":
         return rows
     cvd = env.get("CUDA_VISIBLE_DEVICES")
     want = required_gpu_memory(plan.precision, plan.nnodes)
     count, gb = MINIMUM_HARDWARE[plan.precision]
-    rows.append(("  gpus", f">= {plan.gpus_per_node} visible, >= {want / GB:.0f} GB",
-                 f"NVML; CUDA_VISIBLE_DEVICES {'unset' if cvd is None else repr(cvd)}; "
-                 f"{plan.precision}: {count} x {gb} GB over {plan.nnodes} node(s)"))
+    rows.append(
+        (
+            "  gpus",
+            f">= {plan.gpus_per_node} visible, >= {want / GB:.0f} GB",
+            f"NVML; CUDA_VISIBLE_DEVICES {'unset' if cvd is None else repr(cvd)}; "
+            f"{plan.precision}: {count} x {gb} GB over {plan.nnodes} node(s)",
+        )
+    )
     rows.extend(_describe_gpu_rules(plan, env))
     rows.append(("  /dev/shm", f">= {format_bytes(SHM_MIN_BYTES)}", "NCCL shared memory"))
     if plan.multi_node:
-        rows.append(("  RDMA", "verbs devices (/dev/infiniband)",
-                     "NCCL between nodes; without an HCA: a warning (TCP)"))
-        rows.append(("  memlock", "unlimited or CAP_IPC_LOCK",
-                     "with an RDMA device; soft limit raised to the hard one"))
+        rows.append(
+            (
+                "  RDMA",
+                "verbs devices (/dev/infiniband)",
+                "NCCL between nodes; without an HCA: a warning (TCP)",
+            )
+        )
+        rows.append(
+            (
+                "  memlock",
+                "unlimited or CAP_IPC_LOCK",
+                "with an RDMA device; soft limit raised to the hard one",
+            )
+        )
     else:
         rows.append(("  memlock", "no minimum (one node)", "NCCL over RDMA between nodes"))
     if plan.serves_http:
         rows.append(("  free port", join_host_port(plan.host, plan.port), "PORT"))
     if plan.multi_node and plan.node_rank == 0:
-        rows.append(("  free port", join_host_port(_wildcard(plan.master_ip), plan.master_port),
-                     "MASTER_PORT"))
+        rows.append(
+            (
+                "  free port",
+                join_host_port(_wildcard(plan.master_ip), plan.master_port),
+                "MASTER_PORT",
+            )
+        )
         rows.append(("  MASTER_IP", f"{plan.master_ip} is this host's", "node 0"))
     gloo = (env.get("GLOO_SOCKET_IFNAME") or "").strip()
     if gloo:
         rows.append(("  GLOO_SOCKET_IFNAME", f"{gloo} exists", "one interface"))
     elif plan.multi_node:
-        rows.append(("  GLOO_SOCKET_IFNAME", f"the interface towards {plan.master_ip}",
-                     "chosen at launch"))
+        rows.append(
+            ("  GLOO_SOCKET_IFNAME", f"the interface towards {plan.master_ip}", "chosen at launch")
+        )
     nccl = env.get("NCCL_SOCKET_IFNAME")
     if nccl:
         rows.append(("  NCCL_SOCKET_IFNAME", nccl, "passed through unchanged"))
     if plan.multi_node and plan.node_rank > 0:
-        rows.append(("  wait for node 0", join_host_port(plan.master_host, plan.master_port),
-                     f"up to MASTER_WAIT_S={values['MASTER_WAIT_S']} s, after the download"))
+        rows.append(
+            (
+                "  wait for node 0",
+                join_host_port(plan.master_host, plan.master_port),
+                f"up to MASTER_WAIT_S={values['MASTER_WAIT_S']} s, after the download",
+            )
+        )
     return rows

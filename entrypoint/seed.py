@@ -42,8 +42,7 @@ def seed_hub(seed: str) -> str:
     return inner if os.path.isdir(inner) else seed
 
 
-def link_seed(env: Mapping[str, str],
-              log: Callable[[str], None] = default_log) -> list[str]:
+def link_seed(env: Mapping[str, str], log: Callable[[str], None] = default_log) -> list[str]:
     """Link the seed's repository folders that the cache lacks into the cache.
 
     Args:
@@ -62,12 +61,16 @@ def link_seed(env: Mapping[str, str],
 
     source_hub = seed_hub(seed)
     try:
-        names = sorted(name for name in os.listdir(source_hub)
-                       if name.startswith(REPO_FOLDER_PREFIX)
-                       and os.path.isdir(os.path.join(source_hub, name)))
+        names = sorted(
+            name
+            for name in os.listdir(source_hub)
+            if name.startswith(REPO_FOLDER_PREFIX) and os.path.isdir(os.path.join(source_hub, name))
+        )
     except OSError as error:
-        log(f"seed: {SEED_VARIABLE}={seed} cannot be read ({error.strerror or error}); the "
-            "files the image ships stay hidden, and the engine fetches what it needs itself")
+        log(
+            f"seed: {SEED_VARIABLE}={seed} cannot be read ({error.strerror or error}); the "
+            "files the image ships stay hidden, and the engine fetches what it needs itself"
+        )
         return []
     target = hub_cache(env)
     if not names or os.path.realpath(target) == os.path.realpath(source_hub):
@@ -90,10 +93,14 @@ def link_seed(env: Mapping[str, str],
                     continue
             linked.append(name)
     except OSError as error:
-        log(f"seed: cannot link the files the image ships ({source_hub}) into the Hugging "
+        log(
+            f"seed: cannot link the files the image ships ({source_hub}) into the Hugging "
             f"Face cache {target}: {error.strerror or error}; the engine fetches what it "
-            "needs itself")
+            "needs itself"
+        )
     if linked:
-        log(f"seed: linked {len(linked)} folder{'s' if len(linked) > 1 else ''} the image "
-            f"ships into {target}: {', '.join(linked)}")
+        log(
+            f"seed: linked {len(linked)} folder{'s' if len(linked) > 1 else ''} the image "
+            f"ships into {target}: {', '.join(linked)}"
+        )
     return linked

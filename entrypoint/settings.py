@@ -62,6 +62,7 @@ DEFAULT_MASTER_PORT = {"sglang": 5000, "vllm": 13345}
 DEFAULT_SHUTDOWN_TIMEOUT_S = 120
 STOP_GRACE_PERIOD_S = DEFAULT_SHUTDOWN_TIMEOUT_S + 60
 
+
 class Variable:
     """One environment variable of the launcher's contract.
 
@@ -84,12 +85,28 @@ class Variable:
         accepted_doc: what is accepted, for ``"library"`` variables.
     """
 
-    __slots__ = ("name", "kind", "default", "help", "choices", "default_doc", "secret",
-                 "accepted_doc")
+    __slots__ = (
+        "name",
+        "kind",
+        "default",
+        "help",
+        "choices",
+        "default_doc",
+        "secret",
+        "accepted_doc",
+    )
 
-    def __init__(self, name: str, kind: str, default: Any, help: str,
-                 choices: Sequence[str] = (), default_doc: str | None = None,
-                 secret: bool = False, accepted_doc: str = ""):
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        default: Any,
+        help: str,
+        choices: Sequence[str] = (),
+        default_doc: str | None = None,
+        secret: bool = False,
+        accepted_doc: str = "",
+    ):
         self.name = name
         self.kind = kind
         self.default = default
@@ -114,13 +131,13 @@ class Variable:
             "timeout": f"a whole number of seconds, 1..{LARGEST_WHOLE}",
             "address": ADDRESS_ACCEPTED,
             "model": "a Hugging Face repo id (org/name), or a local directory: absolute, "
-                     "or relative starting with ./ or ../",
+            "or relative starting with ./ or ../",
             "revision": "a branch, tag or commit hash (letters, digits, . _ - /; no ..)",
             "args": "engine flags, quoted the way a shell quotes them",
             "name": "a name of printable characters without spaces, not starting with -",
             "file": "the path of a readable file",
             "secret": f"a key of {MIN_SECRET_CHARS} or more characters, without spaces, "
-                      "newlines or control characters",
+            "newlines or control characters",
         }
         return described[self.kind]
 
@@ -136,129 +153,245 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("ENGINE", "choice", None,
-             "Inference engine to launch.",
-             choices=ENGINES, default_doc="the engine installed in the image"),
-    Variable("PRECISION", "choice", "fp8",
-             "Checkpoint precision: fp8 serves meituan-longcat/LongCat-Flash-Chat-FP8, "
-             "bf16 serves meituan-longcat/LongCat-Flash-Chat (-Thinking- instead of -Chat- "
-             "with VARIANT=thinking).",
-             choices=PRECISIONS),
-    Variable("NNODES", "count", None,
-             "Number of nodes in the deployment.",
-             default_doc="1 for fp8, 2 for bf16"),
-    Variable("NODE_RANK", "index", 0,
-             "This node's rank, 0..NNODES-1. Node 0 serves the API."),
-    Variable("MASTER_IP", "address", None,
-             "Address of node 0, reachable from every node. Required when NNODES > 1."),
-    Variable("MASTER_PORT", "port", None,
-             "Port on node 0 for SGLang's dist-init address or vLLM's data-parallel RPC.",
-             default_doc="5000 (sglang), 13345 (vllm)"),
-    Variable("MTP", "bool", False,
-             "Multi-token prediction: speculative decoding with the checkpoint's own draft "
-             "layer (SGLang NEXTN, vLLM mtp)."),
-    Variable("MODEL", "model", None,
-             "Checkpoint to serve instead of the one VARIANT and PRECISION select; also the "
-             "MTP draft model.",
-             default_doc="the checkpoint for VARIANT and PRECISION"),
-    Variable("GPUS_PER_NODE", "count", 8,
-             "GPUs each node uses."),
-    Variable("HOST", "address", "0.0.0.0",
-             "Address the HTTP server binds to."),
-    Variable("PORT", "port", None,
-             "Port of the HTTP server (OpenAI API and /health).",
-             default_doc="30000 (sglang), 8000 (vllm)"),
-    Variable("EXTRA_ARGS", "args", (),
-             "Extra engine flags, appended after the launcher's own; arguments given after "
-             "the image name come after these.",
-             default_doc="none"),
-    Variable("MODEL_REVISION", "revision", None,
-             "Branch, tag or commit of a Hub checkpoint to fetch and serve; with DOWNLOAD=0 "
-             "the engine gets it (--revision). Refused with a local MODEL other than a "
-             "Hugging Face cache folder (models--org--name), whose snapshot it picks.",
-             default_doc="main"),
-    Variable("DOWNLOAD", "bool", True,
-             "Fetch missing checkpoint files into HF_HOME before the engine starts; off "
-             "leaves MODEL to the engine as given."),
-    Variable("DOWNLOAD_STALL_S", "timeout", 60,
-             "A download that receives no byte for this long (and any Hub request left "
-             "unanswered) is aborted and retried, 3 times in a row at most; nodes sharing a "
-             "cache take the download over from a node that stopped renewing its lease for "
-             "this long."),
-    Variable("PREFLIGHT", "choice", "on",
-             "Host checks before launch: on refuses a deployment that cannot work (exit 3), "
-             "warn only reports, off skips them.",
-             choices=("on", "warn", "off")),
-    Variable("MASTER_WAIT_S", "seconds", 1800,
-             "How long a node ranked 1 or more waits for MASTER_IP:MASTER_PORT to accept "
-             "connections before giving up (node 0 may still be fetching the checkpoint)."),
-    Variable("HF_TOKEN", "library", None,
-             "Hugging Face token for gated or private checkpoints. Never printed.",
-             secret=True, accepted_doc="a token (read by huggingface_hub)"),
-    Variable("HF_HOME", "library", None,
-             "Hugging Face cache; the checkpoint is stored under HF_HOME/hub. Mount a volume "
-             "here.",
-             default_doc="/root/.cache/huggingface in the images",
-             accepted_doc="a writable directory (read by huggingface_hub)"),
-    Variable("HF_HUB_OFFLINE", "library", None,
-             "Never contact the Hub; every checkpoint file must already be cached.",
-             accepted_doc="1 (read by huggingface_hub)"),
-    Variable("HF_ENDPOINT", "library", None,
-             "The Hub to fetch from: a mirror or a proxy of huggingface.co.",
-             default_doc="https://huggingface.co",
-             accepted_doc="an http:// or https:// URL (read by huggingface_hub)"),
-    Variable("LONGCAT_HF_SEED", "library", None,
-             "Files the image ships in Hugging Face cache layout (the SGLang base's kernels), "
-             "which the HF_HOME mount would hide: before the exec, each of its "
-             "hub/models--* folders that HF_HOME/hub lacks is linked there, never copied.",
-             default_doc="/opt/longcat/hf-seed, set by the images",
-             accepted_doc="a directory holding hub/models--* (or the hub folder itself)"),
-    Variable("GLOO_SOCKET_IFNAME", "library", None,
-             "The one network interface Gloo uses; on multi-node plans the launcher sets it "
-             "to the interface that routes to MASTER_IP when unset.",
-             default_doc="the interface towards MASTER_IP",
-             accepted_doc="one interface name (read by Gloo)"),
-    Variable("NCCL_SOCKET_IFNAME", "library", None,
-             "NCCL's interfaces (accepts ^-exclusions and comma lists); passed through "
-             "unchanged.",
-             accepted_doc="interface names or prefixes (read by NCCL)"),
-    Variable("NCCL_IB_DISABLE", "library", None,
-             "1: NCCL uses TCP sockets between the nodes instead of InfiniBand or RoCE; "
-             "preflight then warns instead of refusing a host whose HCAs the container "
-             "cannot reach.",
-             accepted_doc="0 or 1 (read by NCCL)"),
-    Variable("VARIANT", "choice", "chat",
-             "Model family: chat serves LongCat-Flash-Chat, thinking serves "
-             "LongCat-Flash-Thinking (same architecture and deployment; it reasons inside "
-             "<longcat_think> tags, separated from the answer on vLLM).",
-             choices=VARIANTS),
-    Variable("TOOL_CALLS", "bool", None,
-             "OpenAI tool calls (tool_choice auto) with the engine's LongCat tool parser. "
-             "Only vLLM has one; on with ENGINE=sglang is refused.",
-             default_doc="on (vllm), off (sglang)"),
-    Variable("SERVED_MODEL_NAME", "name", None,
-             "The model name clients ask for (GET /v1/models, the model field).",
-             default_doc="the repo id; for a local MODEL, the repo id VARIANT and PRECISION "
-                         "select (a models--org--name cache folder: org/name)"),
-    Variable("API_KEY", "secret", None,
-             "Key clients must send (Authorization: Bearer KEY) on the API; /health and "
-             "/metrics stay open. Never on the engine's command line, never printed.",
-             secret=True),
-    Variable("API_KEY_FILE", "file", None,
-             "A file holding the API key (a mounted Secret), read at launch instead of "
-             "API_KEY; trailing newlines are ignored."),
-    Variable("CONTEXT_LENGTH", "count", None,
-             "Longest sequence (prompt and answer, in tokens) the engine accepts: SGLang "
-             "--context-length, vLLM --max-model-len.",
-             default_doc="the checkpoint's own"),
-    Variable("SHUTDOWN_TIMEOUT_S", "seconds", DEFAULT_SHUTDOWN_TIMEOUT_S,
-             "After SIGTERM, how long vLLM lets in-flight requests finish "
-             "(--shutdown-timeout); SGLang drains them without a limit. Keep it below the "
-             f"platform's grace period ({STOP_GRACE_PERIOD_S} s in our compose files and "
-             "manifests)."),
-    Variable("DRY_RUN", "bool", False,
-             "Print the plan and the command, then exit without starting anything "
-             "(same as --dry-run)."),
+    Variable(
+        "ENGINE",
+        "choice",
+        None,
+        "Inference engine to launch.",
+        choices=ENGINES,
+        default_doc="the engine installed in the image",
+    ),
+    Variable(
+        "PRECISION",
+        "choice",
+        "fp8",
+        "Checkpoint precision: fp8 serves meituan-longcat/LongCat-Flash-Chat-FP8, "
+        "bf16 serves meituan-longcat/LongCat-Flash-Chat (-Thinking- instead of -Chat- "
+        "with VARIANT=thinking).",
+        choices=PRECISIONS,
+    ),
+    Variable(
+        "NNODES",
+        "count",
+        None,
+        "Number of nodes in the deployment.",
+        default_doc="1 for fp8, 2 for bf16",
+    ),
+    Variable("NODE_RANK", "index", 0, "This node's rank, 0..NNODES-1. Node 0 serves the API."),
+    Variable(
+        "MASTER_IP",
+        "address",
+        None,
+        "Address of node 0, reachable from every node. Required when NNODES > 1.",
+    ),
+    Variable(
+        "MASTER_PORT",
+        "port",
+        None,
+        "Port on node 0 for SGLang's dist-init address or vLLM's data-parallel RPC.",
+        default_doc="5000 (sglang), 13345 (vllm)",
+    ),
+    Variable(
+        "MTP",
+        "bool",
+        False,
+        "Multi-token prediction: speculative decoding with the checkpoint's own draft "
+        "layer (SGLang NEXTN, vLLM mtp).",
+    ),
+    Variable(
+        "MODEL",
+        "model",
+        None,
+        "Checkpoint to serve instead of the one VARIANT and PRECISION select; also the "
+        "MTP draft model.",
+        default_doc="the checkpoint for VARIANT and PRECISION",
+    ),
+    Variable("GPUS_PER_NODE", "count", 8, "GPUs each node uses."),
+    Variable("HOST", "address", "0.0.0.0", "Address the HTTP server binds to."),
+    Variable(
+        "PORT",
+        "port",
+        None,
+        "Port of the HTTP server (OpenAI API and /health).",
+        default_doc="30000 (sglang), 8000 (vllm)",
+    ),
+    Variable(
+        "EXTRA_ARGS",
+        "args",
+        (),
+        "Extra engine flags, appended after the launcher's own; arguments given after "
+        "the image name come after these.",
+        default_doc="none",
+    ),
+    Variable(
+        "MODEL_REVISION",
+        "revision",
+        None,
+        "Branch, tag or commit of a Hub checkpoint to fetch and serve; with DOWNLOAD=0 "
+        "the engine gets it (--revision). Refused with a local MODEL other than a "
+        "Hugging Face cache folder (models--org--name), whose snapshot it picks.",
+        default_doc="main",
+    ),
+    Variable(
+        "DOWNLOAD",
+        "bool",
+        True,
+        "Fetch missing checkpoint files into HF_HOME before the engine starts; off "
+        "leaves MODEL to the engine as given.",
+    ),
+    Variable(
+        "DOWNLOAD_STALL_S",
+        "timeout",
+        60,
+        "A download that receives no byte for this long (and any Hub request left "
+        "unanswered) is aborted and retried, 3 times in a row at most; nodes sharing a "
+        "cache take the download over from a node that stopped renewing its lease for "
+        "this long.",
+    ),
+    Variable(
+        "PREFLIGHT",
+        "choice",
+        "on",
+        "Host checks before launch: on refuses a deployment that cannot work (exit 3), "
+        "warn only reports, off skips them.",
+        choices=("on", "warn", "off"),
+    ),
+    Variable(
+        "MASTER_WAIT_S",
+        "seconds",
+        1800,
+        "How long a node ranked 1 or more waits for MASTER_IP:MASTER_PORT to accept "
+        "connections before giving up (node 0 may still be fetching the checkpoint).",
+    ),
+    Variable(
+        "HF_TOKEN",
+        "library",
+        None,
+        "Hugging Face token for gated or private checkpoints. Never printed.",
+        secret=True,
+        accepted_doc="a token (read by huggingface_hub)",
+    ),
+    Variable(
+        "HF_HOME",
+        "library",
+        None,
+        "Hugging Face cache; the checkpoint is stored under HF_HOME/hub. Mount a volume here.",
+        default_doc="/root/.cache/huggingface in the images",
+        accepted_doc="a writable directory (read by huggingface_hub)",
+    ),
+    Variable(
+        "HF_HUB_OFFLINE",
+        "library",
+        None,
+        "Never contact the Hub; every checkpoint file must already be cached.",
+        accepted_doc="1 (read by huggingface_hub)",
+    ),
+    Variable(
+        "HF_ENDPOINT",
+        "library",
+        None,
+        "The Hub to fetch from: a mirror or a proxy of huggingface.co.",
+        default_doc="https://huggingface.co",
+        accepted_doc="an http:// or https:// URL (read by huggingface_hub)",
+    ),
+    Variable(
+        "LONGCAT_HF_SEED",
+        "library",
+        None,
+        "Files the image ships in Hugging Face cache layout (the SGLang base's kernels), "
+        "which the HF_HOME mount would hide: before the exec, each of its "
+        "hub/models--* folders that HF_HOME/hub lacks is linked there, never copied.",
+        default_doc="/opt/longcat/hf-seed, set by the images",
+        accepted_doc="a directory holding hub/models--* (or the hub folder itself)",
+    ),
+    Variable(
+        "GLOO_SOCKET_IFNAME",
+        "library",
+        None,
+        "The one network interface Gloo uses; on multi-node plans the launcher sets it "
+        "to the interface that routes to MASTER_IP when unset.",
+        default_doc="the interface towards MASTER_IP",
+        accepted_doc="one interface name (read by Gloo)",
+    ),
+    Variable(
+        "NCCL_SOCKET_IFNAME",
+        "library",
+        None,
+        "NCCL's interfaces (accepts ^-exclusions and comma lists); passed through unchanged.",
+        accepted_doc="interface names or prefixes (read by NCCL)",
+    ),
+    Variable(
+        "NCCL_IB_DISABLE",
+        "library",
+        None,
+        "1: NCCL uses TCP sockets between the nodes instead of InfiniBand or RoCE; "
+        "preflight then warns instead of refusing a host whose HCAs the container "
+        "cannot reach.",
+        accepted_doc="0 or 1 (read by NCCL)",
+    ),
+    Variable(
+        "VARIANT",
+        "choice",
+        "chat",
+        "Model family: chat serves LongCat-Flash-Chat, thinking serves "
+        "LongCat-Flash-Thinking (same architecture and deployment; it reasons inside "
+        "<longcat_think> tags, separated from the answer on vLLM).",
+        choices=VARIANTS,
+    ),
+    Variable(
+        "TOOL_CALLS",
+        "bool",
+        None,
+        "OpenAI tool calls (tool_choice auto) with the engine's LongCat tool parser. "
+        "Only vLLM has one; on with ENGINE=sglang is refused.",
+        default_doc="on (vllm), off (sglang)",
+    ),
+    Variable(
+        "SERVED_MODEL_NAME",
+        "name",
+        None,
+        "The model name clients ask for (GET /v1/models, the model field).",
+        default_doc="the repo id; for a local MODEL, the repo id VARIANT and PRECISION "
+        "select (a models--org--name cache folder: org/name)",
+    ),
+    Variable(
+        "API_KEY",
+        "secret",
+        None,
+        "Key clients must send (Authorization: Bearer KEY) on the API; /health and "
+        "/metrics stay open. Never on the engine's command line, never printed.",
+        secret=True,
+    ),
+    Variable(
+        "API_KEY_FILE",
+        "file",
+        None,
+        "A file holding the API key (a mounted Secret), read at launch instead of "
+        "API_KEY; trailing newlines are ignored.",
+    ),
+    Variable(
+        "CONTEXT_LENGTH",
+        "count",
+        None,
+        "Longest sequence (prompt and answer, in tokens) the engine accepts: SGLang "
+        "--context-length, vLLM --max-model-len.",
+        default_doc="the checkpoint's own",
+    ),
+    Variable(
+        "SHUTDOWN_TIMEOUT_S",
+        "seconds",
+        DEFAULT_SHUTDOWN_TIMEOUT_S,
+        "After SIGTERM, how long vLLM lets in-flight requests finish "
+        "(--shutdown-timeout); SGLang drains them without a limit. Keep it below the "
+        f"platform's grace period ({STOP_GRACE_PERIOD_S} s in our compose files and "
+        "manifests).",
+    ),
+    Variable(
+        "DRY_RUN",
+        "bool",
+        False,
+        "Print the plan and the command, then exit without starting anything (same as --dry-run).",
+    ),
 )
 
 BY_NAME = {v.name: v for v in VARIABLES}
@@ -267,8 +400,11 @@ BY_NAME = {v.name: v for v in VARIABLES}
 # them in all output) and never put on an engine's command line. Beyond our own secret
 # variables: huggingface_hub's older token name (huggingface_hub/constants.py) and the key
 # variable vLLM reads (vllm/envs.py, VLLM_API_KEY).
-SECRET_VARIABLES = (*(v.name for v in VARIABLES if v.secret), "HUGGING_FACE_HUB_TOKEN",
-                    "VLLM_API_KEY")
+SECRET_VARIABLES = (
+    *(v.name for v in VARIABLES if v.secret),
+    "HUGGING_FACE_HUB_TOKEN",
+    "VLLM_API_KEY",
+)
 # Families of variables that the engines and their libraries read (NCCL, UCX, Gloo,
 # huggingface_hub, vLLM, SGLang). The platform files pass every one that is set into the
 # container unchanged: compose from compose/.env (common.yaml's env_file), the sbatch
@@ -308,8 +444,13 @@ class Settings:
 
 
 # Inclusive bounds of the numeric kinds.
-_RANGES = {"count": (1, LARGEST_WHOLE), "index": (0, LARGEST_WHOLE), "port": (1, 65535),
-           "seconds": (0, LARGEST_WHOLE), "timeout": (1, LARGEST_WHOLE)}
+_RANGES = {
+    "count": (1, LARGEST_WHOLE),
+    "index": (0, LARGEST_WHOLE),
+    "port": (1, 65535),
+    "seconds": (0, LARGEST_WHOLE),
+    "timeout": (1, LARGEST_WHOLE),
+}
 
 
 def _parse(var: Variable, raw: str) -> Any:
@@ -330,15 +471,22 @@ def _parse(var: Variable, raw: str) -> Any:
     if var.kind == "model":
         if text.startswith(("/", "./", "../")):
             return text
-        if (fullmatch(_REPO_ID, text) and ".." not in text and "--" not in text
-                and not text.endswith(".git")):
+        if (
+            fullmatch(_REPO_ID, text)
+            and ".." not in text
+            and "--" not in text
+            and not text.endswith(".git")
+        ):
             return text
         raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "revision":
         # Git ref names and commit hashes, as Hub revisions are (e.g. refs/pr/1); no ".."
         # or leading "/": the revision names a file under the cache's refs/ folder.
-        if (fullmatch(r"[\w.\-/]{1,200}", text) and ".." not in text
-                and not text.startswith(("/", "-"))):
+        if (
+            fullmatch(r"[\w.\-/]{1,200}", text)
+            and ".." not in text
+            and not text.startswith(("/", "-"))
+        ):
             return text
         raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "args":
@@ -347,8 +495,9 @@ def _parse(var: Variable, raw: str) -> Any:
         try:
             return tuple(shlex.split(raw))
         except ValueError as exc:  # unbalanced quotes; the flags may carry a secret
-            raise ConfigError(var.name, raw, var.accepted(), f"It does not split: {exc}.",
-                              hide_value=True) from None
+            raise ConfigError(
+                var.name, raw, var.accepted(), f"It does not split: {exc}.", hide_value=True
+            ) from None
     if var.kind == "name":
         # One argv word for --served-model-name: no spaces, and no leading "-", which the
         # engines' parsers would read as an option.
@@ -383,13 +532,19 @@ def _check_secret(name: str, raw: str) -> None:
     Raises:
         ConfigError: naming ``name``, never the value.
     """
-    accepted = (f"a token of {MIN_SECRET_CHARS} or more characters, without spaces, "
-                "newlines or control characters")
+    accepted = (
+        f"a token of {MIN_SECRET_CHARS} or more characters, without spaces, "
+        "newlines or control characters"
+    )
     if raw and (raw.strip() != raw or not raw.isprintable() or " " in raw):
-        raise ConfigError(name, raw, accepted,
-                          "Remove the trailing newline or spaces (a Secret made from a file "
-                          "keeps them: create it with --from-literal, or strip the file).",
-                          hide_value=True)
+        raise ConfigError(
+            name,
+            raw,
+            accepted,
+            "Remove the trailing newline or spaces (a Secret made from a file "
+            "keeps them: create it with --from-literal, or strip the file).",
+            hide_value=True,
+        )
     if raw and len(raw) < MIN_SECRET_CHARS:
         raise ConfigError(name, raw, accepted, hide_value=True)
 
@@ -403,8 +558,9 @@ def _platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return platform_values(env)
 
 
-def load_settings(env: Mapping[str, str],
-                  installed: Callable[[], list[str]] | None = None) -> Settings:
+def load_settings(
+    env: Mapping[str, str], installed: Callable[[], list[str]] | None = None
+) -> Settings:
     """Read and validate every variable in ``VARIABLES`` from ``env``.
 
     An empty value counts as unset. ``NODE_RANK``, ``MASTER_IP`` and ``NNODES`` fall back
@@ -433,8 +589,12 @@ def load_settings(env: Mapping[str, str],
         raw = env.get(var.name, "")
         limit = MAX_ARGS_CHARS if var.kind == "args" else MAX_VALUE_CHARS
         if len(raw) > limit:
-            raise ConfigError(var.name, raw, f"at most {limit} characters",
-                              hide_value=var.secret or var.kind == "args")
+            raise ConfigError(
+                var.name,
+                raw,
+                f"at most {limit} characters",
+                hide_value=var.secret or var.kind == "args",
+            )
         if var.kind == "library":  # read by its library, from the environment
             continue
         if raw.strip() == "":
@@ -451,14 +611,17 @@ def load_settings(env: Mapping[str, str],
         if var.name in platform and var.name != "MASTER_IP":
             theirs, source = platform[var.name]
             if _parse(var, theirs) != values[var.name]:
-                raise ConfigError(var.name, raw, f"{theirs} (from {source}), or unset",
-                                  f"{var.name} contradicts the platform's {source}.")
+                raise ConfigError(
+                    var.name,
+                    raw,
+                    f"{theirs} (from {source}), or unset",
+                    f"{var.name} contradicts the platform's {source}.",
+                )
     if values["ENGINE"] is None:
         found = installed() if installed is not None else detect_engine(env)
         if len(found) != 1:
             where = "neither engine is installed here" if not found else "both are installed"
-            raise ConfigError("ENGINE", None, " | ".join(ENGINES),
-                              f"ENGINE must be set: {where}.")
+            raise ConfigError("ENGINE", None, " | ".join(ENGINES), f"ENGINE must be set: {where}.")
         values["ENGINE"] = found[0]
         sources["ENGINE"] = "installed engine"
     return Settings(values, sources)

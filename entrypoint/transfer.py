@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         def update(self, data: bytes, /) -> None: ...
         def hexdigest(self) -> str: ...
 
+
 PARTIAL_SUFFIX = ".incomplete"
 # Files fetched at once: snapshot_download's default (huggingface_hub _snapshot_download.py,
 # max_workers=8).
@@ -96,9 +97,12 @@ class RemoteFile:
             ValueError: the sibling has no size, or neither hash.
         """
         lfs = getattr(sibling, "lfs", None)
-        sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None))
-        size = sibling.size if sibling.size is not None else (
-            lfs.get("size") if isinstance(lfs, dict) else None)
+        sha256 = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
+        size = (
+            sibling.size
+            if sibling.size is not None
+            else (lfs.get("size") if isinstance(lfs, dict) else None)
+        )
         if size is None:
             raise ValueError(f"{sibling.rfilename}: the Hub gave no size")
         return cls(sibling.rfilename, int(size), sha256, getattr(sibling, "blob_id", None))
@@ -179,6 +183,7 @@ class Aborted(TransferError):
 
 
 # --- the cache layout -------------------------------------------------------------------
+
 
 def blob_path(folder: str, etag: str) -> str:
     """``<folder>/blobs/<etag>``: where a complete file lives."""
@@ -307,6 +312,7 @@ def remove_leftovers(folder: str, etags: Iterable[str], older_than_s: float) -> 
 
 # --- one file ---------------------------------------------------------------------------
 
+
 class Source:
     """Where and how to fetch: the HTTP client, the headers, and a URL per file.
 
@@ -321,9 +327,16 @@ class Source:
         stall_s: seconds without a byte before a request is given up.
     """
 
-    def __init__(self, session: Any, httpx: Any, url: Callable[[str], str],
-                 headers: Mapping[str, str], raise_for_status: Callable[[Any], None],
-                 hub_error: type[Exception], stall_s: float):
+    def __init__(
+        self,
+        session: Any,
+        httpx: Any,
+        url: Callable[[str], str],
+        headers: Mapping[str, str],
+        raise_for_status: Callable[[Any], None],
+        hub_error: type[Exception],
+        stall_s: float,
+    ):
         self.session, self.httpx, self.url = session, httpx, url
         self.hub_error = hub_error
         # Identity encoding: a compressed body would make byte offsets, and so ranges,
@@ -347,8 +360,13 @@ def _status_of(error: Exception) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def attempt(source: Source, folder: str, remote: RemoteFile, abort: threading.Event,
-            received: Callable[[int], None] = lambda n: None) -> bool:
+def attempt(
+    source: Source,
+    folder: str,
+    remote: RemoteFile,
+    abort: threading.Event,
+    received: Callable[[int], None] = lambda n: None,
+) -> bool:
     """One attempt at ``remote``: resume its partial file, verify it, rename it to its blob.
 
     Returns:
@@ -388,36 +406,46 @@ def attempt(source: Source, folder: str, remote: RemoteFile, abort: threading.Ev
             headers = dict(source.headers)
             if start:
                 headers["Range"] = f"bytes={start}-"
-            with source.session.stream("GET", source.url(remote.name), headers=headers,
-                                       timeout=source.stall_s, follow_redirects=True) as reply:
+            with source.session.stream(
+                "GET",
+                source.url(remote.name),
+                headers=headers,
+                timeout=source.stall_s,
+                follow_redirects=True,
+            ) as reply:
                 source.raise_for_status(reply)
                 if start and reply.status_code != 206:  # the server ignored the range
                     os.ftruncate(fd, 0)
                     offset, hasher = 0, remote.hasher()
                 elif start and not reply.headers.get("Content-Range", "").startswith(
-                        f"bytes {start}-"):
-                    raise Interrupted(f"{remote.name}: the server answered another range "
-                                      f"({reply.headers.get('Content-Range')}) than bytes "
-                                      f"{start}-")
+                    f"bytes {start}-"
+                ):
+                    raise Interrupted(
+                        f"{remote.name}: the server answered another range "
+                        f"({reply.headers.get('Content-Range')}) than bytes "
+                        f"{start}-"
+                    )
                 for chunk in reply.iter_bytes(CHUNK_BYTES):
                     if abort.is_set():
                         raise Aborted(f"{remote.name}: stopped")
                     if offset + len(chunk) > remote.size:
                         os.ftruncate(fd, 0)
-                        raise Corrupt(f"{remote.name}: the Hub sent more than the "
-                                      f"{remote.size} bytes it lists")
+                        raise Corrupt(
+                            f"{remote.name}: the Hub sent more than the "
+                            f"{remote.size} bytes it lists"
+                        )
                     os.pwrite(fd, chunk, offset)
                     hasher.update(chunk)
                     offset += len(chunk)
                     received(len(chunk))
         if offset < remote.size:
-            raise Interrupted(f"{remote.name}: the transfer ended at byte {offset} of "
-                              f"{remote.size}")
+            raise Interrupted(
+                f"{remote.name}: the transfer ended at byte {offset} of {remote.size}"
+            )
         kind, value = remote.expected()
         if hasher.hexdigest() != value:
             os.ftruncate(fd, 0)
-            raise Corrupt(f"{remote.name}: its {kind} does not match the Hub's; fetching it "
-                          "again")
+            raise Corrupt(f"{remote.name}: its {kind} does not match the Hub's; fetching it again")
         os.fsync(fd)
     except Exception as error:
         raise _classify(error, source, remote, partial, offset) from None
@@ -433,8 +461,9 @@ def attempt(source: Source, folder: str, remote: RemoteFile, abort: threading.Ev
     return True
 
 
-def _classify(error: Exception, source: Source, remote: RemoteFile, partial: str,
-              offset: int) -> Exception:
+def _classify(
+    error: Exception, source: Source, remote: RemoteFile, partial: str, offset: int
+) -> Exception:
     """The ``TransferError`` an exception of one attempt stands for (or itself, for a bug).
 
     huggingface_hub's ``HfHubHTTPError`` is both an ``httpx.HTTPError`` and an ``OSError``
@@ -448,8 +477,9 @@ def _classify(error: Exception, source: Source, remote: RemoteFile, partial: str
             return Interrupted(f"{remote.name}: {_first_line(error)}")
         return Refused(f"{remote.name}: {_first_line(error)}", error, status)
     if isinstance(error, source.httpx.TimeoutException):
-        return Stalled(f"{remote.name}: no byte for {source.stall_s:g} s at byte {offset} of "
-                       f"{remote.size}")
+        return Stalled(
+            f"{remote.name}: no byte for {source.stall_s:g} s at byte {offset} of {remote.size}"
+        )
     if isinstance(error, source.httpx.HTTPError):  # refused, reset, cut connections
         return Interrupted(f"{remote.name}: {_first_line(error)}")
     if isinstance(error, OSError):
@@ -464,9 +494,14 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
-def fetch_file(source: Source, folder: str, remote: RemoteFile, abort: threading.Event,
-               received: Callable[[int], None] = lambda n: None,
-               log: Callable[[str], None] = lambda line: None) -> bool:
+def fetch_file(
+    source: Source,
+    folder: str,
+    remote: RemoteFile,
+    abort: threading.Event,
+    received: Callable[[int], None] = lambda n: None,
+    log: Callable[[str], None] = lambda line: None,
+) -> bool:
     """Fetch ``remote`` into its blob, attempt after attempt.
 
     An attempt that added bytes starts a new count; ``DOWNLOAD_ATTEMPTS`` failed attempts
@@ -486,21 +521,28 @@ def fetch_file(source: Source, folder: str, remote: RemoteFile, abort: threading
             return attempt(source, folder, remote, abort, received)
         except (Stalled, Interrupted, Corrupt) as error:
             after = file_size(partial)
-            failures, stalls = ((1, 0) if after > before else (failures + 1, stalls))
+            failures, stalls = (1, 0) if after > before else (failures + 1, stalls)
             stalls += isinstance(error, Stalled)
             if failures >= DOWNLOAD_ATTEMPTS:
                 raise GaveUp(remote, error, stalls >= failures) from None
-            log(f"weights: {error}; resuming at byte {after} (attempt {failures + 1} of "
-                f"{DOWNLOAD_ATTEMPTS})")
+            log(
+                f"weights: {error}; resuming at byte {after} (attempt {failures + 1} of "
+                f"{DOWNLOAD_ATTEMPTS})"
+            )
             if abort.wait(RETRY_PAUSE_S):
                 raise Aborted(f"{remote.name}: stopped") from None
 
 
-def fetch_all(source: Source, folder: str, remotes: list[RemoteFile],
-              abort: threading.Event, log: Callable[[str], None],
-              should_stop: Callable[[], BaseException | None] = lambda: None,
-              finished: Callable[[RemoteFile, bool], object] = lambda remote, checked: None,
-              parallel: int = PARALLEL_FILES) -> None:
+def fetch_all(
+    source: Source,
+    folder: str,
+    remotes: list[RemoteFile],
+    abort: threading.Event,
+    log: Callable[[str], None],
+    should_stop: Callable[[], BaseException | None] = lambda: None,
+    finished: Callable[[RemoteFile, bool], object] = lambda remote, checked: None,
+    parallel: int = PARALLEL_FILES,
+) -> None:
     """Fetch ``remotes``, ``parallel`` at a time, in daemon threads; ``finished(remote,
     checked)`` runs (in that thread) as each one is in place (``checked``: as
     ``fetch_file`` returns).
@@ -534,8 +576,10 @@ def fetch_all(source: Source, folder: str, remotes: list[RemoteFile],
                 return
         done.put(None)
 
-    workers = [threading.Thread(target=work, name=f"download-{i}", daemon=True)
-               for i in range(max(1, min(parallel, len(remotes))))]
+    workers = [
+        threading.Thread(target=work, name=f"download-{i}", daemon=True)
+        for i in range(max(1, min(parallel, len(remotes))))
+    ]
     for worker in workers:
         worker.start()
     first: BaseException | None = None

@@ -35,8 +35,10 @@ MIN_SECRET_CHARS = 8
 ADDRESS_ACCEPTED = "an IPv4 address, an IPv6 address (brackets optional) or a DNS name"
 
 # RFC 1123 host names: labels of 1-63 letters, digits and inner hyphens; 253 in all.
-_HOSTNAME = (r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-             r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_HOSTNAME = (
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 
 
 def fullmatch(pattern: str, text: str) -> bool:
@@ -64,8 +66,9 @@ def parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(name, raw, BOOL_ACCEPTED)
 
 
-def parse_whole(name: str, raw: str, low: int, high: int = LARGEST_WHOLE,
-                accepted: str | None = None) -> int:
+def parse_whole(
+    name: str, raw: str, low: int, high: int = LARGEST_WHOLE, accepted: str | None = None
+) -> int:
     """Parse a whole number written in ASCII decimal digits, ``low <= n <= high``.
 
     The length is checked before the conversion, so a value of thousands of digits is
@@ -82,8 +85,12 @@ def parse_whole(name: str, raw: str, low: int, high: int = LARGEST_WHOLE,
     """
     text = raw.strip()
     digits = text.lstrip("0") or "0"
-    if (not text or not (text.isascii() and text.isdigit())
-            or len(digits) > len(str(high)) or not low <= int(digits) <= high):
+    if (
+        not text
+        or not (text.isascii() and text.isdigit())
+        or len(digits) > len(str(high))
+        or not low <= int(digits) <= high
+    ):
         raise ConfigError(name, raw, accepted or f"a whole number, {low}..{high}")
     return int(digits)
 
@@ -94,8 +101,9 @@ def _dotted_numeric(text: str) -> bool:
     Resolvers read such names as IPv4 addresses in the old inet_aton forms (octal, fewer
     than four parts), which point at another host than the one written.
     """
-    return bool(text) and all(c.isdigit() or c == "." for c in text) and any(
-        c.isdigit() for c in text)
+    return (
+        bool(text) and all(c.isdigit() or c == "." for c in text) and any(c.isdigit() for c in text)
+    )
 
 
 def parse_address(name: str, raw: str, accepted: str = ADDRESS_ACCEPTED) -> str:
@@ -123,15 +131,21 @@ def parse_address(name: str, raw: str, accepted: str = ADDRESS_ACCEPTED) -> str:
     except ValueError:
         pass
     if _dotted_numeric(text.rstrip(".")):
-        raise ConfigError(name, raw, accepted,
-                          "An all-numeric name is not a canonical IPv4 address (four numbers "
-                          "0..255 without leading zeros); resolvers would read it as another "
-                          "address.")
+        raise ConfigError(
+            name,
+            raw,
+            accepted,
+            "An all-numeric name is not a canonical IPv4 address (four numbers "
+            "0..255 without leading zeros); resolvers would read it as another "
+            "address.",
+        )
     if inner is text and fullmatch(_HOSTNAME, text):
         return text.rstrip(".")
-    detail = ("Give the address alone; the port has its own variable."
-              if text.count(":") == 1 and text.rsplit(":", 1)[1].isdigit() else
-              "A host name holds letters, digits, hyphens and dots only.")
+    detail = (
+        "Give the address alone; the port has its own variable."
+        if text.count(":") == 1 and text.rsplit(":", 1)[1].isdigit()
+        else "A host name holds letters, digits, hyphens and dots only."
+    )
     raise ConfigError(name, raw, accepted, detail)
 
 
@@ -164,4 +178,4 @@ def repo_id_of_cache_folder(path: str) -> str | None:
     name = os.path.basename(os.path.normpath(path))
     if not name.startswith(CACHE_FOLDER_PREFIX):
         return None
-    return name[len(CACHE_FOLDER_PREFIX):].replace("--", "/")
+    return name[len(CACHE_FOLDER_PREFIX) :].replace("--", "/")

@@ -96,6 +96,7 @@ def hub_cache(env: Mapping[str, str]) -> str:
     (huggingface_hub/constants.py). Computed here so the dry run and the checks need no
     import; the same path is passed to huggingface_hub explicitly.
     """
+
     def expand(path: str) -> str:
         return os.path.expanduser(os.path.expandvars(path))
 
@@ -103,7 +104,8 @@ def hub_cache(env: Mapping[str, str]) -> str:
     if explicit:
         return expand(explicit)
     home = env.get("HF_HOME") or os.path.join(
-        env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface")
+        env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+    )
     return os.path.join(expand(home), "hub")
 
 
@@ -127,9 +129,15 @@ class Located:
             holds nothing that tells (nothing of this revision was cached).
     """
 
-    def __init__(self, model: str, path: str | None = None,
-                 repo_id: str | None = None, revision: str | None = None,
-                 cache: str | None = None, missing: list[str] | None = None):
+    def __init__(
+        self,
+        model: str,
+        path: str | None = None,
+        repo_id: str | None = None,
+        revision: str | None = None,
+        cache: str | None = None,
+        missing: list[str] | None = None,
+    ):
         self.model = model
         self.path = path
         self.repo_id = repo_id
@@ -156,8 +164,11 @@ def _snapshot_of_cache_folder(folder: str, revision: str | None) -> str:
     """The snapshot directory of a cache repository folder (``models--org--name``)."""
     snapshots_dir = os.path.join(folder, "snapshots")
     try:
-        snapshots = sorted(name for name in os.listdir(snapshots_dir)
-                           if os.path.isdir(os.path.join(snapshots_dir, name)))
+        snapshots = sorted(
+            name
+            for name in os.listdir(snapshots_dir)
+            if os.path.isdir(os.path.join(snapshots_dir, name))
+        )
     except OSError:
         snapshots = []
     wanted = revision or DEFAULT_REVISION
@@ -181,14 +192,16 @@ def _snapshot_of_cache_folder(folder: str, revision: str | None) -> str:
         f"MODEL={folder} is a Hugging Face cache folder, but it has no snapshot for "
         f"{'MODEL_REVISION=' + revision if revision else 'refs/main'} (snapshots: "
         f"{', '.join(snapshots) or 'none'}; refs: {', '.join(refs) or 'none'}). Set "
-        "MODEL_REVISION to one of those, or MODEL to a snapshot directory.")
+        "MODEL_REVISION to one of those, or MODEL to a snapshot directory."
+    )
 
 
 def _unreadable(model: str, path: str, error: OSError) -> WeightsError:
     return WeightsError(
         f"MODEL={model}: {path} cannot be read by this process (uid {os.geteuid()}): "
         f"{error.strerror or error}. Make the checkpoint readable to that user (chmod or "
-        "chown on the host, or the container's user), or mount it elsewhere.")
+        "chown on the host, or the container's user), or mount it elsewhere."
+    )
 
 
 def _locate_local(model: str, revision: str | None) -> Located:
@@ -202,7 +215,8 @@ def _locate_local(model: str, revision: str | None) -> Located:
     if not os.path.isdir(path):
         raise WeightsError(
             f"MODEL={model} is not a directory on this host. Mount the checkpoint there "
-            f"(docker run -v HOST_DIR:{path}), or set MODEL to a Hugging Face repo id.")
+            f"(docker run -v HOST_DIR:{path}), or set MODEL to a Hugging Face repo id."
+        )
     try:
         os.listdir(path)
     except OSError as error:
@@ -218,7 +232,8 @@ def _locate_local(model: str, revision: str | None) -> Located:
             raise _unreadable(model, path, error) from None
         raise WeightsError(
             f"MODEL={model}: {path} holds no config.json, so it is not a checkpoint. Point "
-            "MODEL at the directory with config.json and the *.safetensors files.")
+            "MODEL at the directory with config.json and the *.safetensors files."
+        )
     try:
         with open(config, "rb"):
             pass
@@ -229,15 +244,17 @@ def _locate_local(model: str, revision: str | None) -> Located:
 
 # --- the Hugging Face cache -------------------------------------------------------------
 
+
 def _hub() -> ModuleType:
     """``huggingface_hub``, imported now; a clear refusal when it is not installed."""
     try:
         import huggingface_hub
     except ImportError:
-        raise WeightsError("MODEL is a Hugging Face repo id, but the huggingface_hub package "
-                           "is not installed here (the longcat-deploy images ship it). Install "
-                           "huggingface_hub, or set DOWNLOAD=0 to leave MODEL to the engine.") \
-            from None
+        raise WeightsError(
+            "MODEL is a Hugging Face repo id, but the huggingface_hub package "
+            "is not installed here (the longcat-deploy images ship it). Install "
+            "huggingface_hub, or set DOWNLOAD=0 to leave MODEL to the engine."
+        ) from None
     return huggingface_hub
 
 
@@ -340,20 +357,22 @@ def locate_model(model: str, revision: str | None, env: Mapping[str, str]) -> Lo
     try:
         snapshot, missing = cached_snapshot(model, revision, cache)
     except ValueError as error:  # huggingface_hub's HFValidationError: a name it refuses
-        raise WeightsError(f"MODEL={model} (MODEL_REVISION={revision}) is refused by "
-                           f"huggingface_hub: {error}") from None
-    located = Located(model, repo_id=model,
-                      revision=revision, cache=cache, missing=missing)
+        raise WeightsError(
+            f"MODEL={model} (MODEL_REVISION={revision}) is refused by huggingface_hub: {error}"
+        ) from None
+    located = Located(model, repo_id=model, revision=revision, cache=cache, missing=missing)
     if snapshot is not None and not missing:
         located.path = snapshot
         log(f"weights: {model}@{revision} is complete in the cache, using {snapshot}")
     elif hub_offline(env):
-        what = (f"these files are missing: {_names(missing)}" if missing
-                else "nothing of it is cached")
+        what = (
+            f"these files are missing: {_names(missing)}" if missing else "nothing of it is cached"
+        )
         raise WeightsError(
             f"HF_HUB_OFFLINE is on and {model}@{revision} is not complete in the cache "
             f"{cache}: {what}. Fill the cache (with network access, or by mounting a cache "
-            "that holds the checkpoint at HF_HOME), or unset HF_HUB_OFFLINE.")
+            "that holds the checkpoint at HF_HOME), or unset HF_HUB_OFFLINE."
+        )
     return located
 
 
@@ -380,8 +399,9 @@ def hub_endpoint(env: Mapping[str, str]) -> str | None:
         parts = urlsplit(raw)
         parts.port  # noqa: B018 - parses the port, raising ValueError on a bad one
     except ValueError as error:
-        raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED,
-                          f"It is not a URL: {error}.") from None
+        raise ConfigError(
+            "HF_ENDPOINT", raw, ENDPOINT_ACCEPTED, f"It is not a URL: {error}."
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED)
     return raw.rstrip("/")
@@ -427,8 +447,14 @@ class _Progress:
     average since the start), and a transfer that delivers nothing says for how long.
     """
 
-    def __init__(self, folder: str, total: int, log: Callable[[str], None],
-                 prefix: str = "download", from_zero: bool = False):
+    def __init__(
+        self,
+        folder: str,
+        total: int,
+        log: Callable[[str], None],
+        prefix: str = "download",
+        from_zero: bool = False,
+    ):
         import threading
         import time
 
@@ -474,8 +500,12 @@ class _Progress:
         self.thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.stop.set()
         self.thread.join()
 
@@ -498,8 +528,10 @@ class _ExitOnSignals:
 
         try:
             self.cleanup()
-            self.log(f"weights: {signal.Signals(signum).name}: stopping; the bytes fetched "
-                     "so far stay in the cache, and the next start resumes them")
+            self.log(
+                f"weights: {signal.Signals(signum).name}: stopping; the bytes fetched "
+                "so far stay in the cache, and the next start resumes them"
+            )
         finally:
             os._exit(128 + signum)
 
@@ -533,8 +565,14 @@ class HubRepo:
         ConfigError: ``HF_ENDPOINT`` is not a URL.
     """
 
-    def __init__(self, repo: str, revision: str, env: Mapping[str, str], stall_s: float,
-                 missing_here: str = ""):
+    def __init__(
+        self,
+        repo: str,
+        revision: str,
+        env: Mapping[str, str],
+        stall_s: float,
+        missing_here: str = "",
+    ):
         _hub()
         from huggingface_hub import HfApi
 
@@ -544,9 +582,11 @@ class HubRepo:
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
         self.where = f"{repo}@{revision}"
         self.missing_here = missing_here
-        self.check_path = (f"Check the network path to {self.api.endpoint} (HF_ENDPOINT, "
-                           "proxy, firewall), or fill the cache at HF_HOME and set "
-                           "HF_HUB_OFFLINE=1")
+        self.check_path = (
+            f"Check the network path to {self.api.endpoint} (HF_ENDPOINT, "
+            "proxy, firewall), or fill the cache at HF_HOME and set "
+            "HF_HUB_OFFLINE=1"
+        )
 
     def refuse(self, error: Exception, doing: str) -> WeightsError:
         """The message for ``error`` while ``doing`` (``"look up"``, ``"fetch X of"``)."""
@@ -566,21 +606,31 @@ class HubRepo:
         repo, token, endpoint = self.repo, self.token, self.api.endpoint
         status = getattr(getattr(error, "response", None), "status_code", None)
         if isinstance(error, GatedRepoError):
-            why = (f"{repo} is gated: accept its terms on its Hub page with your account, "
-                   "then set HF_TOKEN to a token of that account")
+            why = (
+                f"{repo} is gated: accept its terms on its Hub page with your account, "
+                "then set HF_TOKEN to a token of that account"
+            )
         elif isinstance(error, RepositoryNotFoundError):
-            why = (f"{endpoint} has no repository {repo}, or it is private and HF_TOKEN "
-                   f"{'lacks access to it' if token else 'is not set'}. Check MODEL and HF_TOKEN")
+            why = (
+                f"{endpoint} has no repository {repo}, or it is private and HF_TOKEN "
+                f"{'lacks access to it' if token else 'is not set'}. Check MODEL and HF_TOKEN"
+            )
         elif isinstance(error, RevisionNotFoundError):
-            why = (f"{repo} has no revision {self.revision!r}. Set MODEL_REVISION to a "
-                   "branch, tag or commit of it")
+            why = (
+                f"{repo} has no revision {self.revision!r}. Set MODEL_REVISION to a "
+                "branch, tag or commit of it"
+            )
         elif isinstance(error, httpx.TimeoutException):
-            why = (f"{endpoint} sent nothing for {self.stall_s:g} s (DOWNLOAD_STALL_S), "
-                   f"{DOWNLOAD_ATTEMPTS} times. {self.check_path}")
+            why = (
+                f"{endpoint} sent nothing for {self.stall_s:g} s (DOWNLOAD_STALL_S), "
+                f"{DOWNLOAD_ATTEMPTS} times. {self.check_path}"
+            )
         elif isinstance(error, HfHubHTTPError) and status == 403:
-            why = (f"{endpoint} answered 403 Forbidden ({_summary(error, token)}). "
-                   f"HF_TOKEN {'lacks access' if token else 'is not set'}: use a token that "
-                   f"can read {repo}, or check what a proxy or mirror at HF_ENDPOINT allows")
+            why = (
+                f"{endpoint} answered 403 Forbidden ({_summary(error, token)}). "
+                f"HF_TOKEN {'lacks access' if token else 'is not set'}: use a token that "
+                f"can read {repo}, or check what a proxy or mirror at HF_ENDPOINT allows"
+            )
         else:
             why = f"{_summary(error, token)}. {self.check_path}"
         return WeightsError(f"cannot {doing} {self.where}: {why}{self.missing_here}.")
@@ -610,30 +660,39 @@ class HubRepo:
 
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
-                info = self.api.model_info(self.repo, revision=self.revision,
-                                           files_metadata=True, timeout=self.stall_s)
+                info = self.api.model_info(
+                    self.repo, revision=self.revision, files_metadata=True, timeout=self.stall_s
+                )
                 break
             except Exception as error:
                 if attempt == DOWNLOAD_ATTEMPTS or not self.transient(error):
                     raise self.refuse(error, "look up") from None
-                log(f"weights: looking up {self.where}: {_summary(error, self.token)}; trying "
-                    f"again (attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})")
+                log(
+                    f"weights: looking up {self.where}: {_summary(error, self.token)}; trying "
+                    f"again (attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})"
+                )
                 time.sleep(RETRY_PAUSE_S)
         siblings = {s.rfilename: s for s in (info.siblings or [])}
         wanted = _wanted(siblings)
         commit = str(info.sha)
         if "config.json" not in wanted:
-            raise WeightsError(f"{self.where} (commit {commit}) has no config.json, so it is "
-                               "not a checkpoint. Check MODEL and MODEL_REVISION.")
+            raise WeightsError(
+                f"{self.where} (commit {commit}) has no config.json, so it is "
+                "not a checkpoint. Check MODEL and MODEL_REVISION."
+            )
         if not any(name.endswith(".safetensors") for name in wanted):
-            raise WeightsError(f"{self.where} has no *.safetensors weights; the launcher "
-                               "fetches only safetensors. Set DOWNLOAD=0 to let the engine "
-                               "fetch it itself.")
+            raise WeightsError(
+                f"{self.where} has no *.safetensors weights; the launcher "
+                "fetches only safetensors. Set DOWNLOAD=0 to let the engine "
+                "fetch it itself."
+            )
         try:
             return commit, [RemoteFile.from_sibling(siblings[name]) for name in wanted]
         except ValueError as error:
-            raise WeightsError(f"cannot fetch {self.where}: {error}, so the file cannot be "
-                               f"verified. Check HF_ENDPOINT ({self.api.endpoint}).") from None
+            raise WeightsError(
+                f"cannot fetch {self.where}: {error}, so the file cannot be "
+                f"verified. Check HF_ENDPOINT ({self.api.endpoint})."
+            ) from None
 
 
 def default_stall_s() -> int:
@@ -644,9 +703,13 @@ def default_stall_s() -> int:
     return int(BY_NAME["DOWNLOAD_STALL_S"].default)
 
 
-def fetch(located: Located, env: Mapping[str, str],
-          log: Callable[[str], None] = log, stall_s: float | None = None,
-          checked: set[str] | None = None) -> str:
+def fetch(
+    located: Located,
+    env: Mapping[str, str],
+    log: Callable[[str], None] = log,
+    stall_s: float | None = None,
+    checked: set[str] | None = None,
+) -> str:
     """Download the files of ``located`` that the cache lacks; return the snapshot path.
 
     1. Asks the Hub for the file list with sizes and hashes
@@ -709,8 +772,7 @@ def fetch(located: Located, env: Mapping[str, str],
     if repo is None or revision is None or cache is None:
         raise TypeError(f"fetch() takes a repo id's Located, not {located.model!r}'s")
     stall_s = stall_s or default_stall_s()
-    missing_here = (f"; missing here: {_names(located.missing)}" if located.missing
-                    else "")
+    missing_here = f"; missing here: {_names(located.missing)}" if located.missing else ""
     hub = HubRepo(repo, revision, env, stall_s, missing_here)
     api, endpoint, token, where = hub.api, hub.endpoint, hub.token, hub.where
     refuse, check_path = hub.refuse, hub.check_path
@@ -727,16 +789,22 @@ def fetch(located: Located, env: Mapping[str, str],
         if error.errno == errno.ENOSPC:
             return WeightsError(
                 f"the disk under {cache} filled up while fetching {where}. Free space "
-                "there; the bytes already fetched are kept, and the next start resumes them.")
+                "there; the bytes already fetched are kept, and the next start resumes them."
+            )
         return WeightsError(
             f"cannot write the checkpoint into the Hugging Face cache {cache}: {path}: "
             f"{error.strerror or error}. Mount a writable volume at HF_HOME (or HF_HUB_CACHE), "
-            "or fill that cache elsewhere and set HF_HUB_OFFLINE=1.")
+            "or fill that cache elsewhere and set HF_HUB_OFFLINE=1."
+        )
 
     waiting = _Progress(folder, total, log, prefix="shared cache", from_zero=True)
-    lease = Lease(lease_path(cache, folder_name), stale_s=stall_s,
-                  no_progress_s=(2 * DOWNLOAD_ATTEMPTS + 1) * stall_s, log=log,
-                  progress=lambda: (waiting._on_disk(), waiting.sample()[1]))
+    lease = Lease(
+        lease_path(cache, folder_name),
+        stale_s=stall_s,
+        no_progress_s=(2 * DOWNLOAD_ATTEMPTS + 1) * stall_s,
+        log=log,
+        progress=lambda: (waiting._on_disk(), waiting.sample()[1]),
+    )
     with _ExitOnSignals(lambda: lease.release(join=False), log):
         while True:
             try:
@@ -744,30 +812,37 @@ def fetch(located: Located, env: Mapping[str, str],
             except OSError as error:
                 raise unwritable(error, lease.path) from None
             try:
-                missing = [r for r in remotes
-                           if not os.path.isfile(pointer_path(folder, commit, r.name))]
+                missing = [
+                    r for r in remotes if not os.path.isfile(pointer_path(folder, commit, r.name))
+                ]
                 if missing:
                     need = bytes_still_needed(folder, missing)
                     free = _free_bytes(cache)
                     kept = sum(r.size for r in missing) - need
-                    already = (f"; {format_gb(kept)} of them are already on disk" if kept
-                               else "")
+                    already = f"; {format_gb(kept)} of them are already on disk" if kept else ""
                     if need > free:
                         raise WeightsError(
                             f"not enough disk space for {where}: the {len(missing)} missing "
                             f"files need {format_gb(need)}, and {format_gb(free)} are free "
                             f"under {cache}{already}. Free space there, or mount a larger "
                             "volume at HF_HOME (the FP8 checkpoint is about 560 GB, BF16 "
-                            "about 1.1 TB).")
-                    log(f"weights: fetching {len(missing)} of {len(wanted)} files of {where} "
+                            "about 1.1 TB)."
+                        )
+                    log(
+                        f"weights: fetching {len(missing)} of {len(wanted)} files of {where} "
                         f"(commit {commit}), {need / GB:.2f} GB, from {api.endpoint} into "
-                        f"{cache}; {free / GB:.2f} GB free{already}")
+                        f"{cache}; {free / GB:.2f} GB free{already}"
+                    )
                     progress = _Progress(folder, need, log)
-                    source = Source(get_session(), hub_httpx,
-                                    lambda name: hf_hub_url(repo, name, revision=commit,
-                                                            endpoint=endpoint),
-                                    build_hf_headers(token=token), hf_raise_for_status,
-                                    HfHubHTTPError, stall_s)
+                    source = Source(
+                        get_session(),
+                        hub_httpx,
+                        lambda name: hf_hub_url(repo, name, revision=commit, endpoint=endpoint),
+                        build_hf_headers(token=token),
+                        hf_raise_for_status,
+                        HfHubHTTPError,
+                        stall_s,
+                    )
                     write_ref(folder, revision, commit)
 
                     def in_place(remote: RemoteFile, verified: bool) -> None:
@@ -776,18 +851,27 @@ def fetch(located: Located, env: Mapping[str, str],
                             checked.add(remote.name)
 
                     with progress:
-                        fetch_all(source, folder, missing, threading.Event(), log,
-                                  should_stop=lambda: LeaseLost(lease.path)
-                                  if lease.lost.is_set() else None,
-                                  finished=in_place)
+                        fetch_all(
+                            source,
+                            folder,
+                            missing,
+                            threading.Event(),
+                            log,
+                            should_stop=lambda: (
+                                LeaseLost(lease.path) if lease.lost.is_set() else None
+                            ),
+                            finished=in_place,
+                        )
                     log(f"{progress.line()}; done")
                 for remote in remotes:
                     link(folder, commit, remote)
                 write_ref(folder, revision, commit)
                 remove_leftovers(folder, [r.etag for r in remotes], older_than_s=stall_s)
             except LeaseLost:
-                log("weights: another node took over the download of this shared cache; "
-                    "waiting for it")
+                log(
+                    "weights: another node took over the download of this shared cache; "
+                    "waiting for it"
+                )
                 continue
             except GaveUp as error:
                 on_disk = _blobs_on_disk(os.path.join(folder, "blobs"))
@@ -798,14 +882,15 @@ def fetch(located: Located, env: Mapping[str, str],
                         f"({error.last}). The Hub or the network path to {api.endpoint} "
                         "stopped sending: check HF_ENDPOINT and any proxy or firewall on the "
                         "way; on a slow link, raise DOWNLOAD_STALL_S. A restart resumes from "
-                        f"the {format_gb(on_disk)} in the cache{missing_here}.") from None
+                        f"the {format_gb(on_disk)} in the cache{missing_here}."
+                    ) from None
                 raise WeightsError(
                     f"cannot fetch {where}: {error.last}, {DOWNLOAD_ATTEMPTS} times in a row. "
                     f"{check_path}. A restart resumes from the {format_gb(on_disk)} in the "
-                    f"cache{missing_here}.") from None
+                    f"cache{missing_here}."
+                ) from None
             except Refused as error:
-                raise refuse(error.error, f"fetch {error.args[0].split(':', 1)[0]} of") \
-                    from None
+                raise refuse(error.error, f"fetch {error.args[0].split(':', 1)[0]} of") from None
             except LocalWriteError as error:
                 raise unwritable(error.error, error.path) from None
             except TransferError as error:  # Aborted without a cause: a bug
@@ -818,8 +903,9 @@ def fetch(located: Located, env: Mapping[str, str],
     return snapshot
 
 
-def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
-            located: Located | None = None) -> Located:
+def prepare(
+    plan: Plan, values: Mapping[str, Any], env: Mapping[str, str], located: Located | None = None
+) -> Located:
     """``locate``, then ``fetch`` if needed; return where the checkpoint is on this host.
 
     ``Located.plan_changes`` gives what the plan becomes (the local path).
@@ -832,35 +918,51 @@ def prepare(plan: Plan, values: Mapping[str, Any], env: Mapping[str, str],
 
 # --- the dry run ------------------------------------------------------------------------
 
-def describe(plan: Plan, values: Mapping[str, Any],
-             env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+
+def describe(
+    plan: Plan, values: Mapping[str, Any], env: Mapping[str, str]
+) -> list[tuple[str, str, str]]:
     """What the launch would do with the weights, for the dry run. Touches nothing."""
     rows = _describe_checkpoint(plan, values, env)
     seed = (env.get("LONGCAT_HF_SEED") or "").strip()
     if seed:
-        rows.append(("image's cache files", f"{seed}, linked into the cache",
-                     "LONGCAT_HF_SEED: the models--* it lacks"))
+        rows.append(
+            (
+                "image's cache files",
+                f"{seed}, linked into the cache",
+                "LONGCAT_HF_SEED: the models--* it lacks",
+            )
+        )
     return rows
 
 
-def _describe_checkpoint(plan: Plan, values: Mapping[str, Any],
-                         env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+def _describe_checkpoint(
+    plan: Plan, values: Mapping[str, Any], env: Mapping[str, str]
+) -> list[tuple[str, str, str]]:
     if not values.get("DOWNLOAD", True):
         return [("weights", "MODEL goes to the engine as given", "DOWNLOAD=0")]
     revision = values.get("MODEL_REVISION")
     if is_local(plan.model):
-        what = ("its snapshot for " + (f"MODEL_REVISION={revision}" if revision else "refs/main")
-                if os.path.basename(os.path.abspath(plan.model)).startswith(CACHE_PREFIX)
-                else "used as given")
+        what = (
+            "its snapshot for " + (f"MODEL_REVISION={revision}" if revision else "refs/main")
+            if os.path.basename(os.path.abspath(plan.model)).startswith(CACHE_PREFIX)
+            else "used as given"
+        )
         return [("weights", f"{plan.model}: local, must hold config.json", what)]
-    source = "cache only (HF_HUB_OFFLINE)" if hub_offline(env) else \
-        f"fetched from {env.get('HF_ENDPOINT') or 'the Hub'} unless complete in the cache"
+    source = (
+        "cache only (HF_HUB_OFFLINE)"
+        if hub_offline(env)
+        else f"fetched from {env.get('HF_ENDPOINT') or 'the Hub'} unless complete in the cache"
+    )
     return [
         ("weights", f"{plan.model}@{revision or DEFAULT_REVISION}", source),
         ("  cache", hub_cache(env), "HF_HUB_CACHE, else HF_HOME/hub"),
         ("  files", " ".join(ALLOW_PATTERNS), "what the engine loads"),
-        ("  stall bound", f"{values.get('DOWNLOAD_STALL_S') or default_stall_s()} s without a "
-         "byte, 3 times", "DOWNLOAD_STALL_S: then exit 4"),
+        (
+            "  stall bound",
+            f"{values.get('DOWNLOAD_STALL_S') or default_stall_s()} s without a byte, 3 times",
+            "DOWNLOAD_STALL_S: then exit 4",
+        ),
         ("  shared cache", "one node downloads, the others wait", "a lease file in the cache"),
         ("  engine gets", "the local snapshot", f"served as {plan.served_model_name}"),
     ]

@@ -31,15 +31,17 @@ def _constructor_signature() -> inspect.Signature:
     """``(self, *, <each field of Options>: str = <its default>)``: what fire reads for the
     flags (every shared option is text on the command line)."""
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
-                                 annotation=str) for f in dataclasses.fields(Options)]
+    params += [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=str)
+        for f in dataclasses.fields(Options)
+    ]
     return inspect.Signature(params)
 
 
 def _options_help() -> str:
     """The ``Args:`` section of Options' docstring: fire shows it as the flags' help."""
     doc = inspect.cleandoc(Options.__doc__)
-    return doc[doc.index("Args:"):]
+    return doc[doc.index("Args:") :]
 
 
 class Commands:
@@ -64,15 +66,17 @@ class Commands:
         matrix = load_matrix()
         targets = plan(matrix, engines, self._options)
         if format == "json":
-            print(json.dumps([dataclasses.asdict(t) | {"labels": t.labels()}
-                              for t in targets], indent=2))
+            print(
+                json.dumps(
+                    [dataclasses.asdict(t) | {"labels": t.labels()} for t in targets], indent=2
+                )
+            )
         else:
             print(format_plan(targets, matrix))
 
     list = plan
 
-    def build(self, *engines, no_cache=False, push=False, cache_dir=None,
-              record_digests=False):
+    def build(self, *engines, no_cache=False, push=False, cache_dir=None, record_digests=False):
         """Build each image, verify it inside (the launcher's check --all), then tag it.
 
         Also takes the options every command takes (python build.py --help).
@@ -90,8 +94,14 @@ class Commands:
 
         matrix = load_matrix()
         targets = plan(matrix, engines, self._options)
-        build_targets(targets, matrix=matrix, no_cache=bool(no_cache), push=bool(push),
-                      cache=build_cache_dir(cache_dir), record_digests=bool(record_digests))
+        build_targets(
+            targets,
+            matrix=matrix,
+            no_cache=bool(no_cache),
+            push=bool(push),
+            cache=build_cache_dir(cache_dir),
+            record_digests=bool(record_digests),
+        )
 
     def push(self, *engines):
         """Push the tags of images built before (same selection options as build).
@@ -120,8 +130,11 @@ def _accepted(command: str) -> dict[str, object]:
     """{option name: default} that ``command`` takes: the shared ones, then its own."""
     method = getattr(Commands, command)
     params = list(inspect.signature(Commands.__init__).parameters.values())[1:]
-    params += [p for name, p in inspect.signature(method).parameters.items()
-               if name != "self" and p.kind is not p.VAR_POSITIONAL]
+    params += [
+        p
+        for name, p in inspect.signature(method).parameters.items()
+        if name != "self" and p.kind is not p.VAR_POSITIONAL
+    ]
     return {p.name: p.default for p in params if p.name not in _NOT_FOR.get(command, ())}
 
 
@@ -139,8 +152,7 @@ def protect_strings(argv: list[str]) -> list[str]:
     """
     text = set()
     for command in ("plan", "build", "push"):
-        text |= {n for n, default in _accepted(command).items()
-                 if not isinstance(default, bool)}
+        text |= {n for n, default in _accepted(command).items() if not isinstance(default, bool)}
     names = _spellings(text)
     protected, i = [], 0
     while i < len(argv):
@@ -152,9 +164,10 @@ def protect_strings(argv: list[str]) -> list[str]:
             nxt = argv[i + 1]
             protected += [arg, nxt if nxt.startswith("[") else repr(nxt)]
             i += 1
-        elif i > 0 and not arg.startswith("-") and re.fullmatch(r"[0-9.eE+_-]+|None|True|False",
-                                                                 arg):
-            protected.append(repr(arg))   # a positional word that looks like a literal
+        elif (
+            i > 0 and not arg.startswith("-") and re.fullmatch(r"[0-9.eE+_-]+|None|True|False", arg)
+        ):
+            protected.append(repr(arg))  # a positional word that looks like a literal
         else:
             protected.append(arg)
         i += 1
@@ -170,18 +183,19 @@ def check_options(argv: list[str]) -> None:
     Raises:
         UsageError: naming the unknown option and the ones the command accepts.
     """
-    words = argv[:argv.index("--")] if "--" in argv else argv
+    words = argv[: argv.index("--")] if "--" in argv else argv
     command = next((w for w in words if not w.startswith("-")), None)
-    if command is None or not callable(getattr(Commands, command, None)) \
-            or command.startswith("_"):
+    if command is None or not callable(getattr(Commands, command, None)) or command.startswith("_"):
         return  # fire reports an unknown command itself, before running anything
     accepted = list(_accepted(command))
     spellings = _spellings(accepted) | {f"--no{n}" for n in accepted} | {"--help", "-h"}
     for word in words:
         name = word.split("=", 1)[0]
         if name.startswith("-") and name not in spellings:
-            raise UsageError(f"{command} has no option {name}; it takes: "
-                             + ", ".join(f"--{n.replace('_', '-')}" for n in accepted))
+            raise UsageError(
+                f"{command} has no option {name}; it takes: "
+                + ", ".join(f"--{n.replace('_', '-')}" for n in accepted)
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,16 +36,22 @@ def build_cache_dir(override: str | None = None) -> Path:
     """
     if override:
         return Path(override)
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
-        "longcat-deploy" / "build"
+    default = (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "longcat-deploy" / "build"
+    )
     return Path(os.environ.get("LONGCAT_BUILD_CACHE", default))
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
     """Run ``argv``; on failure raise BuildError with ``what`` and the output's tail."""
     try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
-                              env=dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH))
+        done = subprocess.run(
+            argv,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH),
+        )
     except OSError as exc:
         raise BuildError(f"{what}: cannot run {argv[0]}: {exc.strerror}") from None
     if done.returncode != 0:
@@ -66,17 +72,34 @@ def init_binary(matrix: dict, cache: Path) -> bytes:
     if not wheel.exists():
         wheel.parent.mkdir(parents=True, exist_ok=True)
         platform = "manylinux2014_" + {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}.get(
-            matrix["image"].get("platform", "linux/amd64"), "x86_64")
-        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-              "--only-binary=:all:", "--platform", platform, "--dest", str(wheel.parent),
-              f"{init.get('name', 'dumb-init')}=={init['version']}"], "downloading dumb-init")
+            matrix["image"].get("platform", "linux/amd64"), "x86_64"
+        )
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                platform,
+                "--dest",
+                str(wheel.parent),
+                f"{init.get('name', 'dumb-init')}=={init['version']}",
+            ],
+            "downloading dumb-init",
+        )
         if not wheel.exists():
             raise BuildError(f"pip did not download {init['wheel']} into {wheel.parent}")
     data = wheel.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if actual != init["sha256"]:
-        raise BuildError(f"{wheel}: sha256 {actual} differs from the pin {init['sha256']} "
-                         "in images/matrix.toml; delete the file to download it again")
+        raise BuildError(
+            f"{wheel}: sha256 {actual} differs from the pin {init['sha256']} "
+            "in images/matrix.toml; delete the file to download it again"
+        )
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         return z.read(init["binary"])
 
@@ -96,8 +119,11 @@ def distribution_name(requirement: str) -> str:
 def missing_dependencies(matrix: dict, root: Path) -> list[str]:
     """Our runtime dependencies that the official bases do not ship (``base_provides``)."""
     provided = {distribution_name(n) for n in matrix["image"]["base_provides"]}
-    return [r for r in project_metadata(root).get("dependencies", [])
-            if distribution_name(r) not in provided]
+    return [
+        r
+        for r in project_metadata(root).get("dependencies", [])
+        if distribution_name(r) not in provided
+    ]
 
 
 def dependency_wheels(requirements: list[str], cache: Path) -> list[Path]:
@@ -118,9 +144,20 @@ def dependency_wheels(requirements: list[str], cache: Path) -> list[Path]:
             cache.mkdir(parents=True, exist_ok=True)
             partial = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache))
             try:
-                _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                      "--wheel-dir", str(partial), requirement],
-                     f"building a wheel for {requirement}")
+                _run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "wheel",
+                        "--quiet",
+                        "--no-deps",
+                        "--wheel-dir",
+                        str(partial),
+                        requirement,
+                    ],
+                    f"building a wheel for {requirement}",
+                )
                 built = sorted(partial.glob("*.whl"))
                 if len(built) != 1:
                     raise BuildError(f"pip wheel {requirement} gave {len(built)} wheels, not 1")
@@ -149,17 +186,30 @@ def launcher_wheel(root: Path, out_dir: Path) -> Path:
     Raises:
         BuildError: the build backend is missing or the build failed.
     """
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-          "--wheel-dir", str(out_dir), str(root)],
-         "building the launcher wheel (needs the build extra: pip install '.[build]')")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out_dir),
+            str(root),
+        ],
+        "building the launcher wheel (needs the build extra: pip install '.[build]')",
+    )
     wheels = sorted(out_dir.glob("*.whl"))
     if len(wheels) != 1:
         raise BuildError(f"building the launcher gave {len(wheels)} wheels in {out_dir}, not 1")
     return wheels[0]
 
 
-def prepare_context(target: Target, context: Path, *, root: Path, init: bytes,
-                    deps: list[Path], launcher: Path) -> Path:
+def prepare_context(
+    target: Target, context: Path, *, root: Path, init: bytes, deps: list[Path], launcher: Path
+) -> Path:
     """Lay out the build context for ``target`` in ``context`` and return it.
 
     Holds only what the Dockerfile copies: ``Dockerfile``, ``dumb-init`` (mode 0755),
@@ -176,7 +226,8 @@ def prepare_context(target: Target, context: Path, *, root: Path, init: bytes,
         pins.append(_wheel_pin(wheel))
     (context / "deps" / "requirements.txt").write_text(
         "# written by build.py: our dependencies that the base image lacks\n"
-        + "".join(p + "\n" for p in pins))
+        + "".join(p + "\n" for p in pins)
+    )
     (context / "launcher").mkdir(exist_ok=True)
     shutil.copyfile(launcher, context / "launcher" / launcher.name)
     return context

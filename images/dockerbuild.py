@@ -20,8 +20,7 @@ DOCKER_TIMEOUT_S = 900
 # What registries answer for a reference they do not hold (distribution's
 # MANIFEST_UNKNOWN / NAME_UNKNOWN, and Docker Hub's "pull access denied ... does not
 # exist"): matched in lower case.
-_MISSING = ("manifest unknown", "not found", "does not exist", "name unknown",
-            "pull access denied")
+_MISSING = ("manifest unknown", "not found", "does not exist", "name unknown", "pull access denied")
 
 
 def docker_client():
@@ -39,8 +38,10 @@ def docker_client():
         client.ping()
     except Exception as exc:  # the SDK raises DockerException, requests' errors, ...
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise BuildError(f"cannot reach the Docker daemon at {where}: {exc}. Start it "
-                         "(on our CI machines: bash .ci/setup-docker).") from None
+        raise BuildError(
+            f"cannot reach the Docker daemon at {where}: {exc}. Start it "
+            "(on our CI machines: bash .ci/setup-docker)."
+        ) from None
     return client
 
 
@@ -75,10 +76,14 @@ def split_reference(reference: str) -> tuple[str, str, str]:
 
 def _normalised(repository: str) -> str:
     """Docker Hub's short form of a repository, as the daemon lists it in RepoDigests."""
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/",
-                   "index.docker.io/"):
+    for prefix in (
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ):
         if repository.startswith(prefix):
-            return repository[len(prefix):]
+            return repository[len(prefix) :]
     return repository
 
 
@@ -140,9 +145,12 @@ def resolve_base(client, reference: str, out=sys.stdout) -> Base:
                 raise BuildError(
                     f"the base image {reference} does not exist (the registry answered: "
                     f"{error.strip()}). Check the tag, or {listing_hint(repository)}; "
-                    "images/matrix.toml names the variants upstream publishes") from None
-            raise BuildError(f"cannot pull the base image {reference}, and it is not in the "
-                             f"local image store: {error.strip()}") from None
+                    "images/matrix.toml names the variants upstream publishes"
+                ) from None
+            raise BuildError(
+                f"cannot pull the base image {reference}, and it is not in the "
+                f"local image store: {error.strip()}"
+            ) from None
         pulled = True
     found = digest or _repo_digest(image.attrs, repository)
     return Base(reference=reference, image_id=image.id, digest=found, pulled=pulled)
@@ -151,8 +159,9 @@ def resolve_base(client, reference: str, out=sys.stdout) -> Base:
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
 
-def stream_build(client, context: Path, target: Target, *, no_cache: bool = False,
-                 out=sys.stdout) -> str:
+def stream_build(
+    client, context: Path, target: Target, *, no_cache: bool = False, out=sys.stdout
+) -> str:
     """Build ``context`` with the classic builder, streaming its output to ``out``.
 
     Nothing is tagged here. Builds and their RUN steps use host networking (our daemons run
@@ -166,17 +175,27 @@ def stream_build(client, context: Path, target: Target, *, no_cache: bool = Fals
         BuildError: a step failed; the message names the step and holds its log.
     """
     step, instruction, step_log, image_id = "", "", [], None
-    stream = client.api.build(path=str(context), dockerfile="Dockerfile",
-                              buildargs=target.build_args, nocache=bool(no_cache), rm=True,
-                              forcerm=True, pull=False, network_mode="host", decode=True)
+    stream = client.api.build(
+        path=str(context),
+        dockerfile="Dockerfile",
+        buildargs=target.build_args,
+        nocache=bool(no_cache),
+        rm=True,
+        forcerm=True,
+        pull=False,
+        network_mode="host",
+        decode=True,
+    )
     for chunk in stream:
         if "error" in chunk or "errorDetail" in chunk:
             message = chunk.get("error") or chunk.get("errorDetail", {}).get("message", "")
             log = "".join(step_log).rstrip() or "(no output)"
             where = f"step {step}: {instruction}" if step else "before the first step"
-            raise BuildError(f"building {target.engine} ({target.cuda}) failed at {where}\n"
-                             f"--- output of that step ---\n{log}\n--- error ---\n"
-                             f"{message.strip()}")
+            raise BuildError(
+                f"building {target.engine} ({target.cuda}) failed at {where}\n"
+                f"--- output of that step ---\n{log}\n--- error ---\n"
+                f"{message.strip()}"
+            )
         text = chunk.get("stream")
         if text:
             out.write(text)
@@ -195,8 +214,10 @@ def stream_build(client, context: Path, target: Target, *, no_cache: bool = Fals
         if isinstance(aux, dict) and aux.get("ID"):
             image_id = aux["ID"]
     if not image_id:
-        raise BuildError(f"building {target.engine} ({target.cuda}): the daemon reported no "
-                         "image ID and no error")
+        raise BuildError(
+            f"building {target.engine} ({target.cuda}): the daemon reported no "
+            "image ID and no error"
+        )
     return image_id
 
 
@@ -211,5 +232,5 @@ def added_layers_size(client, image_id: str, base_image: str) -> int:
     """
     history = client.api.history(image_id)
     base = client.api.history(base_image)
-    ours = history[:len(history) - len(base)]
+    ours = history[: len(history) - len(base)]
     return sum(entry.get("Size", 0) for entry in ours)

@@ -154,8 +154,9 @@ def project_metadata(root: Path = ROOT) -> dict:
 def _git(root: Path, *args: str) -> str | None:
     """Run ``git -C root ARGS``; return its stripped stdout, or None when git fails."""
     try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
-                              text=True, timeout=30)
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -184,8 +185,10 @@ def source_url(root: Path = ROOT) -> str:
 # [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}; a repository path is lowercase components.
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _REGISTRY = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::([0-9]{1,5}))?")
-_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-                         r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_REPOSITORY = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
 
 
 def _as_list(value, what: str) -> list[str]:
@@ -227,8 +230,9 @@ def select_targets(matrix: dict, engines, cuda: str | None) -> list[tuple[str, d
             if not picked and names:
                 gone = spec.get("discontinued", {}).get(cuda)
                 why = f"{spec['repository']} no longer publishes it: {gone}; " if gone else ""
-                raise UsageError(f"{name} has no CUDA variant {cuda!r} ({why}it has: "
-                                 f"{offered}, or --cuda=all)")
+                raise UsageError(
+                    f"{name} has no CUDA variant {cuda!r} ({why}it has: {offered}, or --cuda=all)"
+                )
         chosen += [(name, v, v is variants[0]) for v in picked]
     if not chosen:
         every = sorted({v["cuda"] for s in matrix["engines"].values() for v in s["variants"]})
@@ -239,8 +243,9 @@ def select_targets(matrix: dict, engines, cuda: str | None) -> list[tuple[str, d
 def _check_options(options: Options, repository: str) -> None:
     """Refuse an invalid option, naming it and what is accepted (UsageError)."""
     base = options.base_image
-    if base is not None and (not isinstance(base, str) or not base.strip()
-                             or any(c.isspace() for c in base)):
+    if base is not None and (
+        not isinstance(base, str) or not base.strip() or any(c.isspace() for c in base)
+    ):
         raise UsageError(f"--base-image must be an image reference, got {base!r}")
     registry = options.registry
     port = None
@@ -248,38 +253,54 @@ def _check_options(options: Options, repository: str) -> None:
         match = _REGISTRY.fullmatch(registry) if isinstance(registry, str) else None
         port = int(match[1]) if match and match[1] else None
         if not match or (port is not None and not 1 <= port <= 65535):
-            raise UsageError(f"--registry must be HOST or HOST:PORT with a port in 1..65535 "
-                             f"(e.g. 127.0.0.1:5000), got {registry!r}")
+            raise UsageError(
+                f"--registry must be HOST or HOST:PORT with a port in 1..65535 "
+                f"(e.g. 127.0.0.1:5000), got {registry!r}"
+            )
     if not isinstance(repository, str) or not _REPOSITORY.fullmatch(repository):
-        raise UsageError(f"--repository must be a lowercase image name such as "
-                         f"longcat-deploy or team/longcat, got {repository!r}")
+        raise UsageError(
+            f"--repository must be a lowercase image name such as "
+            f"longcat-deploy or team/longcat, got {repository!r}"
+        )
     revision = options.revision
     if revision is not None and (not isinstance(revision, str) or not _TAG.fullmatch(revision)):
-        raise UsageError(f"--revision must be usable in a tag ([A-Za-z0-9_.-], at most 128), "
-                         f"got {revision!r}")
+        raise UsageError(
+            f"--revision must be usable in a tag ([A-Za-z0-9_.-], at most 128), got {revision!r}"
+        )
 
 
-def _render_tags(templates: list[tuple[str, str]], fields: dict, image_repo: str
-                 ) -> list[tuple[str, str]]:
+def _render_tags(
+    templates: list[tuple[str, str]], fields: dict, image_repo: str
+) -> list[tuple[str, str]]:
     """Fill each (template, origin) with ``fields``; return (repository:tag, origin) pairs."""
     rendered = []
     for template, origin in templates:
         try:
             value = template.format(**fields)
         except (KeyError, IndexError, ValueError) as exc:
-            raise UsageError(f"tag template {template!r} ({origin}): unknown field {exc}; "
-                             "use {engine} {version} {cuda} {revision}") from None
+            raise UsageError(
+                f"tag template {template!r} ({origin}): unknown field {exc}; "
+                "use {engine} {version} {cuda} {revision}"
+            ) from None
         if not _TAG.fullmatch(value):
-            raise UsageError(f"tag {value!r} (from {template!r}, {origin}) is not a valid tag: "
-                             "[A-Za-z0-9_.-], not starting with . or -, at most 128")
+            raise UsageError(
+                f"tag {value!r} (from {template!r}, {origin}) is not a valid tag: "
+                "[A-Za-z0-9_.-], not starting with . or -, at most 128"
+            )
         name = f"{image_repo}:{value}"
         if name not in (n for n, _ in rendered):
             rendered.append((name, origin))
     return rendered
 
 
-def plan(matrix: dict, engines=(), options: Options = Options(), *, root: Path = ROOT,
-         created: str | None = None) -> list[Target]:
+def plan(
+    matrix: dict,
+    engines=(),
+    options: Options = Options(),
+    *,
+    root: Path = ROOT,
+    created: str | None = None,
+) -> list[Target]:
     """Work out every image to build, its base, build args and tags. Needs no daemon.
 
     Args:
@@ -297,39 +318,52 @@ def plan(matrix: dict, engines=(), options: Options = Options(), *, root: Path =
         UsageError: for any invalid argument, naming it and what is accepted, and for a
             tag that would name two images.
     """
-    repository = matrix["tags"]["repository"] if options.repository is None \
-        else options.repository
+    repository = matrix["tags"]["repository"] if options.repository is None else options.repository
     _check_options(options, repository)
     extra = _as_list(options.tag, "--tag")
     selected = select_targets(matrix, engines, options.cuda)
     revision = git_revision(root) if options.revision is None else options.revision
     project = project_metadata(root)
-    created = created or datetime.datetime.now(datetime.UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
+    created = created or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     image_repo = f"{options.registry}/{repository}" if options.registry else repository
     vcs_url = source_url(root)
     targets, owners = [], {}
     for name, variant, is_default in selected:
         spec = matrix["engines"][name]
-        fields = {"engine": name, "version": spec["version"], "cuda": variant["cuda"],
-                  "revision": revision or ""}
+        fields = {
+            "engine": name,
+            "version": spec["version"],
+            "cuda": variant["cuda"],
+            "revision": revision or "",
+        }
         official = f"{spec['repository']}:{variant['base_tag'].format(**fields)}"
         digest = variant.get("digest", "") or ""
         if digest:
             official += f"@{digest}"
         base = options.base_image or official
-        scheme = [("full", True), ("moving_cuda", True), ("moving", is_default),
-                  ("revision", bool(revision))]
-        templates = [(matrix["tags"][key], f"[tags].{key} in {MATRIX}")
-                     for key, wanted in scheme if wanted]
+        scheme = [
+            ("full", True),
+            ("moving_cuda", True),
+            ("moving", is_default),
+            ("revision", bool(revision)),
+        ]
+        templates = [
+            (matrix["tags"][key], f"[tags].{key} in {MATRIX}") for key, wanted in scheme if wanted
+        ]
         templates += [(t, "--tag") for t in extra]
         tags = _render_tags(templates, fields, image_repo)
         target = Target(
-            engine=name, version=spec["version"], cuda=variant["cuda"], default=is_default,
-            base_image=base, base_digest="" if options.base_image else digest,
-            official_base=official, dockerfile=spec["dockerfile"],
+            engine=name,
+            version=spec["version"],
+            cuda=variant["cuda"],
+            default=is_default,
+            base_image=base,
+            base_digest="" if options.base_image else digest,
+            official_base=official,
+            dockerfile=spec["dockerfile"],
             min_driver=matrix["cuda"][variant["cuda"]]["min_driver"],
-            tags=[t for t, _ in tags], unconfirmed=variant.get("unconfirmed", ""),
+            tags=[t for t, _ in tags],
+            unconfirmed=variant.get("unconfirmed", ""),
             build_args={
                 "BASE_IMAGE": base,
                 "BASE_DIGEST": "" if options.base_image else digest,
@@ -340,7 +374,8 @@ def plan(matrix: dict, engines=(), options: Options = Options(), *, root: Path =
                 "VCS_REF": revision or "unknown",
                 "VCS_URL": vcs_url,
                 "BUILD_DATE": created,
-            })
+            },
+        )
         for tag, origin in tags:
             if tag in owners:
                 other = owners[tag]
@@ -348,7 +383,8 @@ def plan(matrix: dict, engines=(), options: Options = Options(), *, root: Path =
                     f"the tag {tag} (from {origin}) would name both {other.engine} "
                     f"{other.cuda} and {name} {variant['cuda']}, and the later build would "
                     "silently take it: put {engine} and {cuda} in --tag "
-                    "(e.g. --tag='{engine}-{cuda}-custom'), or build one image")
+                    "(e.g. --tag='{engine}-{cuda}-custom'), or build one image"
+                )
             owners[tag] = target
         targets.append(target)
     return targets
@@ -378,9 +414,12 @@ def format_plan(targets: list[Target], matrix: dict) -> str:
         cuda = matrix["cuda"][t.cuda]
         compat = cuda.get("min_driver_compat")
         driver = f"driver >= {t.min_driver}" + (
-            f" (>= {compat} with CUDA minor-version compatibility)" if compat else "")
-        lines.append(f"{t.engine} {t.version}, {t.cuda} (CUDA {cuda.get('toolkit', '?')}, "
-                     f"{driver}){', default variant' if t.default else ''}")
+            f" (>= {compat} with CUDA minor-version compatibility)" if compat else ""
+        )
+        lines.append(
+            f"{t.engine} {t.version}, {t.cuda} (CUDA {cuda.get('toolkit', '?')}, "
+            f"{driver}){', default variant' if t.default else ''}"
+        )
         lines.append(f"  dockerfile  {t.dockerfile}")
         if t.base_image == t.official_base:
             pin = "" if t.base_digest else "   (digest unknown: pinned by tag only)"
@@ -448,8 +487,10 @@ def record_digest(root: Path, engine: str, cuda: str, digest: str) -> Path:
     expected = tomllib.loads(text)
     [v for v in expected["engines"][engine]["variants"] if v["cuda"] == cuda][0]["digest"] = digest
     if tomllib.loads(new) != expected:
-        raise BuildError(f"recording the digest would change more than {engine} {cuda}'s "
-                         f"digest in {path}; edit it by hand")
+        raise BuildError(
+            f"recording the digest would change more than {engine} {cuda}'s "
+            f"digest in {path}; edit it by hand"
+        )
     partial = path.with_name(path.name + ".partial")
     partial.write_text(new)
     os.replace(partial, path)

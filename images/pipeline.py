@@ -29,42 +29,60 @@ from .verify import verify_image
 def _record(target: Target, base: Base, root: Path, out) -> None:
     """Fill the digest of ``target``'s official base into the matrix, when it is missing."""
     if target.base_image != target.official_base:
-        out.write(f"record-digests: {target.engine} {target.cuda} builds FROM "
-                  f"{target.base_image} (--base-image), not the official base; nothing "
-                  "recorded\n")
+        out.write(
+            f"record-digests: {target.engine} {target.cuda} builds FROM "
+            f"{target.base_image} (--base-image), not the official base; nothing "
+            "recorded\n"
+        )
     elif target.base_digest:
-        out.write(f"record-digests: {target.engine} {target.cuda} already pins "
-                  f"{target.base_digest}\n")
+        out.write(
+            f"record-digests: {target.engine} {target.cuda} already pins {target.base_digest}\n"
+        )
     elif not base.digest:
-        out.write(f"record-digests: {base.reference} came from no registry, so it has no "
-                  "digest to record\n")
+        out.write(
+            f"record-digests: {base.reference} came from no registry, so it has no "
+            "digest to record\n"
+        )
     else:
         path = record_digest(root, target.engine, target.cuda, base.digest)
-        out.write(f"record-digests: {target.engine} {target.cuda}: digest = "
-                  f"\"{base.digest}\" written to {path}\n")
+        out.write(
+            f"record-digests: {target.engine} {target.cuda}: digest = "
+            f'"{base.digest}" written to {path}\n'
+        )
 
 
 def format_summary(results: dict[str, dict]) -> str:
     """Render ``build_targets``' results for a human: one block per image."""
     lines = ["=== summary"]
     for result in results.values():
-        lines.append(f"{result['engine']} {result['version']} {result['cuda']}: "
-                     f"{result['id'][:19]}, engine {result['engine']} "
-                     f"{result['engine_version']}")
+        lines.append(
+            f"{result['engine']} {result['version']} {result['cuda']}: "
+            f"{result['id'][:19]}, engine {result['engine']} "
+            f"{result['engine_version']}"
+        )
         digest = result["base_digest"] or "none: the base came from no registry"
         lines.append(f"  base         {result['base']}")
         lines.append(f"  base digest  {digest}")
         for i, tag in enumerate(result["tags"]):
             pushed = result["digests"].get(tag)
-            lines.append(f"  {'tags' if i == 0 else '':<12} {tag}"
-                         + (f"@{pushed}" if pushed else ""))
+            lines.append(
+                f"  {'tags' if i == 0 else '':<12} {tag}" + (f"@{pushed}" if pushed else "")
+            )
     return "\n".join(lines) + "\n"
 
 
-def build_targets(targets: list[Target], *, client=None, root: Path = ROOT,
-                  no_cache: bool = False, push: bool = False, cache: Path | None = None,
-                  matrix: dict | None = None, record_digests: bool = False,
-                  out=sys.stdout) -> dict[str, dict]:
+def build_targets(
+    targets: list[Target],
+    *,
+    client=None,
+    root: Path = ROOT,
+    no_cache: bool = False,
+    push: bool = False,
+    cache: Path | None = None,
+    matrix: dict | None = None,
+    record_digests: bool = False,
+    out=sys.stdout,
+) -> dict[str, dict]:
     """Build, verify and tag each target; push too when ``push``; print a summary.
 
     Args:
@@ -105,11 +123,20 @@ def build_targets(targets: list[Target], *, client=None, root: Path = ROOT,
         for target in targets:
             base = bases[target.base_image]
             target = dataclasses.replace(
-                target, build_args={**target.build_args, "BASE_DIGEST": base.digest})
-            out.write(f"=== build {target.engine} {target.version} {target.cuda} "
-                      f"FROM {target.base_image} (digest: {base.digest or 'none'})\n")
-            context = prepare_context(target, Path(tmp) / f"{target.engine}-{target.cuda}",
-                                      root=root, init=init, deps=deps, launcher=launcher)
+                target, build_args={**target.build_args, "BASE_DIGEST": base.digest}
+            )
+            out.write(
+                f"=== build {target.engine} {target.version} {target.cuda} "
+                f"FROM {target.base_image} (digest: {base.digest or 'none'})\n"
+            )
+            context = prepare_context(
+                target,
+                Path(tmp) / f"{target.engine}-{target.cuda}",
+                root=root,
+                init=init,
+                deps=deps,
+                launcher=launcher,
+            )
             image_id = stream_build(client, context, target, no_cache=no_cache, out=out)
             try:
                 engine_version = verify_image(client, image_id, target, out=out)
@@ -120,9 +147,15 @@ def build_targets(targets: list[Target], *, client=None, root: Path = ROOT,
             out.write(f"=== tagged {image_id[:19]}: {', '.join(target.tags)}\n")
             digests = push_tags(client, target.tags, out=out) if push else {}
             results[target.tags[0]] = {
-                "id": image_id, "tags": list(target.tags), "digests": digests,
-                "engine": target.engine, "version": target.version, "cuda": target.cuda,
-                "engine_version": engine_version, "base": base.reference,
-                "base_digest": base.digest}
+                "id": image_id,
+                "tags": list(target.tags),
+                "digests": digests,
+                "engine": target.engine,
+                "version": target.version,
+                "cuda": target.cuda,
+                "engine_version": engine_version,
+                "base": base.reference,
+                "base_digest": base.digest,
+            }
     out.write(format_summary(results))
     return results

@@ -33,9 +33,11 @@ def push_tags(client, tags: list[str], out=sys.stdout) -> dict[str, str]:
         try:
             client.images.get(name)
         except docker.errors.ImageNotFound:
-            raise BuildError(f"cannot push {name}: there is no such image here; build it "
-                             "first (python build.py build ...), or pass the --revision and "
-                             "--tag it was built with") from None
+            raise BuildError(
+                f"cannot push {name}: there is no such image here; build it "
+                "first (python build.py build ...), or pass the --revision and "
+                "--tag it was built with"
+            ) from None
         out.write(f"push: {name}\n")
         for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
             if "error" in chunk or "errorDetail" in chunk:

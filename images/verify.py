@@ -78,9 +78,14 @@ def public_version(text: str) -> str:
         raise ValueError(f"{text!r} is not a PEP 440 version") from None
 
 
-def run_in_image(client, image_id: str, *, command: list[str],
-                 entrypoint: list[str] | None = None, timeout_s: float = VERIFY_TIMEOUT_S
-                 ) -> tuple[int, str]:
+def run_in_image(
+    client,
+    image_id: str,
+    *,
+    command: list[str],
+    entrypoint: list[str] | None = None,
+    timeout_s: float = VERIFY_TIMEOUT_S,
+) -> tuple[int, str]:
     """Run a container of ``image_id`` to completion; return (exit status, output).
 
     The container uses host networking, is labelled ``dev.longcat-deploy.build-check`` and
@@ -90,15 +95,22 @@ def run_in_image(client, image_id: str, *, command: list[str],
         BuildError: it did not finish within ``timeout_s`` seconds.
     """
     kwargs = {"entrypoint": entrypoint} if entrypoint is not None else {}
-    container = client.containers.run(image_id, command=command, detach=True,
-                                      network_mode="host",
-                                      labels={f"{LABEL_PREFIX}.build-check": "1"}, **kwargs)
+    container = client.containers.run(
+        image_id,
+        command=command,
+        detach=True,
+        network_mode="host",
+        labels={f"{LABEL_PREFIX}.build-check": "1"},
+        **kwargs,
+    )
     try:
         try:
             status = container.wait(timeout=timeout_s)["StatusCode"]
         except Exception as exc:  # requests' ReadTimeout/ConnectionError
-            raise BuildError(f"{shlex.join((entrypoint or []) + command)} in {image_id[:19]} "
-                             f"did not finish within {timeout_s:.0f} s: {exc}") from None
+            raise BuildError(
+                f"{shlex.join((entrypoint or []) + command)} in {image_id[:19]} "
+                f"did not finish within {timeout_s:.0f} s: {exc}"
+            ) from None
         output = container.logs(stdout=True, stderr=True).decode(errors="replace")
         return status, output
     finally:
@@ -116,41 +128,60 @@ def verify_image(client, image_id: str, target: Target, out=sys.stdout) -> str:
         BuildError: naming each missing dependency, a version mismatch, or each flag the
             engine rejected (with the check's report).
     """
-    status, output = run_in_image(client, image_id, entrypoint=["python3", "-c", _PROBE],
-                                  command=[target.engine])
+    status, output = run_in_image(
+        client, image_id, entrypoint=["python3", "-c", _PROBE], command=[target.engine]
+    )
     try:
         probe = json.loads(output.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise BuildError(f"verifying {target.engine}: the dependency probe failed "
-                         f"(exit {status}):\n{output.strip()}") from None
+        raise BuildError(
+            f"verifying {target.engine}: the dependency probe failed "
+            f"(exit {status}):\n{output.strip()}"
+        ) from None
     if probe["problems"]:
-        raise BuildError(f"verifying {target.engine}: the image lacks what the launcher "
-                         "needs:\n  " + "\n  ".join(probe["problems"]))
+        raise BuildError(
+            f"verifying {target.engine}: the image lacks what the launcher "
+            "needs:\n  " + "\n  ".join(probe["problems"])
+        )
     have = probe["engine_version"]
     if have is None:
-        raise BuildError(f"verifying {target.engine}: the base {target.base_image} does not "
-                         f"have {target.engine} installed for python3 "
-                         f"({probe.get('python', '?')})")
+        raise BuildError(
+            f"verifying {target.engine}: the base {target.base_image} does not "
+            f"have {target.engine} installed for python3 "
+            f"({probe.get('python', '?')})"
+        )
     try:
         public = public_version(have)
         matches = public == public_version(target.version)
     except ValueError as exc:
         raise BuildError(f"verifying {target.engine}: {exc}") from None
     if not matches:
-        raise BuildError(f"verifying {target.engine}: the base {target.base_image} holds "
-                         f"{target.engine} {have} (public version {public}), but "
-                         f"images/matrix.toml pins {target.version}")
-    out.write(f"verify: the image holds {target.engine} {have} (public version {public}), "
-              f"the pin is {target.version}; the launcher's dependencies are installed for "
-              f"{probe.get('python', 'python3')}\n")
+        raise BuildError(
+            f"verifying {target.engine}: the base {target.base_image} holds "
+            f"{target.engine} {have} (public version {public}), but "
+            f"images/matrix.toml pins {target.version}"
+        )
+    out.write(
+        f"verify: the image holds {target.engine} {have} (public version {public}), "
+        f"the pin is {target.version}; the launcher's dependencies are installed for "
+        f"{probe.get('python', 'python3')}\n"
+    )
     status, output = run_in_image(client, image_id, command=["check", "--all"])
     out.write(output if output.endswith("\n") else output + "\n")
     if status != 0:
-        rejected = [line.strip()[len("rejected "):] for line in output.splitlines()
-                    if line.strip().startswith("rejected ")]
-        detail = ("the engine rejected:\n  " + "\n  ".join(rejected)) if rejected else \
-            f"the check exited with status {status}:\n{output.strip()}"
-        raise BuildError(f"verifying {target.engine} ({target.cuda}): `python3 -m entrypoint "
-                         f"check --all` failed inside the image, so it was not tagged; "
-                         f"{detail}")
+        rejected = [
+            line.strip()[len("rejected ") :]
+            for line in output.splitlines()
+            if line.strip().startswith("rejected ")
+        ]
+        detail = (
+            ("the engine rejected:\n  " + "\n  ".join(rejected))
+            if rejected
+            else f"the check exited with status {status}:\n{output.strip()}"
+        )
+        raise BuildError(
+            f"verifying {target.engine} ({target.cuda}): `python3 -m entrypoint "
+            f"check --all` failed inside the image, so it was not tagged; "
+            f"{detail}"
+        )
     return have

@@ -33,8 +33,16 @@ from tests.images.dockerutil import TEST_LABEL, BuiltImage, new_token, remove_im
 
 ROOT = Path(__file__).resolve().parent.parent
 # A test that uses any of these fixtures needs the Docker engine: it is marked "docker".
-DOCKER_FIXTURES = frozenset({"docker_client", "docker_token", "standin_image",
-                             "fake_base_images", "built_images", "local_registry"})
+DOCKER_FIXTURES = frozenset(
+    {
+        "docker_client",
+        "docker_token",
+        "standin_image",
+        "fake_base_images",
+        "built_images",
+        "local_registry",
+    }
+)
 # ... and these mount filesystems: "root".
 ROOT_FIXTURES = frozenset({"tmpfs", "small_filesystem"})
 
@@ -63,9 +71,11 @@ def docker_client():
         client = docker.from_env(timeout=600)
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure to connect
-        pytest.fail(f"no Docker daemon answers ({exc}); run `bash .ci/setup-docker` first "
-                    "(CI does). A Docker test that cannot run is a failing test.",
-                    pytrace=False)
+        pytest.fail(
+            f"no Docker daemon answers ({exc}); run `bash .ci/setup-docker` first "
+            "(CI does). A Docker test that cannot run is a failing test.",
+            pytrace=False,
+        )
     yield client
     client.close()
 
@@ -75,8 +85,9 @@ def docker_token(docker_client):
     """This session's unique token; removes the session's leftover containers at the end."""
     token = new_token()
     yield token
-    for leftover in docker_client.containers.list(all=True,
-                                                  filters={"label": f"{TEST_LABEL}={token}"}):
+    for leftover in docker_client.containers.list(
+        all=True, filters={"label": f"{TEST_LABEL}={token}"}
+    ):
         with contextlib.suppress(Exception):
             leftover.remove(force=True)
 
@@ -92,8 +103,11 @@ def standin_image(docker_client) -> str:
     try:
         docker_client.images.get(name)
     except docker.errors.ImageNotFound:
-        pytest.fail(f"the stand-in base {name} is missing: run `bash .ci/setup-docker` "
-                    "(it builds it once, then keeps it)", pytrace=False)
+        pytest.fail(
+            f"the stand-in base {name} is missing: run `bash .ci/setup-docker` "
+            "(it builds it once, then keeps it)",
+            pytrace=False,
+        )
     return name
 
 
@@ -114,16 +128,25 @@ def fake_base_images(docker_client, matrix, standin_image, docker_token) -> dict
     bases = {}
     try:
         for engine in matrix["engines"]:
-            bases[engine] = build_fake_base(docker_client, matrix, engine,
-                                            f"longcat-test-{docker_token}-base:{engine}")
+            bases[engine] = build_fake_base(
+                docker_client, matrix, engine, f"longcat-test-{docker_token}-base:{engine}"
+            )
         yield bases
     finally:
         remove_images(docker_client, bases.values())
 
 
-def build_with_buildpy(client, matrix: dict, engine: str, base: str, repository: str,
-                       root: Path = ROOT, registry: str | None = None, cuda: str | None = None,
-                       **options) -> BuiltImage:
+def build_with_buildpy(
+    client,
+    matrix: dict,
+    engine: str,
+    base: str,
+    repository: str,
+    root: Path = ROOT,
+    registry: str | None = None,
+    cuda: str | None = None,
+    **options,
+) -> BuiltImage:
     """Build ``engine``'s image from ``root`` with build.py, FROM ``base``.
 
     Args:
@@ -139,22 +162,35 @@ def build_with_buildpy(client, matrix: dict, engine: str, base: str, repository:
     from images.matrix import Options, plan
     from images.pipeline import build_targets
 
-    targets = plan(matrix, [engine], Options(base_image=base, repository=repository,
-                                             registry=registry, revision="test", cuda=cuda),
-                   root=root)
+    targets = plan(
+        matrix,
+        [engine],
+        Options(
+            base_image=base, repository=repository, registry=registry, revision="test", cuda=cuda
+        ),
+        root=root,
+    )
     out = io.StringIO()
     try:
-        results = build_targets(targets, client=client, root=root, matrix=matrix, out=out,
-                                **options)
+        results = build_targets(
+            targets, client=client, root=root, matrix=matrix, out=out, **options
+        )
     except BuildError as exc:
         exc.output = out.getvalue()
         raise
     (result,) = results.values()
-    return BuiltImage(engine=engine, id=result["id"], ref=result["tags"][0],
-                      tags=result["tags"], base=base, repository=repository,
-                      output=out.getvalue(), digests=result["digests"],
-                      base_digest=result["base_digest"],
-                      engine_version=result["engine_version"])
+    return BuiltImage(
+        engine=engine,
+        id=result["id"],
+        ref=result["tags"][0],
+        tags=result["tags"],
+        base=base,
+        repository=repository,
+        output=out.getvalue(),
+        digests=result["digests"],
+        base_digest=result["base_digest"],
+        engine_version=result["engine_version"],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -166,11 +202,14 @@ def built_images(docker_client, matrix, fake_base_images, docker_token) -> dict[
     try:
         for engine, base in fake_base_images.items():
             try:
-                images[engine] = build_with_buildpy(docker_client, matrix, engine, base,
-                                                    f"longcat-test-{docker_token}")
+                images[engine] = build_with_buildpy(
+                    docker_client, matrix, engine, base, f"longcat-test-{docker_token}"
+                )
             except BuildError as exc:
-                pytest.fail(f"build.py could not build {engine}: {exc}\n"
-                            f"{getattr(exc, 'output', '')}", pytrace=False)
+                pytest.fail(
+                    f"build.py could not build {engine}: {exc}\n{getattr(exc, 'output', '')}",
+                    pytrace=False,
+                )
         yield images
     finally:
         for image in images.values():
@@ -193,8 +232,10 @@ def local_registry(tmp_path_factory):
 
     binary = shutil.which("docker-registry")
     if binary is None:
-        pytest.fail("docker-registry is missing: run `bash .ci/setup-docker` (apt "
-                    "docker-registry)", pytrace=False)
+        pytest.fail(
+            "docker-registry is missing: run `bash .ci/setup-docker` (apt docker-registry)",
+            pytrace=False,
+        )
     folder = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = folder / "config.yml"
@@ -203,10 +244,10 @@ def local_registry(tmp_path_factory):
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {folder / 'storage'}\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n")
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
     log = open(folder / "registry.log", "wb")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
 
     def answers():

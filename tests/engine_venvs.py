@@ -46,8 +46,15 @@ def installed_version(python: Path, distribution: str) -> str | None:
     if not python.exists():
         return None
     probe = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))",
-         distribution], capture_output=True, text=True)
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))",
+            distribution,
+        ],
+        capture_output=True,
+        text=True,
+    )
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
@@ -64,11 +71,13 @@ def ensure(engine: str) -> Path:
     python = venv_python(engine)
     if installed_version(python, engine) == version:
         return python
-    print(f"installing {engine}=={version} into {python.parent.parent} (several minutes)",
-          flush=True)
+    print(
+        f"installing {engine}=={version} into {python.parent.parent} (several minutes)", flush=True
+    )
     venv.create(python.parent.parent, with_pip=True, clear=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"{engine}=={version}"],
-                   check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", f"{engine}=={version}"], check=True
+    )
     return python
 
 

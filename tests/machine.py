@@ -17,5 +17,6 @@ def require_root(why: str) -> None:
         why: what needs root, e.g. ``"mounting a tmpfs"``.
     """
     if os.geteuid() != 0:
-        pytest.fail(f"{why} needs root: run as root (CI does) or deselect with "
-                    '-m "not root"', pytrace=False)
+        pytest.fail(
+            f'{why} needs root: run as root (CI does) or deselect with -m "not root"', pytrace=False
+        )

@@ -11,8 +11,7 @@ SHARED = DATA.parents[2] / "shared"
 COPIES = {
     "launch-commands.yaml": "cases/launch-commands.yaml",
     "serving-commands.yaml": "cases/serving-commands.yaml",
-    "leaderworkerset.x-k8s.io_leaderworkersets.yaml":
-        "schemas/leaderworkerset.x-k8s.io_leaderworkersets.yaml",
+    "leaderworkerset.x-k8s.io_leaderworkersets.yaml": "schemas/leaderworkerset.x-k8s.io_leaderworkersets.yaml",
 }
 
 
@@ -30,4 +29,5 @@ def test_copy_agrees_with_the_shared_folder(name):
     assert shared.is_file(), f"{shared} is gone: update tests/data/README.md and COPIES"
     assert (DATA / name).read_bytes() == shared.read_bytes(), (
         f"tests/data/{name} differs from {shared}: copy the new version in "
-        f"(cp {shared} tests/data/) and make the tests pass with it")
+        f"(cp {shared} tests/data/) and make the tests pass with it"
+    )

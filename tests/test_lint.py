@@ -1,5 +1,6 @@
-"""Lint and types, as part of the test run (so .ci/run and the fast loop both enforce them):
-ruff with the rule set in pyproject.toml, and mypy --strict on the launcher."""
+"""Lint, format and types, as part of the test run (so .ci/run and the fast loop both
+enforce them): ruff's rule set and formatter as pyproject.toml configures them, on the whole
+tree, and mypy --strict on the launcher."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# What ruff checks: the shipped code and its tests.
-LINTED = ["entrypoint"]
+# What ruff checks and formats: the whole tree ([tool.ruff] in pyproject.toml excludes
+# the copied data under tests/data).
+LINTED = ["."]
 
 
 def tool(name: str) -> str:
@@ -30,6 +32,11 @@ def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def test_ruff_finds_nothing():
     done = run([tool("ruff"), "check", *LINTED])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format_changes_nothing():
+    done = run([tool("ruff"), "format", "--check", *LINTED])
+    assert done.returncode == 0, "run `ruff format .`:\n" + done.stdout + done.stderr
 
 
 def test_mypy_strict_on_the_launcher():

@@ -14,8 +14,9 @@ README = (REPO / "README.md").read_text()
 def test_env_table_is_generated_from_the_settings():
     found = re.search(r"<!-- env-table:start -->\n(.*?)<!-- env-table:end -->", README, re.S)
     assert found, "README lacks the env-table markers"
-    assert found.group(1) == env_table_markdown(), \
+    assert found.group(1) == env_table_markdown(), (
         "README's table is stale: paste the output of `python -m entrypoint env-table`"
+    )
 
 
 def test_every_variable_is_documented_exactly_once_in_the_table():

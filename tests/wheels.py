@@ -19,10 +19,15 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest.decode()}"
 
 
-def make_wheel(out_dir: Path, name: str, version: str, files: dict[str, bytes],
-               console_scripts: dict[str, str] | None = None,
-               entry_points: dict[str, dict[str, str]] | None = None,
-               summary: str = "longcat-deploy test fake") -> Path:
+def make_wheel(
+    out_dir: Path,
+    name: str,
+    version: str,
+    files: dict[str, bytes],
+    console_scripts: dict[str, str] | None = None,
+    entry_points: dict[str, dict[str, str]] | None = None,
+    summary: str = "longcat-deploy test fake",
+) -> Path:
     """Write a pure-Python wheel (PEP 427) holding ``files`` and return its path.
 
     Args:
@@ -37,19 +42,24 @@ def make_wheel(out_dir: Path, name: str, version: str, files: dict[str, bytes],
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     entries = dict(files)
-    entries[f"{info}/METADATA"] = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                   f"Summary: {summary}\n").encode()
-    entries[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: longcat-deploy-tests\n"
-                                b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    entries[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: {summary}\n"
+    ).encode()
+    entries[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: longcat-deploy-tests\n"
+        b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     groups = dict(entry_points or {})
     if console_scripts:
         groups["console_scripts"] = console_scripts
     if groups:
         entries[f"{info}/entry_points.txt"] = "\n".join(
             f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in sorted(points.items()))
-            for group, points in sorted(groups.items())).encode()
-    record = "".join(f"{path},{_record_hash(data)},{len(data)}\n"
-                     for path, data in sorted(entries.items()))
+            for group, points in sorted(groups.items())
+        ).encode()
+    record = "".join(
+        f"{path},{_record_hash(data)},{len(data)}\n" for path, data in sorted(entries.items())
+    )
     entries[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
     path = Path(out_dir) / f"{dist}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:

@@ -85,8 +85,10 @@ RDMA_RESOURCE = "rdma/hca_shared_devices_a"
 RDMA_DEVICES_PER_POD = 1
 # An extended resource name: a DNS subdomain prefix, "/", and a name (Kubernetes API
 # conventions; kubectl refuses others).
-_RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/"
-                            r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_RESOURCE_NAME = re.compile(
+    r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
 
 # Probes. A crash restarts the container at once whatever these say; they bound a *hang*.
 # The startup budget covers fetching and loading the checkpoint: 240 x 30 s = 2 h.
@@ -172,8 +174,12 @@ def pod_template(engine: str, nodes: int, leader: bool, rdma_resource: str | Non
         {"name": "HF_HOME", "value": HF_HOME},
         # optional: the default checkpoints are public; create the Secret for a private
         # MODEL or higher Hub rate limits (README, "Kubernetes").
-        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
-            "name": HF_TOKEN_SECRET, "key": "HF_TOKEN", "optional": True}}},
+        {
+            "name": "HF_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": HF_TOKEN_SECRET, "key": "HF_TOKEN", "optional": True}
+            },
+        },
         {"name": "VARIANT", "value": "chat"},
         {"name": "API_KEY_FILE", "value": f"{API_KEY_DIR}/API_KEY"},
     ]
@@ -184,26 +190,31 @@ def pod_template(engine: str, nodes: int, leader: bool, rdma_resource: str | Non
     }
     if leader or engine == "sglang":  # a vLLM worker is headless: it listens on no port
         container["ports"] = [
-            {"name": "http", "containerPort": ENGINE_PORT[engine], "protocol": "TCP"}]
+            {"name": "http", "containerPort": ENGINE_PORT[engine], "protocol": "TCP"}
+        ]
     limits: dict = {"nvidia.com/gpu": GPUS_PER_NODE}
     if rdma_resource:
         limits[rdma_resource] = RDMA_DEVICES_PER_POD
         # NCCL pins its RDMA buffers; the runtime's default memlock limit is small.
         container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
-    container.update({
-        "resources": {"limits": limits},
-        "volumeMounts": [
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "hf-cache", "mountPath": HF_HOME},
-            {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
-        ],
-        **probes(engine, leader),
-    })
+    container.update(
+        {
+            "resources": {"limits": limits},
+            "volumeMounts": [
+                {"name": "dshm", "mountPath": "/dev/shm"},
+                {"name": "hf-cache", "mountPath": HF_HOME},
+                {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
+            ],
+            **probes(engine, leader),
+        }
+    )
     metadata: dict = {"labels": {**labels(engine, nodes, role)}}
     if leader:  # the node that serves the API serves its metrics (docs/engines.md)
-        metadata["annotations"] = {"prometheus.io/scrape": "true",
-                                   "prometheus.io/port": str(ENGINE_PORT[engine]),
-                                   "prometheus.io/path": "/metrics"}
+        metadata["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(ENGINE_PORT[engine]),
+            "prometheus.io/path": "/metrics",
+        }
     return {
         "metadata": metadata,
         "spec": {
@@ -254,8 +265,10 @@ def api_service(engine: str, nodes: int) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": f"{name_of(engine, nodes)}-api",
-                     "labels": labels(engine, nodes, "api")},
+        "metadata": {
+            "name": f"{name_of(engine, nodes)}-api",
+            "labels": labels(engine, nodes, "api"),
+        },
         "spec": {
             "type": "ClusterIP",
             "selector": {LWS_NAME_LABEL: name_of(engine, nodes), LWS_INDEX_LABEL: "0"},
@@ -273,9 +286,12 @@ def prefetch_job(precision: str) -> dict:
     Hub. Either engine's image holds the launcher; the SGLang one is used here.
     """
     name = f"longcat-prefetch-{precision}"
-    job_labels = {"app.kubernetes.io/name": "longcat-flash", "app.kubernetes.io/instance": name,
-                  "app.kubernetes.io/component": "prefetch",
-                  "app.kubernetes.io/part-of": "longcat-deploy"}
+    job_labels = {
+        "app.kubernetes.io/name": "longcat-flash",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "prefetch",
+        "app.kubernetes.io/part-of": "longcat-deploy",
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -287,25 +303,37 @@ def prefetch_job(precision: str) -> dict:
                 "spec": {
                     "restartPolicy": "OnFailure",
                     "enableServiceLinks": False,
-                    "containers": [{
-                        "name": "prefetch",
-                        "image": f"{IMAGE_REPOSITORY}:sglang",
-                        # The image's entrypoint is the launcher: these are its arguments.
-                        "args": ["prefetch", "--verify"],
-                        "env": [
-                            {"name": "PRECISION", "value": precision},
-                            {"name": "VARIANT", "value": "chat"},
-                            {"name": "HF_HOME", "value": HF_HOME},
-                            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
-                                "name": HF_TOKEN_SECRET, "key": "HF_TOKEN",
-                                "optional": True}}},
-                        ],
-                        "resources": {"requests": dict(PREFETCH_REQUESTS),
-                                      "limits": dict(PREFETCH_LIMITS)},
-                        "volumeMounts": [{"name": "hf-cache", "mountPath": HF_HOME}],
-                    }],
-                    "volumes": [{"name": "hf-cache",
-                                 "persistentVolumeClaim": {"claimName": CACHE_CLAIM}}],
+                    "containers": [
+                        {
+                            "name": "prefetch",
+                            "image": f"{IMAGE_REPOSITORY}:sglang",
+                            # The image's entrypoint is the launcher: these are its arguments.
+                            "args": ["prefetch", "--verify"],
+                            "env": [
+                                {"name": "PRECISION", "value": precision},
+                                {"name": "VARIANT", "value": "chat"},
+                                {"name": "HF_HOME", "value": HF_HOME},
+                                {
+                                    "name": "HF_TOKEN",
+                                    "valueFrom": {
+                                        "secretKeyRef": {
+                                            "name": HF_TOKEN_SECRET,
+                                            "key": "HF_TOKEN",
+                                            "optional": True,
+                                        }
+                                    },
+                                },
+                            ],
+                            "resources": {
+                                "requests": dict(PREFETCH_REQUESTS),
+                                "limits": dict(PREFETCH_LIMITS),
+                            },
+                            "volumeMounts": [{"name": "hf-cache", "mountPath": HF_HOME}],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "hf-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}}
+                    ],
                 },
             },
         },
@@ -317,10 +345,14 @@ def cache_claim() -> dict:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": CACHE_CLAIM, "labels": {
-            "app.kubernetes.io/name": "longcat-flash",
-            "app.kubernetes.io/component": "weights",
-            "app.kubernetes.io/part-of": "longcat-deploy"}},
+        "metadata": {
+            "name": CACHE_CLAIM,
+            "labels": {
+                "app.kubernetes.io/name": "longcat-flash",
+                "app.kubernetes.io/component": "weights",
+                "app.kubernetes.io/part-of": "longcat-deploy",
+            },
+        },
         "spec": {
             "accessModes": ["ReadWriteMany"],
             "resources": {"requests": {"storage": CACHE_SIZE}},
@@ -337,8 +369,9 @@ def header(lines: list[str]) -> str:
 
 def dump(header_text: str, documents: list[dict]) -> str:
     """Render documents as one multi-document YAML file, in the order given."""
-    body = "---\n".join(yaml.safe_dump(d, sort_keys=False, default_flow_style=False,
-                                       width=100) for d in documents)
+    body = "---\n".join(
+        yaml.safe_dump(d, sort_keys=False, default_flow_style=False, width=100) for d in documents
+    )
     return header_text + "---\n" + body
 
 
@@ -348,8 +381,9 @@ def kustomization(header_text: str, fields: dict, kind: str = "Kustomization") -
     (whose apiVersion is still v1alpha1 in kustomize v5)."""
     api = KUSTOMIZE_API if kind == "Kustomization" else "kustomize.config.k8s.io/v1alpha1"
     document = {"apiVersion": api, "kind": kind, **fields}
-    return header_text + yaml.safe_dump(document, sort_keys=False, default_flow_style=False,
-                                        width=100)
+    return header_text + yaml.safe_dump(
+        document, sort_keys=False, default_flow_style=False, width=100
+    )
 
 
 def pinned_tag(engine: str) -> str:
@@ -361,8 +395,9 @@ def pinned_tag(engine: str) -> str:
     """
     matrix = load_matrix()
     spec = matrix["engines"][engine]
-    return matrix["tags"]["full"].format(engine=engine, version=spec["version"],
-                                         cuda=spec["variants"][0]["cuda"])
+    return matrix["tags"]["full"].format(
+        engine=engine, version=spec["version"], cuda=spec["variants"][0]["cuda"]
+    )
 
 
 def example_overlay() -> dict[str, str]:
@@ -374,44 +409,77 @@ def example_overlay() -> dict[str, str]:
     job = f"longcat-prefetch-{precision}"
     ns = EXAMPLE_NAMESPACE
     root = "example-overlay"
-    bases = ("Point resources at deploy/kubernetes/<directory> of your clone, or at a remote "
-            "base", "(https://github.com/ORG/REPO//deploy/kubernetes/<directory>?ref=TAG).")
+    bases = (
+        "Point resources at deploy/kubernetes/<directory> of your clone, or at a remote base",
+        "(https://github.com/ORG/REPO//deploy/kubernetes/<directory>?ref=TAG).",
+    )
     return {
-        f"{root}/settings/kustomization.yaml": kustomization(header([
-            "An example of your own overlay's settings, as a kustomize component that the",
-            "prefetch and serve kustomizations beside it both use: the image, the",
-            "namespace and the cache's storage class. Copy example-overlay/ out of the",
-            "repository and change the values; the namespace is not created for you:",
-            f"  kubectl create namespace {ns}",
-            f"and the Secrets (README, \"Kubernetes\") go in it: kubectl -n {ns} create secret ...",
-            "newTag replaces every container's tag, the prefetch Job's included: for a vLLM",
-            "deployment give the vllm tag (either image holds the launcher the Job runs).",
-        ]), {
-            "namespace": ns,
-            # Every container of the LeaderWorkerSet's leader and worker templates and of
-            # the Job, whatever the tag they had (docs/engines.md, "Kustomize").
-            "images": [{"name": IMAGE_REPOSITORY, "newName": EXAMPLE_IMAGE_REPOSITORY,
-                        "newTag": pinned_tag(EXAMPLE_ENGINE)}],
-            "patches": [{"path": "storage-class.yaml"}],
-        }, kind="Component"),
-        f"{root}/settings/storage-class.yaml": dump(header([
-            "The weight cache's storage class: one that offers ReadWriteMany for two-node",
-            "groups (ReadWriteOnce is enough for one node). A claim's spec cannot change",
-            "once it exists (docs/engines.md, \"Kustomize\"): set it before the first apply.",
-        ]), [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-              "metadata": {"name": CACHE_CLAIM},
-              "spec": {"storageClassName": EXAMPLE_STORAGE_CLASS}}]),
-        f"{root}/prefetch/kustomization.yaml": kustomization(header([
-            f"Step 1: fill the weight cache with the {precision.upper()} checkpoint.",
-            f"  kubectl apply -k deploy/kubernetes/{root}/prefetch",
-            f"  kubectl -n {ns} wait --for=condition=complete job/{job} --timeout=24h",
-            *bases,
-        ]), {"resources": [f"../../prefetch-{precision}"], "components": ["../settings"]}),
-        f"{root}/serve/kustomization.yaml": kustomization(header([
-            f"Step 2: serve it ({deployment}); the cache's claim is the one step 1 applied.",
-            f"  kubectl apply -k deploy/kubernetes/{root}/serve",
-            *bases,
-        ]), {"resources": [f"../../{deployment}"], "components": ["../settings"]}),
+        f"{root}/settings/kustomization.yaml": kustomization(
+            header(
+                [
+                    "An example of your own overlay's settings, as a kustomize component that the",
+                    "prefetch and serve kustomizations beside it both use: the image, the",
+                    "namespace and the cache's storage class. Copy example-overlay/ out of the",
+                    "repository and change the values; the namespace is not created for you:",
+                    f"  kubectl create namespace {ns}",
+                    f'and the Secrets (README, "Kubernetes") go in it: kubectl -n {ns} create secret ...',
+                    "newTag replaces every container's tag, the prefetch Job's included: for a vLLM",
+                    "deployment give the vllm tag (either image holds the launcher the Job runs).",
+                ]
+            ),
+            {
+                "namespace": ns,
+                # Every container of the LeaderWorkerSet's leader and worker templates and of
+                # the Job, whatever the tag they had (docs/engines.md, "Kustomize").
+                "images": [
+                    {
+                        "name": IMAGE_REPOSITORY,
+                        "newName": EXAMPLE_IMAGE_REPOSITORY,
+                        "newTag": pinned_tag(EXAMPLE_ENGINE),
+                    }
+                ],
+                "patches": [{"path": "storage-class.yaml"}],
+            },
+            kind="Component",
+        ),
+        f"{root}/settings/storage-class.yaml": dump(
+            header(
+                [
+                    "The weight cache's storage class: one that offers ReadWriteMany for two-node",
+                    "groups (ReadWriteOnce is enough for one node). A claim's spec cannot change",
+                    'once it exists (docs/engines.md, "Kustomize"): set it before the first apply.',
+                ]
+            ),
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": CACHE_CLAIM},
+                    "spec": {"storageClassName": EXAMPLE_STORAGE_CLASS},
+                }
+            ],
+        ),
+        f"{root}/prefetch/kustomization.yaml": kustomization(
+            header(
+                [
+                    f"Step 1: fill the weight cache with the {precision.upper()} checkpoint.",
+                    f"  kubectl apply -k deploy/kubernetes/{root}/prefetch",
+                    f"  kubectl -n {ns} wait --for=condition=complete job/{job} --timeout=24h",
+                    *bases,
+                ]
+            ),
+            {"resources": [f"../../prefetch-{precision}"], "components": ["../settings"]},
+        ),
+        f"{root}/serve/kustomization.yaml": kustomization(
+            header(
+                [
+                    f"Step 2: serve it ({deployment}); the cache's claim is the one step 1 applied.",
+                    f"  kubectl apply -k deploy/kubernetes/{root}/serve",
+                    *bases,
+                ]
+            ),
+            {"resources": [f"../../{deployment}"], "components": ["../settings"]},
+        ),
     }
 
 
@@ -427,77 +495,119 @@ def render_all(rdma_resource: str = RDMA_RESOURCE) -> dict[str, str]:
     """
     cache = f"../{CACHE_DIR}"
     files = {
-        f"{CACHE_DIR}/hf-cache-pvc.yaml": dump(header([
-            f"The weight cache ({CACHE_SIZE}), mounted at HF_HOME={HF_HOME} by every pod.",
-            "ReadWriteMany lets both nodes of a group share one copy; a single node also",
-            "works with ReadWriteOnce. Set spec.storageClassName to a class that offers it",
-            "(in your overlay: example-overlay/settings/storage-class.yaml).",
-        ]), [cache_claim()]),
-        f"{CACHE_DIR}/kustomization.yaml": kustomization(header([
-            "The weight cache's claim, which every deployment and prefetch Job lists.",
-        ]), {"resources": ["hf-cache-pvc.yaml"]}),
+        f"{CACHE_DIR}/hf-cache-pvc.yaml": dump(
+            header(
+                [
+                    f"The weight cache ({CACHE_SIZE}), mounted at HF_HOME={HF_HOME} by every pod.",
+                    "ReadWriteMany lets both nodes of a group share one copy; a single node also",
+                    "works with ReadWriteOnce. Set spec.storageClassName to a class that offers it",
+                    "(in your overlay: example-overlay/settings/storage-class.yaml).",
+                ]
+            ),
+            [cache_claim()],
+        ),
+        f"{CACHE_DIR}/kustomization.yaml": kustomization(
+            header(
+                [
+                    "The weight cache's claim, which every deployment and prefetch Job lists.",
+                ]
+            ),
+            {"resources": ["hf-cache-pvc.yaml"]},
+        ),
     }
     for precision in SHAPES.values():
         job = f"longcat-prefetch-{precision}"
         directory = f"prefetch-{precision}"
-        apply = [f"  kubectl apply -k deploy/kubernetes/{directory}",
-                 f"  kubectl wait --for=condition=complete job/{job} --timeout=24h"]
-        files[f"{directory}/{directory}.yaml"] = dump(header([
-            f"Fills the weight cache ({cache}) with the {precision.upper()} checkpoint,",
-            "verifies it against the Hub, then exits. Run it before the LeaderWorkerSet:",
-            *apply,
-            "Several Jobs or pods on the same volume download once (README, \"Before launch\").",
-        ]), [prefetch_job(precision)])
-        files[f"{directory}/kustomization.yaml"] = kustomization(header([
-            f"The {precision.upper()} prefetch Job and the weight cache it fills ({cache}):",
-            *apply,
-            "Deployments list the same claim: applying one after this leaves it unchanged.",
-        ]), {"resources": [cache, f"{directory}.yaml"]})
+        apply = [
+            f"  kubectl apply -k deploy/kubernetes/{directory}",
+            f"  kubectl wait --for=condition=complete job/{job} --timeout=24h",
+        ]
+        files[f"{directory}/{directory}.yaml"] = dump(
+            header(
+                [
+                    f"Fills the weight cache ({cache}) with the {precision.upper()} checkpoint,",
+                    "verifies it against the Hub, then exits. Run it before the LeaderWorkerSet:",
+                    *apply,
+                    'Several Jobs or pods on the same volume download once (README, "Before launch").',
+                ]
+            ),
+            [prefetch_job(precision)],
+        )
+        files[f"{directory}/kustomization.yaml"] = kustomization(
+            header(
+                [
+                    f"The {precision.upper()} prefetch Job and the weight cache it fills ({cache}):",
+                    *apply,
+                    "Deployments list the same claim: applying one after this leaves it unchanged.",
+                ]
+            ),
+            {"resources": [cache, f"{directory}.yaml"]},
+        )
     for engine in ENGINE_PORT:
         for nodes, precision in SHAPES.items():
             name = name_of(engine, nodes)
-            what = ("one node, 8 GPUs" if nodes == 1 else f"{nodes} nodes x 8 GPUs")
+            what = "one node, 8 GPUs" if nodes == 1 else f"{nodes} nodes x 8 GPUs"
             directory = f"{engine}-{nodes}node"
-            files[f"{directory}/{directory}.yaml"] = dump(header([
-                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}.",
-                f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
-                f"Needs: the LeaderWorkerSet controller, {cache}, a Secret",
-                f"{API_KEY_SECRET} with key API_KEY (the key clients send), and optionally",
-                f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
-                "Metrics: GET /metrics on the leader's http port (prometheus.io annotations).",
-                f"Image: {IMAGE_REPOSITORY} is a placeholder: set yours in an overlay.",
-            ]), [api_service(engine, nodes), leader_worker_set(engine, nodes)])
-            files[f"{directory}/kustomization.yaml"] = kustomization(header([
-                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}: the API Service and",
-                f"the LeaderWorkerSet ({directory}.yaml), and the weight cache ({cache}).",
-                f"  kubectl apply -k deploy/kubernetes/{directory}",
-                "Set the image, namespace or storage class in an overlay of your own",
-                "(../example-overlay), not here.",
-            ]), {"resources": [cache, f"{directory}.yaml"]})
+            files[f"{directory}/{directory}.yaml"] = dump(
+                header(
+                    [
+                        f"LongCat-Flash ({precision.upper()}) on {engine}, {what}.",
+                        f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
+                        f"Needs: the LeaderWorkerSet controller, {cache}, a Secret",
+                        f"{API_KEY_SECRET} with key API_KEY (the key clients send), and optionally",
+                        f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
+                        "Metrics: GET /metrics on the leader's http port (prometheus.io annotations).",
+                        f"Image: {IMAGE_REPOSITORY} is a placeholder: set yours in an overlay.",
+                    ]
+                ),
+                [api_service(engine, nodes), leader_worker_set(engine, nodes)],
+            )
+            files[f"{directory}/kustomization.yaml"] = kustomization(
+                header(
+                    [
+                        f"LongCat-Flash ({precision.upper()}) on {engine}, {what}: the API Service and",
+                        f"the LeaderWorkerSet ({directory}.yaml), and the weight cache ({cache}).",
+                        f"  kubectl apply -k deploy/kubernetes/{directory}",
+                        "Set the image, namespace or storage class in an overlay of your own",
+                        "(../example-overlay), not here.",
+                    ]
+                ),
+                {"resources": [cache, f"{directory}.yaml"]},
+            )
             if nodes < 2:
                 continue
             rdma = f"{directory}-rdma"
-            files[f"{rdma}/{rdma}.yaml"] = dump(header([
-                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA",
-                "(InfiniBand or RoCE): the same deployment as "
-                f"{directory}/, whose place it takes,",
-                f"plus the RDMA device resource {rdma_resource} and the IPC_LOCK capability.",
-                f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
-                f"Needs: the LeaderWorkerSet controller, {cache}, an RDMA device",
-                f"plugin offering {rdma_resource} (another name: python",
-                "deploy/kubernetes/generate.py --rdma-resource NAME --out DIR), and optionally",
-                f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
-                f"Image: {IMAGE_REPOSITORY} is a placeholder: set yours in an overlay.",
-            ]), [api_service(engine, nodes), leader_worker_set(engine, nodes, rdma_resource)])
-            files[f"{rdma}/kustomization.yaml"] = kustomization(header([
-                f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA:",
-                f"{directory}/ plus the RDMA device resource and IPC_LOCK ({rdma}.yaml),",
-                f"and the weight cache ({cache}). Same names as {directory}/, whose place it",
-                "takes.",
-                f"  kubectl apply -k deploy/kubernetes/{rdma}",
-                "Set the image, namespace or storage class in an overlay of your own",
-                "(../example-overlay), not here.",
-            ]), {"resources": [cache, f"{rdma}.yaml"]})
+            files[f"{rdma}/{rdma}.yaml"] = dump(
+                header(
+                    [
+                        f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA",
+                        "(InfiniBand or RoCE): the same deployment as "
+                        f"{directory}/, whose place it takes,",
+                        f"plus the RDMA device resource {rdma_resource} and the IPC_LOCK capability.",
+                        f"API: Service {name}-api, port {ENGINE_PORT[engine]} (OpenAI-compatible).",
+                        f"Needs: the LeaderWorkerSet controller, {cache}, an RDMA device",
+                        f"plugin offering {rdma_resource} (another name: python",
+                        "deploy/kubernetes/generate.py --rdma-resource NAME --out DIR), and optionally",
+                        f"a Secret {HF_TOKEN_SECRET} with key HF_TOKEN.",
+                        f"Image: {IMAGE_REPOSITORY} is a placeholder: set yours in an overlay.",
+                    ]
+                ),
+                [api_service(engine, nodes), leader_worker_set(engine, nodes, rdma_resource)],
+            )
+            files[f"{rdma}/kustomization.yaml"] = kustomization(
+                header(
+                    [
+                        f"LongCat-Flash ({precision.upper()}) on {engine}, {what}, over RDMA:",
+                        f"{directory}/ plus the RDMA device resource and IPC_LOCK ({rdma}.yaml),",
+                        f"and the weight cache ({cache}). Same names as {directory}/, whose place it",
+                        "takes.",
+                        f"  kubectl apply -k deploy/kubernetes/{rdma}",
+                        "Set the image, namespace or storage class in an overlay of your own",
+                        "(../example-overlay), not here.",
+                    ]
+                ),
+                {"resources": [cache, f"{rdma}.yaml"]},
+            )
     files.update(example_overlay())
     return files
 
@@ -506,19 +616,28 @@ def resource_name(text: str) -> str:
     """argparse type: a Kubernetes extended resource name such as ``rdma/hca_shared_devices_a``."""
     if not _RESOURCE_NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an extended resource name (DOMAIN/NAME, e.g. {RDMA_RESOURCE})")
+            f"{text!r} is not an extended resource name (DOMAIN/NAME, e.g. {RDMA_RESOURCE})"
+        )
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 when a file differs from the output")
-    parser.add_argument("--out", type=Path, default=HERE,
-                        help="directory to write to or check (default: this one)")
-    parser.add_argument("--rdma-resource", type=resource_name, default=RDMA_RESOURCE,
-                        help="the RDMA device resource the -rdma variants request, as your "
-                             f"device plugin names it (default: {RDMA_RESOURCE})")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when a file differs from the output",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=HERE, help="directory to write to or check (default: this one)"
+    )
+    parser.add_argument(
+        "--rdma-resource",
+        type=resource_name,
+        default=RDMA_RESOURCE,
+        help="the RDMA device resource the -rdma variants request, as your "
+        f"device plugin names it (default: {RDMA_RESOURCE})",
+    )
     args = parser.parse_args(argv)
     try:
         files = render_all(args.rdma_resource)
@@ -536,10 +655,13 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
     if args.check and stale:
-        print("out of date (run python deploy/kubernetes/generate.py): " + ", ".join(stale),
-              file=sys.stderr)
+        print(
+            "out of date (run python deploy/kubernetes/generate.py): " + ", ".join(stale),
+            file=sys.stderr,
+        )
         return 1
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -102,8 +102,10 @@ def unknown_flags(argv: list[str], known: set[str], engine: str) -> list[str]:
                 continue
             longer = sorted(k for k in known if k.startswith(name))
             if longer:
-                rejected.append(f"{name}: only an abbreviation of {' or '.join(longer[:3])} "
-                                f"in {engine}; use the full name")
+                rejected.append(
+                    f"{name}: only an abbreviation of {' or '.join(longer[:3])} "
+                    f"in {engine}; use the full name"
+                )
             else:
                 rejected.append(f"{name}: not an option of {engine}")
     return rejected

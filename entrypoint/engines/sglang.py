@@ -46,15 +46,18 @@ OWNED_OPTIONS: tuple[OwnedOption, ...] = (
     ("--dist-init-addr", 8, "MASTER_IP MASTER_PORT", ""),
     ("--nccl-init-addr", 8, "MASTER_IP MASTER_PORT", ""),
     ("--served-model-name", 4, "SERVED_MODEL_NAME", ""),
-    ("--api-key", 4, "API_KEY",
-     "The key never goes on a command line, where ps shows it."),
+    ("--api-key", 4, "API_KEY", "The key never goes on a command line, where ps shows it."),
 )
 # ... and those it sets only while their variable is set.
 OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
     ("--context-length", 11, "CONTEXT_LENGTH", ""),
     ("--revision", 5, "MODEL_REVISION", ""),
-    ("--config", 6, "API_KEY API_KEY_FILE",
-     "SGLang reads one --config file, and the launcher passes the API key in it."),
+    (
+        "--config",
+        6,
+        "API_KEY API_KEY_FILE",
+        "SGLang reads one --config file, and the launcher passes the API key in it.",
+    ),
 )
 
 
@@ -69,14 +72,22 @@ def build_argv(plan: Plan) -> list[str]:
     time limit, so ``shutdown_timeout_s`` has no flag here.
     """
     argv = [
-        sys.executable, "-m", MODULE,
-        "--model-path", plan.model,
+        sys.executable,
+        "-m",
+        MODULE,
+        "--model-path",
+        plan.model,
         "--trust-remote-code",
-        "--attention-backend", "flashinfer",
-        "--tp-size", str(plan.tensor_parallel_size),
-        "--ep-size", str(plan.expert_parallel_size),
-        "--host", plan.host,
-        "--port", str(plan.port),
+        "--attention-backend",
+        "flashinfer",
+        "--tp-size",
+        str(plan.tensor_parallel_size),
+        "--ep-size",
+        str(plan.expert_parallel_size),
+        "--host",
+        plan.host,
+        "--port",
+        str(plan.port),
         # Prometheus metrics on GET /metrics (off by default in SGLang; docs/engines.md,
         # "Serving features"). /metrics stays open with an API key (srt/utils/auth.py).
         "--enable-metrics",
@@ -93,18 +104,27 @@ def build_argv(plan: Plan) -> list[str]:
         argv += ["--config", plan.api_key_config]
     if plan.multi_node:
         argv += [
-            "--nnodes", str(plan.nnodes),
-            "--node-rank", str(plan.node_rank),
-            "--dist-init-addr", join_host_port(plan.master_host, plan.master_port),
-            "--dist-timeout", str(MULTI_NODE_DIST_TIMEOUT_S),
+            "--nnodes",
+            str(plan.nnodes),
+            "--node-rank",
+            str(plan.node_rank),
+            "--dist-init-addr",
+            join_host_port(plan.master_host, plan.master_port),
+            "--dist-timeout",
+            str(MULTI_NODE_DIST_TIMEOUT_S),
         ]
     if plan.draft_model is not None:  # set with MTP only
         argv += [
-            "--speculative-algorithm", "NEXTN",
-            "--speculative-draft-model-path", plan.draft_model,
-            "--speculative-num-steps", "1",
-            "--speculative-eagle-topk", "1",
-            "--speculative-num-draft-tokens", "2",
+            "--speculative-algorithm",
+            "NEXTN",
+            "--speculative-draft-model-path",
+            plan.draft_model,
+            "--speculative-num-steps",
+            "1",
+            "--speculative-eagle-topk",
+            "1",
+            "--speculative-num-draft-tokens",
+            "2",
         ]
         if plan.revision:
             # Without it, SGLang loads the draft at "main" (srt/arg_groups/speculative_hook.py,
@@ -151,7 +171,7 @@ def parser_rejections(argv: list[str]) -> list[str]:
 
     from . import unknown_flags
 
-    args = argv[argv.index(MODULE) + 1:]
+    args = argv[argv.index(MODULE) + 1 :]
     parser = argparse.ArgumentParser(prog="sglang.launch_server")
     ServerArgs.add_cli_args(parser)
     known = set(parser._option_string_actions)  # argparse's table of option strings

@@ -36,8 +36,9 @@ TOOL_CALL_PARSER = "longcat"
 # package that the launcher never imports, and vLLM imports by path
 # (--reasoning-parser-plugin; vllm/utils/import_utils.py, import_plugin).
 REASONING_PARSER = "longcat_think"
-REASONING_PARSER_PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                       "vllm_longcat_reasoning.py")
+REASONING_PARSER_PLUGIN = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "vllm_longcat_reasoning.py"
+)
 # Options the launcher sets from its variables, refused in EXTRA_ARGS and after the image
 # name (entrypoint.plan). Option strings and short forms from vllm/engine/arg_utils.py and
 # vllm/entrypoints/common/cli_args.py as `vllm serve` builds them; the shortest
@@ -61,8 +62,7 @@ OWNED_OPTIONS: tuple[OwnedOption, ...] = (
     ("--data-parallel-rpc-port", 18, "MASTER_PORT", ""),
     ("-dpp", 4, "MASTER_PORT", ""),
     ("--served-model-name", 5, "SERVED_MODEL_NAME", ""),
-    ("--api-key", 7, "API_KEY",
-     "The key never goes on a command line, where ps shows it."),
+    ("--api-key", 7, "API_KEY", "The key never goes on a command line, where ps shows it."),
 )
 # ... and those it sets only while their variable is set.
 OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
@@ -77,10 +77,15 @@ def build_argv(plan: Plan) -> list[str]:
     vLLM serves Prometheus metrics on ``/metrics`` without a flag, and reads the API key
     from ``VLLM_API_KEY`` (``entrypoint.apikey``), so neither appears here.
     """
-    argv = [PROGRAM, "serve", plan.model,
-            "--trust-remote-code",
-            "--enable-expert-parallel",
-            "--tensor-parallel-size", str(plan.tensor_parallel_size)]
+    argv = [
+        PROGRAM,
+        "serve",
+        plan.model,
+        "--trust-remote-code",
+        "--enable-expert-parallel",
+        "--tensor-parallel-size",
+        str(plan.tensor_parallel_size),
+    ]
     if not plan.headless:
         argv += ["--host", plan.host, "--port", str(plan.port)]
     if plan.served_model_name:
@@ -92,8 +97,12 @@ def build_argv(plan: Plan) -> list[str]:
     if plan.variant == "thinking":
         # Every node: headless nodes import the plugin too, for structured outputs
         # (vllm/entrypoints/cli/serve.py, run_headless).
-        argv += ["--reasoning-parser-plugin", REASONING_PARSER_PLUGIN,
-                 "--reasoning-parser", REASONING_PARSER]
+        argv += [
+            "--reasoning-parser-plugin",
+            REASONING_PARSER_PLUGIN,
+            "--reasoning-parser",
+            REASONING_PARSER,
+        ]
     if plan.context_length is not None:
         argv += ["--max-model-len", str(plan.context_length)]
     # In-flight requests get this long after SIGTERM (default 0: aborted; vllm/v1/engine/
@@ -101,10 +110,14 @@ def build_argv(plan: Plan) -> list[str]:
     argv += ["--shutdown-timeout", str(plan.shutdown_timeout_s)]
     if plan.multi_node:
         argv += [
-            "--data-parallel-size", str(plan.data_parallel_size),
-            "--data-parallel-size-local", "1",
-            "--data-parallel-address", plan.master_host,
-            "--data-parallel-rpc-port", str(plan.master_port),
+            "--data-parallel-size",
+            str(plan.data_parallel_size),
+            "--data-parallel-size-local",
+            "1",
+            "--data-parallel-address",
+            plan.master_host,
+            "--data-parallel-rpc-port",
+            str(plan.master_port),
         ]
         if plan.headless:
             argv += ["--headless", "--data-parallel-start-rank", str(plan.node_rank)]
@@ -168,15 +181,18 @@ def parser_rejections(argv: list[str]) -> list[str]:
 
     from . import unknown_flags
 
-    args = argv[argv.index("serve"):]
+    args = argv[argv.index("serve") :]
     parser = FlexibleArgumentParser(prog="vllm")
     subparsers = parser.add_subparsers(dest="subparser")
     command = ServeSubcommand()
     serve = command.subparser_init(subparsers)
     known = set(serve._option_string_actions)  # argparse's table of option strings
     # vLLM normalises underscores to dashes (docs/engines.md, "vLLM"); compare dashed names.
-    problems = unknown_flags([a.replace("_", "-") if a.startswith("--") else a
-                              for a in args[2:]], known, f"vllm {installed_version()}")
+    problems = unknown_flags(
+        [a.replace("_", "-") if a.startswith("--") else a for a in args[2:]],
+        known,
+        f"vllm {installed_version()}",
+    )
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
@@ -184,8 +200,7 @@ def parser_rejections(argv: list[str]) -> list[str]:
             command.validate(namespace)
             AsyncEngineArgs.from_cli_args(namespace)
             _check_parser_names(namespace)
-        problems += _deprecated_speculative_method(getattr(namespace, "speculative_config",
-                                                           None))
+        problems += _deprecated_speculative_method(getattr(namespace, "speculative_config", None))
     except SystemExit:
         message = stderr.getvalue().strip().splitlines()
         problems.append("by the parser: " + (message[-1] if message else "refused"))
@@ -218,13 +233,17 @@ def _check_parser_names(namespace: object) -> None:
     if len(reasoning_plugin) > 3:
         ReasoningParserManager.import_reasoning_parser(reasoning_plugin)
     tool = getattr(namespace, "tool_call_parser", None)
-    if getattr(namespace, "enable_auto_tool_choice", False) and \
-            tool not in ToolParserManager.list_registered():
+    if (
+        getattr(namespace, "enable_auto_tool_choice", False)
+        and tool not in ToolParserManager.list_registered()
+    ):
         raise KeyError(f"invalid tool call parser: {tool}")
     name = getattr(namespace, "reasoning_parser", None)
     if name and name not in ReasoningParserManager.list_registered():
-        raise KeyError(f"invalid reasoning parser: {name} (--reasoning-parser-plugin "
-                       f"{reasoning_plugin or None} registers none)")
+        raise KeyError(
+            f"invalid reasoning parser: {name} (--reasoning-parser-plugin "
+            f"{reasoning_plugin or None} registers none)"
+        )
 
 
 def _deprecated_speculative_method(config: object) -> list[str]:
@@ -235,6 +254,8 @@ def _deprecated_speculative_method(config: object) -> list[str]:
 
     method = (config or {}).get("method") if isinstance(config, dict) else None
     if method in get_args(MTPModelTypes) and method != "mtp":
-        return [f"--speculative-config: method {method!r} is deprecated in vllm "
-                f"{installed_version()}; use 'mtp'"]
+        return [
+            f"--speculative-config: method {method!r} is deprecated in vllm "
+            f"{installed_version()}; use 'mtp'"
+        ]
     return []

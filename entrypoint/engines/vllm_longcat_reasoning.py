@@ -87,7 +87,7 @@ class ThinkSplitter:
         if self.phase == "start":
             stripped = self.pending.lstrip()
             if stripped.startswith(START):
-                self.pending = stripped[len(START):]
+                self.pending = stripped[len(START) :]
                 self.phase = "reasoning"
             elif START.startswith(stripped):
                 return "", ""  # blank, or the beginning of the opening tag: wait
@@ -100,11 +100,11 @@ class ThinkSplitter:
             end = self.pending.find(END)
             if end < 0:
                 keep = _held_back(self.pending, END)
-                reasoning = self.pending[:len(self.pending) - keep]
-                self.pending = self.pending[len(self.pending) - keep:]
+                reasoning = self.pending[: len(self.pending) - keep]
+                self.pending = self.pending[len(self.pending) - keep :]
                 return reasoning, ""
             reasoning = self.pending[:end]
-            self.pending = self.pending[end + len(END):]
+            self.pending = self.pending[end + len(END) :]
             self.phase = "content"
             self.ended = True
         if self.phase == "content":
@@ -115,8 +115,7 @@ class ThinkSplitter:
         """The output is complete: release what was held back, as what it turned out to be."""
         rest, self.pending = self.pending, ""
         if self.phase == "start":
-            return ("", "") if not rest.strip() else (("", rest) if not self.opened
-                                                        else (rest, ""))
+            return ("", "") if not rest.strip() else (("", rest) if not self.opened else (rest, ""))
         if self.phase == "reasoning":
             return rest, ""
         return "", rest
@@ -149,8 +148,9 @@ class LongCatThinkingReasoningParser(ReasoningParser):  # type: ignore[misc]
     def reasoning_end_str(self) -> str:
         return END
 
-    def adjust_request(self, request: ChatCompletionRequest | ResponsesRequest
-                       ) -> ChatCompletionRequest | ResponsesRequest:
+    def adjust_request(
+        self, request: ChatCompletionRequest | ResponsesRequest
+    ) -> ChatCompletionRequest | ResponsesRequest:
         # The tags may be special tokens, which the default skip_special_tokens=True drops
         # from the text before any parser sees it (vLLM's Hermes tool parser does the same
         # for its tags: vllm/tool_parsers/hermes_tool_parser.py, adjust_request).
@@ -189,8 +189,9 @@ class LongCatThinkingReasoningParser(ReasoningParser):  # type: ignore[misc]
             return not self._told_prompt
         return last == END
 
-    def is_reasoning_end_streaming(self, input_ids: Sequence[int],
-                                   delta_ids: Sequence[int]) -> bool:
+    def is_reasoning_end_streaming(
+        self, input_ids: Sequence[int], delta_ids: Sequence[int]
+    ) -> bool:
         """True when the reasoning ended with this step.
 
         In the API server, extraction has just seen the same step's text: its answer is the
@@ -201,10 +202,11 @@ class LongCatThinkingReasoningParser(ReasoningParser):  # type: ignore[misc]
         delta = list(delta_ids)
         if self.end_token_id is not None:
             return self.end_token_id in delta
-        window = list(input_ids)[-(len(delta) + _DECODE_WINDOW):]
-        before = window[:len(window) - len(delta)] if delta else window
-        return (END in self.model_tokenizer.decode(window)
-                and END not in self.model_tokenizer.decode(before))
+        window = list(input_ids)[-(len(delta) + _DECODE_WINDOW) :]
+        before = window[: len(window) - len(delta)] if delta else window
+        return END in self.model_tokenizer.decode(
+            window
+        ) and END not in self.model_tokenizer.decode(before)
 
     def extract_content_ids(self, input_ids: list[int]) -> list[int]:
         """The ids after the last ``</longcat_think>`` token; ``[]`` without one (or when the
@@ -212,7 +214,7 @@ class LongCatThinkingReasoningParser(ReasoningParser):  # type: ignore[misc]
         if self.end_token_id is None or self.end_token_id not in input_ids:
             return []
         last = len(input_ids) - 1 - input_ids[::-1].index(self.end_token_id)
-        return input_ids[last + 1:]
+        return input_ids[last + 1 :]
 
     def count_reasoning_tokens(self, token_ids: Sequence[int]) -> int:
         """Tokens of the output inside the reasoning, tags excluded (0 when the tags are not
@@ -242,19 +244,24 @@ class LongCatThinkingReasoningParser(ReasoningParser):  # type: ignore[misc]
 
     # --- extraction --------------------------------------------------------------------
 
-    def extract_reasoning(self, model_output: str,
-                          request: ChatCompletionRequest | ResponsesRequest
-                          ) -> tuple[str | None, str | None]:
+    def extract_reasoning(
+        self, model_output: str, request: ChatCompletionRequest | ResponsesRequest
+    ) -> tuple[str | None, str | None]:
         """(reasoning, content) of a whole answer; ``None`` for an empty part."""
         splitter = ThinkSplitter(self._opened)
         reasoning, content = splitter.feed(model_output)
         more_reasoning, more_content = splitter.finish()
         return (reasoning + more_reasoning) or None, (content + more_content) or None
 
-    def extract_reasoning_streaming(self, previous_text: str, current_text: str,
-                                    delta_text: str, previous_token_ids: Sequence[int],
-                                    current_token_ids: Sequence[int],
-                                    delta_token_ids: Sequence[int]) -> DeltaMessage | None:
+    def extract_reasoning_streaming(
+        self,
+        previous_text: str,
+        current_text: str,
+        delta_text: str,
+        previous_token_ids: Sequence[int],
+        current_token_ids: Sequence[int],
+        delta_token_ids: Sequence[int],
+    ) -> DeltaMessage | None:
         """The reasoning and content decided by this delta; ``None`` while undecided."""
         if self._splitter is None:
             self._splitter = ThinkSplitter(self._opened)
@@ -265,9 +272,9 @@ class LongCatThinkingReasoningParser(ReasoningParser):  # type: ignore[misc]
             return None
         return DeltaMessage(reasoning=reasoning or None, content=content or None)
 
-    def get_streaming_fallback_content(self, previous_text: str,
-                                       request: ChatCompletionRequest | ResponsesRequest
-                                       ) -> str | None:
+    def get_streaming_fallback_content(
+        self, previous_text: str, request: ChatCompletionRequest | ResponsesRequest
+    ) -> str | None:
         """At the end of a stream that never closed the reasoning: text still held back.
 
         Called by ``Parser.finalize_generation`` (vllm/parser/abstract_parser.py); held

@@ -31,8 +31,16 @@ SERVICE = "longcat"
 OVERRIDE = Path(__file__).resolve().parent / "override.yaml"
 
 # Host variables the docker CLI and compose need to find the daemon and their plugins.
-_KEPT = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
-         "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
+_KEPT = (
+    "PATH",
+    "HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "XDG_RUNTIME_DIR",
+)
 # Bounds for one compose command: `config` answers in well under a second, `up --wait`
 # for the fake engines in seconds; these only stop a hung command from hanging the suite.
 CONFIG_TIMEOUT_S = 60
@@ -47,8 +55,9 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def compose_argv(files, *args: str, project: str | None = None,
-                 env_file: Path | str = os.devnull) -> list[str]:
+def compose_argv(
+    files, *args: str, project: str | None = None, env_file: Path | str = os.devnull
+) -> list[str]:
     """``docker compose --env-file ... -f FILE ... [-p PROJECT] ARGS``."""
     argv = ["docker", "compose", "--env-file", str(env_file)]
     for f in files:
@@ -58,10 +67,16 @@ def compose_argv(files, *args: str, project: str | None = None,
     return argv + list(args)
 
 
-def run_compose(files, *args: str, env: dict[str, str] | None = None,
-                project: str | None = None, timeout: float = CONFIG_TIMEOUT_S,
-                check: bool = True, env_file: Path | str = os.devnull,
-                dotenv: str | None = None) -> subprocess.CompletedProcess:
+def run_compose(
+    files,
+    *args: str,
+    env: dict[str, str] | None = None,
+    project: str | None = None,
+    timeout: float = CONFIG_TIMEOUT_S,
+    check: bool = True,
+    env_file: Path | str = os.devnull,
+    dotenv: str | None = None,
+) -> subprocess.CompletedProcess:
     """Run one compose command in the repository root; return the completed process.
 
     The shipped files among ``files`` (those in ``compose/``) are used from a fresh copy of
@@ -81,14 +96,24 @@ def run_compose(files, *args: str, env: dict[str, str] | None = None,
             (copy / ".env").write_text(dotenv)
             if env_file == os.devnull:
                 env_file = copy / ".env"
-        files = [copy / Path(f).name if Path(f).resolve().parent == COMPOSE_DIR else f
-                 for f in files]
+        files = [
+            copy / Path(f).name if Path(f).resolve().parent == COMPOSE_DIR else f for f in files
+        ]
         argv = compose_argv(files, *args, project=project, env_file=env_file)
-        result = subprocess.run(argv, cwd=ROOT, env=clean_env(env), capture_output=True,
-                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env=clean_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {result.returncode}\n"
-                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        raise AssertionError(
+            f"{' '.join(argv)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     return result
 
 
@@ -141,14 +166,18 @@ def probe_memlock(client, image: str, token: str) -> int:
 
     from tests.images.dockerutil import TEST_LABEL
 
-    probe = ["python3", "-c",
-             "import resource; print(resource.getrlimit(resource.RLIMIT_MEMLOCK)[1])"]
+    probe = [
+        "python3",
+        "-c",
+        "import resource; print(resource.getrlimit(resource.RLIMIT_MEMLOCK)[1])",
+    ]
 
     def hard_limit(**kwargs) -> int | None:
         """Run the probe; None when the daemon cannot start it with these limits."""
         # create, then start: a start that fails still leaves a container to remove.
-        c = client.containers.create(image, probe, network_mode="host",
-                                     labels={TEST_LABEL: token}, **kwargs)
+        c = client.containers.create(
+            image, probe, network_mode="host", labels={TEST_LABEL: token}, **kwargs
+        )
         try:
             try:
                 c.start()
@@ -171,5 +200,10 @@ def probe_memlock(client, image: str, token: str) -> int:
 def override_env(state_dir: Path, token: str, memlock: int) -> dict[str, str]:
     """The variables tests/compose/override.yaml requires, plus what the fake engines need:
     no checkpoint download (``DOWNLOAD=0``) and no host checks (``PREFLIGHT=off``)."""
-    return {"DOWNLOAD": "0", "PREFLIGHT": "off", "LONGCAT_TEST_STATE_DIR": str(state_dir),
-            "LONGCAT_TEST_TOKEN": token, "LONGCAT_TEST_MEMLOCK": str(memlock)}
+    return {
+        "DOWNLOAD": "0",
+        "PREFLIGHT": "off",
+        "LONGCAT_TEST_STATE_DIR": str(state_dir),
+        "LONGCAT_TEST_TOKEN": token,
+        "LONGCAT_TEST_MEMLOCK": str(memlock),
+    }

@@ -53,8 +53,11 @@ def build(engine: str) -> str:
     client = _client()
     matrix = load_matrix(ROOT)
     base = build_fake_base(client, matrix, engine, f"{REPOSITORY}-base:{engine}")
-    print(f"demo: building {REPOSITORY}:{engine} with build.py FROM {base} "
-          "(a stand-in laid out like the official base, plus a fake engine)", flush=True)
+    print(
+        f"demo: building {REPOSITORY}:{engine} with build.py FROM {base} "
+        "(a stand-in laid out like the official base, plus a fake engine)",
+        flush=True,
+    )
     built = build_with_buildpy(client, matrix, engine, base, REPOSITORY)
     return f"{REPOSITORY}:{engine}" if f"{REPOSITORY}:{engine}" in built.tags else built.ref
 
@@ -64,18 +67,23 @@ def _env(engine: str) -> dict[str, str]:
 
     state = STATE / "fake-engine"
     state.mkdir(parents=True, exist_ok=True)
-    return {"IMAGE_REPOSITORY": REPOSITORY, "ENGINE": engine,
-            "HF_CACHE_DIR": str(STATE / "hf-cache"),
-            **override_env(state, TOKEN, probe_memlock(_client(), image_name(), TOKEN))}
+    return {
+        "IMAGE_REPOSITORY": REPOSITORY,
+        "ENGINE": engine,
+        "HF_CACHE_DIR": str(STATE / "hf-cache"),
+        **override_env(state, TOKEN, probe_memlock(_client(), image_name(), TOKEN)),
+    }
 
 
 def _run(env: dict[str, str], *args: str) -> int:
     shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    argv = compose_argv([SINGLE.relative_to(ROOT), OVERRIDE.relative_to(ROOT)], *args,
-                        project=PROJECT)
+    argv = compose_argv(
+        [SINGLE.relative_to(ROOT), OVERRIDE.relative_to(ROOT)], *args, project=PROJECT
+    )
     print(f"demo: {shown} {shlex.join(argv)}", flush=True)
-    result = run_compose([SINGLE, OVERRIDE], *args, env=env, project=PROJECT, check=False,
-                         timeout=UP_TIMEOUT_S)
+    result = run_compose(
+        [SINGLE, OVERRIDE], *args, env=env, project=PROJECT, check=False, timeout=UP_TIMEOUT_S
+    )
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.returncode
@@ -86,8 +94,7 @@ def up(engine: str = "sglang") -> int:
     import docker.errors
 
     if engine not in ENGINES:
-        print(f"demo: ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}",
-              file=sys.stderr)
+        print(f"demo: ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}", file=sys.stderr)
         return 2
     try:
         _client().images.get(f"{REPOSITORY}:{engine}")
@@ -96,8 +103,10 @@ def up(engine: str = "sglang") -> int:
     env = _env(engine)
     status = _run(env, "up", "--detach", "--wait", "--wait-timeout", "120")
     if status == 0:
-        print(f"demo: healthy. Try: curl http://127.0.0.1:{DEFAULT_PORT[engine]}/v1/models\n"
-              f"demo: stop it with: {sys.executable} -m tests.compose.demo down")
+        print(
+            f"demo: healthy. Try: curl http://127.0.0.1:{DEFAULT_PORT[engine]}/v1/models\n"
+            f"demo: stop it with: {sys.executable} -m tests.compose.demo down"
+        )
     return status
 
 
@@ -114,8 +123,12 @@ def clean() -> int:
 
     status = down()
     client = _client()
-    refs = [tag for image in client.images.list() for tag in image.tags
-            if tag.split(":")[0] in (REPOSITORY, f"{REPOSITORY}-base")]
+    refs = [
+        tag
+        for image in client.images.list()
+        for tag in image.tags
+        if tag.split(":")[0] in (REPOSITORY, f"{REPOSITORY}-base")
+    ]
     remove_images(client, refs)
     shutil.rmtree(STATE, ignore_errors=True)
     return status
@@ -123,10 +136,17 @@ def clean() -> int:
 
 def main(argv: list[str]) -> int:
     commands = {"up": up, "down": down, "clean": clean, "build": None}
-    if not argv or argv[0] not in commands or (argv[0] != "up" and argv[0] != "build"
-                                                 and len(argv) > 1) or len(argv) > 2:
-        print("usage: python3 -m tests.compose.demo up [sglang|vllm] | down | clean | "
-              "build [sglang|vllm]", file=sys.stderr)
+    if (
+        not argv
+        or argv[0] not in commands
+        or (argv[0] != "up" and argv[0] != "build" and len(argv) > 1)
+        or len(argv) > 2
+    ):
+        print(
+            "usage: python3 -m tests.compose.demo up [sglang|vllm] | down | clean | "
+            "build [sglang|vllm]",
+            file=sys.stderr,
+        )
         return 2
     if argv[0] == "build":
         for engine in argv[1:] or ENGINES:

@@ -7,8 +7,9 @@ import pytest
 from . import demo
 
 
-@pytest.mark.parametrize("argv", [[], ["start"], ["up", "mxnet"], ["down", "sglang"],
-                                  ["up", "sglang", "vllm"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["start"], ["up", "mxnet"], ["down", "sglang"], ["up", "sglang", "vllm"]]
+)
 def test_bad_usage_exits_2(argv, capsys):
     assert demo.main(argv) == 2
     err = capsys.readouterr().err

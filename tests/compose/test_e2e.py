@@ -59,8 +59,17 @@ class Deployment:
         state: the fake engine's record directory on the host.
     """
 
-    def __init__(self, client, file: Path, engine: str, image, token: str, memlock: int,
-                 tmp: Path, **variables: str):
+    def __init__(
+        self,
+        client,
+        file: Path,
+        engine: str,
+        image,
+        token: str,
+        memlock: int,
+        tmp: Path,
+        **variables: str,
+    ):
         self.client = client
         self.file = file
         self.engine = engine
@@ -73,15 +82,22 @@ class Deployment:
         self.env = {
             # The shipped default image, `${IMAGE_REPOSITORY}:${ENGINE}`: build.py's
             # moving tag in this session's repository.
-            "IMAGE_REPOSITORY": image.repository, "ENGINE": engine,
+            "IMAGE_REPOSITORY": image.repository,
+            "ENGINE": engine,
             "HF_CACHE_DIR": str(self.cache),
             **override_env(self.state, token, memlock),
             **variables,
         }
 
     def compose(self, *args: str, check: bool = True, timeout: float = 60):
-        return run_compose([self.file, OVERRIDE], *args, env=self.env, project=self.project,
-                           check=check, timeout=timeout)
+        return run_compose(
+            [self.file, OVERRIDE],
+            *args,
+            env=self.env,
+            project=self.project,
+            check=check,
+            timeout=timeout,
+        )
 
     def config(self) -> dict:
         return yaml.safe_load(self.compose("config").stdout)["services"][SERVICE]
@@ -94,12 +110,20 @@ class Deployment:
     def up(self) -> None:
         """``up --detach --wait``: returns once the service is healthy (or fails)."""
         start = time.monotonic()
-        result = self.compose("up", "--detach", "--wait", "--wait-timeout", str(UP_WAIT_S),
-                              check=False, timeout=UP_TIMEOUT_S)
+        result = self.compose(
+            "up",
+            "--detach",
+            "--wait",
+            "--wait-timeout",
+            str(UP_WAIT_S),
+            check=False,
+            timeout=UP_TIMEOUT_S,
+        )
         if result.returncode != 0:
             logs = self.compose("logs", "--no-color", check=False).stdout
-            raise AssertionError(f"up --wait failed ({result.returncode}):\n{result.stderr}\n"
-                                 f"logs:\n{logs}")
+            raise AssertionError(
+                f"up --wait failed ({result.returncode}):\n{result.stderr}\nlogs:\n{logs}"
+            )
         self.timings["up --wait"] = time.monotonic() - start
 
     def container(self):
@@ -109,23 +133,26 @@ class Deployment:
     def recorded(self) -> dict:
         """What the fake engine recorded when it started."""
         path = self.state / "argv.json"
-        return json.loads(poll_until(lambda: path.exists() and path.read_text(),
-                                     RECORD_WAIT_S, f"{path}"))
+        return json.loads(
+            poll_until(lambda: path.exists() and path.read_text(), RECORD_WAIT_S, f"{path}")
+        )
 
     def down(self) -> float:
         """``down -v``; return its duration in seconds."""
         start = time.monotonic()
         self.timings["down"] = None
-        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "30",
-                     timeout=UP_TIMEOUT_S)
+        self.compose(
+            "down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=UP_TIMEOUT_S
+        )
         self.timings["down"] = time.monotonic() - start
         return self.timings["down"]
 
     def leftovers(self) -> list[str]:
         """Containers, networks and volumes of this project that still exist."""
         label = {"label": f"{PROJECT_LABEL}={self.project}"}
-        found = [f"container {c.name}" for c in self.client.containers.list(all=True,
-                                                                             filters=label)]
+        found = [
+            f"container {c.name}" for c in self.client.containers.list(all=True, filters=label)
+        ]
         found += [f"network {n.name}" for n in self.client.networks.list(filters=label)]
         found += [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
         return found
@@ -137,8 +164,16 @@ def deploy(docker_client, built_images, docker_token, memlock, tmp_path):
     made: list[Deployment] = []
 
     def make(file: Path, engine: str, **variables: str) -> Deployment:
-        d = Deployment(docker_client, file, engine, built_images[engine], docker_token,
-                       memlock, tmp_path, **variables)
+        d = Deployment(
+            docker_client,
+            file,
+            engine,
+            built_images[engine],
+            docker_token,
+            memlock,
+            tmp_path,
+            **variables,
+        )
         made.append(d)
         return d
 
@@ -164,7 +199,8 @@ def received_command(record: dict) -> list[str]:
 def resolve_program(d: Deployment, argv: list[str]) -> list[str]:
     """``argv`` with its program replaced by its full path on the container's PATH."""
     code, out = d.container().exec_run(
-        ["python3", "-c", "import shutil, sys; print(shutil.which(sys.argv[1]))", argv[0]])
+        ["python3", "-c", "import shutil, sys; print(shutil.which(sys.argv[1]))", argv[0]]
+    )
     assert code == 0, out
     return [out.decode().strip(), *argv[1:]]
 
@@ -211,8 +247,9 @@ def assert_container_settings(d: Deployment, memlock: int) -> dict:
     assert host["Init"] is True
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
     assert not host.get("DeviceRequests")  # dropped by the override, on this GPU-less host
-    image_env = dict(e.split("=", 1) for e in d.client.images.get(c.image.id)
-                     .attrs["Config"]["Env"])
+    image_env = dict(
+        e.split("=", 1) for e in d.client.images.get(c.image.id).attrs["Config"]["Env"]
+    )
     mounts = {m["Destination"]: m for m in c.attrs["Mounts"]}
     assert image_env["HF_HOME"] in mounts, "the cache is not mounted at the image's HF_HOME"
     assert mounts[image_env["HF_HOME"]]["Source"] == str(d.cache)
@@ -239,12 +276,17 @@ def assert_down_leaves_nothing(d: Deployment) -> float:
     return seconds
 
 
-SINGLE_CASES = [("sglang", "fp8", "off"), ("vllm", "fp8", "off"), ("sglang", "bf16", "on"),
-                ("vllm", "bf16", "on")]
+SINGLE_CASES = [
+    ("sglang", "fp8", "off"),
+    ("vllm", "fp8", "off"),
+    ("sglang", "bf16", "on"),
+    ("vllm", "bf16", "on"),
+]
 
 
-@pytest.mark.parametrize("engine,precision,mtp", SINGLE_CASES,
-                         ids=[f"{e}-{p}-mtp{m}" for e, p, m in SINGLE_CASES])
+@pytest.mark.parametrize(
+    "engine,precision,mtp", SINGLE_CASES, ids=[f"{e}-{p}-mtp{m}" for e, p, m in SINGLE_CASES]
+)
 def test_single_node(deploy, built_images, memlock, engine, precision, mtp):
     port = free_port()
     token = "hf_fake_" + uuid.uuid4().hex
@@ -326,8 +368,10 @@ def test_two_node_refuses_to_start_without(deploy, missing):
 
 
 # What the launcher's fabric check reads inside the container (entrypoint/fabric.py).
-FABRIC_PROBE = ("from entrypoint.fabric import read_fabric; f = read_fabric(); "
-                "print(f.ipc_lock, f.initial_user_namespace, f.verbs)")
+FABRIC_PROBE = (
+    "from entrypoint.fabric import read_fabric; f = read_fabric(); "
+    "print(f.ipc_lock, f.initial_user_namespace, f.verbs)"
+)
 
 
 def test_the_rdma_override_gives_the_container_ipc_lock(deploy):
@@ -336,20 +380,33 @@ def test_the_rdma_override_gives_the_container_ipc_lock(deploy):
     d = deploy(TWO, "vllm", NODE_RANK="1", MASTER_IP="127.0.0.1", PORT=str(free_port()))
 
     def probe(files) -> list[str]:
-        return run_compose([*files, OVERRIDE], "run", "--rm", "--no-deps", "-T",
-                           "--entrypoint", "python3", SERVICE, "-c", FABRIC_PROBE,
-                           env=d.env, project=d.project, timeout=UP_TIMEOUT_S).stdout.split()
+        return run_compose(
+            [*files, OVERRIDE],
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            "--entrypoint",
+            "python3",
+            SERVICE,
+            "-c",
+            FABRIC_PROBE,
+            env=d.env,
+            project=d.project,
+            timeout=UP_TIMEOUT_S,
+        ).stdout.split()
 
     assert probe([TWO, RDMA, NO_DEVICES]) == ["True", "True", "[]"]
     assert probe([TWO]) == ["False", "True", "[]"]
+
+
 def test_prefetch_then_serve_without_the_hub(deploy, docker_client):
     """`run --rm prefetch` fills HF_CACHE_DIR from a Hub (the fake one, on 127.0.0.1: host
     networking), verified; then `up`, offline, serves that snapshot and asks the Hub nothing."""
     from tests.fakes.hub import FakeHub, FakeRepo, longcat_like_files
 
     with FakeHub() as hub:
-        repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat-FP8",
-                                longcat_like_files()))
+        repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat-FP8", longcat_like_files()))
         # DOWNLOAD on (the other tests turn it off): the launch looks in the cache first.
         d = deploy(SINGLE, "sglang", PORT=str(free_port()), HF_ENDPOINT=hub.url, DOWNLOAD="1")
         fetched = d.compose("run", "--rm", "-T", "prefetch", check=False, timeout=300)
@@ -360,8 +417,10 @@ def test_prefetch_then_serve_without_the_hub(deploy, docker_client):
         d.env["HF_HUB_OFFLINE"] = "1"
         d.up()
         assert len(hub.requests) == requests, "the deployment asked the Hub nothing"
-    inside = ("/root/.cache/huggingface/hub/models--meituan-longcat--LongCat-Flash-Chat-FP8/"
-              f"snapshots/{repo.refs['main']}")
+    inside = (
+        "/root/.cache/huggingface/hub/models--meituan-longcat--LongCat-Flash-Chat-FP8/"
+        f"snapshots/{repo.refs['main']}"
+    )
     argv = received_command(d.recorded())
     assert argv[argv.index("--model-path") + 1] == inside
     assert (d.cache / inside.removeprefix("/root/.cache/huggingface/") / "config.json").is_file()

@@ -32,7 +32,8 @@ def documented() -> list[str]:
 def test_in_sync_with_the_generator():
     assert ENV_EXAMPLE.read_text() == env_example.render(), (
         "compose/.env.example is stale: run "
-        "`python3 -m tests.compose.env_example > compose/.env.example`")
+        "`python3 -m tests.compose.env_example > compose/.env.example`"
+    )
 
 
 def test_every_launcher_variable_is_documented_once():
@@ -95,7 +96,10 @@ def test_uncommented_defaults_change_nothing(tmp_path, engine):
     argvs = []
     for source in (ENV_EXAMPLE, env_file):
         out = run_compose([SINGLE], "config", env={"ENGINE": engine}, env_file=source).stdout
-        env = {k: v for k, v in yaml.safe_load(out)["services"][SERVICE]["environment"].items()
-               if v is not None}
+        env = {
+            k: v
+            for k, v in yaml.safe_load(out)["services"][SERVICE]["environment"].items()
+            if v is not None
+        }
         argvs.append(build_argv(resolve_plan(load_settings(env, installed=lambda: [engine]))))
     assert argvs[0] == argvs[1]

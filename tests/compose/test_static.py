@@ -43,12 +43,13 @@ MTP = ("off", "on")
 HF_HOME = "/root/.cache/huggingface"
 CACHE = "/srv/hf-cache"
 
-CASES = (
-    [pytest.param(SINGLE, e, p, 0, m, id=f"single-{e}-{p}-rank0-mtp{m}")
-     for e, p, m in itertools.product(ENGINES, PRECISIONS, MTP)]
-    + [pytest.param(TWO, e, p, r, m, id=f"two-{e}-{p}-rank{r}-mtp{m}")
-       for e, p, r, m in itertools.product(ENGINES, PRECISIONS, (0, 1), MTP)]
-)
+CASES = [
+    pytest.param(SINGLE, e, p, 0, m, id=f"single-{e}-{p}-rank0-mtp{m}")
+    for e, p, m in itertools.product(ENGINES, PRECISIONS, MTP)
+] + [
+    pytest.param(TWO, e, p, r, m, id=f"two-{e}-{p}-rank{r}-mtp{m}")
+    for e, p, r, m in itertools.product(ENGINES, PRECISIONS, (0, 1), MTP)
+]
 
 
 def build_tag(engine: str) -> str:
@@ -86,8 +87,7 @@ def test_config_every_case(path, engine, precision, rank, mtp):
     assert ulimit(svc["ulimits"]["memlock"]) == (-1, -1)
     assert ulimit(svc["ulimits"]["stack"]) == (64 * 2**20, 64 * 2**20)
     assert svc["init"] is True
-    assert svc["restart"] in ("always", "unless-stopped") or svc["restart"].startswith(
-        "on-failure")
+    assert svc["restart"] in ("always", "unless-stopped") or svc["restart"].startswith("on-failure")
     assert seconds(svc["stop_grace_period"]) >= 60
     assert "networks" not in svc or not svc["networks"]
 
@@ -115,7 +115,11 @@ def test_config_every_case(path, engine, precision, rank, mtp):
     # The container's environment is a valid launcher configuration for this node.
     plan = resolve_plan(load_settings(container_env(svc), installed=lambda: [engine]))
     assert (plan.engine, plan.precision, plan.node_rank, plan.mtp) == (
-        engine, precision, rank, mtp == "on")
+        engine,
+        precision,
+        rank,
+        mtp == "on",
+    )
     if path == SINGLE:
         assert plan.nnodes == 1 and plan.master_ip is None
     else:
@@ -131,8 +135,7 @@ def test_defaults(path):
     env = {"NODE_RANK": "0", "MASTER_IP": "node0.example"} if path == TWO else {}
     svc = service(config([path], env))  # HOME: the real one, where the docker CLI looks
     assert svc["image"] == build_tag("sglang")
-    assert svc["volumes"][0]["source"] == os.path.join(clean_env()["HOME"],
-                                                       ".cache/huggingface")
+    assert svc["volumes"][0]["source"] == os.path.join(clean_env()["HOME"], ".cache/huggingface")
     assert seconds(svc["healthcheck"]["start_period"]) == 3600
     plan = resolve_plan(load_settings(container_env(svc), installed=lambda: ["sglang"]))
     assert plan.precision == ("fp8" if path == SINGLE else "bf16")
@@ -143,8 +146,12 @@ def test_defaults(path):
 @pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
 def test_image_overrides(path):
     env = {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"} if path == TWO else {}
-    svc = service(config([path], {**env, "ENGINE": "vllm",
-                                  "IMAGE_REPOSITORY": "registry.example.com/team/longcat"}))
+    svc = service(
+        config(
+            [path],
+            {**env, "ENGINE": "vllm", "IMAGE_REPOSITORY": "registry.example.com/team/longcat"},
+        )
+    )
     assert svc["image"] == "registry.example.com/team/longcat:vllm"
     pinned = "registry.example.com/longcat@sha256:" + "ab" * 32
     svc = service(config([path], {**env, "ENGINE": "vllm", "IMAGE": pinned}))
@@ -174,8 +181,12 @@ def test_secrets_pass_through_and_are_in_no_file(path, name):
 def _is_tracked(path: Path) -> bool:
     import subprocess
 
-    return subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=ROOT,
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "ls-files", "--error-unmatch", str(path)], cwd=ROOT, capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.parametrize("missing", ["MASTER_IP", "NODE_RANK"])
@@ -201,8 +212,12 @@ def test_two_node_names_both_missing_variables():
 
 def test_single_node_ignores_multi_node_variables():
     """single-node.yaml is one node whatever the environment says."""
-    svc = service(config([SINGLE], {"NNODES": "2", "NODE_RANK": "1", "MASTER_IP": "10.0.0.9",
-                                    "PRECISION": "bf16"}))
+    svc = service(
+        config(
+            [SINGLE],
+            {"NNODES": "2", "NODE_RANK": "1", "MASTER_IP": "10.0.0.9", "PRECISION": "bf16"},
+        )
+    )
     env = container_env(svc)
     assert env["NNODES"] == "1" and env["NODE_RANK"] == "0" and env.get("MASTER_IP", "") == ""
     plan = resolve_plan(load_settings(env, installed=lambda: ["sglang"]))
@@ -212,23 +227,42 @@ def test_single_node_ignores_multi_node_variables():
 def test_launcher_variables_pass_through():
     """Each launcher variable a user sets reaches the container unchanged, quotes included."""
     extra = "--max-running-requests 64 --chat-template '/templates/a b.jinja'"
-    values = {"MASTER_PORT": "5100", "MODEL": "org/longcat", "MODEL_REVISION": "abc123",
-              "GPUS_PER_NODE": "4", "HOST": "::", "PORT": "31000", "EXTRA_ARGS": extra,
-              "DOWNLOAD": "0", "PREFLIGHT": "warn", "MASTER_WAIT_S": "60",
-              "HF_HUB_OFFLINE": "1", "NCCL_SOCKET_IFNAME": "^lo,docker0",
-              "GLOO_SOCKET_IFNAME": "eth0", "MTP": "yes", "ENGINE": "sglang",
-              "VARIANT": "thinking", "TOOL_CALLS": "off", "SERVED_MODEL_NAME": "longcat",
-              "CONTEXT_LENGTH": "65536", "SHUTDOWN_TIMEOUT_S": "90",
-              "API_KEY_FILE": "/run/secrets/api-key"}
-    env = container_env(service(config([TWO], {**values, "NODE_RANK": "1",
-                                               "MASTER_IP": "fd00::1"})))
+    values = {
+        "MASTER_PORT": "5100",
+        "MODEL": "org/longcat",
+        "MODEL_REVISION": "abc123",
+        "GPUS_PER_NODE": "4",
+        "HOST": "::",
+        "PORT": "31000",
+        "EXTRA_ARGS": extra,
+        "DOWNLOAD": "0",
+        "PREFLIGHT": "warn",
+        "MASTER_WAIT_S": "60",
+        "HF_HUB_OFFLINE": "1",
+        "NCCL_SOCKET_IFNAME": "^lo,docker0",
+        "GLOO_SOCKET_IFNAME": "eth0",
+        "MTP": "yes",
+        "ENGINE": "sglang",
+        "VARIANT": "thinking",
+        "TOOL_CALLS": "off",
+        "SERVED_MODEL_NAME": "longcat",
+        "CONTEXT_LENGTH": "65536",
+        "SHUTDOWN_TIMEOUT_S": "90",
+        "API_KEY_FILE": "/run/secrets/api-key",
+    }
+    env = container_env(
+        service(config([TWO], {**values, "NODE_RANK": "1", "MASTER_IP": "fd00::1"}))
+    )
     for name, value in values.items():
         assert env[name] == value, name
     plan = resolve_plan(load_settings(env, installed=lambda: ["sglang"]))
     assert list(plan.extra_args[-2:]) == shlex.split(extra)[-2:]
     assert plan.master_ip == "fd00::1" and plan.port == 31000
     assert (plan.variant, plan.served_model_name, plan.context_length) == (
-        "thinking", "longcat", 65536)
+        "thinking",
+        "longcat",
+        65536,
+    )
     assert plan.revision == "abc123"  # DOWNLOAD=0: the engine fetches that revision
 
 
@@ -295,11 +329,11 @@ def test_every_launcher_variable_reaches_the_container(path):
     env = {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"} if path == TWO else {}
     set_everywhere = {name: "1" for name in NOT_PASSED[path]}
     dotenv = "".join(f"{name}=1\n" for name in NOT_PASSED[path])
-    environment = service(config([path], {**env, **set_everywhere}, dotenv=dotenv))[
-        "environment"]
+    environment = service(config([path], {**env, **set_everywhere}, dotenv=dotenv))["environment"]
     launcher = {v.name for v in VARIABLES}
-    assert launcher - NOT_PASSED[path] <= set(environment), \
+    assert launcher - NOT_PASSED[path] <= set(environment), (
         launcher - NOT_PASSED[path] - set(environment)
+    )
     for name in NOT_PASSED[path]:
         assert environment.get(name) == "", name
 
@@ -311,8 +345,12 @@ def test_prefetch_service_fills_the_cache_the_deployment_mounts(path, engine, pr
     image, on the same cache, for the checkpoint the `longcat` service serves; no GPU."""
     from entrypoint.prefetch import checkpoint_of
 
-    env = {"ENGINE": engine, "HF_CACHE_DIR": CACHE, "HF_TOKEN": "hf_notARealToken123",
-           "MODEL_REVISION": "v1"}
+    env = {
+        "ENGINE": engine,
+        "HF_CACHE_DIR": CACHE,
+        "HF_TOKEN": "hf_notARealToken123",
+        "MODEL_REVISION": "v1",
+    }
     if precision:
         env["PRECISION"] = precision
     if path == TWO:
@@ -337,17 +375,22 @@ def test_prefetch_service_fills_the_cache_the_deployment_mounts(path, engine, pr
 
 # Variables of every family the engines and their libraries read, none of which the
 # compose files name: they reach the container through compose/.env (env_file).
-FROM_DOTENV = {"NCCL_IB_GID_INDEX": "3", "NCCL_IB_TC": "106", "UCX_TLS": "rc,cuda_copy",
-               "GLOO_DEVICE_TRANSPORT": "TCP", "HF_HUB_ENABLE_HF_TRANSFER": "1",
-               "VLLM_LOGGING_LEVEL": "DEBUG", "SGLANG_ENABLE_TORCH_COMPILE": "1"}
+FROM_DOTENV = {
+    "NCCL_IB_GID_INDEX": "3",
+    "NCCL_IB_TC": "106",
+    "UCX_TLS": "rc,cuda_copy",
+    "GLOO_DEVICE_TRANSPORT": "TCP",
+    "HF_HUB_ENABLE_HF_TRANSFER": "1",
+    "VLLM_LOGGING_LEVEL": "DEBUG",
+    "SGLANG_ENABLE_TORCH_COMPILE": "1",
+}
 
 
 @pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
 def test_every_engine_variable_in_dotenv_reaches_the_container(path):
     from entrypoint.settings import ENGINE_VARIABLE_PREFIXES
 
-    assert {name.split("_", 1)[0] + "_" for name in FROM_DOTENV} == set(
-        ENGINE_VARIABLE_PREFIXES)
+    assert {name.split("_", 1)[0] + "_" for name in FROM_DOTENV} == set(ENGINE_VARIABLE_PREFIXES)
     env = {"NODE_RANK": "1", "MASTER_IP": "10.0.0.1"} if path == TWO else {}
     dotenv = "".join(f"{name}={value}\n" for name, value in FROM_DOTENV.items())
     environment = container_env(service(config([path], env, dotenv=dotenv)))
@@ -358,16 +401,17 @@ def test_every_engine_variable_in_dotenv_reaches_the_container(path):
 def test_named_settings_come_from_the_shell_and_the_shell_wins_over_dotenv():
     from . import env_example
 
-    shell = {name: f"from-shell-{i}" for i, (name, _, _) in
-             enumerate(env_example.FROM_THE_SHELL)}
+    shell = {name: f"from-shell-{i}" for i, (name, _, _) in enumerate(env_example.FROM_THE_SHELL)}
     dotenv = "".join(f"{name}=from-dotenv\n" for name in shell)
-    environment = container_env(service(config(
-        [TWO], {**shell, "NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}, dotenv=dotenv)))
+    environment = container_env(
+        service(config([TWO], {**shell, "NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}, dotenv=dotenv))
+    )
     for name, value in shell.items():
         assert environment[name] == value, name
     # Without the shell's values, compose/.env's reach the container.
-    environment = container_env(service(config(
-        [TWO], {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}, dotenv=dotenv)))
+    environment = container_env(
+        service(config([TWO], {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}, dotenv=dotenv))
+    )
     for name in shell:
         assert environment[name] == "from-dotenv", name
 
@@ -380,20 +424,19 @@ def test_the_names_passed_from_the_shell_are_the_documented_ones():
     from . import env_example
 
     common = yaml.safe_load(COMMON.read_text())["services"][SERVICE]["environment"]
-    extra = {name for name, value in common.items() if value is None} - {
-        v.name for v in VARIABLES}
+    extra = {name for name, value in common.items() if value is None} - {v.name for v in VARIABLES}
     assert extra == {name for name, _, _ in env_example.FROM_THE_SHELL}
     assert all(name.startswith(ENGINE_VARIABLE_PREFIXES) for name in extra)
     assert common["DRY_RUN"] == ""
 
 
 def test_an_unset_named_setting_does_not_reach_the_container_at_all():
-    environment = service(config([TWO], {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}))[
-        "environment"]
+    environment = service(config([TWO], {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}))["environment"]
     assert environment["NCCL_IB_HCA"] is None  # pass-through, absent from the container
 
 
 # --- RDMA (compose/rdma.yaml) ---------------------------------------------------------
+
 
 def test_rdma_override_adds_the_verbs_devices_and_ipc_lock():
     env = {"NODE_RANK": "0", "MASTER_IP": "10.0.0.1"}

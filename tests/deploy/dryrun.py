@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def base_env() -> dict[str, str]:
     """A clean environment: PATH and HOME only, as a container would start with."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/root")}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+    }
 
 
 def dry_run(env: dict[str, str]) -> tuple[str, list[str]]:
@@ -27,8 +29,14 @@ def dry_run(env: dict[str, str]) -> tuple[str, list[str]]:
     Returns:
         (stdout, the command's argv, parsed from the last line of stdout).
     """
-    proc = subprocess.run([sys.executable, "-m", "entrypoint", "--dry-run"], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "entrypoint", "--dry-run"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, f"dry run failed ({proc.returncode}): {proc.stderr}"
     return proc.stdout, command_of(proc.stdout)
 

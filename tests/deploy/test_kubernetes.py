@@ -32,15 +32,23 @@ HF_HOME = "/root/.cache/huggingface"
 PLACEHOLDER_IMAGE = "ghcr.io/your-org/longcat-deploy"
 
 # Every directory `kubectl apply -k` takes, by what it holds.
-VARIANTS = ["sglang-1node", "sglang-2node", "sglang-2node-rdma",
-            "vllm-1node", "vllm-2node", "vllm-2node-rdma"]
+VARIANTS = [
+    "sglang-1node",
+    "sglang-2node",
+    "sglang-2node-rdma",
+    "vllm-1node",
+    "vllm-2node",
+    "vllm-2node-rdma",
+]
 PREFETCH = ["prefetch-fp8", "prefetch-bf16"]
 EXAMPLE = "example-overlay"
-KINDS = {"hf-cache": ["PersistentVolumeClaim"],
-         **{d: ["PersistentVolumeClaim", "Job"] for d in PREFETCH},
-         **{d: ["Service", "PersistentVolumeClaim", "LeaderWorkerSet"] for d in VARIANTS},
-         f"{EXAMPLE}/prefetch": ["PersistentVolumeClaim", "Job"],
-         f"{EXAMPLE}/serve": ["Service", "PersistentVolumeClaim", "LeaderWorkerSet"]}
+KINDS = {
+    "hf-cache": ["PersistentVolumeClaim"],
+    **{d: ["PersistentVolumeClaim", "Job"] for d in PREFETCH},
+    **{d: ["Service", "PersistentVolumeClaim", "LeaderWorkerSet"] for d in VARIANTS},
+    f"{EXAMPLE}/prefetch": ["PersistentVolumeClaim", "Job"],
+    f"{EXAMPLE}/serve": ["Service", "PersistentVolumeClaim", "LeaderWorkerSet"],
+}
 
 
 def kubectl() -> str:
@@ -53,8 +61,9 @@ def kubectl() -> str:
 
 def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
     """``kubectl kustomize DIRECTORY``: what ``kubectl apply -k`` would send, offline."""
-    return subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60
+    )
 
 
 @functools.cache
@@ -89,9 +98,12 @@ def strict(schema):
     if not isinstance(schema, dict):
         return schema
     out = {key: strict(value) for key, value in schema.items()}
-    if (out.get("type") == "object" and isinstance(out.get("properties"), dict)
-            and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        out.get("type") == "object"
+        and isinstance(out.get("properties"), dict)
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -109,8 +121,10 @@ def lws_validator():
 
 
 def lws_errors(validator, document) -> list[str]:
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(document)]
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
 
 
 def pod_templates(lws: dict) -> dict[str, dict]:
@@ -125,25 +139,30 @@ def container(template: dict) -> dict:
 
 def files_under(root: Path) -> dict[str, str]:
     """``{path relative to root: content}`` of every file under ``root`` but the generator."""
-    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*"))
-            if p.is_file() and p != root / GENERATOR.name and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): p.read_text()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p != root / GENERATOR.name and "__pycache__" not in p.parts
+    }
 
 
 # --- generated, and up to date --------------------------------------------------------
 
+
 def test_files_are_what_the_generator_writes(tmp_path):
-    proc = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     # ... and nothing else is there: a file the generator no longer writes is stale.
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True,
-                   timeout=60)
+    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True, timeout=60)
     shipped, written = files_under(KUBE_DIR), files_under(tmp_path)
     assert sorted(shipped.keys() - written.keys()) == [], "stale: the generator writes no such file"
     assert shipped == written
     # One kustomization per directory that `kubectl apply -k` takes, the component aside.
-    roots = {p.parent.relative_to(KUBE_DIR).as_posix()
-             for p in KUBE_DIR.rglob("kustomization.yaml")}
+    roots = {
+        p.parent.relative_to(KUBE_DIR).as_posix() for p in KUBE_DIR.rglob("kustomization.yaml")
+    }
     assert roots == set(KINDS) | {f"{EXAMPLE}/settings"}
 
 
@@ -153,19 +172,23 @@ def test_generator_check_catches_a_hand_edit(tmp_path):
     edited = tree / "vllm-2node" / "vllm-2node.yaml"
     edited.write_text(edited.read_text().replace("size: 2", "size: 3"))
     (tree / "sglang-1node" / "kustomization.yaml").unlink()
-    proc = subprocess.run([sys.executable, str(GENERATOR), "--check", "--out", str(tree)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check", "--out", str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "vllm-2node/vllm-2node.yaml" in proc.stderr
     assert "sglang-1node/kustomization.yaml" in proc.stderr
     # Without --check it rewrites them, after which --check passes.
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tree)], check=True,
-                   timeout=60)
+    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tree)], check=True, timeout=60)
     assert edited.read_text() == (KUBE_DIR / "vllm-2node" / "vllm-2node.yaml").read_text()
     assert files_under(tree) == files_under(KUBE_DIR)
 
 
 # --- rendered by kustomize, as `kubectl apply -k` would -------------------------------
+
 
 @pytest.mark.parametrize("directory", list(KINDS))
 def test_each_directory_renders_everything_its_deployment_needs(directory):
@@ -187,9 +210,13 @@ def test_kustomize_refuses_a_file_outside_the_root(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("precision, deployments", [
-    ("fp8", ["sglang-1node", "vllm-1node"]),
-    ("bf16", ["sglang-2node", "sglang-2node-rdma", "vllm-2node", "vllm-2node-rdma"])])
+@pytest.mark.parametrize(
+    "precision, deployments",
+    [
+        ("fp8", ["sglang-1node", "vllm-1node"]),
+        ("bf16", ["sglang-2node", "sglang-2node-rdma", "vllm-2node", "vllm-2node-rdma"]),
+    ],
+)
 def test_prefetch_and_deployments_apply_the_same_claim(precision, deployments):
     """Applying the prefetch Job, then a deployment, applies one claim twice, unchanged."""
     claim = of_kind(f"prefetch-{precision}", "PersistentVolumeClaim")
@@ -197,10 +224,12 @@ def test_prefetch_and_deployments_apply_the_same_claim(precision, deployments):
     for directory in deployments:
         assert of_kind(directory, "PersistentVolumeClaim") == claim, directory
     assert of_kind(f"{EXAMPLE}/prefetch", "PersistentVolumeClaim") == of_kind(
-        f"{EXAMPLE}/serve", "PersistentVolumeClaim")
+        f"{EXAMPLE}/serve", "PersistentVolumeClaim"
+    )
 
 
 # --- customised from an overlay: image, namespace, storage class ----------------------
+
 
 def pod_specs(document: dict) -> list[dict]:
     """The pod specs of a LeaderWorkerSet (leader and worker) or a Job; none for others."""
@@ -212,12 +241,14 @@ def pod_specs(document: dict) -> list[dict]:
 
 
 def containers_of(document: dict) -> list[dict]:
-    return [c for spec in pod_specs(document)
-            for c in spec.get("initContainers", []) + spec["containers"]]
+    return [
+        c
+        for spec in pod_specs(document)
+        for c in spec.get("initContainers", []) + spec["containers"]
+    ]
 
 
-def customised(documents: list[dict], namespace: str, image: str,
-               storage_class: str) -> list[dict]:
+def customised(documents: list[dict], namespace: str, image: str, storage_class: str) -> list[dict]:
     """``documents`` as an overlay that sets these three should render them: the namespace
     on every object (all of ours are namespaced), ``image`` in every container that ran the
     placeholder, the class on the cache's claim; nothing else changed."""
@@ -235,8 +266,7 @@ def customised(documents: list[dict], namespace: str, image: str,
 def test_the_example_overlay_sets_image_namespace_and_storage_class():
     from images.matrix import load_matrix
 
-    settings = yaml.safe_load((KUBE_DIR / EXAMPLE / "settings" / "kustomization.yaml")
-                              .read_text())
+    settings = yaml.safe_load((KUBE_DIR / EXAMPLE / "settings" / "kustomization.yaml").read_text())
     assert settings["kind"] == "Component"
     (image,) = settings["images"]
     assert image["name"] == PLACEHOLDER_IMAGE
@@ -244,17 +274,24 @@ def test_the_example_overlay_sets_image_namespace_and_storage_class():
     matrix = load_matrix()
     sglang = matrix["engines"]["sglang"]
     assert image["newTag"] == matrix["tags"]["full"].format(
-        engine="sglang", version=sglang["version"], cuda=sglang["variants"][0]["cuda"])
-    (patch,) = yaml.safe_load_all((KUBE_DIR / EXAMPLE / "settings" / "storage-class.yaml")
-                                  .read_text())
+        engine="sglang", version=sglang["version"], cuda=sglang["variants"][0]["cuda"]
+    )
+    (patch,) = yaml.safe_load_all(
+        (KUBE_DIR / EXAMPLE / "settings" / "storage-class.yaml").read_text()
+    )
     storage_class = patch["spec"]["storageClassName"]
     for step, base in (("prefetch", "prefetch-bf16"), ("serve", "sglang-2node")):
         documents = rendered(f"{EXAMPLE}/{step}")
-        assert documents == customised(rendered(base), settings["namespace"],
-                                       f"{image['newName']}:{image['newTag']}", storage_class)
+        assert documents == customised(
+            rendered(base),
+            settings["namespace"],
+            f"{image['newName']}:{image['newTag']}",
+            storage_class,
+        )
         # Leader and worker, or the Job's one container: each runs the overlay's image.
         assert len([c for d in documents for c in containers_of(d)]) == (
-            2 if step == "serve" else 1)
+            2 if step == "serve" else 1
+        )
 
 
 @pytest.mark.parametrize("directory", VARIANTS + PREFETCH)
@@ -268,24 +305,40 @@ def test_a_users_overlay_reaches_every_container_object_and_claim(tmp_path, dire
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     digest = "sha256:" + "0123456789abcdef" * 4
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(KUBE_DIR / directory, overlay)],
-        "namespace": "team-a",
-        "images": [{"name": PLACEHOLDER_IMAGE, "newName": "mirror.internal:5000/ml/longcat",
-                    "digest": digest}],
-        "patches": [{"target": {"kind": "PersistentVolumeClaim"},
-                     "patch": yaml.safe_dump([{"op": "add", "path": "/spec/storageClassName",
-                                               "value": "fast-rwx"}])}],
-    }))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(KUBE_DIR / directory, overlay)],
+                "namespace": "team-a",
+                "images": [
+                    {
+                        "name": PLACEHOLDER_IMAGE,
+                        "newName": "mirror.internal:5000/ml/longcat",
+                        "digest": digest,
+                    }
+                ],
+                "patches": [
+                    {
+                        "target": {"kind": "PersistentVolumeClaim"},
+                        "patch": yaml.safe_dump(
+                            [{"op": "add", "path": "/spec/storageClassName", "value": "fast-rwx"}]
+                        ),
+                    }
+                ],
+            }
+        )
+    )
     documents = rendered(overlay)
-    assert documents == customised(rendered(directory), "team-a",
-                                   f"mirror.internal:5000/ml/longcat@{digest}", "fast-rwx")
+    assert documents == customised(
+        rendered(directory), "team-a", f"mirror.internal:5000/ml/longcat@{digest}", "fast-rwx"
+    )
     assert any(containers_of(d) for d in documents)
 
 
 # --- valid against the schemas, offline -----------------------------------------------
+
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_built_in_kinds_validate(version):
@@ -306,9 +359,12 @@ def test_pod_templates_validate_as_core_pod_templates(version):
         if document["kind"] != "LeaderWorkerSet":
             continue
         for role, template in pod_templates(document).items():
-            wrapped = {"apiVersion": "v1", "kind": "PodTemplate",
-                       "metadata": {"name": f"{document['metadata']['name']}-{role}"},
-                       "template": template}
+            wrapped = {
+                "apiVersion": "v1",
+                "kind": "PodTemplate",
+                "metadata": {"name": f"{document['metadata']['name']}-{role}"},
+                "template": template,
+            }
             kubernetes_validate.validate(wrapped, version, strict=True)
 
 
@@ -347,12 +403,20 @@ def test_validators_reject_broken_manifests(lws_validator):
     template = copy.deepcopy(pod_templates(lws)["leader"])
     container(template)["resource"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate",
-                                      "metadata": {"name": "x"}, "template": template},
-                                     KUBERNETES_VERSIONS[-1], strict=True)
+        kubernetes_validate.validate(
+            {
+                "apiVersion": "v1",
+                "kind": "PodTemplate",
+                "metadata": {"name": "x"},
+                "template": template,
+            },
+            KUBERNETES_VERSIONS[-1],
+            strict=True,
+        )
 
 
 # --- what issue 6 asks of each deployment ---------------------------------------------
+
 
 @pytest.mark.parametrize("engine, nodes", DEPLOYMENTS)
 def test_deployment_shape(engine, nodes):
@@ -380,14 +444,18 @@ def test_deployment_shape(engine, nodes):
         assert not {"NODE_RANK", "MASTER_IP", "NNODES"} & env.keys(), where
         assert not any("LWS_" in e.get("value", "") for e in main["env"]), where
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-            "name": "hf-token", "key": "HF_TOKEN", "optional": True}
+            "name": "hf-token",
+            "key": "HF_TOKEN",
+            "optional": True,
+        }
         # The API key: a file from the Secret, read by the launcher (never in env values).
         assert "API_KEY" not in env and env["VARIANT"]["value"] == "chat"
         key_dir, key_name = env["API_KEY_FILE"]["value"].rsplit("/", 1)
         (key_mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == key_dir]
         assert key_mount["readOnly"] and key_name == "API_KEY"
         assert {v["name"]: v for v in pod["volumes"]}[key_mount["name"]]["secret"] == {
-            "secretName": "longcat-api-key"}
+            "secretName": "longcat-api-key"
+        }
         # /dev/shm in memory, the weight cache on the claim, mounted exactly at HF_HOME.
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
@@ -400,19 +468,24 @@ def test_deployment_shape(engine, nodes):
 
     # Metrics: the leader, which serves the API, is scraped on its http port.
     leader_meta = pod_templates(lws)["leader"]["metadata"]
-    assert leader_meta["annotations"] == {"prometheus.io/scrape": "true",
-                                          "prometheus.io/port": str(ENGINE_PORT[engine]),
-                                          "prometheus.io/path": "/metrics"}
+    assert leader_meta["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(ENGINE_PORT[engine]),
+        "prometheus.io/path": "/metrics",
+    }
     assert "annotations" not in pod_templates(lws)["worker"]["metadata"]
 
     service = of_kind(directory, "Service")
     assert service["metadata"]["name"] != name  # LWS names its own headless Service `name`
-    assert service["spec"]["selector"] == {"leaderworkerset.sigs.k8s.io/name": name,
-                                           "leaderworkerset.sigs.k8s.io/worker-index": "0"}
+    assert service["spec"]["selector"] == {
+        "leaderworkerset.sigs.k8s.io/name": name,
+        "leaderworkerset.sigs.k8s.io/worker-index": "0",
+    }
     (port,) = service["spec"]["ports"]
     assert port["port"] == ENGINE_PORT[engine]
-    leader_ports = {p["name"]: p["containerPort"]
-                    for p in container(pod_templates(lws)["leader"])["ports"]}
+    leader_ports = {
+        p["name"]: p["containerPort"] for p in container(pod_templates(lws)["leader"])["ports"]
+    }
     assert leader_ports[port["targetPort"]] == ENGINE_PORT[engine]
 
 
@@ -438,17 +511,20 @@ def test_probes_follow_each_role(engine, nodes):
 
 # --- the real launcher, given what LeaderWorkerSet gives each pod ----------------------
 
+
 def pod_environment(lws: dict, role: str, index: int, namespace: str = "longcat") -> dict:
     """The environment of one pod's container: LWS's variables first, as its webhook
     prepends them (kubernetes-sigs/lws pod_webhook.go), then the manifest's own values;
     the optional HF_TOKEN Secret is absent."""
     name = lws["metadata"]["name"]
     env = base_env()
-    env.update({
-        "LWS_LEADER_ADDRESS": f"{name}-0.{name}.{namespace}",
-        "LWS_GROUP_SIZE": str(lws["spec"]["leaderWorkerTemplate"]["size"]),
-        "LWS_WORKER_INDEX": str(index),
-    })
+    env.update(
+        {
+            "LWS_LEADER_ADDRESS": f"{name}-0.{name}.{namespace}",
+            "LWS_GROUP_SIZE": str(lws["spec"]["leaderWorkerTemplate"]["size"]),
+            "LWS_WORKER_INDEX": str(index),
+        }
+    )
     for item in container(pod_templates(lws)[role])["env"]:
         if "value" in item:
             env[item["name"]] = item["value"]
@@ -465,8 +541,10 @@ def test_each_pod_resolves_rank_leader_and_node_count(engine, nodes):
         stdout, argv = dry_run(pod_environment(lws, role, index))
         assert "LWS_GROUP_SIZE" in plan_row(stdout, "NNODES")
         assert "LWS_WORKER_INDEX" in plan_row(stdout, "NODE_RANK")
-        template_ports = {p["name"]: p["containerPort"]
-                          for p in container(pod_templates(lws)[role]).get("ports", [])}
+        template_ports = {
+            p["name"]: p["containerPort"]
+            for p in container(pod_templates(lws)[role]).get("ports", [])
+        }
         if nodes == 1:
             assert flag(argv, "--nnodes") is None
             assert flag(argv, "--data-parallel-size") is None
@@ -505,8 +583,7 @@ def without_rdma(document: dict, resource: str = RDMA_RESOURCE) -> dict:
 def test_rdma_variant_is_the_two_node_deployment_plus_the_device_and_ipc_lock(engine):
     rdma = rendered(f"{engine}-2node-rdma")
     plain = rendered(f"{engine}-2node")
-    for role, template in pod_templates(of_kind(f"{engine}-2node-rdma",
-                                                "LeaderWorkerSet")).items():
+    for role, template in pod_templates(of_kind(f"{engine}-2node-rdma", "LeaderWorkerSet")).items():
         main = container(template)
         assert main["resources"]["limits"][RDMA_RESOURCE] == 1, role
         assert main["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}, role
@@ -515,8 +592,12 @@ def test_rdma_variant_is_the_two_node_deployment_plus_the_device_and_ipc_lock(en
 
 def test_the_rdma_resource_is_a_parameter(tmp_path):
     name = "nvidia.com/rdma_ib"
-    proc = subprocess.run([sys.executable, str(GENERATOR), "--rdma-resource", name, "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--rdma-resource", name, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     for engine in ("sglang", "vllm"):
         written = rendered(tmp_path / f"{engine}-2node-rdma")  # its kustomization too
@@ -525,15 +606,19 @@ def test_the_rdma_resource_is_a_parameter(tmp_path):
         assert name in manifest.read_text().split("\n")[3]
     # The other manifests do not depend on it.
     written = files_under(tmp_path)
-    assert {path: text for path, text in files_under(KUBE_DIR).items()
-            if "-rdma/" not in path} == {path: text for path, text in written.items()
-                                         if "-rdma/" not in path}
+    assert {path: text for path, text in files_under(KUBE_DIR).items() if "-rdma/" not in path} == {
+        path: text for path, text in written.items() if "-rdma/" not in path
+    }
 
 
 @pytest.mark.parametrize("bad", ["hca_shared_devices_a", "rdma/", "RDMA/x", "rdma/a b"])
 def test_a_malformed_rdma_resource_is_refused(tmp_path, bad):
-    proc = subprocess.run([sys.executable, str(GENERATOR), "--rdma-resource", bad, "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--rdma-resource", bad, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "is not an extended resource name" in proc.stderr
     assert list(tmp_path.iterdir()) == []
@@ -568,11 +653,11 @@ def pod_view(tmp_path: Path, template: dict, host_hcas: bool) -> str:
     return str(root)
 
 
-@pytest.mark.parametrize("directory", ["sglang-2node", "vllm-2node",
-                                       "sglang-2node-rdma", "vllm-2node-rdma"])
+@pytest.mark.parametrize(
+    "directory", ["sglang-2node", "vllm-2node", "sglang-2node-rdma", "vllm-2node-rdma"]
+)
 @pytest.mark.parametrize("host_hcas", [True, False], ids=["hcas", "no-hca"])
-def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, directory,
-                                                                 host_hcas):
+def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, directory, host_hcas):
     from entrypoint.fabric import check_fabric, check_memlock, read_fabric
     from entrypoint.plan import resolve_plan
     from entrypoint.platforms import platform_of
@@ -599,6 +684,8 @@ def test_shipped_pods_pass_memlock_at_the_runtimes_default_limit(tmp_path, direc
             assert (KUBE_DIR / f"{engine}-2node-rdma" / "kustomization.yaml").is_file()
         else:
             assert rdma.ok and rdma.warning and "TCP sockets" in rdma.text
+
+
 # --- the prefetch Jobs: fill the cache, then the deployments need no Hub ---------------
 
 PRECISION_NODES = {"fp8": 1, "bf16": 2}
@@ -624,8 +711,10 @@ def test_prefetch_job_fills_the_cache_the_deployments_mount(precision):
         assert env["PRECISION"] == served["PRECISION"]
         assert env["VARIANT"] == served["VARIANT"]
         assert env["HF_TOKEN"] == served["HF_TOKEN"]
-        assert main["image"].rsplit(":", 1)[0] == container(
-            pod_templates(lws)["leader"])["image"].rsplit(":", 1)[0]
+        assert (
+            main["image"].rsplit(":", 1)[0]
+            == container(pod_templates(lws)["leader"])["image"].rsplit(":", 1)[0]
+        )
 
 
 def job_environment(job: dict, hf_home: Path, hub_url: str) -> dict:
@@ -649,10 +738,14 @@ def test_prefetch_job_then_the_leader_starts_without_the_hub(tmp_path, engine):
     cache = tmp_path / "volume"
     with FakeHub() as hub:
         repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat", longcat_like_files()))
-        proc = subprocess.run([sys.executable, "-m", "entrypoint",
-                               *container(job["spec"]["template"])["args"]],
-                              env=job_environment(job, cache, hub.url), cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "entrypoint", *container(job["spec"]["template"])["args"]],
+            env=job_environment(job, cache, hub.url),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "verify: all 10 files match" in proc.stderr
         requests = len(hub.requests)
@@ -661,15 +754,31 @@ def test_prefetch_job_then_the_leader_starts_without_the_hub(tmp_path, engine):
         record = tmp_path / "engine.json"
         key = tmp_path / "API_KEY"  # the Secret the manifest mounts
         key.write_text("sk-longcat-test-key-0123456789")
-        env.update(HF_HOME=str(cache), HF_HUB_OFFLINE="1", PREFLIGHT="off",
-                   PATH=f"{FAKE_BIN}:{env['PATH']}", FAKE_ENGINE_RECORD=str(record),
-                   API_KEY_FILE=str(key))
+        env.update(
+            HF_HOME=str(cache),
+            HF_HUB_OFFLINE="1",
+            PREFLIGHT="off",
+            PATH=f"{FAKE_BIN}:{env['PATH']}",
+            FAKE_ENGINE_RECORD=str(record),
+            API_KEY_FILE=str(key),
+        )
         if engine == "sglang":  # the fake sglang.launch_server, importable like the real one
             env["PYTHONPATH"] = str(REPO / "tests" / "fakes" / "recorders" / "python")
-        served = subprocess.run([sys.executable, "-m", "entrypoint"], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=120)
+        served = subprocess.run(
+            [sys.executable, "-m", "entrypoint"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert served.returncode == 0, served.stderr
         assert len(hub.requests) == requests, "the deployment asked the Hub nothing"
-    local = (cache / "hub" / "models--meituan-longcat--LongCat-Flash-Chat" / "snapshots"
-             / repo.refs["main"])
+    local = (
+        cache
+        / "hub"
+        / "models--meituan-longcat--LongCat-Flash-Chat"
+        / "snapshots"
+        / repo.refs["main"]
+    )
     assert str(local) in engine_record({"FAKE_ENGINE_RECORD": str(record)})["argv"]

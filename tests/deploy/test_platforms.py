@@ -29,6 +29,7 @@ def settings(env):
 
 # --- platform_values: each platform alone ---------------------------------------------
 
+
 def test_no_platform_gives_nothing():
     assert platform_values({}) == {}
     assert platform_values({"PATH": "/usr/bin", "NODE_RANK": "1"}) == {}
@@ -60,34 +61,42 @@ def test_slurm_prefers_the_step_nodelist():
 def test_partial_and_empty_values():
     assert platform_values({"SLURM_NODEID": "0"}) == {"NODE_RANK": ("0", "SLURM_NODEID")}
     assert platform_values({"LWS_GROUP_SIZE": "4", "LWS_WORKER_INDEX": " "}) == {
-        "NNODES": ("4", "LWS_GROUP_SIZE")}
+        "NNODES": ("4", "LWS_GROUP_SIZE")
+    }
     assert platform_values({"SLURM_NNODES": "", "LWS_LEADER_ADDRESS": ""}) == {}
 
 
 def test_numbers_are_normalised():
     assert platform_values({"LWS_WORKER_INDEX": " 03 ", "LWS_GROUP_SIZE": "04"}) == {
-        "NODE_RANK": ("3", "LWS_WORKER_INDEX"), "NNODES": ("4", "LWS_GROUP_SIZE")}
+        "NODE_RANK": ("3", "LWS_WORKER_INDEX"),
+        "NNODES": ("4", "LWS_GROUP_SIZE"),
+    }
 
 
 # --- host lists -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("nodelist, first", [
-    ("gpu[01-04,07]", "gpu01"),
-    ("gpu[07,01-04]", "gpu07"),      # Slurm's order, not sorted
-    ("gpu07", "gpu07"),
-    ("gpu07,gpu01", "gpu07"),
-    ("node-a[9-11]", "node-a9"),
-    ("rack[1-2]-gpu[03-04]", "rack1-gpu03"),
-    ("dgx[001-128]", "dgx001"),
-    ("h100-0[5-6].cluster.example", "h100-05.cluster.example"),
-])
+
+@pytest.mark.parametrize(
+    "nodelist, first",
+    [
+        ("gpu[01-04,07]", "gpu01"),
+        ("gpu[07,01-04]", "gpu07"),  # Slurm's order, not sorted
+        ("gpu07", "gpu07"),
+        ("gpu07,gpu01", "gpu07"),
+        ("node-a[9-11]", "node-a9"),
+        ("rack[1-2]-gpu[03-04]", "rack1-gpu03"),
+        ("dgx[001-128]", "dgx001"),
+        ("h100-0[5-6].cluster.example", "h100-05.cluster.example"),
+    ],
+)
 def test_first_host_of_compressed_lists(nodelist, first):
     assert first_host("SLURM_JOB_NODELIST", nodelist) == first
     assert platform_values({"SLURM_JOB_NODELIST": nodelist})["MASTER_IP"][0] == first
 
 
-@pytest.mark.parametrize("nodelist", ["gpu[01-", "gpu[3-1]", "gpu[]", "gpu[01-04", "gpu 07",
-                                      "gpu_07", ","])
+@pytest.mark.parametrize(
+    "nodelist", ["gpu[01-", "gpu[3-1]", "gpu[]", "gpu[01-04", "gpu 07", "gpu_07", ","]
+)
 def test_bad_host_list_names_the_variable(nodelist):
     with pytest.raises(ConfigError) as info:
         platform_values({"SLURM_JOB_NODELIST": nodelist})
@@ -97,15 +106,18 @@ def test_bad_host_list_names_the_variable(nodelist):
 
 
 def test_hostlist_is_imported_only_for_slurm_node_lists():
-    code = ("import sys\n"
-            "from entrypoint.platforms import platform_values\n"
-            "platform_values({'LWS_WORKER_INDEX': '1', 'LWS_GROUP_SIZE': '2',"
-            " 'LWS_LEADER_ADDRESS': 'a.b', 'SLURM_NODEID': '1', 'SLURM_NNODES': '2'})\n"
-            "assert 'hostlist' not in sys.modules, 'imported too early'\n"
-            "platform_values({'SLURM_JOB_NODELIST': 'gpu[1-2]'})\n"
-            "assert 'hostlist' in sys.modules\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    code = (
+        "import sys\n"
+        "from entrypoint.platforms import platform_values\n"
+        "platform_values({'LWS_WORKER_INDEX': '1', 'LWS_GROUP_SIZE': '2',"
+        " 'LWS_LEADER_ADDRESS': 'a.b', 'SLURM_NODEID': '1', 'SLURM_NNODES': '2'})\n"
+        "assert 'hostlist' not in sys.modules, 'imported too early'\n"
+        "platform_values({'SLURM_JOB_NODELIST': 'gpu[1-2]'})\n"
+        "assert 'hostlist' in sys.modules\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -119,22 +131,26 @@ def test_missing_hostlist_package_is_a_config_error(monkeypatch):
 
 # --- malformed platform values --------------------------------------------------------
 
-@pytest.mark.parametrize("env, variable", [
-    ({"LWS_WORKER_INDEX": "-1"}, "LWS_WORKER_INDEX"),
-    ({"LWS_WORKER_INDEX": "one"}, "LWS_WORKER_INDEX"),
-    ({"LWS_GROUP_SIZE": "0"}, "LWS_GROUP_SIZE"),
-    ({"LWS_GROUP_SIZE": "2.0"}, "LWS_GROUP_SIZE"),
-    ({"LWS_GROUP_SIZE": "٢"}, "LWS_GROUP_SIZE"),  # a digit, but not an ASCII one
-    ({"LWS_LEADER_ADDRESS": "lws-0.lws.default:5000"}, "LWS_LEADER_ADDRESS"),
-    ({"LWS_LEADER_ADDRESS": "two words"}, "LWS_LEADER_ADDRESS"),
-    ({"SLURM_NODEID": "x"}, "SLURM_NODEID"),
-    ({"SLURM_NNODES": "0"}, "SLURM_NNODES"),
-    ({"LWS_WORKER_INDEX": "2", "LWS_GROUP_SIZE": "2"}, "LWS_WORKER_INDEX"),
-    ({"SLURM_NODEID": "3", "SLURM_NNODES": "2"}, "SLURM_NODEID"),
-    ({"SLURM_LOCALID": "1", **SLURM}, "SLURM_LOCALID"),
-    ({"SLURM_NNODES": "9" * 5000}, "SLURM_NNODES"),  # past int()'s 4300-digit limit
-    ({"LWS_GROUP_SIZE": str(2**31)}, "LWS_GROUP_SIZE"),
-])
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({"LWS_WORKER_INDEX": "-1"}, "LWS_WORKER_INDEX"),
+        ({"LWS_WORKER_INDEX": "one"}, "LWS_WORKER_INDEX"),
+        ({"LWS_GROUP_SIZE": "0"}, "LWS_GROUP_SIZE"),
+        ({"LWS_GROUP_SIZE": "2.0"}, "LWS_GROUP_SIZE"),
+        ({"LWS_GROUP_SIZE": "٢"}, "LWS_GROUP_SIZE"),  # a digit, but not an ASCII one
+        ({"LWS_LEADER_ADDRESS": "lws-0.lws.default:5000"}, "LWS_LEADER_ADDRESS"),
+        ({"LWS_LEADER_ADDRESS": "two words"}, "LWS_LEADER_ADDRESS"),
+        ({"SLURM_NODEID": "x"}, "SLURM_NODEID"),
+        ({"SLURM_NNODES": "0"}, "SLURM_NNODES"),
+        ({"LWS_WORKER_INDEX": "2", "LWS_GROUP_SIZE": "2"}, "LWS_WORKER_INDEX"),
+        ({"SLURM_NODEID": "3", "SLURM_NNODES": "2"}, "SLURM_NODEID"),
+        ({"SLURM_LOCALID": "1", **SLURM}, "SLURM_LOCALID"),
+        ({"SLURM_NNODES": "9" * 5000}, "SLURM_NNODES"),  # past int()'s 4300-digit limit
+        ({"LWS_GROUP_SIZE": str(2**31)}, "LWS_GROUP_SIZE"),
+    ],
+)
 def test_malformed_platform_value_names_the_platform_variable(env, variable):
     with pytest.raises(ConfigError) as info:
         platform_values(env)
@@ -153,20 +169,26 @@ def test_first_task_on_a_node_is_fine():
 
 # --- both platforms -------------------------------------------------------------------
 
+
 def test_both_platforms_agreeing_name_both_sources():
     env = {**LWS, **SLURM, "LWS_LEADER_ADDRESS": "GPU07."}  # same host, other spelling
     found = platform_values(env)
     assert found["NODE_RANK"] == ("1", "LWS_WORKER_INDEX and SLURM_NODEID")
     assert found["NNODES"] == ("2", "LWS_GROUP_SIZE and SLURM_NNODES")
-    assert found["MASTER_IP"] == ("GPU07.",
-                                  "LWS_LEADER_ADDRESS and SLURM_JOB_NODELIST (first host)")
+    assert found["MASTER_IP"] == (
+        "GPU07.",
+        "LWS_LEADER_ADDRESS and SLURM_JOB_NODELIST (first host)",
+    )
 
 
-@pytest.mark.parametrize("override, launcher_variable", [
-    ({"SLURM_NNODES": "4", "SLURM_NODEID": "1"}, "NNODES"),
-    ({"SLURM_NODEID": "0"}, "NODE_RANK"),
-    ({"SLURM_JOB_NODELIST": "gpu[01-02]"}, "MASTER_IP"),
-])
+@pytest.mark.parametrize(
+    "override, launcher_variable",
+    [
+        ({"SLURM_NNODES": "4", "SLURM_NODEID": "1"}, "NNODES"),
+        ({"SLURM_NODEID": "0"}, "NODE_RANK"),
+        ({"SLURM_JOB_NODELIST": "gpu[01-02]"}, "MASTER_IP"),
+    ],
+)
 def test_both_platforms_disagreeing_is_a_config_error(override, launcher_variable):
     with pytest.raises(ConfigError) as info:
         platform_values({**LWS, **SLURM, **override, "LWS_LEADER_ADDRESS": "gpu07"})
@@ -178,10 +200,13 @@ def test_both_platforms_disagreeing_is_a_config_error(override, launcher_variabl
 def test_ip_address_spellings_agree():
     env = {"LWS_LEADER_ADDRESS": "[fd00:0::1]", "SLURM_JOB_NODELIST": "fd00::1"}
     assert platform_values(env)["MASTER_IP"] == (
-        "[fd00:0::1]", "LWS_LEADER_ADDRESS and SLURM_JOB_NODELIST (first host)")
+        "[fd00:0::1]",
+        "LWS_LEADER_ADDRESS and SLURM_JOB_NODELIST (first host)",
+    )
 
 
 # --- through the launcher's settings: precedence and conflicts ------------------------
+
 
 def test_settings_fall_back_to_the_platform():
     got = settings({**LWS, "PRECISION": "bf16"})
@@ -197,12 +222,14 @@ def test_explicit_values_win_and_say_so():
     assert {got.sources[n] for n in ("NODE_RANK", "NNODES", "MASTER_IP")} == {"environment"}
 
 
-@pytest.mark.parametrize("explicit, platform, variable", [
-    ({"NNODES": "2"}, {"LWS_GROUP_SIZE": "4"}, "NNODES"),
-    ({"NODE_RANK": "0"}, {"SLURM_NODEID": "1", "SLURM_NNODES": "2"}, "NODE_RANK"),
-])
-def test_explicit_value_contradicting_the_platform_is_a_config_error(explicit, platform,
-                                                                      variable):
+@pytest.mark.parametrize(
+    "explicit, platform, variable",
+    [
+        ({"NNODES": "2"}, {"LWS_GROUP_SIZE": "4"}, "NNODES"),
+        ({"NODE_RANK": "0"}, {"SLURM_NODEID": "1", "SLURM_NNODES": "2"}, "NODE_RANK"),
+    ],
+)
+def test_explicit_value_contradicting_the_platform_is_a_config_error(explicit, platform, variable):
     with pytest.raises(ConfigError) as info:
         settings({**explicit, **platform})
     assert info.value.variable == variable
@@ -217,8 +244,16 @@ def test_malformed_platform_value_stops_settings():
 
 # --- any environment: a result or a ConfigError, never a traceback ----------------------
 
-PLATFORM_NAMES = ["LWS_WORKER_INDEX", "LWS_GROUP_SIZE", "LWS_LEADER_ADDRESS", "SLURM_NODEID",
-                  "SLURM_NNODES", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST", "SLURM_LOCALID"]
+PLATFORM_NAMES = [
+    "LWS_WORKER_INDEX",
+    "LWS_GROUP_SIZE",
+    "LWS_LEADER_ADDRESS",
+    "SLURM_NODEID",
+    "SLURM_NNODES",
+    "SLURM_JOB_NODELIST",
+    "SLURM_STEP_NODELIST",
+    "SLURM_LOCALID",
+]
 VALUES = st.one_of(
     st.text(st.sampled_from(list("gpu0123456789[]-,.: _\n٢")), max_size=24),
     st.text(max_size=12),
@@ -226,8 +261,7 @@ VALUES = st.one_of(
 )
 
 
-@hypothesis_settings(max_examples=400, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(PLATFORM_NAMES), VALUES))
 def test_any_platform_environment_gives_values_or_a_config_error(env):
     try:

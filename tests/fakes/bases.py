@@ -109,9 +109,12 @@ def load_facts(path: Path = FACTS) -> dict:
     Raises:
         OSError, tomllib.TOMLDecodeError: the file cannot be read.
     """
+
     def values(table: dict) -> dict:
-        return {k: (v["value"] if isinstance(v, dict) and "value" in v else values(v))
-                for k, v in table.items()}
+        return {
+            k: (v["value"] if isinstance(v, dict) and "value" in v else values(v))
+            for k, v in table.items()
+        }
 
     with open(path, "rb") as f:
         return values(tomllib.load(f))
@@ -226,8 +229,17 @@ def layout_image(engine: str, cuda: str, minbase: str | None = None) -> str:
 def _build(client, context: bytes, **kwargs) -> None:
     from tests.images.dockerutil import consume_build
 
-    consume_build(client.api.build(fileobj=io.BytesIO(context), custom_context=True, rm=True,
-                                   forcerm=True, network_mode="host", decode=True, **kwargs))
+    consume_build(
+        client.api.build(
+            fileobj=io.BytesIO(context),
+            custom_context=True,
+            rm=True,
+            forcerm=True,
+            network_mode="host",
+            decode=True,
+            **kwargs,
+        )
+    )
 
 
 def ensure_layout(client, engine: str, cuda: str) -> str:
@@ -249,8 +261,10 @@ def ensure_layout(client, engine: str, cuda: str) -> str:
     try:
         client.images.get(minbase)
     except docker.errors.ImageNotFound:
-        raise RuntimeError(f"the stand-in minbase {minbase} is missing: run "
-                           "`bash .ci/setup-docker` (it builds it once)") from None
+        raise RuntimeError(
+            f"the stand-in minbase {minbase} is missing: run "
+            "`bash .ci/setup-docker` (it builds it once)"
+        ) from None
     _build(client, _tar(layout_context(engine, minbase)), tag=name)
     return name
 
@@ -263,8 +277,9 @@ def engine_version(matrix: dict, engine: str, cuda: str, facts: dict | None = No
     return matrix["engines"][engine]["version"] + suffix
 
 
-def build_fake_base(client, matrix: dict, engine: str, tag: str, *, cuda: str | None = None,
-                    reject: str = "") -> str:
+def build_fake_base(
+    client, matrix: dict, engine: str, tag: str, *, cuda: str | None = None, reject: str = ""
+) -> str:
     """Build ``engine``'s fake base on its ``cuda`` layout as ``tag``; return ``tag``.
 
     Args:
@@ -283,8 +298,13 @@ def build_fake_base(client, matrix: dict, engine: str, tag: str, *, cuda: str | 
     with tempfile.TemporaryDirectory() as tmp:
         for wheel in fake_wheels(engine, engine_version(matrix, engine, cuda), Path(tmp)):
             files[f"wheels/{wheel.name}"] = wheel.read_bytes()
-    _build(client, _tar(files), tag=tag, labels={TEST_LABEL: tag},
-           buildargs={"LAYOUT": layout, "FAKE_ENGINE_REJECT": reject})
+    _build(
+        client,
+        _tar(files),
+        tag=tag,
+        labels={TEST_LABEL: tag},
+        buildargs={"LAYOUT": layout, "FAKE_ENGINE_REJECT": reject},
+    )
     return tag
 
 
@@ -304,7 +324,7 @@ def main(argv: list[str]) -> int:
         import docker
 
         client = docker.from_env(timeout=600)
-        for engine, cuda in ([tuple(argv[1:])] if len(argv) == 3 else _variants()):
+        for engine, cuda in [tuple(argv[1:])] if len(argv) == 3 else _variants():
             print(ensure_layout(client, engine, cuda))
         return 0
     print(usage, file=sys.stderr)

@@ -54,8 +54,11 @@ class FakeAPI:
     def build(self, **kwargs):
         path = Path(kwargs["path"])
         # The context is a temporary directory: keep a copy of what it held.
-        self.client.context = {p.relative_to(path).as_posix(): (p.read_bytes(), p.stat().st_mode)
-                               for p in sorted(path.rglob("*")) if p.is_file()}
+        self.client.context = {
+            p.relative_to(path).as_posix(): (p.read_bytes(), p.stat().st_mode)
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        }
         self.client.calls.append(("build", kwargs))
         yield from self.client.build_stream
 
@@ -66,7 +69,7 @@ class FakeAPI:
 
     def pull(self, repository, tag=None, stream=False, decode=False, **kwargs):
         self.client.calls.append(("pull", repository))
-        chunks = self.client.pull_script(repository)     # may raise, as the SDK does on 404
+        chunks = self.client.pull_script(repository)  # may raise, as the SDK does on 404
         return self._pulled(repository, chunks)
 
     def _pulled(self, reference, chunks):
@@ -143,15 +146,26 @@ class FakeDockerClient:
         self.pull_script = lambda reference: [
             {"status": f"Pulling from {reference}", "id": "fake"},
             {"status": f"Digest: {self.pull_digest}"},
-            {"status": f"Status: Downloaded newer image for {reference}"}]
-        self.build_stream = [{"stream": "Step 1/1 : FROM base\n"},
-                             {"aux": {"ID": built_id}},
-                             {"stream": f"Successfully built {built_id[7:19]}\n"}]
+            {"status": f"Status: Downloaded newer image for {reference}"},
+        ]
+        self.build_stream = [
+            {"stream": "Step 1/1 : FROM base\n"},
+            {"aux": {"ID": built_id}},
+            {"stream": f"Successfully built {built_id[7:19]}\n"},
+        ]
         self.run_script = lambda image, entrypoint, command: (0, "")
-        self.push_stream = lambda name: iter([{"status": "Pushed"},
-                                              {"aux": {"Tag": name.rpartition(':')[2],
-                                                       "Digest": "sha256:" + "cd" * 32,
-                                                       "Size": 1234}}])
+        self.push_stream = lambda name: iter(
+            [
+                {"status": "Pushed"},
+                {
+                    "aux": {
+                        "Tag": name.rpartition(":")[2],
+                        "Digest": "sha256:" + "cd" * 32,
+                        "Size": 1234,
+                    }
+                },
+            ]
+        )
         self.api = FakeAPI(self)
         self.images = FakeImages(self)
         self.containers = FakeContainers(self)

@@ -39,24 +39,33 @@ def longcat_like_files(shard_sizes=(12 * MiB, 1 * MiB), seed: int = 0) -> dict[s
     after 11 MiB has written a chunk that a range request can resume from.
     """
     rng = random.Random(seed)
-    shards = [f"model-{i:05d}-of-{len(shard_sizes):05d}.safetensors"
-              for i in range(1, len(shard_sizes) + 1)]
+    shards = [
+        f"model-{i:05d}-of-{len(shard_sizes):05d}.safetensors"
+        for i in range(1, len(shard_sizes) + 1)
+    ]
     files = {
-        "config.json": json.dumps({
-            "architectures": ["LongcatFlashForCausalLM"], "model_type": "longcat_flash",
-            "auto_map": {"AutoConfig": "configuration_longcat_flash.LongcatFlashConfig",
-                         "AutoModelForCausalLM": "modeling_longcat_flash.LongcatFlashForCausalLM"},
-        }).encode(),
+        "config.json": json.dumps(
+            {
+                "architectures": ["LongcatFlashForCausalLM"],
+                "model_type": "longcat_flash",
+                "auto_map": {
+                    "AutoConfig": "configuration_longcat_flash.LongcatFlashConfig",
+                    "AutoModelForCausalLM": "modeling_longcat_flash.LongcatFlashForCausalLM",
+                },
+            }
+        ).encode(),
         "configuration_longcat_flash.py": b"class LongcatFlashConfig: pass\n",
         "modeling_longcat_flash.py": b"class LongcatFlashForCausalLM: pass\n",
         "generation_config.json": b'{"do_sample": true}',
         "tokenizer.json": b'{"model": {"type": "BPE"}}',
         "tokenizer_config.json": b'{"chat_template": "[Round 0] USER:{query} ASSISTANT:"}',
         "special_tokens_map.json": b"{}",
-        "model.safetensors.index.json": json.dumps({
-            "metadata": {"total_size": sum(shard_sizes)},
-            "weight_map": {f"layer.{i}.weight": name for i, name in enumerate(shards)},
-        }).encode(),
+        "model.safetensors.index.json": json.dumps(
+            {
+                "metadata": {"total_size": sum(shard_sizes)},
+                "weight_map": {f"layer.{i}.weight": name for i, name in enumerate(shards)},
+            }
+        ).encode(),
         # Not loaded by the engines: must not be downloaded.
         "README.md": b"# LongCat-Flash-Chat\n",
         "figures/benchmark.png": b"\x89PNG fake",
@@ -85,8 +94,11 @@ class FakeRepo:
 
     def commit(self, files: dict[str, bytes], ref: str) -> str:
         """Add a commit holding ``files`` and point ``ref`` at it; return its hash."""
-        digest = hashlib.sha1(repr(sorted((name, hashlib.sha256(data).hexdigest())
-                                          for name, data in files.items())).encode())
+        digest = hashlib.sha1(
+            repr(
+                sorted((name, hashlib.sha256(data).hexdigest()) for name, data in files.items())
+            ).encode()
+        )
         sha = digest.hexdigest()
         self.commits[sha] = dict(files)
         self.refs[ref] = sha
@@ -101,8 +113,11 @@ class FakeRepo:
         size = self.reported_size.get(name, len(data))
         entry = {"path": name, "size": size, "oid": git_blob_id(data)}
         if name.endswith(LFS_SUFFIXES):
-            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": size,
-                            "pointerSize": 134}
+            entry["lfs"] = {
+                "oid": hashlib.sha256(data).hexdigest(),
+                "size": size,
+                "pointerSize": 134,
+            }
         return entry
 
 
@@ -112,8 +127,7 @@ class Request:
     __slots__ = ("method", "path", "range", "authorization")
 
     def __init__(self, method, path, range_, authorization):
-        self.method, self.path, self.range, self.authorization = \
-            method, path, range_, authorization
+        self.method, self.path, self.range, self.authorization = method, path, range_, authorization
 
     def __repr__(self):
         return f"{self.method} {self.path}" + (f" [{self.range}]" if self.range else "")
@@ -153,8 +167,11 @@ class FakeHub(ThreadingHTTPServer):
     def gets(self, name: str) -> list[Request]:
         """The GET requests for the contents of file ``name`` (any repo, any revision)."""
         with self.lock:
-            return [r for r in self.requests
-                    if r.method == "GET" and "/resolve/" in r.path and r.path.endswith("/" + name)]
+            return [
+                r
+                for r in self.requests
+                if r.method == "GET" and "/resolve/" in r.path and r.path.endswith("/" + name)
+            ]
 
     def __enter__(self):
         self._thread.start()
@@ -204,16 +221,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _not_found(self, code: str, message: str):
-        self._send_json(404, {"error": message}, [("X-Error-Code", code),
-                                                  ("X-Error-Message", message)])
+        self._send_json(
+            404, {"error": message}, [("X-Error-Code", code), ("X-Error-Message", message)]
+        )
 
     def _handle(self, head: bool):
         split = urlsplit(self.path)
         parts = [unquote(p) for p in split.path.split("/")[1:]]
         with self.server.lock:
-            self.server.requests.append(Request(self.command, split.path,
-                                                self.headers.get("Range"),
-                                                self.headers.get("Authorization")))
+            self.server.requests.append(
+                Request(
+                    self.command,
+                    split.path,
+                    self.headers.get("Range"),
+                    self.headers.get("Authorization"),
+                )
+            )
         if self.server.silent:
             self.close_connection = True
             return self.server.hold()
@@ -227,9 +250,11 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None:
             return self._not_found("RepoNotFound", "Repository not found")
         if repo.token and self.headers.get("Authorization") != f"Bearer {repo.token}":
-            return self._send_json(401, {"error": "Invalid credentials"},
-                                   [("X-Error-Code", "RepoNotFound"),
-                                    ("X-Error-Message", "Invalid credentials")])
+            return self._send_json(
+                401,
+                {"error": "Invalid credentials"},
+                [("X-Error-Code", "RepoNotFound"), ("X-Error-Message", "Invalid credentials")],
+            )
         if not rest or rest[0] == "revision":
             revision = rest[1] if len(rest) > 1 else "main"
         else:
@@ -244,24 +269,42 @@ class _Handler(BaseHTTPRequestHandler):
                 entry = repo.entry(name, data)
                 sibling = {"rfilename": name, "size": entry["size"], "blobId": entry["oid"]}
                 if "lfs" in entry:
-                    sibling["lfs"] = {"sha256": entry["lfs"]["oid"], "size": entry["size"],
-                                      "pointerSize": 134}
+                    sibling["lfs"] = {
+                        "sha256": entry["lfs"]["oid"],
+                        "size": entry["size"],
+                        "pointerSize": 134,
+                    }
                 siblings.append(sibling)
-            return self._send_json(200, {"id": repo_id, "modelId": repo_id, "sha": sha,
-                                         "private": bool(repo.token), "gated": False,
-                                         "disabled": False, "tags": [], "siblings": siblings,
-                                         "lastModified": "2025-09-01T00:00:00.000Z"})
+            return self._send_json(
+                200,
+                {
+                    "id": repo_id,
+                    "modelId": repo_id,
+                    "sha": sha,
+                    "private": bool(repo.token),
+                    "gated": False,
+                    "disabled": False,
+                    "tags": [],
+                    "siblings": siblings,
+                    "lastModified": "2025-09-01T00:00:00.000Z",
+                },
+            )
         if rest[0] == "tree":
             prefix = "/".join(rest[2:])
-            entries = [dict(repo.entry(name, data), type="file")
-                       for name, data in sorted(files.items())
-                       if not prefix or name.startswith(prefix.rstrip("/") + "/")]
+            entries = [
+                dict(repo.entry(name, data), type="file")
+                for name, data in sorted(files.items())
+                if not prefix or name.startswith(prefix.rstrip("/") + "/")
+            ]
             return self._send_json(200, entries)
         if rest[0] != "resolve":
             return self._not_found("EntryNotFound", "unknown endpoint")
         name = "/".join(rest[2:])
         if name not in files:
-            return self._not_found("EntryNotFound", f"{name} does not exist",)
+            return self._not_found(
+                "EntryNotFound",
+                f"{name} does not exist",
+            )
         return self._file(repo, sha, name, files[name], head)
 
     def _file(self, repo: FakeRepo, sha: str, name: str, data: bytes, head: bool):
@@ -272,15 +315,21 @@ class _Handler(BaseHTTPRequestHandler):
             # answers (huggingface_hub maps it to HfHubHTTPError, utils/_http.py).
             return self._send_json(403, {"error": "Access to this file is forbidden"})
         entry = repo.entry(name, data)
-        headers = [("X-Repo-Commit", sha), ("ETag", f'"{entry["oid"]}"'),
-                   ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
+        headers = [
+            ("X-Repo-Commit", sha),
+            ("ETag", f'"{entry["oid"]}"'),
+            ("Accept-Ranges", "bytes"),
+            ("Content-Type", "application/octet-stream"),
+        ]
         if "lfs" in entry:
-            headers += [("X-Linked-Etag", f'"{entry["lfs"]["oid"]}"'),
-                        ("X-Linked-Size", str(len(data)))]
+            headers += [
+                ("X-Linked-Etag", f'"{entry["lfs"]["oid"]}"'),
+                ("X-Linked-Size", str(len(data))),
+            ]
         start, status = 0, 200
         wanted = self.headers.get("Range")
         if wanted and wanted.startswith("bytes=") and not head:
-            start = int(wanted[len("bytes="):].split("-", 1)[0])
+            start = int(wanted[len("bytes=") :].split("-", 1)[0])
             status = 206
             headers.append(("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"))
         self.send_response(status)
@@ -302,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         stall = self.server.stall_at.get(name)
         if stall is not None:  # the bytes up to the offset, then silence on an open connection
-            self.wfile.write(body[:max(0, stall - start)])
+            self.wfile.write(body[: max(0, stall - start)])
             self.wfile.flush()
             self.close_connection = True
             return self.server.hold()

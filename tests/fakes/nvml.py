@@ -50,9 +50,12 @@ NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
-_MESSAGES = {NVML_ERROR_UNINITIALIZED: "Uninitialized", NVML_ERROR_NOT_SUPPORTED: "Not Supported",
-             NVML_ERROR_NOT_FOUND: "Not Found",
-             NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found"}
+_MESSAGES = {
+    NVML_ERROR_UNINITIALIZED: "Uninitialized",
+    NVML_ERROR_NOT_SUPPORTED: "Not Supported",
+    NVML_ERROR_NOT_FOUND: "Not Found",
+    NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
+}
 
 
 class NVMLError(Exception):
@@ -74,14 +77,22 @@ def gpus(model: tuple, count: int, mig_instances: int | None = None) -> list[dic
             (or not supported, for the boards in ``NO_MIG``).
     """
     name, memory, capability = model
-    return [{"name": name, "memory": memory, "uuid": f"GPU-{i:08x}-fake-{name[-4:]}",
-             "capability": list(capability), "mig": name not in NO_MIG,
-             "mig_instances": mig_instances}
-            for i in range(count)]
+    return [
+        {
+            "name": name,
+            "memory": memory,
+            "uuid": f"GPU-{i:08x}-fake-{name[-4:]}",
+            "capability": list(capability),
+            "mig": name not in NO_MIG,
+            "mig_instances": mig_instances,
+        }
+        for i in range(count)
+    ]
 
 
-def module(devices: list[dict] | None, init_error: int | None = None,
-           driver: str = DRIVER) -> types.ModuleType:
+def module(
+    devices: list[dict] | None, init_error: int | None = None, driver: str = DRIVER
+) -> types.ModuleType:
     """A fake ``pynvml`` exposing ``devices``; ``nvmlInit`` fails with ``init_error`` if given.
 
     Each device is a dict as ``gpus`` makes them.
@@ -113,8 +124,11 @@ def module(devices: list[dict] | None, init_error: int | None = None,
         initialised()
         if not h.get("mig", True):
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        on = NVML_DEVICE_MIG_ENABLE if h.get("mig_instances") is not None else \
-            NVML_DEVICE_MIG_DISABLE
+        on = (
+            NVML_DEVICE_MIG_ENABLE
+            if h.get("mig_instances") is not None
+            else NVML_DEVICE_MIG_DISABLE
+        )
         return [on, on]
 
     def max_mig_devices(h):
@@ -138,8 +152,9 @@ def module(devices: list[dict] | None, init_error: int | None = None,
     fake.nvmlDeviceGetHandleByIndex = handle
     fake.nvmlDeviceGetName = lambda h: h["name"]
     fake.nvmlDeviceGetUUID = lambda h: h["uuid"].encode()  # older pynvml returns bytes
-    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=h["memory"],
-                                                                   free=h["memory"], used=0)
+    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(
+        total=h["memory"], free=h["memory"], used=0
+    )
     fake.nvmlDeviceGetCudaComputeCapability = lambda h: tuple(h.get("capability", (9, 0)))
     fake.nvmlDeviceGetMigMode = mig_mode
     fake.nvmlDeviceGetMaxMigDeviceCount = max_mig_devices

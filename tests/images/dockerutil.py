@@ -52,8 +52,9 @@ def poll_until(check, timeout_s: float, what: str, interval_s: float = POLL_INTE
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for {what}; "
-                                 f"last: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout_s:.1f} s waiting for {what}; last: {last!r}"
+            )
         time.sleep(interval_s)
 
 
@@ -78,8 +79,9 @@ def container(client, image: str, token: str, **kwargs):
         The container object.
     """
     labels = dict(kwargs.pop("labels", {}), **{TEST_LABEL: token})
-    created = client.containers.run(image, detach=True, network_mode="host", labels=labels,
-                                    **kwargs)
+    created = client.containers.run(
+        image, detach=True, network_mode="host", labels=labels, **kwargs
+    )
     try:
         yield created
     finally:
@@ -87,8 +89,9 @@ def container(client, image: str, token: str, **kwargs):
             created.remove(force=True)
 
 
-def run_to_end(client, image: str, token: str, *, timeout_s: float = 120,
-               **kwargs) -> tuple[int, str, str]:
+def run_to_end(
+    client, image: str, token: str, *, timeout_s: float = 120, **kwargs
+) -> tuple[int, str, str]:
     """Run a container until it exits; return (exit status, stdout, stderr).
 
     Raises:
@@ -98,8 +101,9 @@ def run_to_end(client, image: str, token: str, *, timeout_s: float = 120,
         try:
             status = c.wait(timeout=timeout_s)["StatusCode"]
         except Exception as exc:  # requests' ReadTimeout
-            raise AssertionError(f"container of {image} still running after {timeout_s} s: "
-                                 f"{exc}") from None
+            raise AssertionError(
+                f"container of {image} still running after {timeout_s} s: {exc}"
+            ) from None
         out = c.logs(stdout=True, stderr=False).decode(errors="replace")
         err = c.logs(stdout=False, stderr=True).decode(errors="replace")
         return status, out, err
@@ -113,8 +117,11 @@ def copy_project(root: Path, destination: Path) -> Path:
         if (root / name).exists():
             shutil.copy2(root / name, destination / name)
     for folder in ("entrypoint", "images"):
-        shutil.copytree(root / folder, destination / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            root / folder,
+            destination / folder,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     return destination
 
 

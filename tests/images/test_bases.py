@@ -31,8 +31,7 @@ from tests.images.dockerutil import copy_project, remove_images, run_to_end
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = load_facts()
-LAYOUTS = [(e, v["cuda"]) for e, s in load_matrix(ROOT)["engines"].items()
-           for v in s["variants"]]
+LAYOUTS = [(e, v["cuda"]) for e, s in load_matrix(ROOT)["engines"].items() for v in s["variants"]]
 
 # Prints what a container sees of its Python and its caches, as JSON.
 PROBE = r"""
@@ -71,8 +70,9 @@ print(json.dumps({
 
 
 def probe(client, image: str, token: str, **kwargs) -> dict:
-    status, out, err = run_to_end(client, image, token, entrypoint=["python3", "-c", PROBE],
-                                  command=[], **kwargs)
+    status, out, err = run_to_end(
+        client, image, token, entrypoint=["python3", "-c", PROBE], command=[], **kwargs
+    )
     assert status == 0, err
     return json.loads(out.strip().splitlines()[-1])
 
@@ -80,8 +80,10 @@ def probe(client, image: str, token: str, **kwargs) -> dict:
 def expected_cache(engine: str) -> dict[str, str]:
     """What the engine's official image keeps under HF_HOME, as PROBE lists it."""
     files = hf_cache_files(FACTS[engine]["hf_cache"])
-    return {path: (f"-> {data}" if isinstance(data, str) else data.decode())
-            for path, data in files.items()}
+    return {
+        path: (f"-> {data}" if isinstance(data, str) else data.decode())
+        for path, data in files.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +96,9 @@ def layouts(docker_client, standin_image) -> dict[tuple[str, str], str]:
 # the layouts are the facts
 # --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("engine, cuda", LAYOUTS)
-def test_each_layout_has_the_official_images_configuration(docker_client, layouts, engine,
-                                                           cuda):
+def test_each_layout_has_the_official_images_configuration(docker_client, layouts, engine, cuda):
     facts = FACTS[engine]
     config = docker_client.images.get(layouts[engine, cuda]).attrs["Config"]
     assert config["Entrypoint"] == facts["entrypoint"]
@@ -112,8 +114,9 @@ def test_each_layout_has_the_official_images_configuration(docker_client, layout
 
 
 @pytest.mark.parametrize("engine, cuda", LAYOUTS)
-def test_each_layout_has_the_official_python_pip_and_cache(docker_client, layouts,
-                                                           docker_token, engine, cuda):
+def test_each_layout_has_the_official_python_pip_and_cache(
+    docker_client, layouts, docker_token, engine, cuda
+):
     facts = FACTS[engine]
     seen = probe(docker_client, layouts[engine, cuda], docker_token)
     assert seen["python3"] == facts["python"]
@@ -131,23 +134,44 @@ def test_each_layout_has_the_official_python_pip_and_cache(docker_client, layout
 
 
 def test_the_system_python_of_the_sglang_layout_has_none_of_the_packages(
-        docker_client, layouts, docker_token):
-    status, out, err = run_to_end(docker_client, layouts["sglang", "cu130"], docker_token,
-                                  entrypoint=["/usr/bin/python3", "-c",
-                                              "import huggingface_hub"], command=[])
+    docker_client, layouts, docker_token
+):
+    status, out, err = run_to_end(
+        docker_client,
+        layouts["sglang", "cu130"],
+        docker_token,
+        entrypoint=["/usr/bin/python3", "-c", "import huggingface_hub"],
+        command=[],
+    )
     assert status == 1 and "No module named 'huggingface_hub'" in err
 
 
 @pytest.mark.parametrize("engine, cuda", LAYOUTS)
-def test_each_fake_base_reports_the_version_a_real_wheel_would(docker_client, matrix, layouts,
-                                                               docker_token, engine, cuda):
-    tag = build_fake_base(docker_client, matrix, engine,
-                          f"longcat-test-{docker_token}-base:{engine}-{cuda}-version", cuda=cuda)
+def test_each_fake_base_reports_the_version_a_real_wheel_would(
+    docker_client, matrix, layouts, docker_token, engine, cuda
+):
+    tag = build_fake_base(
+        docker_client,
+        matrix,
+        engine,
+        f"longcat-test-{docker_token}-base:{engine}-{cuda}-version",
+        cuda=cuda,
+    )
     try:
         status, out, err = run_to_end(
-            docker_client, tag, docker_token, entrypoint=["python3", "-c", (
-                "import importlib.metadata as m, shutil, sys; "
-                "print(m.version(sys.argv[1]), shutil.which('vllm'))")], command=[engine])
+            docker_client,
+            tag,
+            docker_token,
+            entrypoint=[
+                "python3",
+                "-c",
+                (
+                    "import importlib.metadata as m, shutil, sys; "
+                    "print(m.version(sys.argv[1]), shutil.which('vllm'))"
+                ),
+            ],
+            command=[engine],
+        )
         assert status == 0, err
         version, command = out.split()
         suffix = FACTS[engine]["variants"][cuda]["version_suffix"]
@@ -166,19 +190,23 @@ def test_a_cu129_variant_carries_a_local_version():
 # build.py on them
 # --------------------------------------------------------------------------------------
 
+
 def test_a_cu129_vllm_whose_wheel_says_plus_cu129_passes_verification(
-        docker_client, matrix, docker_token):
+    docker_client, matrix, docker_token
+):
     pin = matrix["engines"]["vllm"]["version"]
-    base = build_fake_base(docker_client, matrix, "vllm",
-                           f"longcat-test-{docker_token}-base:vllm-cu129", cuda="cu129")
+    base = build_fake_base(
+        docker_client, matrix, "vllm", f"longcat-test-{docker_token}-base:vllm-cu129", cuda="cu129"
+    )
     image = None
     try:
-        image = build_with_buildpy(docker_client, matrix, "vllm", base,
-                                   f"longcat-test-{docker_token}-cu129", cuda="cu129")
+        image = build_with_buildpy(
+            docker_client, matrix, "vllm", base, f"longcat-test-{docker_token}-cu129", cuda="cu129"
+        )
         assert image.engine_version == f"{pin}+cu129"
         # The build log shows both strings.
         assert f"vllm {pin}+cu129 (public version {pin}), the pin is {pin}" in image.output
-        assert f"engine vllm {pin}+cu129" in image.output[image.output.index("=== summary"):]
+        assert f"engine vllm {pin}+cu129" in image.output[image.output.index("=== summary") :]
         labels = docker_client.images.get(image.id).attrs["Config"]["Labels"]
         assert labels["dev.longcat-deploy.cuda"] == "cu129"
         assert labels["dev.longcat-deploy.engine.version"] == pin
@@ -188,77 +216,104 @@ def test_a_cu129_vllm_whose_wheel_says_plus_cu129_passes_verification(
 
 
 def test_the_sglang_kernel_files_survive_a_volume_mounted_over_hf_home(
-        docker_client, built_images, docker_token, tmp_path):
+    docker_client, built_images, docker_token, tmp_path
+):
     image = built_images["sglang"]
     kernels = expected_cache("sglang")
     assert kernels, "the SGLang base ships kernel files (official_images.toml, hf_cache)"
     plain = probe(docker_client, image.ref, docker_token)
-    assert plain["seed"] == kernels            # kept in the image, as shipped
-    assert plain["hf_home"] == {}                            # HF_HOME is empty: mountable
+    assert plain["seed"] == kernels  # kept in the image, as shipped
+    assert plain["hf_home"] == {}  # HF_HOME is empty: mountable
     cache = tmp_path / "hf-cache"
     cache.mkdir()
     (cache / "from-the-host").write_text("mounted")
-    mounted = probe(docker_client, image.ref, docker_token,
-                    volumes={str(cache): {"bind": plain["env"]["HF_HOME"], "mode": "rw"}})
-    assert mounted["hf_home"] == {"from-the-host": "mounted"}   # the mount hides the image's
-    assert mounted["seed"] == kernels             # but not the seed
+    mounted = probe(
+        docker_client,
+        image.ref,
+        docker_token,
+        volumes={str(cache): {"bind": plain["env"]["HF_HOME"], "mode": "rw"}},
+    )
+    assert mounted["hf_home"] == {"from-the-host": "mounted"}  # the mount hides the image's
+    assert mounted["seed"] == kernels  # but not the seed
     assert mounted["env"]["LONGCAT_HF_SEED"] == "/opt/longcat/hf-seed"
 
 
-def test_a_base_without_cache_files_gives_an_empty_seed(docker_client, built_images,
-                                                        docker_token):
+def test_a_base_without_cache_files_gives_an_empty_seed(docker_client, built_images, docker_token):
     seen = probe(docker_client, built_images["vllm"].ref, docker_token)
     assert seen["seed"] == {} and seen["hf_home"] == {}
 
 
 def test_the_vllm_image_reports_no_usage_unless_the_user_turns_it_on(
-        docker_client, built_images, docker_token, tmp_path):
+    docker_client, built_images, docker_token, tmp_path
+):
     python = engine_venvs.venv_python("vllm")
     if not Path(python).exists():
-        pytest.fail(f"the pinned vllm environment is missing at {python}: run "
-                    "`python -m tests.engine_venvs` (.ci/setup does)", pytrace=False)
+        pytest.fail(
+            f"the pinned vllm environment is missing at {python}: run "
+            "`python -m tests.engine_venvs` (.ci/setup does)",
+            pytrace=False,
+        )
     image = built_images["vllm"].ref
     environments = {
         "default": probe(docker_client, image, docker_token)["env"],
-        "turned on": probe(docker_client, image, docker_token,
-                           environment={"VLLM_NO_USAGE_STATS": "0"})["env"],
+        "turned on": probe(
+            docker_client, image, docker_token, environment={"VLLM_NO_USAGE_STATS": "0"}
+        )["env"],
     }
     assert environments["default"]["VLLM_USAGE_SOURCE"] == "production-docker-image"
     # vLLM's own decision (vllm/usage/usage_lib.py, is_usage_stats_enabled) under each
     # container environment; HOME is empty, so no do_not_track file interferes.
-    script = ("import json, os, sys\n"
-              "from vllm.usage import usage_lib\n"
-              "answers = {}\n"
-              "for name, env in json.loads(sys.argv[1]).items():\n"
-              "    os.environ.clear(); os.environ.update(env)\n"
-              "    usage_lib._USAGE_STATS_ENABLED = None\n"
-              "    answers[name] = usage_lib.is_usage_stats_enabled()\n"
-              "print('JSON:' + json.dumps(answers))\n")
-    keep = {"HOME": str(tmp_path), "VLLM_TARGET_DEVICE": "cpu",
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    payload = {name: {k: v for k, v in env.items() if k != "PATH"} | keep
-               for name, env in environments.items()}
-    done = subprocess.run([str(python), "-c", script, json.dumps(payload)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(payload["default"]))
+    script = (
+        "import json, os, sys\n"
+        "from vllm.usage import usage_lib\n"
+        "answers = {}\n"
+        "for name, env in json.loads(sys.argv[1]).items():\n"
+        "    os.environ.clear(); os.environ.update(env)\n"
+        "    usage_lib._USAGE_STATS_ENABLED = None\n"
+        "    answers[name] = usage_lib.is_usage_stats_enabled()\n"
+        "print('JSON:' + json.dumps(answers))\n"
+    )
+    keep = {
+        "HOME": str(tmp_path),
+        "VLLM_TARGET_DEVICE": "cpu",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    }
+    payload = {
+        name: {k: v for k, v in env.items() if k != "PATH"} | keep
+        for name, env in environments.items()
+    }
+    done = subprocess.run(
+        [str(python), "-c", script, json.dumps(payload)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(payload["default"]),
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
     assert done.returncode == 0 and lines, done.stderr
     assert json.loads(lines[-1][5:]) == {"default": False, "turned on": True}
 
 
 def test_the_base_digest_reaches_the_labels_the_summary_and_the_matrix(
-        docker_client, matrix, fake_base_images, local_registry, docker_token, tmp_path):
+    docker_client, matrix, fake_base_images, local_registry, docker_token, tmp_path
+):
     """An "official" base in the local registry: build.py pulls it, labels our image with
     its digest, prints it, and --record-digests writes it into a copy of the matrix."""
     project = copy_project(ROOT, tmp_path / "project")
     matrix_path = project / "images" / "matrix.toml"
     official = f"{local_registry}/longcat-test-{docker_token}-official"
-    text = matrix_path.read_text().replace('repository = "lmsysorg/sglang"',
-                                           f'repository = "{official}"')
+    text = matrix_path.read_text().replace(
+        'repository = "lmsysorg/sglang"', f'repository = "{official}"'
+    )
     matrix_path.write_text(text)
     copied = load_matrix(project)
-    (target,) = plan(copied, ["sglang"], Options(repository=f"longcat-test-{docker_token}-dg",
-                                                 revision="test"), root=project)
+    (target,) = plan(
+        copied,
+        ["sglang"],
+        Options(repository=f"longcat-test-{docker_token}-dg", revision="test"),
+        root=project,
+    )
     assert target.base_image.startswith(f"{official}:") and not target.base_digest
     repository, _, tag = target.base_image.rpartition(":")
     docker_client.api.tag(fake_base_images["sglang"], repository, tag)
@@ -266,12 +321,18 @@ def test_the_base_digest_reaches_the_labels_the_summary_and_the_matrix(
     for chunk in docker_client.api.push(repository, tag=tag, stream=True, decode=True):
         assert "error" not in chunk, chunk
         pushed = (chunk.get("aux") or {}).get("Digest", pushed)
-    docker_client.images.remove(target.base_image)    # so build.py has to pull it
+    docker_client.images.remove(target.base_image)  # so build.py has to pull it
     results = {}
     try:
         out = io.StringIO()
-        results = build_targets([target], client=docker_client, root=project, matrix=copied,
-                                record_digests=True, out=out)
+        results = build_targets(
+            [target],
+            client=docker_client,
+            root=project,
+            matrix=copied,
+            record_digests=True,
+            out=out,
+        )
         (result,) = results.values()
         assert pushed and result["base_digest"] == pushed
         labels = docker_client.images.get(result["id"]).attrs["Config"]["Labels"]
@@ -280,8 +341,7 @@ def test_the_base_digest_reaches_the_labels_the_summary_and_the_matrix(
         assert "pulling it" in log and f"base digest  {pushed}" in log
         variants = tomllib.loads(matrix_path.read_text())["engines"]["sglang"]["variants"]
         assert variants[0]["digest"] == pushed
-        (again,) = plan(load_matrix(project), ["sglang"], Options(revision="test"),
-                        root=project)
+        (again,) = plan(load_matrix(project), ["sglang"], Options(revision="test"), root=project)
         assert again.base_image == f"{target.base_image}@{pushed}"
     finally:
         for result in results.values():

@@ -49,11 +49,14 @@ def planned(matrix, engines=(), **options):
 # plan
 # --------------------------------------------------------------------------------------
 
+
 def test_plan_default_builds_each_engine_on_its_default_variant_with_the_tag_scheme(matrix):
     targets = planned(matrix, revision="g0123456789ab")
     v = versions(matrix)
-    assert [(t.engine, t.cuda, t.default) for t in targets] == \
-        [("sglang", "cu130", True), ("vllm", "cu130", True)]
+    assert [(t.engine, t.cuda, t.default) for t in targets] == [
+        ("sglang", "cu130", True),
+        ("vllm", "cu130", True),
+    ]
     sglang, vllm = targets
     assert sglang.base_image == f"lmsysorg/sglang:v{v['sglang']}-cu130-runtime"
     assert vllm.base_image == f"vllm/vllm-openai:v{v['vllm']}"
@@ -91,13 +94,18 @@ def test_plan_all_cuda_variants_gives_moving_engine_tag_to_the_default_only(matr
     assert "longcat-deploy:vllm-cu129" in cu129.tags
     assert cu129.base_image.endswith(f":v{versions(matrix)['vllm']}-cu129")
     assert cu129.min_driver == "575.51.03"
-    assert "v0.31" in cu129.unconfirmed     # upstream's -cu129 tag is not confirmed
+    assert "v0.31" in cu129.unconfirmed  # upstream's -cu129 tag is not confirmed
 
 
 def test_plan_base_override_registry_and_extra_tags(matrix):
-    (target,) = planned(matrix, ["sglang"], base_image="local/standin:1",
-                        registry="127.0.0.1:5000", repository="team/longcat",
-                        tag=["1.0", "{engine}-rc"])
+    (target,) = planned(
+        matrix,
+        ["sglang"],
+        base_image="local/standin:1",
+        registry="127.0.0.1:5000",
+        repository="team/longcat",
+        tag=["1.0", "{engine}-rc"],
+    )
     assert target.base_image == "local/standin:1"
     assert target.official_base.startswith("lmsysorg/sglang:")
     assert target.base_digest == ""
@@ -125,16 +133,19 @@ def test_plan_without_git_has_no_revision_tag(matrix, tmp_path):
 
 def test_plan_names_an_engine_given_twice_once(matrix):
     assert [t.engine for t in planned(matrix, ["vllm", "vllm"])] == ["vllm"]
-    assert [(t.engine, t.cuda) for t in planned(matrix, ["vllm", "sglang", "vllm"],
-                                                 cuda="all")] == \
-        [("vllm", "cu130"), ("vllm", "cu129"), ("sglang", "cu130")]
+    assert [
+        (t.engine, t.cuda) for t in planned(matrix, ["vllm", "sglang", "vllm"], cuda="all")
+    ] == [("vllm", "cu130"), ("vllm", "cu129"), ("sglang", "cu130")]
 
 
-@pytest.mark.parametrize("options", [
-    {"engines": ["vllm"], "cuda": "all", "tag": "{engine}-custom"},
-    {"engines": ["vllm"], "cuda": "all", "tag": "{version}"},
-    {"cuda": "all", "tag": "{cuda}-x"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"engines": ["vllm"], "cuda": "all", "tag": "{engine}-custom"},
+        {"engines": ["vllm"], "cuda": "all", "tag": "{version}"},
+        {"cuda": "all", "tag": "{cuda}-x"},
+    ],
+)
 def test_a_tag_that_would_name_two_images_is_refused(matrix, options):
     options = dict(options)
     engines = options.pop("engines", ())
@@ -157,22 +168,27 @@ def test_a_matrix_template_that_collides_is_refused_too(matrix):
         planned(broken, ["vllm"], cuda="all")
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"engines": ["tgi"]}, ["unknown engine", "tgi", "sglang", "vllm"]),
-    ({"engines": ["sglang"], "cuda": "cu129"}, ["sglang", "cu129", "cu130",
-                                                "no longer publishes", "v0.5.19"]),
-    ({"cuda": "cu999"}, ["cu999", "cu129", "cu130"]),
-    ({"tag": "latest"}, ["--tag", "latest", "{engine}"]),
-    ({"registry": "bad host"}, ["--registry", "bad host"]),
-    ({"registry": "host:99999"}, ["--registry", "host:99999", "1..65535"]),
-    ({"registry": "host:0"}, ["--registry", "host:0"]),
-    ({"repository": "Upper/Case"}, ["--repository", "Upper/Case"]),
-    ({"revision": "bad rev"}, ["--revision", "bad rev"]),
-    ({"engines": ["sglang"], "tag": "{nope}"}, ["{nope}", "unknown field"]),
-    ({"engines": ["sglang"], "tag": "-x"}, ["-x", "not a valid tag"]),
-    ({"engines": ["sglang"], "base_image": ""}, ["--base-image"]),
-    ({"engines": ["sglang"], "tag": 1.0}, ["--tag", "text"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"engines": ["tgi"]}, ["unknown engine", "tgi", "sglang", "vllm"]),
+        (
+            {"engines": ["sglang"], "cuda": "cu129"},
+            ["sglang", "cu129", "cu130", "no longer publishes", "v0.5.19"],
+        ),
+        ({"cuda": "cu999"}, ["cu999", "cu129", "cu130"]),
+        ({"tag": "latest"}, ["--tag", "latest", "{engine}"]),
+        ({"registry": "bad host"}, ["--registry", "bad host"]),
+        ({"registry": "host:99999"}, ["--registry", "host:99999", "1..65535"]),
+        ({"registry": "host:0"}, ["--registry", "host:0"]),
+        ({"repository": "Upper/Case"}, ["--repository", "Upper/Case"]),
+        ({"revision": "bad rev"}, ["--revision", "bad rev"]),
+        ({"engines": ["sglang"], "tag": "{nope}"}, ["{nope}", "unknown field"]),
+        ({"engines": ["sglang"], "tag": "-x"}, ["-x", "not a valid tag"]),
+        ({"engines": ["sglang"], "base_image": ""}, ["--base-image"]),
+        ({"engines": ["sglang"], "tag": 1.0}, ["--tag", "text"]),
+    ],
+)
 def test_plan_rejects_bad_input_with_a_clear_usage_error(matrix, kwargs, words):
     kwargs = dict(kwargs)
     engines = kwargs.pop("engines", ())
@@ -220,7 +236,7 @@ def test_record_digest_fills_exactly_that_variant_and_keeps_every_comment(tmp_pa
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
     assert len(before.splitlines()) == len(after.splitlines())
     assert len(changed) == 1 and DIGEST in changed[0][1]
-    assert "#" in changed[0][1]                    # the line's comment stays
+    assert "#" in changed[0][1]  # the line's comment stays
     variants = tomllib.loads(after)["engines"]["vllm"]["variants"]
     assert [v["digest"] for v in variants] == ["", DIGEST]
     (target,) = planned(load_matrix(tmp_path), ["vllm"], cuda="cu129")
@@ -244,25 +260,35 @@ def test_record_digest_refuses_a_pinned_variant_an_unknown_one_and_a_non_digest(
 # the command line
 # --------------------------------------------------------------------------------------
 
+
 def test_the_shared_options_are_defined_once_by_options():
     fields = [f.name for f in dataclasses.fields(Options)]
     shared = list(inspect.signature(cli.Commands.__init__).parameters)[1:]
     assert shared == fields
-    for field in fields:                          # the help text, from Options' docstring
+    for field in fields:  # the help text, from Options' docstring
         assert f"    {field}: " in cli.Commands.__doc__
     for name in ("plan", "build", "push"):
         own = inspect.signature(getattr(cli.Commands, name)).parameters
-        assert not set(own) & set(fields), name   # no command repeats them
+        assert not set(own) & set(fields), name  # no command repeats them
     source = inspect.getsource(cli)
     assert "base_image=None" not in source and '"base_image", "registry"' not in source
 
 
 def test_protect_strings_keeps_version_like_values_as_text():
-    assert cli.protect_strings(["plan", "--tag=1.0", "--revision", "0123", "--cuda=all"]) \
-        == ["plan", "--tag='1.0'", "--revision", "'0123'", "--cuda='all'"]
-    assert cli.protect_strings(["build", "sglang", "--no-cache", "--push",
-                                "--cache-dir=1"]) == \
-        ["build", "sglang", "--no-cache", "--push", "--cache-dir='1'"]
+    assert cli.protect_strings(["plan", "--tag=1.0", "--revision", "0123", "--cuda=all"]) == [
+        "plan",
+        "--tag='1.0'",
+        "--revision",
+        "'0123'",
+        "--cuda='all'",
+    ]
+    assert cli.protect_strings(["build", "sglang", "--no-cache", "--push", "--cache-dir=1"]) == [
+        "build",
+        "sglang",
+        "--no-cache",
+        "--push",
+        "--cache-dir='1'",
+    ]
 
 
 def test_cli_plan_json_keeps_tags_and_revisions_as_strings(capsys):
@@ -274,9 +300,14 @@ def test_cli_plan_json_keeps_tags_and_revisions_as_strings(capsys):
     assert target["labels"]["org.opencontainers.image.revision"] == "0123"
 
 
-@pytest.mark.parametrize("args", [["--cuda=all", "plan", "vllm", "--format=json"],
-                                  ["plan", "vllm", "--cuda=all", "--format=json"],
-                                  ["plan", "--cuda", "all", "vllm", "--format=json"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--cuda=all", "plan", "vllm", "--format=json"],
+        ["plan", "vllm", "--cuda=all", "--format=json"],
+        ["plan", "--cuda", "all", "vllm", "--format=json"],
+    ],
+)
 def test_cli_shared_options_work_before_and_after_the_command(capsys, args):
     assert cli.main(args) == 0
     assert [t["cuda"] for t in json.loads(capsys.readouterr().out)] == ["cu130", "cu129"]
@@ -284,9 +315,14 @@ def test_cli_shared_options_work_before_and_after_the_command(capsys, args):
 
 def run_cli(*args, env=None):
     """Run ``python build.py ARGS`` as a user would; return the CompletedProcess."""
-    return subprocess.run([sys.executable, str(ROOT / "build.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, **(env or {})))
+    return subprocess.run(
+        [sys.executable, str(ROOT / "build.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 def test_cli_plan_needs_no_daemon_and_shows_both_engines_with_their_pinned_bases(matrix):
@@ -302,25 +338,37 @@ def test_cli_plan_needs_no_daemon_and_shows_both_engines_with_their_pinned_bases
 def test_cli_help_lists_the_commands_and_the_shared_options():
     done = run_cli("--help")
     assert done.returncode == 0, done.stderr
-    shown = done.stdout + done.stderr            # fire writes help to stderr off a terminal
-    for word in ("plan", "build", "push", "--cuda", "--base_image", "--registry",
-                 "--repository", "--tag", "--revision"):
+    shown = done.stdout + done.stderr  # fire writes help to stderr off a terminal
+    for word in (
+        "plan",
+        "build",
+        "push",
+        "--cuda",
+        "--base_image",
+        "--registry",
+        "--repository",
+        "--tag",
+        "--revision",
+    ):
         assert word in shown
 
 
-@pytest.mark.parametrize("args, status, words", [
-    (["plan", "tgi"], 2, ["unknown engine 'tgi'"]),
-    (["build", "sglang", "--cuda=cu129"], 2, ["no CUDA variant 'cu129'", "no longer"]),
-    (["plan", "--format=yaml"], 2, ["--format"]),
-    (["plan", "--registry=http://x"], 2, ["--registry"]),
-    (["plan", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
-    (["build", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
-    (["plan", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
-    (["build", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
-    (["push", "--base-image=x"], 2, ["push has no option --base-image"]),
-    (["build", "sglang"], 1, ["cannot reach the Docker daemon", "setup-docker"]),
-    (["push", "vllm"], 1, ["cannot reach the Docker daemon"]),
-])
+@pytest.mark.parametrize(
+    "args, status, words",
+    [
+        (["plan", "tgi"], 2, ["unknown engine 'tgi'"]),
+        (["build", "sglang", "--cuda=cu129"], 2, ["no CUDA variant 'cu129'", "no longer"]),
+        (["plan", "--format=yaml"], 2, ["--format"]),
+        (["plan", "--registry=http://x"], 2, ["--registry"]),
+        (["plan", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
+        (["build", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
+        (["plan", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
+        (["build", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
+        (["push", "--base-image=x"], 2, ["push has no option --base-image"]),
+        (["build", "sglang"], 1, ["cannot reach the Docker daemon", "setup-docker"]),
+        (["push", "vllm"], 1, ["cannot reach the Docker daemon"]),
+    ],
+)
 def test_cli_bad_input_is_one_message_and_a_status_never_a_traceback(args, status, words):
     done = run_cli(*args, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert done.returncode == status, (done.stdout, done.stderr)
@@ -342,9 +390,14 @@ def test_cli_unknown_option_exits_2_without_traceback():
     assert "Traceback" not in done.stderr + done.stdout
 
 
-@pytest.mark.parametrize("args, unknown", [(["plan", "--cdua=all"], "--cdua"),
-                                           (["build", "sglang", "--cdua", "all"], "--cdua"),
-                                           (["push", "--no-cache"], "--no-cache")])
+@pytest.mark.parametrize(
+    "args, unknown",
+    [
+        (["plan", "--cdua=all"], "--cdua"),
+        (["build", "sglang", "--cdua", "all"], "--cdua"),
+        (["push", "--no-cache"], "--no-cache"),
+    ],
+)
 def test_cli_unknown_option_is_refused_before_the_command_runs(args, unknown):
     # fire would run the command first (a whole build) and complain afterwards.
     done = run_cli(*args, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
@@ -380,15 +433,17 @@ def test_build_py_checks_the_python_before_importing_anything_newer():
 # the base: found, pulled, or missing
 # --------------------------------------------------------------------------------------
 
+
 def test_a_local_base_is_used_as_it_is_with_the_digest_the_daemon_recorded():
     client = FakeDockerClient()
-    client.bases["127.0.0.1:5000/x:1"] = FakeImage("sha256:" + "aa" * 32,
-                                                   ["127.0.0.1:5000/x:1"],
-                                                   ["127.0.0.1:5000/x@" + DIGEST])
+    client.bases["127.0.0.1:5000/x:1"] = FakeImage(
+        "sha256:" + "aa" * 32, ["127.0.0.1:5000/x:1"], ["127.0.0.1:5000/x@" + DIGEST]
+    )
     client.bases["local/standin:1"] = FakeImage("sha256:" + "bb" * 32, ["local/standin:1"])
     out = io.StringIO()
     assert dockerbuild.resolve_base(client, "127.0.0.1:5000/x:1", out) == dockerbuild.Base(
-        "127.0.0.1:5000/x:1", "sha256:" + "aa" * 32, DIGEST, pulled=False)
+        "127.0.0.1:5000/x:1", "sha256:" + "aa" * 32, DIGEST, pulled=False
+    )
     assert dockerbuild.resolve_base(client, "local/standin:1", out).digest == ""
     assert "pull" not in client.names()
 
@@ -403,11 +458,9 @@ def test_a_missing_base_is_pulled_and_its_digest_recorded():
 
 
 @pytest.mark.parametrize("failure", ["raise", "stream"])
-def test_a_base_that_does_not_exist_fails_at_once_naming_the_tag_and_how_to_list_tags(
-        failure):
+def test_a_base_that_does_not_exist_fails_at_once_naming_the_tag_and_how_to_list_tags(failure):
     client = FakeDockerClient()
-    message = ("manifest for vllm/vllm-openai:v1-cu129 not found: manifest unknown: "
-               "manifest unknown")
+    message = "manifest for vllm/vllm-openai:v1-cu129 not found: manifest unknown: manifest unknown"
 
     def script(reference):
         if failure == "raise":
@@ -425,8 +478,9 @@ def test_a_base_that_does_not_exist_fails_at_once_naming_the_tag_and_how_to_list
 
 def test_a_base_that_cannot_be_pulled_for_another_reason_says_so():
     client = FakeDockerClient()
-    client.pull_script = lambda reference: [{"error": "dial tcp: lookup registry-1.docker.io: "
-                                                      "no such host"}]
+    client.pull_script = lambda reference: [
+        {"error": "dial tcp: lookup registry-1.docker.io: no such host"}
+    ]
     with pytest.raises(BuildError, match="cannot pull the base image .* no such host"):
         dockerbuild.resolve_base(client, "lmsysorg/sglang:v1", io.StringIO())
 
@@ -464,12 +518,15 @@ def artifacts(monkeypatch, tmp_path):
 
 def accepting(engine_version):
     """A run_script: the probe finds everything, the check accepts every plan."""
+
     def script(image, entrypoint, command):
         if entrypoint and entrypoint[:2] == ["python3", "-c"]:
-            return 0, json.dumps({"problems": [], "engine_version": engine_version,
-                                  "python": "/usr/bin/python3"}) + "\n"
+            return 0, json.dumps(
+                {"problems": [], "engine_version": engine_version, "python": "/usr/bin/python3"}
+            ) + "\n"
         assert command == ["check", "--all"] and entrypoint is None
         return 0, "checking 6 plan(s) against sglang\n6 accepted, 0 rejected\n"
+
     return script
 
 
@@ -480,29 +537,35 @@ def one_target(matrix, engine="sglang", **options) -> Target:
 
 def run_build(client, targets, matrix, cache, **kwargs) -> tuple[dict, str]:
     out = io.StringIO()
-    results = pipeline.build_targets(targets, client=client, matrix=matrix, cache=cache,
-                                     out=out, **kwargs)
+    results = pipeline.build_targets(
+        targets, client=client, matrix=matrix, cache=cache, out=out, **kwargs
+    )
     return results, out.getvalue()
 
 
-def test_build_resolves_the_base_then_verifies_inside_the_image_before_any_tag(matrix,
-                                                                             artifacts):
+def test_build_resolves_the_base_then_verifies_inside_the_image_before_any_tag(matrix, artifacts):
     client = FakeDockerClient()
     client.run_script = accepting(versions(matrix)["sglang"])
     target = one_target(matrix)
     results, out = run_build(client, [target], matrix, artifacts)
     names = client.names()
     first_tag = names.index("tag")
-    assert names[:first_tag] == ["pull", "build", "run", "container.remove", "run",
-                                 "container.remove"]
+    assert names[:first_tag] == [
+        "pull",
+        "build",
+        "run",
+        "container.remove",
+        "run",
+        "container.remove",
+    ]
     assert names[first_tag:] == ["tag"] * len(target.tags)
     assert [c[2] for c in client.calls if c[0] == "tag"] == target.tags
     assert all(c[1] == client.built_id for c in client.calls if c[0] == "tag")
     (result,) = results.values()
     assert result["id"] == client.built_id and result["tags"] == target.tags
     assert result["digests"] == {} and result["base_digest"] == client.pull_digest
-    assert "Step 1/1 : FROM base" in out      # the build output is streamed
-    assert "6 accepted, 0 rejected" in out    # and so is the check's report
+    assert "Step 1/1 : FROM base" in out  # the build output is streamed
+    assert "6 accepted, 0 rejected" in out  # and so is the check's report
     run_calls = [c for c in client.calls if c[0] == "run"]
     assert all(c[4]["network_mode"] == "host" for c in run_calls)
     assert run_calls[1][3] == ["check", "--all"]
@@ -515,13 +578,14 @@ def test_the_base_digest_reaches_the_labels_and_the_summary(matrix, artifacts):
     results, out = run_build(client, [target], matrix, artifacts)
     build_kwargs = next(c[1] for c in client.calls if c[0] == "build")
     assert build_kwargs["buildargs"]["BASE_DIGEST"] == client.pull_digest
-    summary = out[out.index("=== summary"):]
+    summary = out[out.index("=== summary") :]
     assert f"base digest  {client.pull_digest}" in summary
     assert target.base_image in summary and target.tags[0] in summary
 
 
 def test_a_cu129_build_whose_engine_carries_a_local_version_passes_and_shows_both(
-        matrix, artifacts):
+    matrix, artifacts
+):
     client = FakeDockerClient()
     pin = versions(matrix)["vllm"]
     client.run_script = accepting(f"{pin}+cu129")
@@ -534,8 +598,7 @@ def test_a_cu129_build_whose_engine_carries_a_local_version_passes_and_shows_bot
 
 
 @pytest.mark.parametrize("have, public", [("0.0.1+cu129", "0.0.1"), ("0.0.1", "0.0.1")])
-def test_a_different_public_version_still_fails_verification(matrix, artifacts, have,
-                                                             public):
+def test_a_different_public_version_still_fails_verification(matrix, artifacts, have, public):
     client = FakeDockerClient()
     client.run_script = accepting(have)
     with pytest.raises(BuildError) as caught:
@@ -564,7 +627,7 @@ def test_every_base_is_resolved_before_anything_is_built(matrix, artifacts):
     targets = planned(matrix, ["vllm"], cuda="all")
     with pytest.raises(BuildError, match="-cu129 does not exist"):
         run_build(client, targets, matrix, artifacts)
-    assert client.names() == ["pull", "pull"]          # nothing built, nothing tagged
+    assert client.names() == ["pull", "pull"]  # nothing built, nothing tagged
 
 
 def test_record_digests_fills_the_pulled_digest_into_the_matrix(matrix, artifacts, tmp_path):
@@ -572,25 +635,29 @@ def test_record_digests_fills_the_pulled_digest_into_the_matrix(matrix, artifact
     client = FakeDockerClient()
     client.run_script = accepting(versions(matrix)["vllm"])
     (target,) = plan(load_matrix(project), ["vllm"], Options(revision="r1"), root=project)
-    _, out = run_build(client, [target], load_matrix(project), artifacts, root=project,
-                       record_digests=True)
+    _, out = run_build(
+        client, [target], load_matrix(project), artifacts, root=project, record_digests=True
+    )
     assert f'digest = "{client.pull_digest}" written to' in out
     variants = load_matrix(project)["engines"]["vllm"]["variants"]
     assert variants[0]["digest"] == client.pull_digest and variants[1]["digest"] == ""
 
 
-def test_record_digests_leaves_the_matrix_alone_for_an_overridden_base(matrix, artifacts,
-                                                                      tmp_path):
+def test_record_digests_leaves_the_matrix_alone_for_an_overridden_base(matrix, artifacts, tmp_path):
     project = copy_project(ROOT, tmp_path / "project")
     path = project / "images" / "matrix.toml"
     before = path.read_text()
     client = FakeDockerClient()
     client.run_script = accepting(versions(matrix)["vllm"])
-    (target,) = plan(load_matrix(project), ["vllm"],
-                     Options(revision="r1", base_image="127.0.0.1:5000/standin:1"),
-                     root=project)
-    _, out = run_build(client, [target], load_matrix(project), artifacts, root=project,
-                       record_digests=True)
+    (target,) = plan(
+        load_matrix(project),
+        ["vllm"],
+        Options(revision="r1", base_image="127.0.0.1:5000/standin:1"),
+        root=project,
+    )
+    _, out = run_build(
+        client, [target], load_matrix(project), artifacts, root=project, record_digests=True
+    )
     assert "not the official base; nothing recorded" in out
     assert path.read_text() == before
 
@@ -613,9 +680,13 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(matrix, artifact
     client.run_script = accepting(versions(matrix)["vllm"])
     run_build(client, [one_target(matrix, "vllm")], matrix, artifacts)
     built = client.context
-    assert set(built) == {"Dockerfile", "dumb-init", "deps/requirements.txt",
-                          "deps/python_hostlist-2.0-py3-none-any.whl",
-                          "launcher/longcat_deploy-0.1.0-py3-none-any.whl"}
+    assert set(built) == {
+        "Dockerfile",
+        "dumb-init",
+        "deps/requirements.txt",
+        "deps/python_hostlist-2.0-py3-none-any.whl",
+        "launcher/longcat_deploy-0.1.0-py3-none-any.whl",
+    }
     assert built["Dockerfile"][0] == (ROOT / "images" / "vllm" / "Dockerfile").read_bytes()
     assert built["dumb-init"][0] == FAKE_INIT
     assert built["dumb-init"][1] & 0o777 == 0o755
@@ -625,11 +696,15 @@ def test_build_context_holds_exactly_what_the_dockerfile_copies(matrix, artifact
 def test_a_failed_step_names_the_step_and_shows_its_log(matrix, artifacts):
     client = FakeDockerClient()
     client.build_stream = [
-        {"stream": "Step 1/3 : FROM base\n"}, {"stream": " ---> 1234\n"},
+        {"stream": "Step 1/3 : FROM base\n"},
+        {"stream": " ---> 1234\n"},
         {"stream": "Step 2/3 : RUN pip install x\n"},
-        {"stream": " ---> Running in 99\n"}, {"stream": "ERROR: No matching distribution\n"},
-        {"errorDetail": {"code": 1, "message": "The command returned a non-zero code: 1"},
-         "error": "The command returned a non-zero code: 1"},
+        {"stream": " ---> Running in 99\n"},
+        {"stream": "ERROR: No matching distribution\n"},
+        {
+            "errorDetail": {"code": 1, "message": "The command returned a non-zero code: 1"},
+            "error": "The command returned a non-zero code: 1",
+        },
     ]
     with pytest.raises(BuildError) as caught:
         run_build(client, [one_target(matrix)], matrix, artifacts)
@@ -637,7 +712,7 @@ def test_a_failed_step_names_the_step_and_shows_its_log(matrix, artifacts):
     assert "step 2/3: RUN pip install x" in message
     assert "ERROR: No matching distribution" in message
     assert "non-zero code: 1" in message
-    assert " ---> 1234" not in message                    # only the failing step's log
+    assert " ---> 1234" not in message  # only the failing step's log
     assert caught.value.exit_status == 1
     assert "tag" not in client.names() and "run" not in client.names()
 
@@ -648,9 +723,11 @@ def test_a_rejected_flag_fails_the_build_names_the_flag_and_tags_nothing(matrix,
 
     def script(image, entrypoint, command):
         if command == ["check", "--all"]:
-            return 1, ("FAIL fp8 node 0 of 1, MTP off: python3 -m sglang.launch_server ...\n"
-                       "     rejected --ep-size: not an option of sglang X\n"
-                       "5 accepted, 1 rejected\n")
+            return 1, (
+                "FAIL fp8 node 0 of 1, MTP off: python3 -m sglang.launch_server ...\n"
+                "     rejected --ep-size: not an option of sglang X\n"
+                "5 accepted, 1 rejected\n"
+            )
         return probe(image, entrypoint, command)
 
     client.run_script = script
@@ -662,14 +739,20 @@ def test_a_rejected_flag_fails_the_build_names_the_flag_and_tags_nothing(matrix,
     assert ("remove_image", client.built_id) in client.calls
 
 
-@pytest.mark.parametrize("probe, words", [
-    ({"problems": ["python-hostlist is not installed"], "engine_version": "PINNED"},
-     ["lacks", "python-hostlist"]),
-    ({"problems": [], "engine_version": "0.0.1"}, ["holds sglang 0.0.1", "pins"]),
-    ({"problems": [], "engine_version": None}, ["does not have sglang installed"]),
-])
-def test_verification_catches_missing_dependencies_and_a_wrong_engine(matrix, artifacts,
-                                                                      probe, words):
+@pytest.mark.parametrize(
+    "probe, words",
+    [
+        (
+            {"problems": ["python-hostlist is not installed"], "engine_version": "PINNED"},
+            ["lacks", "python-hostlist"],
+        ),
+        ({"problems": [], "engine_version": "0.0.1"}, ["holds sglang 0.0.1", "pins"]),
+        ({"problems": [], "engine_version": None}, ["does not have sglang installed"]),
+    ],
+)
+def test_verification_catches_missing_dependencies_and_a_wrong_engine(
+    matrix, artifacts, probe, words
+):
     client = FakeDockerClient()
     if probe["engine_version"] == "PINNED":
         probe = dict(probe, engine_version=versions(matrix)["sglang"])
@@ -689,9 +772,8 @@ def test_push_after_build_returns_each_tags_digest(matrix, artifacts):
     (result,) = results.values()
     assert set(result["digests"]) == set(target.tags)
     assert [c[1] for c in client.calls if c[0] == "push"] == target.tags
-    assert client.names().index("push") > max(i for i, n in enumerate(client.names())
-                                              if n == "tag")
-    assert f"{target.tags[0]}@sha256:" in out[out.index("=== summary"):]
+    assert client.names().index("push") > max(i for i, n in enumerate(client.names()) if n == "tag")
+    assert f"{target.tags[0]}@sha256:" in out[out.index("=== summary") :]
 
 
 def test_push_errors_are_reported():
@@ -699,8 +781,9 @@ def test_push_errors_are_reported():
     with pytest.raises(BuildError, match="no such image here"):
         publish.push_tags(client, ["127.0.0.1:1/x:missing"], out=io.StringIO())
     client.tags["127.0.0.1:1/x:t"] = client.built_id
-    client.push_stream = lambda name: iter([{"errorDetail": {"message": "denied"},
-                                             "error": "denied"}])
+    client.push_stream = lambda name: iter(
+        [{"errorDetail": {"message": "denied"}, "error": "denied"}]
+    )
     with pytest.raises(BuildError, match="pushing 127.0.0.1:1/x:t failed: denied"):
         publish.push_tags(client, ["127.0.0.1:1/x:t"], out=io.StringIO())
 
@@ -708,8 +791,12 @@ def test_push_errors_are_reported():
 def test_added_layers_size_counts_only_what_sits_above_the_base():
     client = FakeDockerClient()
     client.histories = {
-        "ours": [{"Id": "a", "Size": 10}, {"Id": "b", "Size": 5}, {"Id": "<missing>", "Size": 100},
-                 {"Id": "<missing>", "Size": 1000}],
+        "ours": [
+            {"Id": "a", "Size": 10},
+            {"Id": "b", "Size": 5},
+            {"Id": "<missing>", "Size": 100},
+            {"Id": "<missing>", "Size": 1000},
+        ],
         "base": [{"Id": "x", "Size": 100}, {"Id": "<missing>", "Size": 1000}],
     }
     assert dockerbuild.added_layers_size(client, "ours", "base") == 15
@@ -718,6 +805,7 @@ def test_added_layers_size_counts_only_what_sits_above_the_base():
 # --------------------------------------------------------------------------------------
 # the artifacts: dumb-init, dependency wheels, the launcher wheel
 # --------------------------------------------------------------------------------------
+
 
 def test_init_binary_refuses_a_wheel_whose_hash_differs_from_the_pin(matrix, tmp_path):
     wheel = tmp_path / "init" / matrix["init"]["wheel"]
@@ -745,7 +833,7 @@ def test_missing_dependencies_are_the_ones_the_bases_do_not_ship(matrix):
 def test_a_failed_wheel_build_leaves_nothing_in_the_cache(monkeypatch, tmp_path):
     def failing(argv, what, cwd=None):
         out_dir = Path(argv[argv.index("--wheel-dir") + 1])
-        (out_dir / "half-written.tmp").write_bytes(b"partial")     # as pip may leave
+        (out_dir / "half-written.tmp").write_bytes(b"partial")  # as pip may leave
         raise BuildError(f"{what} failed (exit 1)")
 
     monkeypatch.setattr(context, "_run", failing)
@@ -758,4 +846,4 @@ def test_launcher_wheel_is_reproducible(tmp_path):
     first = context.launcher_wheel(ROOT, tmp_path / "a")
     second = context.launcher_wheel(ROOT, tmp_path / "b")
     assert first.name == second.name
-    assert first.read_bytes() == second.read_bytes()   # same sources, same layer
+    assert first.read_bytes() == second.read_bytes()  # same sources, same layer

@@ -50,11 +50,12 @@ print("JSON:" + json.dumps(table))
 def dump(python: str, engine: str, extra_env: dict | None = None) -> dict:
     """Run DUMP with ``python``; return the option table."""
     env = dict(os.environ, **(extra_env or {}))
-    done = subprocess.run([python, "-c", DUMP, engine], capture_output=True, text=True,
-                          env=env, timeout=600)
+    done = subprocess.run(
+        [python, "-c", DUMP, engine], capture_output=True, text=True, env=env, timeout=600
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
     assert done.returncode == 0 and lines, f"{python} could not dump {engine}:\n{done.stderr}"
-    return json.loads(lines[-1][len("JSON:"):])
+    return json.loads(lines[-1][len("JSON:") :])
 
 
 @pytest.fixture(scope="module", params=["sglang", "vllm"])
@@ -62,8 +63,11 @@ def tables(request):
     engine = request.param
     python = engine_venvs.venv_python(engine)
     if not Path(python).exists():
-        pytest.fail(f"the pinned {engine} environment is missing at {python}: run "
-                    "`python -m tests.engine_venvs` (.ci/setup does)", pytrace=False)
+        pytest.fail(
+            f"the pinned {engine} environment is missing at {python}: run "
+            "`python -m tests.engine_venvs` (.ci/setup does)",
+            pytrace=False,
+        )
     fake = dump(sys.executable, engine, {"PYTHONPATH": str(SITE), "FAKE_ENGINE_REJECT": ""})
     return engine, fake, dump(str(python), engine)
 
@@ -78,10 +82,14 @@ def test_every_fake_option_is_defined_exactly_as_the_real_engine_defines_it(tabl
         if option not in real:
             differences[option] = "the real engine has no such option"
         elif definition != real[option]:
-            differences[option] = {k: (definition[k], real[option][k])
-                                   for k in definition if definition[k] != real[option][k]}
-    assert not differences, f"fake {engine} differs from the real one (fake, real): " \
-                            f"{json.dumps(differences, indent=1)}"
+            differences[option] = {
+                k: (definition[k], real[option][k])
+                for k in definition
+                if definition[k] != real[option][k]
+            }
+    assert not differences, (
+        f"fake {engine} differs from the real one (fake, real): {json.dumps(differences, indent=1)}"
+    )
 
 
 def test_options_the_engines_dropped_are_absent_from_fake_and_real(tables):
@@ -92,21 +100,30 @@ def test_options_the_engines_dropped_are_absent_from_fake_and_real(tables):
 
 
 def test_fake_reject_switch_removes_exactly_the_named_option():
-    fake = dump(sys.executable, "sglang", {"PYTHONPATH": str(SITE),
-                                           "FAKE_ENGINE_REJECT": "--ep-size"})
+    fake = dump(
+        sys.executable, "sglang", {"PYTHONPATH": str(SITE), "FAKE_ENGINE_REJECT": "--ep-size"}
+    )
     assert "--ep-size" not in fake and "--expert-parallel-size" not in fake
     assert "--tp-size" in fake
 
 
 def test_fake_vllm_mtp_methods_are_real_ones():
-    probe = ("from typing import get_args; from vllm.config.speculative import MTPModelTypes;"
-             " print('JSON:' + __import__('json').dumps(list(get_args(MTPModelTypes))))")
+    probe = (
+        "from typing import get_args; from vllm.config.speculative import MTPModelTypes;"
+        " print('JSON:' + __import__('json').dumps(list(get_args(MTPModelTypes))))"
+    )
     names = {}
     for label, python, env in (
-            ("fake", sys.executable, {"PYTHONPATH": str(SITE)}),
-            ("real", str(engine_venvs.venv_python("vllm")), {"VLLM_TARGET_DEVICE": "cpu"})):
-        done = subprocess.run([python, "-c", probe], capture_output=True, text=True,
-                              env=dict(os.environ, **env), timeout=600)
+        ("fake", sys.executable, {"PYTHONPATH": str(SITE)}),
+        ("real", str(engine_venvs.venv_python("vllm")), {"VLLM_TARGET_DEVICE": "cpu"}),
+    ):
+        done = subprocess.run(
+            [python, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, **env),
+            timeout=600,
+        )
         lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
         assert done.returncode == 0 and lines, done.stderr
         names[label] = set(json.loads(lines[-1][5:]))
@@ -138,11 +155,16 @@ def test_fake_vllm_parser_registries_are_real_ones():
 
     found = {}
     for label, python, env in (
-            ("fake", sys.executable, {"PYTHONPATH": str(SITE)}),
-            ("real", str(engine_venvs.venv_python("vllm")), {})):
-        done = subprocess.run([python, "-c", PARSERS, REASONING_PARSER_PLUGIN],
-                              capture_output=True, text=True, env=dict(os.environ, **env),
-                              timeout=600)
+        ("fake", sys.executable, {"PYTHONPATH": str(SITE)}),
+        ("real", str(engine_venvs.venv_python("vllm")), {}),
+    ):
+        done = subprocess.run(
+            [python, "-c", PARSERS, REASONING_PARSER_PLUGIN],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, **env),
+            timeout=600,
+        )
         lines = [line for line in done.stdout.splitlines() if line.startswith("JSON:")]
         assert done.returncode == 0 and lines, done.stderr[-3000:]
         found[label] = json.loads(lines[-1][5:])

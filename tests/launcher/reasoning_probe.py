@@ -35,10 +35,20 @@ from vllm.parser.parser_manager import ParserManager  # noqa: E402
 from vllm.reasoning import ReasoningParserManager  # noqa: E402
 
 TAGS = ["<longcat_think>", "</longcat_think>", "<longcat_tool_call>", "</longcat_tool_call>"]
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
 def byte_tokenizer(tag_tokens: bool) -> PreTrainedTokenizerFast:
@@ -50,21 +60,22 @@ def byte_tokenizer(tag_tokens: bool) -> PreTrainedTokenizerFast:
     core.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>")
     if tag_tokens:
-        tokenizer.add_tokens([AddedToken(tag, special=True, normalized=False) for tag in TAGS],
-                             special_tokens=True)
+        tokenizer.add_tokens(
+            [AddedToken(tag, special=True, normalized=False) for tag in TAGS], special_tokens=True
+        )
     return tokenizer
 
 
 def request(tools: bool) -> ChatCompletionRequest:
     extra = {"tools": TOOLS, "tool_choice": "auto"} if tools else {}
-    return ChatCompletionRequest(model="longcat", messages=[{"role": "user", "content": "hi"}],
-                                 **extra)
+    return ChatCompletionRequest(
+        model="longcat", messages=[{"role": "user", "content": "hi"}], **extra
+    )
 
 
 def calls(function_calls) -> list:
     """``Parser.parse``'s FunctionCall list (vllm/parser/abstract_parser.py) as plain data."""
-    return [{"name": c.name, "arguments": json.loads(c.arguments)}
-            for c in function_calls or []]
+    return [{"name": c.name, "arguments": json.loads(c.arguments)} for c in function_calls or []]
 
 
 def run_case(parser_cls, reasoner_cls, tokenizer, case) -> dict:
@@ -75,12 +86,14 @@ def run_case(parser_cls, reasoner_cls, tokenizer, case) -> dict:
     whole = parser_cls(tokenizer, req.tools)
     req = whole.adjust_request(req)
     whole.set_prompt_token_ids(prompt_ids)
-    reasoning, content, tool_calls = whole.parse(case["output"], req,
-                                                 enable_auto_tools=case["tools"],
-                                                 model_output_token_ids=output_ids)
-    result = {"skip_special_tokens": req.skip_special_tokens,
-              "whole": {"reasoning": reasoning, "content": content,
-                        "tool_calls": calls(tool_calls)}, "streams": []}
+    reasoning, content, tool_calls = whole.parse(
+        case["output"], req, enable_auto_tools=case["tools"], model_output_token_ids=output_ids
+    )
+    result = {
+        "skip_special_tokens": req.skip_special_tokens,
+        "whole": {"reasoning": reasoning, "content": content, "tool_calls": calls(tool_calls)},
+        "streams": [],
+    }
 
     for pieces in case["splits"]:
         assert "".join(pieces) == case["output"], pieces
@@ -88,13 +101,21 @@ def run_case(parser_cls, reasoner_cls, tokenizer, case) -> dict:
         deltas = []
         for i, piece in enumerate(pieces):
             delta = streamed.parse_delta(
-                delta_text=piece, delta_token_ids=tokenizer.encode(piece, add_special_tokens=False),
-                request=req, prompt_token_ids=prompt_ids, finished=i == len(pieces) - 1)
+                delta_text=piece,
+                delta_token_ids=tokenizer.encode(piece, add_special_tokens=False),
+                request=req,
+                prompt_token_ids=prompt_ids,
+                finished=i == len(pieces) - 1,
+            )
             if delta is None:
                 continue
-            deltas.append({"reasoning": delta.reasoning, "content": delta.content,
-                           "tool_calls": [tc.model_dump(exclude_none=True)
-                                          for tc in delta.tool_calls]})
+            deltas.append(
+                {
+                    "reasoning": delta.reasoning,
+                    "content": delta.content,
+                    "tool_calls": [tc.model_dump(exclude_none=True) for tc in delta.tool_calls],
+                }
+            )
         result["streams"].append(deltas)
 
     gate = reasoner_cls(tokenizer)
@@ -105,11 +126,14 @@ def run_case(parser_cls, reasoner_cls, tokenizer, case) -> dict:
         for i, token in enumerate(output_ids):
             seen.append(token)
             if gate.is_reasoning_end_streaming(seen, [token]):
-                end_after = tokenizer.decode(output_ids[:i + 1])
+                end_after = tokenizer.decode(output_ids[: i + 1])
                 break
-    result["gate"] = {"ended_in_prompt": ended_in_prompt, "end_after": end_after,
-                      "content_ids": tokenizer.decode(gate.extract_content_ids(output_ids)),
-                      "reasoning_tokens": gate.count_reasoning_tokens(output_ids)}
+    result["gate"] = {
+        "ended_in_prompt": ended_in_prompt,
+        "end_after": end_after,
+        "content_ids": tokenizer.decode(gate.extract_content_ids(output_ids)),
+        "reasoning_tokens": gate.count_reasoning_tokens(output_ids),
+    }
     return result
 
 
@@ -123,11 +147,15 @@ def main() -> int:
     for case in job["cases"]:
         parser_cls = ParserManager.get_parser(
             tool_parser_name="longcat" if case["tools"] else None,
-            reasoning_parser_name="longcat_think", enable_auto_tools=case["tools"],
-            model_name="longcat", tokenizer=tokenizer)
+            reasoning_parser_name="longcat_think",
+            enable_auto_tools=case["tools"],
+            model_name="longcat",
+            tokenizer=tokenizer,
+        )
         answers.append(run_case(parser_cls, reasoner_cls, tokenizer, case))
-    print(json.dumps({"registered": registered, "class": reasoner_cls.__name__,
-                      "answers": answers}))
+    print(
+        json.dumps({"registered": registered, "class": reasoner_cls.__name__, "answers": answers})
+    )
     return 0
 
 

@@ -31,11 +31,18 @@ def clean_env(extra: dict | None = None) -> dict:
     return env
 
 
-def run_launcher(args: list[str], env: dict, python: str = sys.executable,
-                 timeout: float = 60) -> subprocess.CompletedProcess:
+def run_launcher(
+    args: list[str], env: dict, python: str = sys.executable, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run ``python -m entrypoint ARGS`` from the repository root, capturing output."""
-    return subprocess.run([python, "-m", "entrypoint", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [python, "-m", "entrypoint", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def command_of(stdout: str) -> list[str]:
@@ -50,15 +57,17 @@ def check_expect(argv: list[str], expect: dict) -> None:
     serve``, or ``python3 -m sglang.launch_server``.
     """
     program = expect.get("program") or (
-        ["vllm", "serve"] if argv[:2] == ["vllm", "serve"]
-        else ["python3", "-m", "sglang.launch_server"])
-    head = argv[:len(program)]
+        ["vllm", "serve"]
+        if argv[:2] == ["vllm", "serve"]
+        else ["python3", "-m", "sglang.launch_server"]
+    )
+    head = argv[: len(program)]
     if program[0] == "python3":
         assert Path(head[0]).name.startswith(PYTHON_WORDS), argv
         assert head[1:] == program[1:], argv
     else:
         assert head == program, argv
-    rest = argv[len(program):]
+    rest = argv[len(program) :]
     if program[-1] == "serve":  # vLLM's positional model
         assert rest[0] == expect.get("model", rest[0]), argv
         rest = rest[1:]
@@ -74,8 +83,9 @@ def check_expect(argv: list[str], expect: dict) -> None:
             values.setdefault(token, []).append(True)
             i += 1
     for flag, want in (expect.get("flags") or {}).items():
-        assert values.get(flag) == [want if want is True else str(want)], \
+        assert values.get(flag) == [want if want is True else str(want)], (
             f"{flag}: want {want!r}, got {values.get(flag)!r} in {argv}"
+        )
     for flag, keys in (expect.get("json") or {}).items():
         assert len(values.get(flag, [])) == 1, f"{flag} missing or repeated in {argv}"
         parsed = json.loads(values[flag][0])

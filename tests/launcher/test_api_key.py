@@ -55,10 +55,14 @@ def key_file(tmp_path: Path, text: str) -> Path:
 
 # --- vLLM: VLLM_API_KEY ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["variable", "file"])
 def test_vllm_reads_the_key_from_its_environment_only(how, tmp_path):
-    extra = ({"API_KEY": KEY} if how == "variable"
-             else {"API_KEY_FILE": str(key_file(tmp_path, KEY + "\n"))})
+    extra = (
+        {"API_KEY": KEY}
+        if how == "variable"
+        else {"API_KEY_FILE": str(key_file(tmp_path, KEY + "\n"))}
+    )
     result, seen = launch(tmp_path, "vllm", **extra)
     assert result.returncode == 0, result.stderr
     assert seen["env"]["VLLM_API_KEY"] == KEY
@@ -81,10 +85,14 @@ def test_without_a_key_the_engine_gets_none(tmp_path):
 
 # --- SGLang: a private --config file ----------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["variable", "file"])
 def test_sglang_reads_the_key_from_a_private_config_file(how, tmp_path):
-    extra = ({"API_KEY": KEY} if how == "variable"
-             else {"API_KEY_FILE": str(key_file(tmp_path, KEY + "\r\n"))})
+    extra = (
+        {"API_KEY": KEY}
+        if how == "variable"
+        else {"API_KEY_FILE": str(key_file(tmp_path, KEY + "\r\n"))}
+    )
     result, seen = launch(tmp_path, "sglang", **extra)
     assert result.returncode == 0, result.stderr
     assert_never_shown(KEY, result, seen)
@@ -103,10 +111,18 @@ def test_the_link_leads_nowhere_outside_the_engine(tmp_path):
     not there (the engine that held it has exited)."""
     result, seen = launch(tmp_path, "sglang", API_KEY=KEY)
     link = seen["argv"][seen["argv"].index("--config") + 1]
-    reader = subprocess.run([sys.executable, "-c",
-                             "import sys\ntry:\n print(open(sys.argv[1]).read())\n"
-                             "except OSError as e:\n print('unreadable', e.errno)", link],
-                            capture_output=True, text=True, timeout=30)
+    reader = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\ntry:\n print(open(sys.argv[1]).read())\n"
+            "except OSError as e:\n print('unreadable', e.errno)",
+            link,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert KEY not in reader.stdout + reader.stderr
 
 
@@ -119,14 +135,18 @@ def test_a_key_starting_with_a_dash_is_refused_on_sglang(tmp_path):
 
 # --- API_KEY_FILE -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("content, words", [
-    (None, "cannot be read"),
-    ("", "empty"),
-    ("\n", "empty"),
-    (f"{KEY} with spaces\n", "value not shown"),
-    ("short\n", "value not shown"),
-    ("x" * 5000, "at most 4096 bytes"),
-])
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "cannot be read"),
+        ("", "empty"),
+        ("\n", "empty"),
+        (f"{KEY} with spaces\n", "value not shown"),
+        ("short\n", "value not shown"),
+        ("x" * 5000, "at most 4096 bytes"),
+    ],
+)
 def test_a_bad_key_file_is_refused_before_anything_starts(content, words, tmp_path):
     path = tmp_path / "missing" if content is None else key_file(tmp_path, content)
     result, seen = launch(tmp_path, "vllm", API_KEY_FILE=str(path), DOWNLOAD="1")
@@ -147,19 +167,26 @@ def test_the_dry_run_does_not_read_the_key_file(tmp_path):
 
 # --- properties ---------------------------------------------------------------------------
 
-keys = st.text(st.characters(min_codepoint=33, max_codepoint=0x24F,
-                             blacklist_categories=("Cc", "Cs", "Zs")),
-               min_size=8, max_size=48).filter(lambda k: k.isprintable() and k[0] != "-")
+keys = st.text(
+    st.characters(min_codepoint=33, max_codepoint=0x24F, blacklist_categories=("Cc", "Cs", "Zs")),
+    min_size=8,
+    max_size=48,
+).filter(lambda k: k.isprintable() and k[0] != "-")
 
 
 @settings(max_examples=25, deadline=None)
-@given(key=keys, engine=st.sampled_from(["sglang", "vllm"]),
-       how=st.sampled_from(["variable", "file"]))
+@given(
+    key=keys, engine=st.sampled_from(["sglang", "vllm"]), how=st.sampled_from(["variable", "file"])
+)
 def test_a_key_never_appears_in_output_argv_or_the_engine_environment(
-        key, engine, how, tmp_path_factory):
+    key, engine, how, tmp_path_factory
+):
     tmp_path = tmp_path_factory.mktemp("key")
-    extra = ({"API_KEY": key} if how == "variable"
-             else {"API_KEY_FILE": str(key_file(tmp_path, key + "\n"))})
+    extra = (
+        {"API_KEY": key}
+        if how == "variable"
+        else {"API_KEY_FILE": str(key_file(tmp_path, key + "\n"))}
+    )
     result, seen = launch(tmp_path, engine, **extra)
     assert result.returncode == 0, result.stderr
     assert_never_shown(key, result, seen)
@@ -193,13 +220,24 @@ def test_sglang_reads_the_key_file_with_its_own_config_reader(tmp_path):
     process that made it, as the engine is after the exec."""
     from tests.launcher.test_engine_contract import engine_python
 
-    tricky = [KEY, 'sk-"quoted"\\back', "sk-#not-a-comment: x", "ключ-schlüssel-密钥",
-              "sk-'single'-{json}", "sk-0123456789" * 20]
+    tricky = [
+        KEY,
+        'sk-"quoted"\\back',
+        "sk-#not-a-comment: x",
+        "ключ-schlüssel-密钥",
+        "sk-'single'-{json}",
+        "sk-0123456789" * 20,
+    ]
     python = engine_python("sglang")
-    done = subprocess.run([str(python), "-c", READ_WITH_SGLANG], input=json.dumps(tricky),
-                          env=clean_env({"PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)}),
-                          cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-c", READ_WITH_SGLANG],
+        input=json.dumps(tricky),
+        env=clean_env({"PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)}),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.split("GOT:", 1)[1])
     assert [key for key, _ in got] == tricky

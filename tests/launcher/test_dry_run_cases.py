@@ -16,9 +16,11 @@ from tests.launcher.support import (
     run_launcher,
 )
 
-CASES = [pytest.param(c, id=f"shared:{c['name']}") for c in load_cases(SHARED_CASES)] + \
-        [pytest.param(c, id=f"serving:{c['name']}") for c in load_cases(SERVING_CASES)] + \
-        [pytest.param(c, id=f"ours:{c['name']}") for c in load_cases(OUR_CASES)]
+CASES = (
+    [pytest.param(c, id=f"shared:{c['name']}") for c in load_cases(SHARED_CASES)]
+    + [pytest.param(c, id=f"serving:{c['name']}") for c in load_cases(SERVING_CASES)]
+    + [pytest.param(c, id=f"ours:{c['name']}") for c in load_cases(OUR_CASES)]
+)
 
 
 def test_the_shared_case_files_are_present_and_nonempty():
@@ -49,4 +51,4 @@ def test_dry_run(case, tmp_path):
     argv = command_of(result.stdout)
     check_expect(argv, expect)
     if "tail" in expect:
-        assert argv[-len(expect["tail"]):] == expect["tail"], argv
+        assert argv[-len(expect["tail"]) :] == expect["tail"], argv

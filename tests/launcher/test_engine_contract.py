@@ -45,8 +45,14 @@ def engine_env(python, extra=None):
 
 
 def check(python, env, *args):
-    return subprocess.run([str(python), "-m", "entrypoint", "check", *args], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [str(python), "-m", "entrypoint", "check", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 # Prints every option string of the engine's server parser, one per line.
@@ -65,8 +71,16 @@ else:
 print("\n".join(["OPTIONS:", *parser._option_string_actions]))
 """
 # How an option that takes a secret is named: its last word, or its last two words.
-SECRET_ENDINGS = ("password", "secret", "api-key", "access-key", "secret-key", "hf-token",
-                  "auth-token", "access-token")
+SECRET_ENDINGS = (
+    "password",
+    "secret",
+    "api-key",
+    "access-key",
+    "secret-key",
+    "hf-token",
+    "auth-token",
+    "access-token",
+)
 
 
 def test_every_secret_option_of_the_engine_is_redacted(engine):
@@ -75,8 +89,13 @@ def test_every_secret_option_of_the_engine_is_redacted(engine):
     from entrypoint.output import is_secret_flag, redact_argv
 
     name, python = engine
-    done = subprocess.run([str(python), "-c", OPTIONS, name], capture_output=True, text=True,
-                          env=engine_env(python), timeout=600)
+    done = subprocess.run(
+        [str(python), "-c", OPTIONS, name],
+        capture_output=True,
+        text=True,
+        env=engine_env(python),
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     options = done.stdout.split("OPTIONS:\n", 1)[1].split()
     secret = [o for o in options if o.startswith("--") and o.endswith(SECRET_ENDINGS)]
@@ -100,8 +119,9 @@ def test_every_standard_plan_is_accepted(engine):
 
 def test_a_planted_stale_flag_is_rejected_and_named(engine):
     name, python = engine
-    result = check(python, engine_env(python, {"ENGINE": name,
-                                               "EXTRA_ARGS": "--enable-ep-moe"}), "--all")
+    result = check(
+        python, engine_env(python, {"ENGINE": name, "EXTRA_ARGS": "--enable-ep-moe"}), "--all"
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rejected --enable-ep-moe" in result.stdout
     assert "0 accepted" in result.stdout
@@ -109,27 +129,42 @@ def test_a_planted_stale_flag_is_rejected_and_named(engine):
 
 def test_every_case_of_the_yaml_files_is_accepted(engine):
     name, python = engine
-    cases = [c for path in (SHARED_CASES, SERVING_CASES, OUR_CASES) for c in load_cases(path)
-             if "error" not in c["expect"] and str(c["env"].get("ENGINE", "")).lower() == name]
+    cases = [
+        c
+        for path in (SHARED_CASES, SERVING_CASES, OUR_CASES)
+        for c in load_cases(path)
+        if "error" not in c["expect"] and str(c["env"].get("ENGINE", "")).lower() == name
+    ]
     assert cases
     # The PATH the engine would run with: the environment's `vllm` command first.
     envs = [dict(c["env"], PATH=engine_env(python)["PATH"]) for c in cases]
-    probe = subprocess.run([str(python), "-m", "tests.launcher.contract_probe"],
-                           input=json.dumps(envs), env=engine_env(python), cwd=REPO,
-                           capture_output=True, text=True, timeout=900)
+    probe = subprocess.run(
+        [str(python), "-m", "tests.launcher.contract_probe"],
+        input=json.dumps(envs),
+        env=engine_env(python),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
     results = json.loads(probe.stdout.splitlines()[-1])
     for case, result in zip(cases, results):
         assert result["status"] == 0, f"{case['name']}: {result['report']}"
 
 
-@pytest.mark.parametrize("engine_name, planted", [
-    ("sglang", "--log-lev debug"),               # an argparse abbreviation of --log-level
-    ("sglang", "--attention-backend no-such"),   # a value outside the parser's choices
-    ("vllm", "--max-num-seqs many"),             # a value the parser refuses
-    ("vllm",
-     "--speculative-config '{\"method\":\"longcat_flash_mtp\",\"num_speculative_tokens\":1}'"),
-])
+@pytest.mark.parametrize(
+    "engine_name, planted",
+    [
+        ("sglang", "--log-lev debug"),  # an argparse abbreviation of --log-level
+        ("sglang", "--attention-backend no-such"),  # a value outside the parser's choices
+        ("vllm", "--max-num-seqs many"),  # a value the parser refuses
+        (
+            "vllm",
+            '--speculative-config \'{"method":"longcat_flash_mtp","num_speculative_tokens":1}\'',
+        ),
+    ],
+)
 def test_checks_beyond_unknown_flags(engine_name, planted):
     python = engine_python(engine_name)
     result = check(python, engine_env(python, {"ENGINE": engine_name, "EXTRA_ARGS": planted}))
@@ -176,15 +211,37 @@ print("ROWS:" + json.dumps(rows))
 """
 # What each engine's variables own, by the parser's destination name.
 OWNED_DESTS = {
-    "sglang": {"model_path", "host", "port", "tp_size", "ep_size", "nnodes", "node_rank",
-               "dist_init_addr", "served_model_name", "api_key"},
-    "vllm": {"model", "host", "port", "tensor_parallel_size", "data_parallel_size",
-             "data_parallel_size_local", "data_parallel_start_rank", "headless",
-             "data_parallel_address", "data_parallel_rpc_port", "served_model_name",
-             "api_key"},
+    "sglang": {
+        "model_path",
+        "host",
+        "port",
+        "tp_size",
+        "ep_size",
+        "nnodes",
+        "node_rank",
+        "dist_init_addr",
+        "served_model_name",
+        "api_key",
+    },
+    "vllm": {
+        "model",
+        "host",
+        "port",
+        "tensor_parallel_size",
+        "data_parallel_size",
+        "data_parallel_size_local",
+        "data_parallel_start_rank",
+        "headless",
+        "data_parallel_address",
+        "data_parallel_rpc_port",
+        "served_model_name",
+        "api_key",
+    },
 }
-OWNED_WHEN_SET_DESTS = {"sglang": {"context_length", "config", "revision"},
-                        "vllm": {"max_model_len", "revision"}}
+OWNED_WHEN_SET_DESTS = {
+    "sglang": {"context_length", "config", "revision"},
+    "vllm": {"max_model_len", "revision"},
+}
 
 
 def test_owned_options_are_every_spelling_the_parser_gives_those_settings(engine):
@@ -195,16 +252,23 @@ def test_owned_options_are_every_spelling_the_parser_gives_those_settings(engine
 
     name, python = engine
     module = engine_module(name)
-    for table, dests in ((module.OWNED_OPTIONS, OWNED_DESTS[name]),
-                         (module.OWNED_WHEN_SET, OWNED_WHEN_SET_DESTS[name])):
-        done = subprocess.run([str(python), "-c", ABBREVIATIONS, name, ",".join(dests)],
-                              capture_output=True, text=True, env=engine_env(python),
-                              timeout=600)
+    for table, dests in (
+        (module.OWNED_OPTIONS, OWNED_DESTS[name]),
+        (module.OWNED_WHEN_SET, OWNED_WHEN_SET_DESTS[name]),
+    ):
+        done = subprocess.run(
+            [str(python), "-c", ABBREVIATIONS, name, ",".join(dests)],
+            capture_output=True,
+            text=True,
+            env=engine_env(python),
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         rows = json.loads(done.stdout.split("ROWS:", 1)[1])
         assert {dest for *_, dest in rows} == dests
-        assert sorted((option, shortest) for option, shortest, _ in rows) == \
-            sorted((option, shortest) for option, shortest, *_ in table)
+        assert sorted((option, shortest) for option, shortest, _ in rows) == sorted(
+            (option, shortest) for option, shortest, *_ in table
+        )
         for option, shortest, _ in rows:
             spellings = [option[:n] for n in range(shortest, len(option) + 1)]
             if option.startswith("--"):  # vLLM turns underscores into dashes
@@ -214,5 +278,5 @@ def test_owned_options_are_every_spelling_the_parser_gives_those_settings(engine
                 assert owned_option(f"{spelling}=1", table) is not None, spelling
             # One character shorter, the parser resolves it to another option or to none:
             # refused only where that is an owned option of its own.
-            shorter = owned_option(option[:shortest - 1], table)
-            assert shorter is None or shorter[0] == option[:shortest - 1], option
+            shorter = owned_option(option[: shortest - 1], table)
+            assert shorter is None or shorter[0] == option[: shortest - 1], option

@@ -15,8 +15,10 @@ KNOWN = {"--tp-size", "--tp-rank", "--model-path", "--host"}
 
 
 def test_exact_names_pass_and_values_are_not_flags():
-    assert unknown_flags(["--tp-size", "8", "--host=::", "-1", "--model-path", "m"],
-                         KNOWN, "x 1") == []
+    assert (
+        unknown_flags(["--tp-size", "8", "--host=::", "-1", "--model-path", "m"], KNOWN, "x 1")
+        == []
+    )
 
 
 def test_unknown_and_abbreviated_flags_are_named():
@@ -34,8 +36,16 @@ def test_dist_init_addr_brackets_ipv6_only():
 
 def test_api_keys_are_redacted_in_printed_commands():
     argv = ["vllm", "serve", "m", "--api-key", "sk-1", "--api-key=sk-2", "--port", "1"]
-    assert redact_argv(argv) == ["vllm", "serve", "m", "--api-key", "***", "--api-key=***",
-                            "--port", "1"]
+    assert redact_argv(argv) == [
+        "vllm",
+        "serve",
+        "m",
+        "--api-key",
+        "***",
+        "--api-key=***",
+        "--port",
+        "1",
+    ]
     assert "sk-" not in command_line(argv)
 
 

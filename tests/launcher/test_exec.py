@@ -26,18 +26,33 @@ def fake_env(tmp_path, **extra):
     return env
 
 
-@pytest.mark.parametrize("engine_env", [
-    {"ENGINE": "vllm", "PRECISION": "bf16", "NODE_RANK": "1", "MASTER_IP": "127.0.0.1",
-     "MTP": "1", "EXTRA_ARGS": "--max-model-len 4096"},
-    {"ENGINE": "sglang", "PRECISION": "fp8", "MTP": "yes", "EXTRA_ARGS": "--log-level debug"},
-], ids=["vllm-headless", "sglang-one-node"])
+@pytest.mark.parametrize(
+    "engine_env",
+    [
+        {
+            "ENGINE": "vllm",
+            "PRECISION": "bf16",
+            "NODE_RANK": "1",
+            "MASTER_IP": "127.0.0.1",
+            "MTP": "1",
+            "EXTRA_ARGS": "--max-model-len 4096",
+        },
+        {"ENGINE": "sglang", "PRECISION": "fp8", "MTP": "yes", "EXTRA_ARGS": "--log-level debug"},
+    ],
+    ids=["vllm-headless", "sglang-one-node"],
+)
 def test_launcher_execs_the_engine_in_its_own_process(engine_env, tmp_path):
     env = fake_env(tmp_path, **engine_env)
     dry = run_launcher(["--dry-run", "--", "--seed", "7"], env)
     assert dry.returncode == 0, dry.stderr
-    process = subprocess.Popen([sys.executable, "-m", "entrypoint", "--seed", "7"], env=env,
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "entrypoint", "--seed", "7"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     seen = json.loads((tmp_path / "record.json").read_text())
@@ -75,8 +90,9 @@ def test_help_and_bad_subcommand_usage():
 
 def test_dry_run_variable_equals_flag():
     env = clean_env({"ENGINE": "vllm", "DRY_RUN": "1"})
-    assert command_of(run_launcher([], env).stdout) == \
-        command_of(run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm"})).stdout)
+    assert command_of(run_launcher([], env).stdout) == command_of(
+        run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm"})).stdout
+    )
 
 
 def test_dry_run_anywhere_before_the_separator_starts_nothing(tmp_path):

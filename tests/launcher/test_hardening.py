@@ -33,10 +33,22 @@ def refused(result: subprocess.CompletedProcess, status: int = 2) -> str:
 
 # --- the command line --------------------------------------------------------------------
 
-@pytest.mark.parametrize("args", [["health", "--timeout", "5"], ["env-table", "--x"],
-                                  ["helth"], ["check", "--every"], ["serve"],
-                                  ["--dry-run=1"], ["--dry-run=true"], ["--dry_run"],
-                                  ["--DRY-RUN"], ["--dryrun"]])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["health", "--timeout", "5"],
+        ["env-table", "--x"],
+        ["helth"],
+        ["check", "--every"],
+        ["serve"],
+        ["--dry-run=1"],
+        ["--dry-run=true"],
+        ["--dry_run"],
+        ["--DRY-RUN"],
+        ["--dryrun"],
+    ],
+)
 def test_unknown_command_lines_are_usage_errors_and_start_nothing(args, tmp_path):
     env = fake_env(tmp_path, ENGINE="vllm")
     message = refused(run_launcher(args, env))
@@ -57,9 +69,17 @@ def test_the_engine_is_found_on_the_path_it_will_run_with():
 
 # --- values that reached the engine wrongly -------------------------------------------------
 
-@pytest.mark.parametrize("name, value", [
-    ("MASTER_IP", "010.0.0.1"), ("MASTER_IP", "1.2.3"), ("MASTER_IP", "10.0.0.1."),
-    ("LWS_LEADER_ADDRESS", "010.0.0.1"), ("LWS_LEADER_ADDRESS", "1.2.3")])
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("MASTER_IP", "010.0.0.1"),
+        ("MASTER_IP", "1.2.3"),
+        ("MASTER_IP", "10.0.0.1."),
+        ("LWS_LEADER_ADDRESS", "010.0.0.1"),
+        ("LWS_LEADER_ADDRESS", "1.2.3"),
+    ],
+)
 def test_non_canonical_numeric_addresses_are_refused(name, value):
     env = clean_env({"ENGINE": "vllm", "PRECISION": "bf16", name: value})
     message = refused(run_launcher(["--dry-run"], env))
@@ -78,8 +98,9 @@ def test_leading_zeros_of_a_small_number_are_fine():
 
 
 def test_a_huge_invalid_value_is_not_echoed_whole():
-    message = refused(run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm",
-                                                             "PRECISION": "x" * 100_000})))
+    message = refused(
+        run_launcher(["--dry-run"], clean_env({"ENGINE": "vllm", "PRECISION": "x" * 100_000}))
+    )
     assert "PRECISION" in message and len(message) < 400
 
 
@@ -89,8 +110,15 @@ def test_range_errors_give_both_bounds():
 
 
 def test_a_slurm_host_with_an_underscore_is_not_blamed_on_a_port():
-    env = clean_env({"ENGINE": "vllm", "PRECISION": "bf16", "SLURM_NODEID": "0",
-                     "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu_[01-02]"})
+    env = clean_env(
+        {
+            "ENGINE": "vllm",
+            "PRECISION": "bf16",
+            "SLURM_NODEID": "0",
+            "SLURM_NNODES": "2",
+            "SLURM_JOB_NODELIST": "gpu_[01-02]",
+        }
+    )
     message = refused(run_launcher(["--dry-run"], env))
     assert "SLURM_JOB_NODELIST" in message and "port" not in message
 
@@ -112,8 +140,12 @@ def engine_env_seen(tmp_path, **extra) -> dict:
 
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_a_blank_engine_variable_counts_as_unset(blank, tmp_path):
-    seen = engine_env_seen(tmp_path, VLLM_ENGINE_READY_TIMEOUT_S=blank,
-                           GLOO_SOCKET_IFNAME=blank, NCCL_SOCKET_IFNAME=blank)
+    seen = engine_env_seen(
+        tmp_path,
+        VLLM_ENGINE_READY_TIMEOUT_S=blank,
+        GLOO_SOCKET_IFNAME=blank,
+        NCCL_SOCKET_IFNAME=blank,
+    )
     assert seen["VLLM_ENGINE_READY_TIMEOUT_S"] == "3600"
     assert "GLOO_SOCKET_IFNAME" not in seen and "NCCL_SOCKET_IFNAME" not in seen
 
@@ -124,12 +156,14 @@ def test_the_engine_gets_the_interface_preflight_checked_without_spaces(tmp_path
 
 
 def test_the_launchers_choice_replaces_only_blank_values():
-    env = engine_environment({"A": " ", "B": "mine", "C": " x "}, {"A": "ours", "B": "ours"},
-                             ["C", "D"])
+    env = engine_environment(
+        {"A": " ", "B": "mine", "C": " x "}, {"A": "ours", "B": "ours"}, ["C", "D"]
+    )
     assert env == {"A": "ours", "B": "mine", "C": "x"}
 
 
 # --- health: bounded, and only this container's engine ------------------------------------
+
 
 class OneShotServer:
     """A loopback TCP server that answers every connection with ``reply`` (bytes), sending
@@ -190,14 +224,17 @@ def test_health_has_one_deadline_for_the_whole_check():
 def test_health_of_a_server_that_answers_200():
     with OneShotServer(b"HTTP/1.0 200 OK\r\n\r\n") as server:
         assert http_health("127.0.0.1", server.port, timeout_s=5) == (
-            True, f"GET http://127.0.0.1:{server.port}/health answered 200")
+            True,
+            f"GET http://127.0.0.1:{server.port}/health answered 200",
+        )
 
 
 def test_headless_health_counts_only_the_engine_this_launcher_became(tmp_path):
     # Another container's (or job's) engine on the same host: argv has the marker words.
     # (Python keeps these words in its argv; `sh -c "sleep 30"` would exec sleep and drop them.)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "vllm",
-                              "serve", "--headless"])
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "vllm", "serve", "--headless"]
+    )
     try:
         record = pid_file({"TMPDIR": str(tmp_path)})
         assert engine_process(record) is None, "no record: not healthy, whatever else runs"
@@ -216,10 +253,15 @@ def test_headless_health_counts_only_the_engine_this_launcher_became(tmp_path):
 
 
 def test_the_launcher_records_the_headless_engine_before_the_exec(tmp_path):
-    env = fake_env(tmp_path, ENGINE="vllm", PRECISION="bf16", NODE_RANK="1",
-                   MASTER_IP="127.0.0.1")
-    process = subprocess.Popen([sys.executable, "-m", "entrypoint"], env=env, cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = fake_env(tmp_path, ENGINE="vllm", PRECISION="bf16", NODE_RANK="1", MASTER_IP="127.0.0.1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "entrypoint"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     process.communicate(timeout=60)
     assert process.returncode == 0
     assert (tmp_path / "longcat-deploy-engine.pid").read_text() == f"{process.pid}\n"

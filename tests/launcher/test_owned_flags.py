@@ -22,30 +22,33 @@ def plan(env, passthrough=()):
     return resolve_plan(load_settings(env, installed=lambda: ["vllm"]), passthrough)
 
 
-@pytest.mark.parametrize("engine, extra, variables", [
-    ("vllm", "--port 9000", ["PORT"]),
-    ("vllm", "--port=9000", ["PORT"]),
-    ("vllm", "--por 9000", ["PORT"]),
-    ("vllm", "--ho ::", ["HOST"]),
-    ("vllm", "-tp 4", ["GPUS_PER_NODE"]),
-    ("vllm", "-t 4", ["GPUS_PER_NODE"]),
-    ("vllm", "--tensor_parallel_size 4", ["GPUS_PER_NODE"]),
-    ("vllm", "--data-parallel-size-local 2", ["NNODES"]),
-    ("vllm", "-dpr 1", ["NODE_RANK"]),
-    ("vllm", "--headless", ["NODE_RANK"]),
-    ("vllm", "--model other/model", ["MODEL"]),
-    ("vllm", "--served_model_name x", ["SERVED_MODEL_NAME"]),
-    ("vllm", f"--api-key {SECRET}", ["API_KEY"]),
-    ("vllm", f"--api_k={SECRET}", ["API_KEY"]),
-    ("sglang", "--tp 4", ["GPUS_PER_NODE", "NNODES"]),
-    ("sglang", "--ep 4", ["GPUS_PER_NODE", "NNODES"]),
-    ("sglang", "--expert-parallel-size 4", ["GPUS_PER_NODE", "NNODES"]),
-    ("sglang", "--model /m", ["MODEL"]),
-    ("sglang", "--model-path=/m", ["MODEL"]),
-    ("sglang", "--nccl-init-addr h:1", ["MASTER_IP", "MASTER_PORT"]),
-    ("sglang", "--node-r 1", ["NODE_RANK"]),
-    ("sglang", f"--api {SECRET}", ["API_KEY"]),
-])
+@pytest.mark.parametrize(
+    "engine, extra, variables",
+    [
+        ("vllm", "--port 9000", ["PORT"]),
+        ("vllm", "--port=9000", ["PORT"]),
+        ("vllm", "--por 9000", ["PORT"]),
+        ("vllm", "--ho ::", ["HOST"]),
+        ("vllm", "-tp 4", ["GPUS_PER_NODE"]),
+        ("vllm", "-t 4", ["GPUS_PER_NODE"]),
+        ("vllm", "--tensor_parallel_size 4", ["GPUS_PER_NODE"]),
+        ("vllm", "--data-parallel-size-local 2", ["NNODES"]),
+        ("vllm", "-dpr 1", ["NODE_RANK"]),
+        ("vllm", "--headless", ["NODE_RANK"]),
+        ("vllm", "--model other/model", ["MODEL"]),
+        ("vllm", "--served_model_name x", ["SERVED_MODEL_NAME"]),
+        ("vllm", f"--api-key {SECRET}", ["API_KEY"]),
+        ("vllm", f"--api_k={SECRET}", ["API_KEY"]),
+        ("sglang", "--tp 4", ["GPUS_PER_NODE", "NNODES"]),
+        ("sglang", "--ep 4", ["GPUS_PER_NODE", "NNODES"]),
+        ("sglang", "--expert-parallel-size 4", ["GPUS_PER_NODE", "NNODES"]),
+        ("sglang", "--model /m", ["MODEL"]),
+        ("sglang", "--model-path=/m", ["MODEL"]),
+        ("sglang", "--nccl-init-addr h:1", ["MASTER_IP", "MASTER_PORT"]),
+        ("sglang", "--node-r 1", ["NODE_RANK"]),
+        ("sglang", f"--api {SECRET}", ["API_KEY"]),
+    ],
+)
 def test_an_owned_flag_in_extra_args_names_the_variable(engine, extra, variables):
     with pytest.raises(OwnedFlagError) as info:
         plan({"ENGINE": engine, "EXTRA_ARGS": extra})
@@ -63,28 +66,34 @@ def test_after_the_image_name_and_after_the_separator_too():
     assert "PORT" in info.value.message()
 
 
-@pytest.mark.parametrize("engine, extra", [
-    ("vllm", "--max-model-len 4096"),        # owned only while CONTEXT_LENGTH is set
-    ("vllm", "--data-parallel-rank 0"),      # vLLM's, but no variable of ours sets it
-    ("vllm", "--portal x"),                  # not a spelling of --port (an unknown flag)
-    ("vllm", "--tool-call-parser hermes"),   # may override TOOL_CALLS' parser: last wins
-    ("vllm", "--seed -1"),                   # a value that starts with -
-    ("sglang", "--context-length 4096"),
-    ("sglang", "--config mine.yaml"),        # owned only while an API key is set
-    ("sglang", "--dp-size 2"),
-    ("sglang", "--host-ip x"),               # longer than --host: another option
-])
+@pytest.mark.parametrize(
+    "engine, extra",
+    [
+        ("vllm", "--max-model-len 4096"),  # owned only while CONTEXT_LENGTH is set
+        ("vllm", "--data-parallel-rank 0"),  # vLLM's, but no variable of ours sets it
+        ("vllm", "--portal x"),  # not a spelling of --port (an unknown flag)
+        ("vllm", "--tool-call-parser hermes"),  # may override TOOL_CALLS' parser: last wins
+        ("vllm", "--seed -1"),  # a value that starts with -
+        ("sglang", "--context-length 4096"),
+        ("sglang", "--config mine.yaml"),  # owned only while an API key is set
+        ("sglang", "--dp-size 2"),
+        ("sglang", "--host-ip x"),  # longer than --host: another option
+    ],
+)
 def test_other_flags_pass_through(engine, extra):
     assert plan({"ENGINE": engine, "EXTRA_ARGS": extra}).extra_args == tuple(extra.split())
 
 
-@pytest.mark.parametrize("engine, env, extra, variable", [
-    ("vllm", {"CONTEXT_LENGTH": "8192"}, "--max-model-len 4096", "CONTEXT_LENGTH"),
-    ("vllm", {"CONTEXT_LENGTH": "8192"}, "--max_model_len=4096", "CONTEXT_LENGTH"),
-    ("sglang", {"CONTEXT_LENGTH": "8192"}, "--context-len 4096", "CONTEXT_LENGTH"),
-    ("sglang", {"API_KEY": SECRET}, "--config mine.yaml", "API_KEY"),
-    ("sglang", {"API_KEY_FILE": "/run/key"}, "--conf mine.yaml", "API_KEY_FILE"),
-])
+@pytest.mark.parametrize(
+    "engine, env, extra, variable",
+    [
+        ("vllm", {"CONTEXT_LENGTH": "8192"}, "--max-model-len 4096", "CONTEXT_LENGTH"),
+        ("vllm", {"CONTEXT_LENGTH": "8192"}, "--max_model_len=4096", "CONTEXT_LENGTH"),
+        ("sglang", {"CONTEXT_LENGTH": "8192"}, "--context-len 4096", "CONTEXT_LENGTH"),
+        ("sglang", {"API_KEY": SECRET}, "--config mine.yaml", "API_KEY"),
+        ("sglang", {"API_KEY_FILE": "/run/key"}, "--conf mine.yaml", "API_KEY_FILE"),
+    ],
+)
 def test_flags_owned_while_their_variable_is_set(engine, env, extra, variable):
     with pytest.raises(OwnedFlagError) as info:
         plan({"ENGINE": engine, **env, "EXTRA_ARGS": extra})
@@ -94,8 +103,7 @@ def test_flags_owned_while_their_variable_is_set(engine, env, extra, variable):
 def test_every_owning_variable_exists():
     for engine in ("sglang", "vllm"):
         module = engine_module(engine)
-        for option, shortest, variables, _note in (*module.OWNED_OPTIONS,
-                                                  *module.OWNED_WHEN_SET):
+        for option, shortest, variables, _note in (*module.OWNED_OPTIONS, *module.OWNED_WHEN_SET):
             assert option.startswith("-") and 2 <= shortest <= len(option)
             assert all(name in BY_NAME for name in variables.split()), option
 

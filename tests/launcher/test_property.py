@@ -13,16 +13,49 @@ from hypothesis import strategies as st
 from entrypoint.cli import main
 from entrypoint.settings import VARIABLES
 
-NAMES = [v.name for v in VARIABLES] + ["LWS_WORKER_INDEX", "LWS_GROUP_SIZE",
-                                        "LWS_LEADER_ADDRESS", "SLURM_NODEID", "SLURM_NNODES",
-                                        "SLURM_JOB_NODELIST"]
+NAMES = [v.name for v in VARIABLES] + [
+    "LWS_WORKER_INDEX",
+    "LWS_GROUP_SIZE",
+    "LWS_LEADER_ADDRESS",
+    "SLURM_NODEID",
+    "SLURM_NNODES",
+    "SLURM_JOB_NODELIST",
+]
 # Values that hit the interesting parsers, mixed with arbitrary text.
-INTERESTING = st.sampled_from([
-    "", "0", "1", "2", "16", "-1", "65536", "sglang", "vllm", "fp8", "BF16", "true", "maybe",
-    "192.0.2.10", "[2001:db8::1]", "2001:db8::1", "node0.example", "a:b", "'", '"', "--x y",
-    "meituan-longcat/LongCat-Flash-Chat", "/models/x", "on", "warn", "off", "gpu[01-02]",
-    "\x00", "é", " ",
-])
+INTERESTING = st.sampled_from(
+    [
+        "",
+        "0",
+        "1",
+        "2",
+        "16",
+        "-1",
+        "65536",
+        "sglang",
+        "vllm",
+        "fp8",
+        "BF16",
+        "true",
+        "maybe",
+        "192.0.2.10",
+        "[2001:db8::1]",
+        "2001:db8::1",
+        "node0.example",
+        "a:b",
+        "'",
+        '"',
+        "--x y",
+        "meituan-longcat/LongCat-Flash-Chat",
+        "/models/x",
+        "on",
+        "warn",
+        "off",
+        "gpu[01-02]",
+        "\x00",
+        "é",
+        " ",
+    ]
+)
 VALUES = st.one_of(INTERESTING, st.text(max_size=20))
 ENVS = st.dictionaries(st.sampled_from(NAMES), VALUES, max_size=10)
 
@@ -36,7 +69,7 @@ def test_any_environment_gives_a_plan_or_a_clear_refusal(env, args):
     if status == 0:
         argv = shlex.split(out.getvalue().splitlines()[-1])
         assert argv[0] == "vllm" or argv[1:3] == ["-m", "sglang.launch_server"]
-        assert argv[len(argv) - len(args):] == args
+        assert argv[len(argv) - len(args) :] == args
         assert err.getvalue() == ""
     else:
         assert status == 2, err.getvalue()

@@ -32,55 +32,107 @@ def splits(text: str) -> list[list[str]]:
     """Ways a stream may cut ``text``: every character, fixed sizes, and each tag in two."""
     ways = [list(text)]
     for size in (2, 3, 5, 7, 11):
-        ways.append([text[i:i + size] for i in range(0, len(text), size)])
+        ways.append([text[i : i + size] for i in range(0, len(text), size)])
     for tag in (START, END):
         at = text.find(tag)
         if at >= 0:
             for cut in (1, 2, len(tag) // 2, len(tag) - 1):
-                ways.append([text[:at + cut], text[at + cut:]])
+                ways.append([text[: at + cut], text[at + cut :]])
     return [way for way in ways if all(way)]
 
 
 # name -> (prompt, output, tools, reasoning, content, tool calls)
 CASES = {
     "opened-by-the-template": (
-        OPEN_PROMPT, "Two and two.\nThat makes 4.</longcat_think>\n\nThe answer is 4.", False,
-        "Two and two.\nThat makes 4.", "\n\nThe answer is 4.", []),
+        OPEN_PROMPT,
+        "Two and two.\nThat makes 4.</longcat_think>\n\nThe answer is 4.",
+        False,
+        "Two and two.\nThat makes 4.",
+        "\n\nThe answer is 4.",
+        [],
+    ),
     "opened-by-the-model": (
-        PLAIN_PROMPT, "\n<longcat_think>Greet back.</longcat_think>Hello!", False,
-        "Greet back.", "Hello!", []),
+        PLAIN_PROMPT,
+        "\n<longcat_think>Greet back.</longcat_think>Hello!",
+        False,
+        "Greet back.",
+        "Hello!",
+        [],
+    ),
     "tag-repeated-after-the-template": (
-        OPEN_PROMPT, "<longcat_think>Sum it.</longcat_think>4", False, "Sum it.", "4", []),
+        OPEN_PROMPT,
+        "<longcat_think>Sum it.</longcat_think>4",
+        False,
+        "Sum it.",
+        "4",
+        [],
+    ),
     "no-reasoning-after-a-plain-prompt": (
-        PLAIN_PROMPT, "<b>Hi</b>, no thinking here.", False, None,
-        "<b>Hi</b>, no thinking here.", []),
+        PLAIN_PROMPT,
+        "<b>Hi</b>, no thinking here.",
+        False,
+        None,
+        "<b>Hi</b>, no thinking here.",
+        [],
+    ),
     "closed-in-the-prompt": (
-        OPEN_PROMPT + "Done." + END, "Just the answer.", False, None, "Just the answer.", []),
+        OPEN_PROMPT + "Done." + END,
+        "Just the answer.",
+        False,
+        None,
+        "Just the answer.",
+        [],
+    ),
     "non-ascii": (
-        OPEN_PROMPT, "先想一想：二加二。</longcat_think>答案：4 ✓", False,
-        "先想一想：二加二。", "答案：4 ✓", []),
+        OPEN_PROMPT,
+        "先想一想：二加二。</longcat_think>答案：4 ✓",
+        False,
+        "先想一想：二加二。",
+        "答案：4 ✓",
+        [],
+    ),
     "angle-brackets-inside-the-reasoning": (
-        OPEN_PROMPT, "a < b and </b> is html</longcat_think>ok", False,
-        "a < b and </b> is html", "ok", []),
+        OPEN_PROMPT,
+        "a < b and </b> is html</longcat_think>ok",
+        False,
+        "a < b and </b> is html",
+        "ok",
+        [],
+    ),
     "tool-call-after-thinking": (
-        OPEN_PROMPT, f"I need the weather.</longcat_think>\n<longcat_tool_call>\n{TOOL_JSON}\n"
-                     "</longcat_tool_call>", True,
-        "I need the weather.", None, [{"name": "get_weather", "arguments": {"city": "Beijing"}}]),
+        OPEN_PROMPT,
+        f"I need the weather.</longcat_think>\n<longcat_tool_call>\n{TOOL_JSON}\n"
+        "</longcat_tool_call>",
+        True,
+        "I need the weather.",
+        None,
+        [{"name": "get_weather", "arguments": {"city": "Beijing"}}],
+    ),
 }
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["tag-tokens", "byte-tags"])
 def answers(request):
     tag_tokens = request.param
-    job = {"plugin": vllm_engine.REASONING_PARSER_PLUGIN, "tag_tokens": tag_tokens,
-           "cases": [{"prompt": prompt, "output": output, "tools": tools,
-                      "splits": splits(output)}
-                     for prompt, output, tools, *_ in CASES.values()]}
+    job = {
+        "plugin": vllm_engine.REASONING_PARSER_PLUGIN,
+        "tag_tokens": tag_tokens,
+        "cases": [
+            {"prompt": prompt, "output": output, "tools": tools, "splits": splits(output)}
+            for prompt, output, tools, *_ in CASES.values()
+        ],
+    }
     python = engine_python("vllm")
     env = clean_env({"PYTHONPATH": str(REPO)})
-    done = subprocess.run([str(python), "-m", "tests.launcher.reasoning_probe"],
-                          input=json.dumps(job), env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-m", "tests.launcher.reasoning_probe"],
+        input=json.dumps(job),
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["registered"] and result["class"] == "LongCatThinkingReasoningParser"
@@ -117,10 +169,18 @@ def test_every_streamed_split_adds_up_to_the_whole_answer(answers, name):
         assert streamed_reasoning == (reasoning or ""), deltas
         if tools:
             assert content_text(streamed_content) == content_text(content), deltas
-            names = [tc["function"]["name"] for d in deltas for tc in d["tool_calls"]
-                     if tc.get("function", {}).get("name")]
-            arguments = "".join(tc["function"].get("arguments") or "" for d in deltas
-                                for tc in d["tool_calls"] if "function" in tc)
+            names = [
+                tc["function"]["name"]
+                for d in deltas
+                for tc in d["tool_calls"]
+                if tc.get("function", {}).get("name")
+            ]
+            arguments = "".join(
+                tc["function"].get("arguments") or ""
+                for d in deltas
+                for tc in d["tool_calls"]
+                if "function" in tc
+            )
             assert names == [call["name"] for call in tool_calls], deltas
             assert json.loads(arguments) == tool_calls[0]["arguments"], deltas
         else:
@@ -151,8 +211,8 @@ def test_the_structured_output_gate_agrees_on_where_the_reasoning_ends(answers, 
     assert gate["ended_in_prompt"] is (not opened)
     if opened:
         # The first step that completes </longcat_think>, in both tokenizations.
-        assert gate["end_after"] == output[:output.index(END) + len(END)]
-        after = output[output.index(END) + len(END):]
+        assert gate["end_after"] == output[: output.index(END) + len(END)]
+        after = output[output.index(END) + len(END) :]
         assert gate["content_ids"] == (after if tag_tokens else "")
 
 

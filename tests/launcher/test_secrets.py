@@ -43,12 +43,20 @@ def run_main(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 # --- the redaction function -----------------------------------------------------------------
 
-@pytest.mark.parametrize("secret", [SECRET, "k'ey\\with\"quotes", "ключ-ü-geheim", "a b\tc d e f",
-                                    "pa ss/w?rd&x=1"])
+
+@pytest.mark.parametrize(
+    "secret", [SECRET, "k'ey\\with\"quotes", "ключ-ü-geheim", "a b\tc d e f", "pa ss/w?rd&x=1"]
+)
 def test_every_spelling_of_a_configured_secret_is_blanked(secret):
     configure([secret])
-    spellings = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], shlex.quote(secret),
-                 percent(secret, safe=""), json.dumps(secret, ensure_ascii=False)[1:-1]}
+    spellings = {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        shlex.quote(secret),
+        percent(secret, safe=""),
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
     for spelling in spellings:
         assert secret not in redact(f"before {spelling} after")
         assert redact(f"x{spelling}y") == "x***y", spelling
@@ -59,18 +67,32 @@ def test_a_secret_with_a_trailing_newline_is_blanked_with_and_without_it():
     assert redact(f"Bearer {SECRET}\\n and {SECRET}") == "Bearer *** and ***"
 
 
-@pytest.mark.parametrize("url, shown", [
-    ("https://user:PASSWORD@hub.example/x", "https://user:***@hub.example/x"),
-    ("http://TOKEN@[::1]:8080", "http://***@[::1]:8080"),
-    ("see HTTPS://a:b@c and ftp://d:e@f.", "see HTTPS://a:***@c and ftp://d:***@f."),
-    ("no url user@example.com", "no url user@example.com"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("https://user:PASSWORD@hub.example/x", "https://user:***@hub.example/x"),
+        ("http://TOKEN@[::1]:8080", "http://***@[::1]:8080"),
+        ("see HTTPS://a:b@c and ftp://d:e@f.", "see HTTPS://a:***@c and ftp://d:***@f."),
+        ("no url user@example.com", "no url user@example.com"),
+    ],
+)
 def test_url_passwords_are_blanked_and_user_names_kept(url, shown):
     assert redact(url) == shown
 
 
-@pytest.mark.parametrize("flag", ["--api-key", "--api_key", "--API-KEY", "--api-ke", "--api",
-                                  "--hf-token", "--hf_token", "--hf-tok"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--api-key",
+        "--api_key",
+        "--API-KEY",
+        "--api-ke",
+        "--api",
+        "--hf-token",
+        "--hf_token",
+        "--hf-tok",
+    ],
+)
 def test_secret_flags_in_every_spelling_the_parsers_accept(flag):
     assert is_secret_flag(flag) and is_secret_flag(f"{flag}=x")
     assert redact_argv(["vllm", flag, "sk-1"]) == ["vllm", flag, "***"]
@@ -85,12 +107,14 @@ def test_other_flags_keep_their_values(flag):
 
 # --- through the launcher --------------------------------------------------------------------
 
+
 def dry_run(env: dict[str, str], *args: str):
     return run_launcher(["--dry-run", *args], clean_env(env))
 
 
-@pytest.mark.parametrize("token", [SECRET + "\n", SECRET + " ", " " + SECRET, "hf_a\x07bcdefgh",
-                                   "short12"])
+@pytest.mark.parametrize(
+    "token", [SECRET + "\n", SECRET + " ", " " + SECRET, "hf_a\x07bcdefgh", "short12"]
+)
 def test_a_token_with_whitespace_or_control_characters_is_refused_unshown(token):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": token})
     assert result.returncode == 2 and result.stdout == ""
@@ -113,8 +137,9 @@ def test_url_password_of_hf_endpoint_is_never_printed():
     assert "PASSWORD" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("extra", [f"--hf-token {SECRET}", f"--lora-modules 'x={SECRET}'",
-                                   f"--hf_token={SECRET}"])
+@pytest.mark.parametrize(
+    "extra", [f"--hf-token {SECRET}", f"--lora-modules 'x={SECRET}'", f"--hf_token={SECRET}"]
+)
 def test_the_token_reused_anywhere_in_extra_args_is_masked(extra):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
     assert result.returncode == 0, result.stderr
@@ -122,8 +147,15 @@ def test_the_token_reused_anywhere_in_extra_args_is_masked(extra):
     assert "***" in result.stdout.splitlines()[-1]
 
 
-@pytest.mark.parametrize("extra", [f"--api_key {SECRET}", f"--api-ke {SECRET}",
-                                   f"--api-key={SECRET}", f"--served-model-name {SECRET}"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        f"--api_key {SECRET}",
+        f"--api-ke {SECRET}",
+        f"--api-key={SECRET}",
+        f"--served-model-name {SECRET}",
+    ],
+)
 def test_a_flag_the_launcher_owns_is_refused_without_its_value(extra):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
     assert result.returncode == 2 and result.stdout == ""
@@ -132,41 +164,82 @@ def test_a_flag_the_launcher_owns_is_refused_without_its_value(extra):
 
 # --- properties ----------------------------------------------------------------------------
 
-tokens = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF,
-                               blacklist_characters="'\""), min_size=12, max_size=40)
+tokens = st.text(
+    st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="'\""),
+    min_size=12,
+    max_size=40,
+)
 ORDINARY = [v.name for v in VARIABLES if not v.secret]
 
 
 @settings(max_examples=150, deadline=None)
-@given(secret=tokens, name=st.sampled_from(SECRET_VARIABLES),
-       planted=st.sampled_from(ORDINARY), shape=st.sampled_from(
-           ["{s}", "--api-key {s}", "--x={s}", "https://u:{s}@h.example", "./{s}", "{s}.example"]),
-       engine=st.sampled_from(["sglang", "vllm"]),
-       args=st.sampled_from([["--dry-run"], ["--dry-run", "--api-key", "{s}"]]))
+@given(
+    secret=tokens,
+    name=st.sampled_from(SECRET_VARIABLES),
+    planted=st.sampled_from(ORDINARY),
+    shape=st.sampled_from(
+        ["{s}", "--api-key {s}", "--x={s}", "https://u:{s}@h.example", "./{s}", "{s}.example"]
+    ),
+    engine=st.sampled_from(["sglang", "vllm"]),
+    args=st.sampled_from([["--dry-run"], ["--dry-run", "--api-key", "{s}"]]),
+)
 def test_a_secret_planted_in_any_variable_never_appears_in_any_output(
-        secret, name, planted, shape, engine, args):
-    env = {"ENGINE": engine, name: secret, planted: shape.format(s=secret),
-           "PATH": "/nonexistent"}
+    secret, name, planted, shape, engine, args
+):
+    env = {"ENGINE": engine, name: secret, planted: shape.format(s=secret), "PATH": "/nonexistent"}
     status, printed = run_main([a.format(s=secret) for a in args], env)
     assert status in (0, 1, 2), printed
     assert "Traceback" not in printed
     assert secret not in printed, (status, printed)
 
 
-DOCUMENTED = {(), ("check",), ("check", "--all"), ("health",), ("env-table",), ("-h",),
-              ("--help",), ("prefetch",), ("prefetch", "--verify")}
-words = st.sampled_from(["check", "health", "env-table", "helth", "chek", "--all", "--x",
-                         "--timeout", "5", "--dry-run", "--dry_run", "--dry-run=1",
-                         "--DRY-RUN", "-dry-run", "--dryrun", "--", "--port", "vllm", "serve",
-                         "-h", "--help", "prefetch", "--verify"])
+DOCUMENTED = {
+    (),
+    ("check",),
+    ("check", "--all"),
+    ("health",),
+    ("env-table",),
+    ("-h",),
+    ("--help",),
+    ("prefetch",),
+    ("prefetch", "--verify"),
+}
+words = st.sampled_from(
+    [
+        "check",
+        "health",
+        "env-table",
+        "helth",
+        "chek",
+        "--all",
+        "--x",
+        "--timeout",
+        "5",
+        "--dry-run",
+        "--dry_run",
+        "--dry-run=1",
+        "--DRY-RUN",
+        "-dry-run",
+        "--dryrun",
+        "--",
+        "--port",
+        "vllm",
+        "serve",
+        "-h",
+        "--help",
+        "prefetch",
+        "--verify",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(argv=st.lists(words, max_size=4))
 def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv, monkeypatch_module):
     launched = []
-    monkeypatch_module.setattr("entrypoint.launch.launch",
-                               lambda env, args, dry_run: launched.append(args) or 0)
+    monkeypatch_module.setattr(
+        "entrypoint.launch.launch", lambda env, args, dry_run: launched.append(args) or 0
+    )
     # A prefetch would fetch for real: the parse is what is under test here.
     monkeypatch_module.setattr("entrypoint.prefetch.run_prefetch", lambda env, verify: 0)
     status, printed = run_main(argv, {"ENGINE": "vllm", "PATH": "/nonexistent"})
@@ -176,10 +249,11 @@ def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv, monkey
     if launched:
         # Only engine flags (and --dry-run) before "--"; no other spelling of --dry-run.
         assert not before or before[0].startswith("-"), argv
-        assert tuple(before[:1]) not in {("check",), ("health",), ("env-table",),
-                                         ("prefetch",)}
-        assert not any(w.lower().lstrip("-").replace("_", "-").startswith("dry")
-                       and w != "--dry-run" for w in before), argv
+        assert tuple(before[:1]) not in {("check",), ("health",), ("env-table",), ("prefetch",)}
+        assert not any(
+            w.lower().lstrip("-").replace("_", "-").startswith("dry") and w != "--dry-run"
+            for w in before
+        ), argv
     elif tuple(argv) not in DOCUMENTED and status != 1:
         assert status == 2, (argv, printed)
 

@@ -14,31 +14,61 @@ def plan(env: dict[str, str]) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("engine, env, rows", [
-    ("vllm", {}, {"VARIANT": ["chat", "default"],
-                  "TOOL_CALLS": ["on", "its longcat tool parser"],
-                  "SERVED_MODEL_NAME": ["meituan-longcat/LongCat-Flash-Chat-FP8", "repo id"],
-                  "API_KEY": ["-"], "CONTEXT_LENGTH": ["the checkpoint's own"],
-                  "SHUTDOWN_TIMEOUT_S": ["120", "default"],
-                  "metrics": ["GET /metrics on port 8000"],
-                  "graceful": ["120 s", "--shutdown-timeout"],
-                  "API": ["the API is open"]}),
-    ("sglang", {"VARIANT": "thinking", "CONTEXT_LENGTH": "32768", "API_KEY": "sk-0123456789ab"},
-     {"VARIANT": ["thinking", "environment"], "TOOL_CALLS": ["off", "no LongCat tool parser"],
-      "MODEL": ["LongCat-Flash-Thinking-FP8", "checkpoint for thinking fp8"],
-      "CONTEXT_LENGTH": ["32768", "environment"], "API_KEY": ["set (not shown)"],
-      "SHUTDOWN_TIMEOUT_S": ["drains without a limit"],
-      "reasoning": ["stays in the content"], "metrics": ["--enable-metrics"],
-      "API": ["private --config file"]}),
-    ("vllm", {"VARIANT": "thinking", "MODEL": "/models/longcat", "SERVED_MODEL_NAME": "longcat",
-              "API_KEY_FILE": "/run/secrets/key"},
-     {"SERVED_MODEL_NAME": ["longcat", "environment"],
-      "API_KEY_FILE": ["set (read at launch)"],
-      "reasoning": ["apart from the content", "longcat_think"],
-      "API": ["VLLM_API_KEY", "API_KEY_FILE; /health and /metrics stay open"]}),
-    ("vllm", {"PRECISION": "bf16", "MASTER_IP": "192.0.2.10", "NODE_RANK": "1"},
-     {"expert": ["16", "tensor x data parallel size"], "graceful": ["120 s"]}),
-])
+@pytest.mark.parametrize(
+    "engine, env, rows",
+    [
+        (
+            "vllm",
+            {},
+            {
+                "VARIANT": ["chat", "default"],
+                "TOOL_CALLS": ["on", "its longcat tool parser"],
+                "SERVED_MODEL_NAME": ["meituan-longcat/LongCat-Flash-Chat-FP8", "repo id"],
+                "API_KEY": ["-"],
+                "CONTEXT_LENGTH": ["the checkpoint's own"],
+                "SHUTDOWN_TIMEOUT_S": ["120", "default"],
+                "metrics": ["GET /metrics on port 8000"],
+                "graceful": ["120 s", "--shutdown-timeout"],
+                "API": ["the API is open"],
+            },
+        ),
+        (
+            "sglang",
+            {"VARIANT": "thinking", "CONTEXT_LENGTH": "32768", "API_KEY": "sk-0123456789ab"},
+            {
+                "VARIANT": ["thinking", "environment"],
+                "TOOL_CALLS": ["off", "no LongCat tool parser"],
+                "MODEL": ["LongCat-Flash-Thinking-FP8", "checkpoint for thinking fp8"],
+                "CONTEXT_LENGTH": ["32768", "environment"],
+                "API_KEY": ["set (not shown)"],
+                "SHUTDOWN_TIMEOUT_S": ["drains without a limit"],
+                "reasoning": ["stays in the content"],
+                "metrics": ["--enable-metrics"],
+                "API": ["private --config file"],
+            },
+        ),
+        (
+            "vllm",
+            {
+                "VARIANT": "thinking",
+                "MODEL": "/models/longcat",
+                "SERVED_MODEL_NAME": "longcat",
+                "API_KEY_FILE": "/run/secrets/key",
+            },
+            {
+                "SERVED_MODEL_NAME": ["longcat", "environment"],
+                "API_KEY_FILE": ["set (read at launch)"],
+                "reasoning": ["apart from the content", "longcat_think"],
+                "API": ["VLLM_API_KEY", "API_KEY_FILE; /health and /metrics stay open"],
+            },
+        ),
+        (
+            "vllm",
+            {"PRECISION": "bf16", "MASTER_IP": "192.0.2.10", "NODE_RANK": "1"},
+            {"expert": ["16", "tensor x data parallel size"], "graceful": ["120 s"]},
+        ),
+    ],
+)
 def test_each_serving_value_is_shown_with_its_source(engine, env, rows):
     stdout = plan({"ENGINE": engine, **env})
     for name, words in rows.items():
@@ -49,8 +79,9 @@ def test_each_serving_value_is_shown_with_its_source(engine, env, rows):
 
 
 def test_a_headless_node_shows_no_metrics_row():
-    stdout = plan({"ENGINE": "vllm", "PRECISION": "bf16", "MASTER_IP": "192.0.2.10",
-                   "NODE_RANK": "1"})
+    stdout = plan(
+        {"ENGINE": "vllm", "PRECISION": "bf16", "MASTER_IP": "192.0.2.10", "NODE_RANK": "1"}
+    )
     with pytest.raises(AssertionError):
         plan_row(stdout, "metrics")
 

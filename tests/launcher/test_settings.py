@@ -33,17 +33,35 @@ def test_other_booleans_are_refused(word):
     assert info.value.variable == "MTP" and info.value.value == word
 
 
-@pytest.mark.parametrize("raw, want", [
-    ("10.0.0.1", "10.0.0.1"), ("fd00::1", "fd00::1"), ("[fd00::1]", "fd00::1"),
-    ("[FD00:0::1]", "fd00::1"), ("node-0.example.com", "node-0.example.com"),
-    ("leader.svc.cluster.local.", "leader.svc.cluster.local"), ("localhost", "localhost"),
-])
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("fd00::1", "fd00::1"),
+        ("[fd00::1]", "fd00::1"),
+        ("[FD00:0::1]", "fd00::1"),
+        ("node-0.example.com", "node-0.example.com"),
+        ("leader.svc.cluster.local.", "leader.svc.cluster.local"),
+        ("localhost", "localhost"),
+    ],
+)
 def test_addresses(raw, want):
     assert parse_address("MASTER_IP", raw) == want
 
 
-@pytest.mark.parametrize("raw", ["10.0.0.1:5000", "[fd00::1]:5000", "-bad.example",
-                                 "a..b", "has space", "[node0]", "http://node0", "x" * 300])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "10.0.0.1:5000",
+        "[fd00::1]:5000",
+        "-bad.example",
+        "a..b",
+        "has space",
+        "[node0]",
+        "http://node0",
+        "x" * 300,
+    ],
+)
 def test_bad_addresses(raw):
     with pytest.raises(ConfigError) as info:
         parse_address("MASTER_IP", raw)
@@ -65,12 +83,14 @@ def test_engine_must_be_set_unless_exactly_one_is_installed(installed, words):
 def test_explicit_engine_does_not_look_for_installed_ones():
     def fail():
         raise AssertionError("detection must not run when ENGINE is set")
+
     assert load_settings({"ENGINE": "vllm"}, installed=fail)["ENGINE"] == "vllm"
 
 
 def test_sources_say_where_values_came_from():
-    plan = resolve_plan(settings({"ENGINE": "vllm", "PRECISION": "bf16",
-                                  "MASTER_IP": "192.0.2.10"}))
+    plan = resolve_plan(
+        settings({"ENGINE": "vllm", "PRECISION": "bf16", "MASTER_IP": "192.0.2.10"})
+    )
     assert plan.sources["ENGINE"] == "environment"
     assert plan.sources["NNODES"] == "default for bf16"
     assert plan.sources["PORT"] == "default for vllm"
@@ -80,10 +100,14 @@ def test_sources_say_where_values_came_from():
 @pytest.mark.parametrize("engine, tp, ep, dp", [("sglang", 16, 16, 1), ("vllm", 8, 16, 2)])
 def test_parallel_sizes(engine, tp, ep, dp):
     # vLLM's expert-parallel group spans tensor x data parallel ranks (docs/engines.md).
-    plan = resolve_plan(settings({"ENGINE": engine, "PRECISION": "bf16",
-                                  "MASTER_IP": "192.0.2.10"}))
-    assert (plan.tensor_parallel_size, plan.expert_parallel_size, plan.data_parallel_size) \
-        == (tp, ep, dp)
+    plan = resolve_plan(
+        settings({"ENGINE": engine, "PRECISION": "bf16", "MASTER_IP": "192.0.2.10"})
+    )
+    assert (plan.tensor_parallel_size, plan.expert_parallel_size, plan.data_parallel_size) == (
+        tp,
+        ep,
+        dp,
+    )
 
 
 def test_roles():
@@ -103,8 +127,17 @@ def test_master_ip_is_ignored_on_one_node():
 
 def test_headless_node_may_reuse_the_rpc_port_number_for_http():
     # A headless vLLM node binds no HTTP port, so PORT cannot clash with MASTER_PORT.
-    plan = resolve_plan(settings({"ENGINE": "vllm", "PRECISION": "bf16", "NODE_RANK": "1",
-                                  "MASTER_IP": "192.0.2.10", "PORT": "13345"}))
+    plan = resolve_plan(
+        settings(
+            {
+                "ENGINE": "vllm",
+                "PRECISION": "bf16",
+                "NODE_RANK": "1",
+                "MASTER_IP": "192.0.2.10",
+                "PORT": "13345",
+            }
+        )
+    )
     assert plan.headless
 
 
@@ -127,8 +160,23 @@ def test_the_plan_is_immutable_and_replace_makes_a_changed_copy():
 
 
 def test_every_variable_has_help_and_a_known_kind():
-    kinds = {"choice", "bool", "count", "index", "port", "seconds", "timeout", "address",
-             "model", "revision", "args", "library", "name", "file", "secret"}
+    kinds = {
+        "choice",
+        "bool",
+        "count",
+        "index",
+        "port",
+        "seconds",
+        "timeout",
+        "address",
+        "model",
+        "revision",
+        "args",
+        "library",
+        "name",
+        "file",
+        "secret",
+    }
     assert len(BY_NAME) == len(VARIABLES)
     for var in VARIABLES:
         assert var.kind in kinds and var.help.endswith(".") and var.accepted()
@@ -138,8 +186,11 @@ def test_a_stall_bound_is_one_second_or_more():
     assert load_settings({"ENGINE": "vllm"})["DOWNLOAD_STALL_S"] == 60
     assert load_settings({"ENGINE": "vllm", "DOWNLOAD_STALL_S": " 5 "})["DOWNLOAD_STALL_S"] == 5
     for bad in ("0", "-1", "1.5", "1m"):
-        with pytest.raises(ConfigError, match=r"DOWNLOAD_STALL_S is .*; accepted: a whole "
-                                              r"number of seconds, 1\.\.2147483647"):
+        with pytest.raises(
+            ConfigError,
+            match=r"DOWNLOAD_STALL_S is .*; accepted: a whole "
+            r"number of seconds, 1\.\.2147483647",
+        ):
             load_settings({"ENGINE": "vllm", "DOWNLOAD_STALL_S": bad})
 
 
@@ -162,9 +213,19 @@ def test_repo_ids_are_accepted_exactly_when_huggingface_hub_accepts_them(text):
     assert we_accept == hub_accepts, text
 
 
-@pytest.mark.parametrize("revision, ok", [("main", True), ("v1.0", True), ("refs/pr/1", True),
-                                          ("a" * 40, True), ("../../etc", False),
-                                          ("/abs", False), ("has space", False), ("-x", False)])
+@pytest.mark.parametrize(
+    "revision, ok",
+    [
+        ("main", True),
+        ("v1.0", True),
+        ("refs/pr/1", True),
+        ("a" * 40, True),
+        ("../../etc", False),
+        ("/abs", False),
+        ("has space", False),
+        ("-x", False),
+    ],
+)
 def test_model_revision(revision, ok):
     env = {"ENGINE": "vllm", "MODEL_REVISION": revision}
     if ok:

@@ -32,15 +32,22 @@ def real():
 def test_every_fake_function_exists_in_nvidia_ml_py_with_the_same_parameters(real):
     fake = fake_nvml.module(fake_nvml.gpus(fake_nvml.H200, 1))
     names = sorted(n for n in vars(fake) if n.startswith("nvml"))
-    assert {"nvmlDeviceGetCudaComputeCapability", "nvmlSystemGetDriverVersion",
-            "nvmlDeviceGetMigMode", "nvmlDeviceGetMaxMigDeviceCount",
-            "nvmlDeviceGetMigDeviceHandleByIndex"} <= set(names)
+    assert {
+        "nvmlDeviceGetCudaComputeCapability",
+        "nvmlSystemGetDriverVersion",
+        "nvmlDeviceGetMigMode",
+        "nvmlDeviceGetMaxMigDeviceCount",
+        "nvmlDeviceGetMigDeviceHandleByIndex",
+    } <= set(names)
     for name in names:
         assert hasattr(real, name), name
         # The same required parameters (the real ones may add optional ones, e.g. the
         # ``version`` of nvmlDeviceGetMemoryInfo, which the launcher does not pass).
-        want = [p.name for p in inspect.signature(getattr(real, name)).parameters.values()
-                if p.default is inspect.Parameter.empty]
+        want = [
+            p.name
+            for p in inspect.signature(getattr(real, name)).parameters.values()
+            if p.default is inspect.Parameter.empty
+        ]
         have = list(inspect.signature(getattr(fake, name)).parameters)
         assert len(have) == len(want), (name, have, want)
 
@@ -54,8 +61,11 @@ def test_constants_have_nvidia_ml_pys_values(real):
 
 
 def test_errors_carry_their_code_and_nvmls_message(real):
-    for code in (fake_nvml.NVML_ERROR_NOT_SUPPORTED, fake_nvml.NVML_ERROR_NOT_FOUND,
-                 fake_nvml.NVML_ERROR_LIBRARY_NOT_FOUND):
+    for code in (
+        fake_nvml.NVML_ERROR_NOT_SUPPORTED,
+        fake_nvml.NVML_ERROR_NOT_FOUND,
+        fake_nvml.NVML_ERROR_LIBRARY_NOT_FOUND,
+    ):
         ours, theirs = fake_nvml.NVMLError(code), real.NVMLError(code)
         assert ours.value == theirs.value == code
         assert isinstance(theirs, real.NVMLError)  # a subclass per code, caught by the base

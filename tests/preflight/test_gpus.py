@@ -19,10 +19,12 @@ from tests.preflight.support import plan_for
 @pytest.fixture
 def nvml(monkeypatch):
     """Install a fake pynvml with the given GPUs: ``nvml(devices)``."""
+
     def install(devices, init_error=None, driver=fake_nvml.DRIVER):
         fake = fake_nvml.module(devices, init_error, driver)
         monkeypatch.setitem(sys.modules, "pynvml", fake)
         return fake
+
     return install
 
 
@@ -51,17 +53,32 @@ def test_cuda_visible_devices_limits_what_counts(nvml):
     nvml(gpus(H200, 8))
     outcome = by_name(check_gpus(plan_for(), {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}))["gpus"]
     assert not outcome.ok
-    assert "4 visible" in outcome.text and "NVML reports 8, CUDA_VISIBLE_DEVICES '0,1,2,3'" \
-        in outcome.text
+    assert (
+        "4 visible" in outcome.text
+        and "NVML reports 8, CUDA_VISIBLE_DEVICES '0,1,2,3'" in outcome.text
+    )
     assert "correct CUDA_VISIBLE_DEVICES" in outcome.text
-    assert by_name(check_gpus(plan_for(GPUS_PER_NODE=4),
-                              {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}))["gpus"].ok
+    assert by_name(check_gpus(plan_for(GPUS_PER_NODE=4), {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}))[
+        "gpus"
+    ].ok
 
 
-@pytest.mark.parametrize("value, visible", [
-    ("", 0), ("-1", 0), ("0,1,-1,3", 2), ("7,6", 2), ("0,0", 1), ("8", 0), ("3,9,1", 1),
-    ("GPU-00000002,GPU-00000005", 2), ("GPU-0000000", 0), ("MIG-abc", 0), (" 1 , 2 ", 2),
-])
+@pytest.mark.parametrize(
+    "value, visible",
+    [
+        ("", 0),
+        ("-1", 0),
+        ("0,1,-1,3", 2),
+        ("7,6", 2),
+        ("0,0", 1),
+        ("8", 0),
+        ("3,9,1", 1),
+        ("GPU-00000002,GPU-00000005", 2),
+        ("GPU-0000000", 0),
+        ("MIG-abc", 0),
+        (" 1 , 2 ", 2),
+    ],
+)
 def test_cuda_visible_devices_is_read_as_cuda_reads_it(nvml, value, visible):
     nvml(gpus(H200, 8))
     (outcome, *_) = check_gpus(plan_for(GPUS_PER_NODE=1), {"CUDA_VISIBLE_DEVICES": value})
@@ -75,8 +92,10 @@ def test_eighty_gigabyte_gpus_are_too_small_for_fp8_on_one_node(nvml):
     assert outcomes["gpus"].ok and not outcomes["gpu memory"].ok
     text = outcomes["gpu memory"].text
     assert "the 8 GPUs this node uses have 684 GB in total" in text
-    assert "PRECISION=fp8 needs 8 x 141 GB = 1128 GB of GPU memory (the guide's minimum " \
-           "hardware), 1128 GB on each of NNODES=1" in text
+    assert (
+        "PRECISION=fp8 needs 8 x 141 GB = 1128 GB of GPU memory (the guide's minimum "
+        "hardware), 1128 GB on each of NNODES=1" in text
+    )
     assert "spread the deployment over more nodes (NNODES)" in text
 
 
@@ -119,13 +138,16 @@ def test_missing_nvidia_ml_py_is_a_failure(monkeypatch):
 
 # --- compute capability per engine and precision (entrypoint/compat.py) ---------------
 
+
 def test_sglang_fp8_on_hopper_passes(nvml):
     nvml(gpus(H200, 8))
     outcome = by_name(check_gpus(plan_for(ENGINE="sglang", PRECISION="fp8"), {}))[
-        "compute capability"]
+        "compute capability"
+    ]
     assert outcome.ok and not outcome.warning
-    assert outcome.text == ("compute capability 9.0 (NVIDIA H200) >= 8.9, what SGLang with "
-                            "PRECISION=fp8 needs")
+    assert outcome.text == (
+        "compute capability 9.0 (NVIDIA H200) >= 8.9, what SGLang with PRECISION=fp8 needs"
+    )
 
 
 def test_sglang_fp8_below_8_9_is_refused_naming_vllm_and_bf16(nvml):
@@ -137,16 +159,19 @@ def test_sglang_fp8_below_8_9_is_refused_naming_vllm_and_bf16(nvml):
     assert outcomes["gpu memory"].ok
     outcome = outcomes["compute capability"]
     assert not outcome.ok
-    assert outcome.text.startswith("compute capability 8.0 (NVIDIA A100-SXM4-80GB): SGLang "
-                                   "runs the FP8 MoE experts with Triton FP8 kernels")
+    assert outcome.text.startswith(
+        "compute capability 8.0 (NVIDIA A100-SXM4-80GB): SGLang "
+        "runs the FP8 MoE experts with Triton FP8 kernels"
+    )
     assert "'type fp8e4nv not supported in this architecture'" in outcome.text
     assert "serve with ENGINE=vllm" in outcome.text and "or set PRECISION=bf16" in outcome.text
 
 
 def test_sglang_fp8_on_ada_passes_at_the_boundary(nvml):
     nvml(gpus(L40S, 8))
-    outcome = by_name(check_gpus(plan_for(ENGINE="sglang", PRECISION="fp8", GPUS_PER_NODE=8),
-                                 {}))["compute capability"]
+    outcome = by_name(check_gpus(plan_for(ENGINE="sglang", PRECISION="fp8", GPUS_PER_NODE=8), {}))[
+        "compute capability"
+    ]
     assert outcome.ok and "compute capability 8.9 (NVIDIA L40S) >= 8.9" in outcome.text
 
 
@@ -155,8 +180,10 @@ def test_sglang_bf16_on_ampere_has_no_capability_rule(nvml):
     plan = plan_for(ENGINE="sglang", PRECISION="bf16", MASTER_IP="127.0.0.1")
     outcome = by_name(check_gpus(plan, {}))["compute capability"]
     assert outcome.ok and not outcome.warning
-    assert outcome.text == ("compute capability 8.0 (NVIDIA A100-SXM4-80GB); SGLang with "
-                            "PRECISION=bf16 sets no minimum of its own")
+    assert outcome.text == (
+        "compute capability 8.0 (NVIDIA A100-SXM4-80GB); SGLang with "
+        "PRECISION=bf16 sets no minimum of its own"
+    )
 
 
 def test_vllm_fp8_below_8_9_serves_with_marlin_and_warns(nvml):
@@ -173,47 +200,53 @@ def test_vllm_below_8_0_is_refused(nvml, precision):
     plan = plan_for(ENGINE="vllm", PRECISION=precision, NNODES=2, MASTER_IP="127.0.0.1")
     outcome = by_name(check_gpus(plan, {}))["compute capability"]
     assert not outcome.ok
-    assert outcome.text.startswith("compute capability 7.0 (Tesla V100-SXM2-32GB): vLLM runs "
-                                   "bfloat16, the dtype of both checkpoints, only on compute "
-                                   "capability 8.0 or newer")
+    assert outcome.text.startswith(
+        "compute capability 7.0 (Tesla V100-SXM2-32GB): vLLM runs "
+        "bfloat16, the dtype of both checkpoints, only on compute "
+        "capability 8.0 or newer"
+    )
     assert "use GPUs of compute capability 8.0 or newer" in outcome.text
 
 
 def test_the_lowest_capability_of_the_gpus_used_decides(nvml):
     nvml(gpus(H200, 4) + gpus(A100, 4))
     plan = plan_for(ENGINE="sglang", PRECISION="fp8", GPUS_PER_NODE=4)
-    assert by_name(check_gpus(plan, {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}))[
-        "compute capability"].ok
-    outcome = by_name(check_gpus(plan, {"CUDA_VISIBLE_DEVICES": "3,4,5,6"}))[
-        "compute capability"]
+    assert by_name(check_gpus(plan, {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}))["compute capability"].ok
+    outcome = by_name(check_gpus(plan, {"CUDA_VISIBLE_DEVICES": "3,4,5,6"}))["compute capability"]
     assert not outcome.ok and "8.0 (NVIDIA A100-SXM4-80GB)" in outcome.text
 
 
 # --- the driver against the image's CUDA variant --------------------------------------
 
 # What build.py writes into each image (images/matrix.toml): the vLLM cu130 image.
-VLLM_CU130 = {"LONGCAT_CUDA_VARIANT": "cu130",
-              "LONGCAT_CUDA_DRIVERS": "cu130:13.0:580.65.06 cu129:12.9:575.51.03:525.60.13"}
+VLLM_CU130 = {
+    "LONGCAT_CUDA_VARIANT": "cu130",
+    "LONGCAT_CUDA_DRIVERS": "cu130:13.0:580.65.06 cu129:12.9:575.51.03:525.60.13",
+}
 
 
 def test_a_new_enough_driver_passes(nvml):
     nvml(gpus(H200, 8), driver="580.95.05")
     outcome = by_name(check_gpus(plan_for(ENGINE="vllm"), VLLM_CU130))["driver"]
     assert outcome.ok and not outcome.warning
-    assert outcome.text == ("driver 580.95.05 >= 580.65.06, which this image's CUDA 13.0 "
-                            "(cu130) needs")
+    assert outcome.text == (
+        "driver 580.95.05 >= 580.65.06, which this image's CUDA 13.0 (cu130) needs"
+    )
 
 
 def test_an_old_driver_is_refused_naming_the_driver_and_the_variant_that_runs(nvml):
     nvml(gpus(H200, 8), driver="570.86.15")
     outcome = by_name(check_gpus(plan_for(ENGINE="vllm"), VLLM_CU130))["driver"]
     assert not outcome.ok
-    assert outcome.text.startswith("the NVIDIA driver 570.86.15 is older than this image's "
-                                   "CUDA 13.0 (cu130) needs (driver >= 580.65.06)")
+    assert outcome.text.startswith(
+        "the NVIDIA driver 570.86.15 is older than this image's "
+        "CUDA 13.0 (cu130) needs (driver >= 580.65.06)"
+    )
     assert "Install driver >= 580.65.06 on the host" in outcome.text
-    assert ("or run the image's cu129 variant (CUDA 12.9, driver >= 575.51.03 (>= 525.60.13 "
-            "with CUDA minor-version compatibility): build.py build vllm --cuda=cu129)"
-            in outcome.text)
+    assert (
+        "or run the image's cu129 variant (CUDA 12.9, driver >= 575.51.03 (>= 525.60.13 "
+        "with CUDA minor-version compatibility): build.py build vllm --cuda=cu129)" in outcome.text
+    )
 
 
 def test_a_driver_too_old_for_every_variant_names_only_the_driver(nvml):
@@ -237,21 +270,26 @@ def test_outside_our_images_the_driver_is_not_compared(nvml):
     nvml(gpus(H200, 8), driver="470.256.02")
     outcome = by_name(check_gpus(plan_for(), {}))["driver"]
     assert outcome.ok and not outcome.warning
-    assert outcome.text == ("driver 470.256.02; not compared with the image's CUDA "
-                            "(LONGCAT_CUDA_VARIANT and LONGCAT_CUDA_DRIVERS are not set: not "
-                            "a longcat-deploy image)")
+    assert outcome.text == (
+        "driver 470.256.02; not compared with the image's CUDA "
+        "(LONGCAT_CUDA_VARIANT and LONGCAT_CUDA_DRIVERS are not set: not "
+        "a longcat-deploy image)"
+    )
 
 
 # --- MIG -------------------------------------------------------------------------------
+
 
 def test_gpus_in_mig_mode_are_refused_with_their_instances_counted(nvml):
     nvml(gpus(H200, 8, mig_instances=7))
     outcomes = by_name(check_gpus(plan_for(), {}))
     outcome = outcomes["MIG"]
     assert not outcome.ok
-    assert outcome.text.startswith("MIG mode is on for GPU 0, 1, 2, 3, 4, 5, 6, 7 (8 of the 8 "
-                                   "visible, with 56 MIG instances in all): a CUDA process "
-                                   "uses at most one MIG instance")
+    assert outcome.text.startswith(
+        "MIG mode is on for GPU 0, 1, 2, 3, 4, 5, 6, 7 (8 of the 8 "
+        "visible, with 56 MIG instances in all): a CUDA process "
+        "uses at most one MIG instance"
+    )
     assert "nvidia-smi -i 0 -mig 0" in outcome.text
 
 
@@ -261,21 +299,20 @@ def test_mig_on_one_gpu_with_no_instances_yet_is_still_refused(nvml):
     nvml(devices)
     outcome = by_name(check_gpus(plan_for(), {}))["MIG"]
     assert not outcome.ok
-    assert "MIG mode is on for GPU 3 (1 of the 8 visible, with 0 MIG instances in all)" \
-        in outcome.text
+    assert (
+        "MIG mode is on for GPU 3 (1 of the 8 visible, with 0 MIG instances in all)" in outcome.text
+    )
 
 
 def test_mig_devices_named_in_cuda_visible_devices_are_refused(nvml):
     nvml(gpus(H200, 8))
     outcomes = by_name(check_gpus(plan_for(), {"CUDA_VISIBLE_DEVICES": "MIG-3b0f-11"}))
     assert not outcomes["gpus"].ok
-    assert outcomes["MIG"].text.startswith("CUDA_VISIBLE_DEVICES names MIG devices "
-                                           "(MIG-3b0f-11)")
+    assert outcomes["MIG"].text.startswith("CUDA_VISIBLE_DEVICES names MIG devices (MIG-3b0f-11)")
 
 
 def test_gpus_without_mig_support_or_with_mig_off_pass(nvml):
     nvml(gpus(L40S, 8))  # nvmlDeviceGetMigMode: NOT_SUPPORTED
-    assert "MIG" not in by_name(check_gpus(plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1"),
-                                           {}))
+    assert "MIG" not in by_name(check_gpus(plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1"), {}))
     nvml(gpus(H200, 8))  # supported, off
     assert "MIG" not in by_name(check_gpus(plan_for(), {}))

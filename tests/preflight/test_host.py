@@ -17,8 +17,10 @@ def test_dockers_default_64_mib_shared_memory_fails(tmpfs):
     path = tmpfs("64m")
     outcome = check_shm(str(path))
     assert not outcome.ok
-    assert f"{path} is 64 MiB; NCCL and the engine's worker processes need at least 1 GiB" \
+    assert (
+        f"{path} is 64 MiB; NCCL and the engine's worker processes need at least 1 GiB"
         in outcome.text
+    )
     assert "--ipc=host (compose: ipc: host)" in outcome.text
 
 
@@ -37,8 +39,9 @@ def test_read_only_cache_fails(tmpfs):
     path = tmpfs("1m", "ro")
     outcome = check_writable(str(path / "hub"))
     assert not outcome.ok
-    assert f"the Hugging Face cache {path}/hub is not writable (Read-only file system)" \
-        in outcome.text
+    assert (
+        f"the Hugging Face cache {path}/hub is not writable (Read-only file system)" in outcome.text
+    )
     assert "Mount a writable volume at HF_HOME" in outcome.text
 
 

@@ -28,15 +28,22 @@ def run(env, args=()):
     """What the launcher imported beyond the interpreter's own start-up (site, .pth files)."""
     result = launch(env, args, python_args=("-X", "importtime"))
     assert result.returncode == 0, result.stderr[-2000:]
-    baseline = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], env=env,
-                              capture_output=True, text=True, check=True)
+    baseline = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "pass"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return imported(result.stderr) - imported(baseline.stderr)
 
 
 def test_download_0_and_preflight_off_import_nothing_of_this_step(tmp_path):
     names = run(launcher_env(tmp_path, DOWNLOAD="0", PREFLIGHT="off"))
-    assert not names & (HEAVY | {"entrypoint.weights", "entrypoint.preflight", "socket",
-                                 "resource", "json", "ipaddress"})
+    assert not names & (
+        HEAVY
+        | {"entrypoint.weights", "entrypoint.preflight", "socket", "resource", "json", "ipaddress"}
+    )
 
 
 def test_local_model_with_checks_imports_no_hub_library(tmp_path):

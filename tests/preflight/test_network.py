@@ -52,22 +52,32 @@ def test_host_that_is_not_this_hosts_fails():
 
 
 def test_node_0_checks_the_dist_init_port_too(listener):
-    plan = plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1", MASTER_PORT=listener,
-                    PORT=free_port())
+    plan = plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1", MASTER_PORT=listener, PORT=free_port())
     http, master = check_ports(plan)
     assert http.ok
     assert not master.ok and master.name == "SGLang dist-init port"
     assert f"0.0.0.0:{listener} (MASTER_PORT) is already in use" in master.text
     assert "set MASTER_PORT to a free port, the same on every node" in master.text
-    plan = plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1", MASTER_PORT=free_port(),
-                    PORT=free_port(), ENGINE="vllm")
+    plan = plan_for(
+        PRECISION="bf16",
+        MASTER_IP="127.0.0.1",
+        MASTER_PORT=free_port(),
+        PORT=free_port(),
+        ENGINE="vllm",
+    )
     assert [o.ok for o in check_ports(plan)] == [True, True]
     assert check_ports(plan)[1].name == "vLLM data-parallel RPC port"
 
 
 def test_headless_vllm_node_binds_no_port(listener):
-    plan = plan_for(ENGINE="vllm", PRECISION="bf16", NODE_RANK=1, MASTER_IP="127.0.0.1",
-                    PORT=listener, MASTER_PORT=listener + 1 if listener < 65535 else 1024)
+    plan = plan_for(
+        ENGINE="vllm",
+        PRECISION="bf16",
+        NODE_RANK=1,
+        MASTER_IP="127.0.0.1",
+        PORT=listener,
+        MASTER_PORT=listener + 1 if listener < 65535 else 1024,
+    )
     assert check_ports(plan) == []
 
 
@@ -88,8 +98,10 @@ def test_master_ip_of_this_host_passes_on_node_0(master):
 def test_master_ip_of_another_host_fails_on_node_0():
     outcome = check_master_ip(plan_for(PRECISION="bf16", MASTER_IP="192.0.2.10"))
     assert not outcome.ok
-    assert "MASTER_IP=192.0.2.10 is not an address of this host, which has " \
+    assert (
+        "MASTER_IP=192.0.2.10 is not an address of this host, which has "
         "127.0.0.1 on lo" in outcome.text
+    )
     assert "run it with --network host (compose: network_mode: host)" in outcome.text
 
 
@@ -101,16 +113,21 @@ def test_master_ip_that_does_not_resolve_fails():
         waits.append(seconds)
         now[0] += seconds
 
-    outcome = check_master_ip(plan_for(PRECISION="bf16", MASTER_IP="no-such-host.invalid"),
-                              resolve_wait_s=5, sleep=sleep, clock=lambda: now[0])
+    outcome = check_master_ip(
+        plan_for(PRECISION="bf16", MASTER_IP="no-such-host.invalid"),
+        resolve_wait_s=5,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
     assert sum(waits) == 5 and len(waits) >= 3, "a name that does not resolve is retried"
     assert not outcome.ok
     assert "MASTER_IP=no-such-host.invalid does not resolve on this host" in outcome.text
 
 
 def test_gloo_interface_that_exists_passes():
-    outcome = check_gloo(plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1"),
-                         {"GLOO_SOCKET_IFNAME": "lo"})
+    outcome = check_gloo(
+        plan_for(PRECISION="bf16", MASTER_IP="127.0.0.1"), {"GLOO_SOCKET_IFNAME": "lo"}
+    )
     assert outcome.ok and outcome.text == "GLOO_SOCKET_IFNAME=lo exists"
 
 
@@ -118,8 +135,10 @@ def test_gloo_interface_that_does_not_exist_fails():
     plan = plan_for()
     outcome = check_gloo(plan, {"GLOO_SOCKET_IFNAME": "ib7"})
     assert not outcome.ok
-    assert "GLOO_SOCKET_IFNAME='ib7' is not an interface of this host (interfaces: " \
-        in outcome.text and "lo" in outcome.text
+    assert (
+        "GLOO_SOCKET_IFNAME='ib7' is not an interface of this host (interfaces: " in outcome.text
+        and "lo" in outcome.text
+    )
     assert outcome.engine_env == {}
 
 
@@ -127,8 +146,10 @@ def test_gloo_interface_that_does_not_exist_fails():
 def test_gloo_interface_list_fails_as_nccl_syntax(value):
     outcome = check_gloo(plan_for(), {"GLOO_SOCKET_IFNAME": value})
     assert not outcome.ok
-    assert "is a list; Gloo takes one interface name (lists and ^exclusions are " \
+    assert (
+        "is a list; Gloo takes one interface name (lists and ^exclusions are "
         "NCCL_SOCKET_IFNAME syntax)" in outcome.text
+    )
 
 
 def test_unset_gloo_interface_is_chosen_towards_master_ip_on_multi_node_plans():
@@ -136,8 +157,10 @@ def test_unset_gloo_interface_is_chosen_towards_master_ip_on_multi_node_plans():
     outcome = check_gloo(plan, {"NCCL_SOCKET_IFNAME": "^lo,docker"})
     assert outcome.ok
     assert outcome.engine_env == {"GLOO_SOCKET_IFNAME": "lo"}
-    assert "set to lo (this host's 127.0.0.1), the interface that routes to MASTER_IP=" \
+    assert (
+        "set to lo (this host's 127.0.0.1), the interface that routes to MASTER_IP="
         "127.0.0.1" in outcome.text
+    )
     assert check_gloo(plan_for(), {}) is None, "one node: nothing to choose"
 
 
@@ -145,8 +168,10 @@ def test_unset_gloo_interface_without_a_route_fails():
     plan = plan_for(PRECISION="bf16", NODE_RANK=1, MASTER_IP="no-such-host.invalid")
     outcome = check_gloo(plan, {})
     assert not outcome.ok
-    assert "GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP=" \
+    assert (
+        "GLOO_SOCKET_IFNAME is unset and no interface routes to MASTER_IP="
         "no-such-host.invalid" in outcome.text
+    )
     assert outcome.engine_env == {}
 
 
@@ -173,8 +198,11 @@ def test_master_ip_name_that_resolves_late_passes(monkeypatch):
 
     monkeypatch.setattr(preflight, "_resolve", late_resolve)
     now = [0.0]
-    outcome = check_master_ip(plan_for(PRECISION="bf16", MASTER_IP="leader.lws.invalid"),
-                              resolve_wait_s=30, sleep=lambda s: now.__setitem__(0, now[0] + s),
-                              clock=lambda: now[0])
+    outcome = check_master_ip(
+        plan_for(PRECISION="bf16", MASTER_IP="leader.lws.invalid"),
+        resolve_wait_s=30,
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+    )
     assert outcome.ok, outcome.text
     assert len(attempts) == 3 and "is this host's, on lo" in outcome.text

@@ -12,8 +12,9 @@ from tests.preflight.support import free_port, plan_for
 
 
 def node1(port: int, engine: str = "sglang"):
-    return plan_for(ENGINE=engine, PRECISION="bf16", NODE_RANK=1, MASTER_IP="127.0.0.1",
-                    MASTER_PORT=port)
+    return plan_for(
+        ENGINE=engine, PRECISION="bf16", NODE_RANK=1, MASTER_IP="127.0.0.1", MASTER_PORT=port
+    )
 
 
 class Clock:
@@ -61,8 +62,10 @@ def test_node_1_waits_until_node_0_listens(capsys):
         server.close()
     assert clock.slept == [2, 2, 2]
     err = capsys.readouterr().err
-    assert f"waiting for node 0 at 127.0.0.1:{port} (MASTER_IP:MASTER_PORT) to accept " \
+    assert (
+        f"waiting for node 0 at 127.0.0.1:{port} (MASTER_IP:MASTER_PORT) to accept "
         "connections: Connection refused; 0 s of MASTER_WAIT_S=1800 s" in err
+    )
     assert f"node 0 at 127.0.0.1:{port} accepts connections after 6 s" in err
 
 
@@ -73,8 +76,10 @@ def test_node_0_that_never_listens_fails_after_master_wait_s(capsys):
         wait_for_master(node1(port), 65, "on", sleep=clock.sleep, clock=clock)
     assert sum(clock.slept) == 65, "bounded by MASTER_WAIT_S, never more"
     message = error.value.message()
-    assert f"node 0 at 127.0.0.1:{port} (MASTER_IP:MASTER_PORT) did not accept a connection " \
+    assert (
+        f"node 0 at 127.0.0.1:{port} (MASTER_IP:MASTER_PORT) did not accept a connection "
         "within MASTER_WAIT_S=65 s (34 attempts; last: Connection refused)" in message
+    )
     assert "or raise MASTER_WAIT_S" in message
     assert error.value.exit_status == 3
     logged = capsys.readouterr().err.count("waiting for node 0")
@@ -91,10 +96,13 @@ def test_warn_mode_goes_on_after_the_wait(capsys):
     assert "warning: node 0 at 127.0.0.1:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("env", [
-    {"PRECISION": "bf16", "NODE_RANK": "0", "MASTER_IP": "127.0.0.1"},
-    {"PRECISION": "fp8"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PRECISION": "bf16", "NODE_RANK": "0", "MASTER_IP": "127.0.0.1"},
+        {"PRECISION": "fp8"},
+    ],
+)
 def test_node_0_and_single_nodes_do_not_wait(env):
     assert wait_for_master(plan_for(**env), 1800, "on", sleep=never_sleep)
 

@@ -56,15 +56,28 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}[Round {{ loop.index0 // 2 }}] USER:{{ message['content'] }}"
     "{% elif message['role'] == 'assistant' %} ASSISTANT:{{ message['content'] }}</longcat_s>"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}")
+    "{% endif %}{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}"
+)
 CONFIG = {
-    "hidden_size": 256, "num_layers": 2, "num_attention_heads": 4,
-    "ffn_hidden_size": 512, "expert_ffn_hidden_size": 128,
-    "q_lora_rank": 128, "kv_lora_rank": 512, "qk_nope_head_dim": 32,
-    "qk_rope_head_dim": 64, "head_dim": 64, "v_head_dim": 32,
-    "n_routed_experts": 8, "zero_expert_num": 4, "moe_topk": 2,
-    "zero_expert_type": "identity", "mla_scale_q_lora": True, "mla_scale_kv_lora": True,
-    "max_position_embeddings": 512, "routed_scaling_factor": 6.0,
+    "hidden_size": 256,
+    "num_layers": 2,
+    "num_attention_heads": 4,
+    "ffn_hidden_size": 512,
+    "expert_ffn_hidden_size": 128,
+    "q_lora_rank": 128,
+    "kv_lora_rank": 512,
+    "qk_nope_head_dim": 32,
+    "qk_rope_head_dim": 64,
+    "head_dim": 64,
+    "v_head_dim": 32,
+    "n_routed_experts": 8,
+    "zero_expert_num": 4,
+    "moe_topk": 2,
+    "zero_expert_type": "identity",
+    "mla_scale_q_lora": True,
+    "mla_scale_kv_lora": True,
+    "max_position_embeddings": 512,
+    "routed_scaling_factor": 6.0,
 }
 
 
@@ -103,13 +116,16 @@ def ensure_checkpoint(python: Path) -> Path:
     target = checkpoint_dir()
     if (target / "reference.json").exists():
         return target
-    _log(f"building the tiny LongCat-Flash checkpoint and its reference in {target} "
-         "(about 30 s)")
+    _log(f"building the tiny LongCat-Flash checkpoint and its reference in {target} (about 30 s)")
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    subprocess.run([str(python), "-m", "tests.real_engine.checkpoint", str(partial)],
-                   cwd=REPO, check=True, env={**_quiet_env(), "PYTHONHASHSEED": "0"},
-                   stdout=sys.stderr)
+    subprocess.run(
+        [str(python), "-m", "tests.real_engine.checkpoint", str(partial)],
+        cwd=REPO,
+        check=True,
+        env={**_quiet_env(), "PYTHONHASHSEED": "0"},
+        stdout=sys.stderr,
+    )
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target
@@ -118,8 +134,13 @@ def ensure_checkpoint(python: Path) -> Path:
 def _quiet_env() -> dict:
     import os
 
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
 
 
 def build(out: Path) -> dict:
@@ -141,31 +162,53 @@ def build(out: Path) -> dict:
     tokenizer = tokenizers.Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(CORPUS * 20, trainers.BpeTrainer(
-        vocab_size=1024, special_tokens=SPECIAL_TOKENS, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.train_from_iterator(
+        CORPUS * 20,
+        trainers.BpeTrainer(
+            vocab_size=1024,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token=SPECIAL_TOKENS[0], eos_token=SPECIAL_TOKENS[1],
-        pad_token=SPECIAL_TOKENS[2])
+        tokenizer_object=tokenizer,
+        bos_token=SPECIAL_TOKENS[0],
+        eos_token=SPECIAL_TOKENS[1],
+        pad_token=SPECIAL_TOKENS[2],
+    )
     fast.chat_template = CHAT_TEMPLATE
 
     torch.manual_seed(SEED)
     config = transformers.LongcatFlashConfig(
-        vocab_size=len(fast), bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id, dtype="float32", **CONFIG)
+        vocab_size=len(fast),
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        dtype="float32",
+        **CONFIG,
+    )
     model = transformers.LongcatFlashForCausalLM(config).eval()
 
     prompt = fast.apply_chat_template(MESSAGES, add_generation_prompt=True, return_dict=False)
     with torch.no_grad():
-        generated = model.generate(torch.tensor([prompt]), max_new_tokens=MAX_TOKENS,
-                                   do_sample=False, output_logits=True,
-                                   return_dict_in_generate=True)
-    completion = generated.sequences[0, len(prompt):].tolist()
+        generated = model.generate(
+            torch.tensor([prompt]),
+            max_new_tokens=MAX_TOKENS,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    completion = generated.sequences[0, len(prompt) :].tolist()
     if len(completion) != MAX_TOKENS or fast.eos_token_id in completion:
-        raise RuntimeError(f"the reference stops early ({completion}): change SEED, so "
-                           "that the served and the reference answers have the same length")
-    logprobs = [torch.log_softmax(logits[0].float(), dim=-1)[token].item()
-                for logits, token in zip(generated.logits, completion)]
+        raise RuntimeError(
+            f"the reference stops early ({completion}): change SEED, so "
+            "that the served and the reference answers have the same length"
+        )
+    logprobs = [
+        torch.log_softmax(logits[0].float(), dim=-1)[token].item()
+        for logits, token in zip(generated.logits, completion)
+    ]
 
     model_dir = out / "model"
     model.save_pretrained(model_dir)
@@ -173,14 +216,23 @@ def build(out: Path) -> dict:
     # Drop the zero experts' weights (ids >= n_routed_experts): see the module docstring.
     for shard in model_dir.glob("*.safetensors"):
         tensors = load_file(shard)
-        kept = {k: v for k, v in tensors.items()
-                if not ((m := re.search(r"\.mlp\.experts\.(\d+)\.", k))
-                        and int(m[1]) >= CONFIG["n_routed_experts"])}
+        kept = {
+            k: v
+            for k, v in tensors.items()
+            if not (
+                (m := re.search(r"\.mlp\.experts\.(\d+)\.", k))
+                and int(m[1]) >= CONFIG["n_routed_experts"]
+            )
+        }
         save_file(kept, shard, metadata={"format": "pt"})
     reference = {
-        "messages": MESSAGES, "max_tokens": MAX_TOKENS, "seed": SEED,
-        "prompt_token_ids": prompt, "completion_token_ids": completion,
-        "completion_logprobs": logprobs, "completion_text": fast.decode(completion),
+        "messages": MESSAGES,
+        "max_tokens": MAX_TOKENS,
+        "seed": SEED,
+        "prompt_token_ids": prompt,
+        "completion_token_ids": completion,
+        "completion_logprobs": logprobs,
+        "completion_text": fast.decode(completion),
         "computed_with": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     (out / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
@@ -189,9 +241,15 @@ def build(out: Path) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        print("usage: python -m tests.real_engine.checkpoint OUT  (in the real-engine "
-              "environment; see tests/real_engine/env.py)", file=sys.stderr)
+        print(
+            "usage: python -m tests.real_engine.checkpoint OUT  (in the real-engine "
+            "environment; see tests/real_engine/env.py)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     result = build(Path(sys.argv[1]))
-    print(f"real-engine: reference completion {result['completion_token_ids']} "
-          f"{result['completion_text']!r}", flush=True)
+    print(
+        f"real-engine: reference completion {result['completion_token_ids']} "
+        f"{result['completion_text']!r}",
+        flush=True,
+    )

@@ -40,14 +40,22 @@ def real_engine() -> RealEngine:
 
     python = env.ready_python()
     if python is None:
-        pytest.fail(f"the real-engine environment {env.venv_dir()} is missing or stale: "
-                    f"{BUILD_HINT}", pytrace=False)
+        pytest.fail(
+            f"the real-engine environment {env.venv_dir()} is missing or stale: {BUILD_HINT}",
+            pytrace=False,
+        )
     folder = checkpoint_dir()
     if not (folder / "reference.json").exists():
-        pytest.fail(f"the tiny checkpoint {folder} is missing or stale: {BUILD_HINT}",
-                    pytrace=False)
-    return RealEngine(python=python, bin=python.parent, checkpoint=folder,
-                      model=folder / "model", reference=load_reference(folder))
+        pytest.fail(
+            f"the tiny checkpoint {folder} is missing or stale: {BUILD_HINT}", pytrace=False
+        )
+    return RealEngine(
+        python=python,
+        bin=python.parent,
+        checkpoint=folder,
+        model=folder / "model",
+        reference=load_reference(folder),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +70,11 @@ def real_base(docker_client) -> str:
     try:
         docker_client.images.get(name)
     except docker.errors.ImageNotFound:
-        pytest.fail(f"the CPU stand-in base with the real engine {name} is missing: run "
-                    "`.venv/bin/python -m tests.real_engine.image` (.ci/setup does)",
-                    pytrace=False)
+        pytest.fail(
+            f"the CPU stand-in base with the real engine {name} is missing: run "
+            "`.venv/bin/python -m tests.real_engine.image` (.ci/setup does)",
+            pytrace=False,
+        )
     return name
 
 
@@ -89,11 +99,18 @@ def real_image(docker_client, matrix, real_base, docker_token):
     from tests.images.dockerutil import remove_images
 
     try:
-        image = build_with_buildpy(docker_client, real_matrix(matrix), "vllm", real_base,
-                                   f"longcat-test-{docker_token}-real")
+        image = build_with_buildpy(
+            docker_client,
+            real_matrix(matrix),
+            "vllm",
+            real_base,
+            f"longcat-test-{docker_token}-real",
+        )
     except BuildError as exc:
-        pytest.fail(f"build.py could not build vllm on {real_base}: {exc}\n"
-                    f"{getattr(exc, 'output', '')}", pytrace=False)
+        pytest.fail(
+            f"build.py could not build vllm on {real_base}: {exc}\n{getattr(exc, 'output', '')}",
+            pytrace=False,
+        )
     try:
         yield image
     finally:

@@ -52,11 +52,15 @@ def run() -> int:
     node = server.start_node("the server", env, port, log)
     try:
         exec_s = server.wait_exec(node)
-        _say(f"the launcher exec'd vllm serve after {exec_s:.1f} s; waiting for "
-             f"http://127.0.0.1:{port}/health")
+        _say(
+            f"the launcher exec'd vllm serve after {exec_s:.1f} s; waiting for "
+            f"http://127.0.0.1:{port}/health"
+        )
         healthy_s = server.wait_healthy(node)
-        _say(f"healthy after {healthy_s:.1f} s; POST /v1/chat/completions "
-             f"{json.dumps(reference['messages'])}")
+        _say(
+            f"healthy after {healthy_s:.1f} s; POST /v1/chat/completions "
+            f"{json.dumps(reference['messages'])}"
+        )
         status, response = server.ask(port, reference)
         if status != 200:
             _say(f"error: the chat request answered {status}: {response}")
@@ -66,13 +70,14 @@ def run() -> int:
         if problems:
             _say("error: the answer is not transformers' reference:\n  " + "\n  ".join(problems))
             return 1
-        _say(f"the answer is transformers' own for this checkpoint: the same "
-             f"{len(reference['completion_token_ids'])} token ids, log-probabilities within "
-             f"{server.max_logprob_gap(response, reference):.0e}")
+        _say(
+            f"the answer is transformers' own for this checkpoint: the same "
+            f"{len(reference['completion_token_ids'])} token ids, log-probabilities within "
+            f"{server.max_logprob_gap(response, reference):.0e}"
+        )
         stopped = server.stop(node, server.DRAIN_STOP_WITHIN_S)
         if stopped is None:
-            _say(f"error: the server still ran {server.DRAIN_STOP_WITHIN_S:.0f} s after "
-                 "SIGTERM")
+            _say(f"error: the server still ran {server.DRAIN_STOP_WITHIN_S:.0f} s after SIGTERM")
             return 1
         _say(f"stopped {stopped:.1f} s after SIGTERM; {time.monotonic() - start:.0f} s in all")
         shutil.rmtree(log.parent, ignore_errors=True)

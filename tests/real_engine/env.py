@@ -56,8 +56,10 @@ EXCLUDED = {
     "torchcodec": "CUDA build on PyPI, built against another torch",
 }
 # The test-only vLLM plugin's distribution (tests/real_engine/plugin).
-PLUGIN = {"name": "longcat-deploy-cpu-plugin",
-          "entry_points": {"vllm.general_plugins": {"longcat_cpu": "longcat_cpu_plugin:register"}}}
+PLUGIN = {
+    "name": "longcat-deploy-cpu-plugin",
+    "entry_points": {"vllm.general_plugins": {"longcat_cpu": "longcat_cpu_plugin:register"}},
+}
 # Bump when the steps below change in a way the pin, EXCLUDED and the plugin do not show.
 RECIPE_REVISION = "1"
 STAMP = "longcat-deploy-real-engine.json"
@@ -115,8 +117,11 @@ def _wheel_name(path: Path) -> str:
 
 
 def _plugin_files() -> dict[str, bytes]:
-    return {p.relative_to(PLUGIN_SOURCE).as_posix(): p.read_bytes()
-            for p in sorted(PLUGIN_SOURCE.rglob("*.py")) if "__pycache__" not in p.parts}
+    return {
+        p.relative_to(PLUGIN_SOURCE).as_posix(): p.read_bytes()
+        for p in sorted(PLUGIN_SOURCE.rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
 
 
 def plugin_version() -> str:
@@ -133,12 +138,22 @@ def own_wheels(out_dir: Path) -> list[Path]:
     from tests.wheels import make_wheel
 
     distribution, version = real_engine_pin()
-    alias = make_wheel(out_dir, "vllm", f"{version}+cpu", {},
-                       summary=f"The name vLLM looks itself up by, for {distribution} "
-                               f"{version} (longcat-deploy tests)")
-    plugin = make_wheel(out_dir, PLUGIN["name"], plugin_version(), _plugin_files(),
-                        entry_points=PLUGIN["entry_points"],
-                        summary="LongCat-Flash on vLLM's CPU platform (longcat-deploy tests)")
+    alias = make_wheel(
+        out_dir,
+        "vllm",
+        f"{version}+cpu",
+        {},
+        summary=f"The name vLLM looks itself up by, for {distribution} "
+        f"{version} (longcat-deploy tests)",
+    )
+    plugin = make_wheel(
+        out_dir,
+        PLUGIN["name"],
+        plugin_version(),
+        _plugin_files(),
+        entry_points=PLUGIN["entry_points"],
+        summary="LongCat-Flash on vLLM's CPU platform (longcat-deploy tests)",
+    )
     return [alias, plugin]
 
 
@@ -150,8 +165,11 @@ def engine_recipe() -> str:
 
 def _pip(python: Path | str, *args: str) -> None:
     """Run pip; its output goes to stderr (the demo's stdout is its JSON alone)."""
-    subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", *args],
-                   check=True, stdout=sys.stderr)
+    subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        check=True,
+        stdout=sys.stderr,
+    )
 
 
 def ensure_wheelhouse(pip_python: Path) -> Path:
@@ -172,13 +190,22 @@ def ensure_wheelhouse(pip_python: Path) -> Path:
     if stamp.exists() and json.loads(stamp.read_text()).get("engine") == engine_recipe():
         return target
     distribution, version = real_engine_pin()
-    _log(f"downloading {distribution}=={version} and its requirements into {target} "
-         "(first run: about 40 s, 860 MB)")
+    _log(
+        f"downloading {distribution}=={version} and its requirements into {target} "
+        "(first run: about 40 s, 860 MB)"
+    )
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    _pip(pip_python, "download", "--quiet", "--only-binary=:all:", "--dest", str(partial),
-         f"{distribution}=={version}")
+    _pip(
+        pip_python,
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        "--dest",
+        str(partial),
+        f"{distribution}=={version}",
+    )
     for wheel in partial.glob("*.whl"):
         if _wheel_name(wheel) in EXCLUDED:
             wheel.unlink()
@@ -233,15 +260,28 @@ def ensure_installed(python: Path, wheelhouse: Path) -> None:
         if stamp.get("engine") == engine_recipe():
             if stamp.get("plugin") != plugin_version():
                 _log(f"updating the CPU plugin in {folder}")
-                _pip(python, "install", "--quiet", "--no-index", "--no-deps",
-                     "--force-reinstall", str(own_wheels(Path(tmp))[1]))
+                _pip(
+                    python,
+                    "install",
+                    "--quiet",
+                    "--no-index",
+                    "--no-deps",
+                    "--force-reinstall",
+                    str(own_wheels(Path(tmp))[1]),
+                )
                 stamp_path.write_text(json.dumps({**stamp, "plugin": plugin_version()}))
             return
-        _log(f"installing into {folder} from the wheelhouse, offline (about 1 minute, "
-             "3.4 GB)")
+        _log(f"installing into {folder} from the wheelhouse, offline (about 1 minute, 3.4 GB)")
         # --no-compile: modules are compiled when first imported, only those vLLM uses.
-        _pip(python, "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
-             *[str(w) for w in install_set(wheelhouse, Path(tmp))])
+        _pip(
+            python,
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            *[str(w) for w in install_set(wheelhouse, Path(tmp))],
+        )
     stamp_path.write_text(json.dumps({"engine": engine_recipe(), "plugin": plugin_version()}))
 
 
@@ -277,8 +317,10 @@ def ensure() -> tuple[Path, Path]:
 def main(argv: list[str]) -> int:
     """``python -m tests.real_engine.env [--print-python|--print-checkpoint]``."""
     if argv not in ([], ["--print-python"], ["--print-checkpoint"]):
-        print("usage: python -m tests.real_engine.env [--print-python|--print-checkpoint]",
-              file=sys.stderr)
+        print(
+            "usage: python -m tests.real_engine.env [--print-python|--print-checkpoint]",
+            file=sys.stderr,
+        )
         return 2
     try:
         python, checkpoint = ensure()

@@ -76,8 +76,9 @@ def fetch_debs(folder: Path) -> list[Path]:
     for attempt in ("download", "update"):
         if attempt == "update":
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-        done = subprocess.run(["apt-get", "download", "-qq", *DEBS], cwd=folder,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["apt-get", "download", "-qq", *DEBS], cwd=folder, capture_output=True, text=True
+        )
         if done.returncode == 0:
             return sorted(folder.glob("*.deb"))
     raise RuntimeError(f"apt-get download {' '.join(DEBS)} failed: {done.stderr.strip()}")
@@ -117,21 +118,33 @@ def ensure_base(client, standin: str, *, log=print) -> str:
         pass
     wheelhouse = env.wheelhouse_dir()
     if not (wheelhouse / env.STAMP).exists():
-        raise RuntimeError(f"the real-engine wheelhouse {wheelhouse} is missing: run "
-                           "`.venv/bin/python -m tests.real_engine.env` first")
-    log(f"real-engine: building {name} FROM {standin} (the real engine, offline from "
-        f"{wheelhouse}; about 3 minutes)")
+        raise RuntimeError(
+            f"the real-engine wheelhouse {wheelhouse} is missing: run "
+            "`.venv/bin/python -m tests.real_engine.env` first"
+        )
+    log(
+        f"real-engine: building {name} FROM {standin} (the real engine, offline from "
+        f"{wheelhouse}; about 3 minutes)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         context = Path(tmp) / "context.tar"
         write_context(context, wheelhouse)
         with open(context, "rb") as f:
             output = []
-            for chunk in client.api.build(fileobj=f, custom_context=True, tag=name, rm=True,
-                                          forcerm=True, network_mode="none", decode=True,
-                                          buildargs={"STANDIN": standin}):
+            for chunk in client.api.build(
+                fileobj=f,
+                custom_context=True,
+                tag=name,
+                rm=True,
+                forcerm=True,
+                network_mode="none",
+                decode=True,
+                buildargs={"STANDIN": standin},
+            ):
                 if "error" in chunk:
-                    raise RuntimeError(f"building {name} failed: {chunk['error']}\n"
-                                       + "".join(output)[-4000:])
+                    raise RuntimeError(
+                        f"building {name} failed: {chunk['error']}\n" + "".join(output)[-4000:]
+                    )
                 output.append(chunk.get("stream", ""))
     return name
 
@@ -145,8 +158,9 @@ def main(argv: list[str]) -> int:
         return 2
     client = docker.from_env(timeout=1800)
     try:
-        print(ensure_base(client, vllm_layout(), log=lambda m: print(m, file=sys.stderr,
-                                                                    flush=True)))
+        print(
+            ensure_base(client, vllm_layout(), log=lambda m: print(m, file=sys.stderr, flush=True))
+        )
     except RuntimeError as exc:
         print(f"real-engine: error: {exc}", file=sys.stderr)
         return 1

@@ -59,9 +59,14 @@ EXEC_LINE = "longcat-deploy: exec "
 #   compiler: the images have none ("InvalidCxxCompiler"), and on the host it costs a
 #   compile at the first request; --enforce-eager does not cover it;
 # usage statistics off.
-ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
-              "HF_HUB_OFFLINE": "1", "TORCHDYNAMO_DISABLE": "1",
-              "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+ENGINE_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_HOST_IP": "127.0.0.1",
+    "HF_HUB_OFFLINE": "1",
+    "TORCHDYNAMO_DISABLE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
 
 
 def engine_environment(venv_bin: Path, base: dict | None = None) -> dict[str, str]:
@@ -74,9 +79,15 @@ def engine_environment(venv_bin: Path, base: dict | None = None) -> dict[str, st
     return env
 
 
-def launcher_variables(model: Path, port: int, *, nnodes: int = 1, node_rank: int = 0,
-                       master_port: int | None = None,
-                       shutdown_timeout_s: int | None = None) -> dict[str, str]:
+def launcher_variables(
+    model: Path,
+    port: int,
+    *,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_port: int | None = None,
+    shutdown_timeout_s: int | None = None,
+) -> dict[str, str]:
     """Our launcher's variables for one node of the tiny deployment.
 
     ``PREFLIGHT=warn``: the host checks run for real (ports, ``MASTER_IP``, and node 1's
@@ -84,16 +95,28 @@ def launcher_variables(model: Path, port: int, *, nnodes: int = 1, node_rank: in
     launch goes on. ``MASTER_IP=127.0.0.1`` on a two-node plan: both nodes are on this host.
     ``shutdown_timeout_s``: ``SHUTDOWN_TIMEOUT_S``, the shipped default when ``None``.
     """
-    variables = {"ENGINE": "vllm", "MODEL": str(model), "GPUS_PER_NODE": "1",
-                 "HOST": "127.0.0.1", "PORT": str(port), "PREFLIGHT": "warn",
-                 "EXTRA_ARGS": ENGINE_FLAGS, "NNODES": str(nnodes),
-                 "NODE_RANK": str(node_rank)}
+    variables = {
+        "ENGINE": "vllm",
+        "MODEL": str(model),
+        "GPUS_PER_NODE": "1",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PREFLIGHT": "warn",
+        "EXTRA_ARGS": ENGINE_FLAGS,
+        "NNODES": str(nnodes),
+        "NODE_RANK": str(node_rank),
+    }
     if shutdown_timeout_s is not None:
         variables["SHUTDOWN_TIMEOUT_S"] = str(shutdown_timeout_s)
     if nnodes > 1:
-        variables.update({"MASTER_IP": "127.0.0.1", "MASTER_PORT": str(master_port),
-                          # Each node's OpenMP threads on a core of its own (2 cores here).
-                          "VLLM_CPU_OMP_THREADS_BIND": str(node_rank % (os.cpu_count() or 1))})
+        variables.update(
+            {
+                "MASTER_IP": "127.0.0.1",
+                "MASTER_PORT": str(master_port),
+                # Each node's OpenMP threads on a core of its own (2 cores here).
+                "VLLM_CPU_OMP_THREADS_BIND": str(node_rank % (os.cpu_count() or 1)),
+            }
+        )
     return variables
 
 
@@ -126,17 +149,24 @@ class Node:
             return "(no log)"
 
 
-def start_node(name: str, env: dict[str, str], port: int, log: Path,
-               python: str = sys.executable) -> Node:
+def start_node(
+    name: str, env: dict[str, str], port: int, log: Path, python: str = sys.executable
+) -> Node:
     """Start ``python -m entrypoint`` from the repository root in a session of its own.
 
     A thread copies its output to ``log`` and notes when the exec line appears (the
     launcher's share of the start, ``Node.exec_at``).
     """
     started = time.monotonic()
-    process = subprocess.Popen([python, "-m", "entrypoint"], cwd=REPO, env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [python, "-m", "entrypoint"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     node = Node(name, port, process, log, started)
 
     def copy() -> None:
@@ -152,15 +182,24 @@ def start_node(name: str, env: dict[str, str], port: int, log: Path,
     return node
 
 
-def http_json(port: int, method: str, path: str, body: dict | None = None,
-              timeout_s: float = 120.0, headers: dict[str, str] | None = None
-              ) -> tuple[int, dict | str]:
+def http_json(
+    port: int,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    timeout_s: float = 120.0,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict | str]:
     """One HTTP request to 127.0.0.1:``port``, with ``headers`` added (an
     ``Authorization`` header, for example); returns (status, JSON body or text)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json", **(headers or {})})
+        conn.request(
+            method,
+            path,
+            body=json.dumps(body) if body is not None else None,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         response = conn.getresponse()
         text = response.read().decode(errors="replace")
     finally:
@@ -179,8 +218,7 @@ def health_status(port: int) -> int | None:
         return None
 
 
-def wait_healthy(node: Node, timeout_s: float = HEALTHY_WITHIN_S,
-                 interval_s: float = 0.1) -> float:
+def wait_healthy(node: Node, timeout_s: float = HEALTHY_WITHIN_S, interval_s: float = 0.1) -> float:
     """Poll ``GET /health`` on the node until it answers 200.
 
     Returns:
@@ -194,11 +232,14 @@ def wait_healthy(node: Node, timeout_s: float = HEALTHY_WITHIN_S,
         if health_status(node.port) == 200:
             return time.monotonic() - node.started
         if node.process.poll() is not None:
-            raise RuntimeError(f"{node.name} exited with status {node.process.returncode} "
-                               f"before it was healthy; its log:\n{node.log_tail()}")
+            raise RuntimeError(
+                f"{node.name} exited with status {node.process.returncode} "
+                f"before it was healthy; its log:\n{node.log_tail()}"
+            )
         if time.monotonic() >= deadline:
-            raise RuntimeError(f"{node.name} was not healthy within {timeout_s:.0f} s; "
-                               f"its log:\n{node.log_tail()}")
+            raise RuntimeError(
+                f"{node.name} was not healthy within {timeout_s:.0f} s; its log:\n{node.log_tail()}"
+            )
         time.sleep(interval_s)
 
 
@@ -211,8 +252,10 @@ def wait_exec(node: Node, timeout_s: float = 60.0, interval_s: float = 0.05) -> 
     deadline = time.monotonic() + timeout_s
     while node.exec_at is None:
         if node.process.poll() is not None or time.monotonic() >= deadline:
-            raise RuntimeError(f"{node.name}: the launcher did not exec the engine "
-                               f"(status {node.process.poll()}); its log:\n{node.log_tail()}")
+            raise RuntimeError(
+                f"{node.name}: the launcher did not exec the engine "
+                f"(status {node.process.poll()}); its log:\n{node.log_tail()}"
+            )
         time.sleep(interval_s)
     return node.exec_at - node.started
 
@@ -220,8 +263,13 @@ def wait_exec(node: Node, timeout_s: float = 60.0, interval_s: float = 0.05) -> 
 def chat_request(reference: dict) -> dict:
     """The reference's chat request: greedy, its length, with token ids and log-probs
     (``return_token_ids`` is vLLM's extension of the OpenAI API)."""
-    return {"messages": reference["messages"], "max_tokens": reference["max_tokens"],
-            "temperature": 0, "logprobs": True, "return_token_ids": True}
+    return {
+        "messages": reference["messages"],
+        "max_tokens": reference["max_tokens"],
+        "temperature": 0,
+        "logprobs": True,
+        "return_token_ids": True,
+    }
 
 
 def ask(port: int, reference: dict) -> tuple[int, dict | str]:
@@ -237,8 +285,9 @@ def ask(port: int, reference: dict) -> tuple[int, dict | str]:
     return http_json(port, "POST", "/v1/chat/completions", body)
 
 
-def answer_problems(response: dict, reference: dict,
-                    tolerance: float = LOGPROB_TOLERANCE) -> list[str]:
+def answer_problems(
+    response: dict, reference: dict, tolerance: float = LOGPROB_TOLERANCE
+) -> list[str]:
     """How a chat completion differs from the reference (empty: it is the reference's).
 
     Checks the object type, the prompt's and the completion's token ids, and each
@@ -248,19 +297,25 @@ def answer_problems(response: dict, reference: dict,
     if response.get("object") != "chat.completion":
         problems.append(f"object is {response.get('object')!r}, not 'chat.completion'")
     if response.get("prompt_token_ids") != reference["prompt_token_ids"]:
-        problems.append(f"prompt token ids {response.get('prompt_token_ids')} != the "
-                        f"reference's {reference['prompt_token_ids']}")
+        problems.append(
+            f"prompt token ids {response.get('prompt_token_ids')} != the "
+            f"reference's {reference['prompt_token_ids']}"
+        )
     choice = (response.get("choices") or [{}])[0]
     if choice.get("token_ids") != reference["completion_token_ids"]:
-        problems.append(f"completion token ids {choice.get('token_ids')} != the "
-                        f"reference's {reference['completion_token_ids']}")
+        problems.append(
+            f"completion token ids {choice.get('token_ids')} != the "
+            f"reference's {reference['completion_token_ids']}"
+        )
         return problems
     served = [entry["logprob"] for entry in (choice.get("logprobs") or {}).get("content", [])]
     gaps = [abs(a - b) for a, b in zip(served, reference["completion_logprobs"])]
     if len(served) != len(reference["completion_logprobs"]) or max(gaps) > tolerance:
-        problems.append(f"log-probabilities differ from the reference by up to "
-                        f"{max(gaps, default=float('nan')):.2e} (tolerance {tolerance:.0e}): "
-                        f"{served} vs {reference['completion_logprobs']}")
+        problems.append(
+            f"log-probabilities differ from the reference by up to "
+            f"{max(gaps, default=float('nan')):.2e} (tolerance {tolerance:.0e}): "
+            f"{served} vs {reference['completion_logprobs']}"
+        )
     return problems
 
 
@@ -314,7 +369,7 @@ def group_pids(pgid: int) -> list[int]:
         except OSError:  # gone meanwhile
             continue
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid:
             pids.append(int(entry))
     return sorted(pids)
@@ -329,11 +384,16 @@ class EventStream:
         broken: the connection ended in the middle of the stream (the reason, or "").
     """
 
-    def __init__(self, port: int, body: dict, headers: dict[str, str] | None = None,
-                 timeout_s: float = 300.0):
+    def __init__(
+        self, port: int, body: dict, headers: dict[str, str] | None = None, timeout_s: float = 300.0
+    ):
         self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
-        self._conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
-                           headers={"Content-Type": "application/json", **(headers or {})})
+        self._conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=json.dumps(body),
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         self._response = self._conn.getresponse()
         self.status = self._response.status
         self.done = False
@@ -350,7 +410,7 @@ class EventStream:
                 line = line.strip()
                 if not line.startswith(b"data:"):
                     continue
-                data = line[len(b"data:"):].strip()
+                data = line[len(b"data:") :].strip()
                 if data == b"[DONE]":
                     self.done = True
                     return

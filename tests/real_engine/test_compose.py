@@ -33,20 +33,44 @@ def memlock(docker_client, standin_image, docker_token) -> int:
 class Project:
     """One node's compose project: a shipped file plus the CPU override."""
 
-    def __init__(self, client, file: Path, image: str, model: Path, token: str, memlock: int,
-                 cache: Path, **variables: str):
+    def __init__(
+        self,
+        client,
+        file: Path,
+        image: str,
+        model: Path,
+        token: str,
+        memlock: int,
+        cache: Path,
+        **variables: str,
+    ):
         self.client, self.file = client, file
         self.name = f"lcr-{token}-{uuid.uuid4().hex[:6]}"
-        self.env = {"IMAGE": image, "ENGINE": "vllm", "MODEL": MODEL, "GPUS_PER_NODE": "1",
-                    "HOST": "127.0.0.1", "PREFLIGHT": "warn",
-                    "EXTRA_ARGS": server.ENGINE_FLAGS, "HF_CACHE_DIR": str(cache),
-                    "HEALTH_START_PERIOD": "15m", "LONGCAT_TEST_MODEL": str(model),
-                    "LONGCAT_TEST_TOKEN": token, "LONGCAT_TEST_MEMLOCK": str(memlock),
-                    **variables}
+        self.env = {
+            "IMAGE": image,
+            "ENGINE": "vllm",
+            "MODEL": MODEL,
+            "GPUS_PER_NODE": "1",
+            "HOST": "127.0.0.1",
+            "PREFLIGHT": "warn",
+            "EXTRA_ARGS": server.ENGINE_FLAGS,
+            "HF_CACHE_DIR": str(cache),
+            "HEALTH_START_PERIOD": "15m",
+            "LONGCAT_TEST_MODEL": str(model),
+            "LONGCAT_TEST_TOKEN": token,
+            "LONGCAT_TEST_MEMLOCK": str(memlock),
+            **variables,
+        }
 
     def compose(self, *args: str, check: bool = True, timeout: float = 60):
-        return run_compose([self.file, OVERRIDE], *args, env=self.env, project=self.name,
-                           check=check, timeout=timeout)
+        return run_compose(
+            [self.file, OVERRIDE],
+            *args,
+            env=self.env,
+            project=self.name,
+            check=check,
+            timeout=timeout,
+        )
 
     def up(self, wait: bool) -> float:
         start = time.monotonic()
@@ -68,10 +92,11 @@ class Project:
 
     def leftovers(self) -> list[str]:
         label = {"label": f"{PROJECT_LABEL}={self.name}"}
-        return ([f"container {c.name}" for c in self.client.containers.list(all=True,
-                                                                            filters=label)]
-                + [f"network {n.name}" for n in self.client.networks.list(filters=label)]
-                + [f"volume {v.name}" for v in self.client.volumes.list(filters=label)])
+        return (
+            [f"container {c.name}" for c in self.client.containers.list(all=True, filters=label)]
+            + [f"network {n.name}" for n in self.client.networks.list(filters=label)]
+            + [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
+        )
 
 
 @pytest.fixture
@@ -80,8 +105,16 @@ def project(docker_client, real_image, real_engine, docker_token, memlock, tmp_p
     made: list[Project] = []
 
     def make(file: Path, **variables: str) -> Project:
-        p = Project(docker_client, file, real_image.ref, real_engine.model, docker_token,
-                    memlock, tmp_path / f"cache{len(made)}", **variables)
+        p = Project(
+            docker_client,
+            file,
+            real_image.ref,
+            real_engine.model,
+            docker_token,
+            memlock,
+            tmp_path / f"cache{len(made)}",
+            **variables,
+        )
         made.append(p)
         return p
 
@@ -121,10 +154,8 @@ def test_single_node_comes_up_healthy_and_answers_with_the_reference(project, re
 def test_two_nodes_as_two_projects_answer_with_the_reference(project, real_engine):
     master_port, port0, port1 = sorted({free_port() for _ in range(6)})[:3]
     common = {"MASTER_IP": "127.0.0.1", "MASTER_PORT": str(master_port)}
-    node0 = project(TWO, NODE_RANK="0", PORT=str(port0), VLLM_CPU_OMP_THREADS_BIND="0",
-                    **common)
-    node1 = project(TWO, NODE_RANK="1", PORT=str(port1), VLLM_CPU_OMP_THREADS_BIND="1",
-                    **common)
+    node0 = project(TWO, NODE_RANK="0", PORT=str(port0), VLLM_CPU_OMP_THREADS_BIND="0", **common)
+    node1 = project(TWO, NODE_RANK="1", PORT=str(port1), VLLM_CPU_OMP_THREADS_BIND="1", **common)
     start = time.monotonic()
     # Node 0's API answers only once node 1 has joined: start it, then node 1, then wait.
     node0.up(wait=False)
@@ -141,5 +172,7 @@ def test_two_nodes_as_two_projects_answer_with_the_reference(project, real_engin
     down1, down0 = node1.down(), node0.down()
     assert node0.leftovers() == [] and node1.leftovers() == []
     assert max(down0, down1) < 30
-    print(f"\ncompose two nodes: healthy after {up_s:.0f} s, down {down0:.1f} s (node 0), "
-          f"{down1:.1f} s (node 1)")
+    print(
+        f"\ncompose two nodes: healthy after {up_s:.0f} s, down {down0:.1f} s (node 0), "
+        f"{down1:.1f} s (node 1)"
+    )

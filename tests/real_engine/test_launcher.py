@@ -54,8 +54,14 @@ def test_health_is_200_and_the_chat_answer_is_the_reference(one_node, real_engin
 def test_our_health_command_agrees(one_node, real_engine):
     env = server.engine_environment(real_engine.bin)
     env.update(server.launcher_variables(real_engine.model, one_node.port))
-    done = subprocess.run([sys.executable, "-m", "entrypoint", "health"], cwd=server.REPO,
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoint", "health"],
+        cwd=server.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "answered 200" in done.stdout
 
@@ -81,12 +87,18 @@ def two_nodes(real_engine, tmp_path_factory):
         for rank, port in ((0, port0), (1, port1)):
             env = server.engine_environment(real_engine.bin)
             # No drain: these nodes show the prompt stop, SIGTERM to exit within 10 s.
-            env.update(server.launcher_variables(real_engine.model, port, nnodes=2,
-                                                 node_rank=rank, master_port=master_port,
-                                                 shutdown_timeout_s=0))
+            env.update(
+                server.launcher_variables(
+                    real_engine.model,
+                    port,
+                    nnodes=2,
+                    node_rank=rank,
+                    master_port=master_port,
+                    shutdown_timeout_s=0,
+                )
+            )
             envs.append(env)
-            nodes.append(server.start_node(f"node {rank}", env, port,
-                                           folder / f"node{rank}.log"))
+            nodes.append(server.start_node(f"node {rank}", env, port, folder / f"node{rank}.log"))
         server.wait_healthy(nodes[0])
         yield nodes[0], nodes[1], envs[1]
     finally:
@@ -103,15 +115,22 @@ def distinct_ports(n: int) -> list[int]:
 
 def test_two_nodes_node_1_is_a_headless_data_parallel_rank(two_nodes, real_engine):
     node0, node1, env1 = two_nodes
-    exec1 = next(line for line in node1.log.read_text().splitlines()
-                 if line.startswith(server.EXEC_LINE))
+    exec1 = next(
+        line for line in node1.log.read_text().splitlines() if line.startswith(server.EXEC_LINE)
+    )
     assert "--headless --data-parallel-start-rank 1" in exec1
     assert "--data-parallel-address 127.0.0.1" in exec1
     assert node1.process.poll() is None, node1.log_tail()
     # A headless node serves no HTTP at all; our health command looks at its process.
     assert server.health_status(node1.port) is None
-    done = subprocess.run([sys.executable, "-m", "entrypoint", "health"], cwd=server.REPO,
-                          env=env1, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoint", "health"],
+        cwd=server.REPO,
+        env=env1,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "headless vLLM node" in done.stdout
 
@@ -127,5 +146,7 @@ def test_two_nodes_stop_on_sigterm_within_10_s(two_nodes):
     node0, node1, _ = two_nodes
     seconds = [server.stop(node1), server.stop(node0)]
     assert None not in seconds, f"a node still ran {server.STOP_WITHIN_S} s after SIGTERM"
-    print(f"\ntwo nodes stopped {seconds[1]:.1f} s (node 0), {seconds[0]:.1f} s (node 1) "
-          "after SIGTERM")
+    print(
+        f"\ntwo nodes stopped {seconds[1]:.1f} s (node 0), {seconds[0]:.1f} s (node 1) "
+        "after SIGTERM"
+    )

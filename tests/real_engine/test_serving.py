@@ -50,12 +50,23 @@ pytestmark = pytest.mark.real_engine
 # The tiny checkpoint's template with the generation prompt left inside the reasoning.
 GENERATION_PROMPT = "{% if add_generation_prompt %} ASSISTANT:{% endif %}"
 THINKING_TEMPLATE = CHAT_TEMPLATE.replace(
-    GENERATION_PROMPT, "{% if add_generation_prompt %} ASSISTANT:<longcat_think>{% endif %}")
+    GENERATION_PROMPT, "{% if add_generation_prompt %} ASSISTANT:<longcat_think>{% endif %}"
+)
 MESSAGES = [{"role": "user", "content": "Hello, LongCat! How are you today?"}]
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 # The chat deployment's repo id: VARIANT and PRECISION unset, MODEL a local directory.
 CHAT_REPO_ID = "meituan-longcat/LongCat-Flash-Chat-FP8"
 THINKING_REPO_ID = "meituan-longcat/LongCat-Flash-Thinking-FP8"
@@ -65,8 +76,8 @@ CONTEXT_LENGTH = 256
 # prompt tokens with THINKING_TEMPLATE; the tiny model writes about 80 tokens/s on an idle
 # 2-core machine, so DRAIN_TOKENS take about 5 s there.
 SHORT_TOKENS = 8
-DRAIN_TOKENS = 400   # + the prompt <= 512, the chat deployment's length
-ABORT_TOKENS = 160   # + the prompt <= CONTEXT_LENGTH
+DRAIN_TOKENS = 400  # + the prompt <= 512, the chat deployment's length
+ABORT_TOKENS = 160  # + the prompt <= CONTEXT_LENGTH
 DRAIN_TIMEOUT_S = 60
 # How long the client of the request cut off by SHUTDOWN_TIMEOUT_S=0 waits for more.
 ABORT_IDLE_S = 15.0
@@ -109,8 +120,11 @@ class Served:
 
     @property
     def exec_line(self) -> str:
-        return next(line for line in self.node.log.read_text().splitlines()
-                    if line.startswith(server.EXEC_LINE))
+        return next(
+            line
+            for line in self.node.log.read_text().splitlines()
+            if line.startswith(server.EXEC_LINE)
+        )
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -124,12 +138,21 @@ def new_key() -> str:
 
 # Serving variables that must come only from the fixture, never from the test's own
 # environment.
-SERVING_VARIABLES = ("VARIANT", "TOOL_CALLS", "SERVED_MODEL_NAME", "API_KEY", "API_KEY_FILE",
-                     "VLLM_API_KEY", "CONTEXT_LENGTH", "SHUTDOWN_TIMEOUT_S")
+SERVING_VARIABLES = (
+    "VARIANT",
+    "TOOL_CALLS",
+    "SERVED_MODEL_NAME",
+    "API_KEY",
+    "API_KEY_FILE",
+    "VLLM_API_KEY",
+    "CONTEXT_LENGTH",
+    "SHUTDOWN_TIMEOUT_S",
+)
 
 
-def deploy(real_engine, folder: Path, name: str, variables: dict[str, str], key: str,
-           engine_flags: str):
+def deploy(
+    real_engine, folder: Path, name: str, variables: dict[str, str], key: str, engine_flags: str
+):
     """Start one deployment with ``variables`` over the one-node defaults; yield it healthy,
     kill what is left of it at the end."""
     assert "<longcat_think>" in THINKING_TEMPLATE, "CHAT_TEMPLATE's generation prompt moved"
@@ -152,8 +175,14 @@ def deploy(real_engine, folder: Path, name: str, variables: dict[str, str], key:
 
 def dry_run(env: dict[str, str]) -> str:
     """The launcher's dry run (stdout) with ``env``."""
-    done = subprocess.run([sys.executable, "-m", "entrypoint", "--dry-run"], cwd=server.REPO,
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoint", "--dry-run"],
+        cwd=server.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -175,12 +204,19 @@ def models(served: Served) -> dict:
 
 def chat_body(model: str, max_tokens: int = SHORT_TOKENS, **more) -> dict:
     """A greedy chat request for MESSAGES, ``max_tokens`` long (``ignore_eos``: exactly)."""
-    return {"model": model, "messages": MESSAGES, "max_tokens": max_tokens,
-            "temperature": 0, "ignore_eos": True, **more}
+    return {
+        "model": model,
+        "messages": MESSAGES,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        **more,
+    }
 
 
-def stream(served: Served, model: str, max_tokens: int,
-           idle_s: float = 300.0) -> server.EventStream:
+def stream(
+    served: Served, model: str, max_tokens: int, idle_s: float = 300.0
+) -> server.EventStream:
     """A streamed request; ``idle_s``: how long a read may wait for the next bytes."""
     body = chat_body(model, max_tokens, stream=True, stream_options={"include_usage": True})
     events = server.EventStream(served.port, body, served.auth, timeout_s=idle_s)
@@ -193,8 +229,11 @@ def deltas(chunks: list[dict]) -> list[dict]:
 
 
 def finish_reasons(chunks: list[dict]) -> list[str]:
-    return [chunk["choices"][0]["finish_reason"] for chunk in chunks
-            if chunk.get("choices") and chunk["choices"][0].get("finish_reason")]
+    return [
+        chunk["choices"][0]["finish_reason"]
+        for chunk in chunks
+        if chunk.get("choices") and chunk["choices"][0].get("finish_reason")
+    ]
 
 
 def usage(chunks: list[dict]) -> dict | None:
@@ -211,17 +250,23 @@ def seconds(value: float | None) -> str:
 
 # --- checks both deployments make ---------------------------------------------------------
 
+
 def check_the_key_guards_the_api_only(served: Served) -> None:
     """401 without the key or with a wrong one, 200 with it; /health and /metrics open."""
     port = served.port
     assert server.http_json(port, "GET", "/v1/models")[0] == 401
     assert server.http_json(port, "GET", "/v1/models", headers=bearer(new_key()))[0] == 401
-    status, answer = server.http_json(port, "POST", "/v1/chat/completions",
-                                      chat_body(models(served)["data"][0]["id"]))
+    status, answer = server.http_json(
+        port, "POST", "/v1/chat/completions", chat_body(models(served)["data"][0]["id"])
+    )
     assert status == 401, answer
-    status, answer = server.http_json(port, "POST", "/v1/chat/completions",
-                                      chat_body(models(served)["data"][0]["id"]),
-                                      headers=served.auth)
+    status, answer = server.http_json(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        chat_body(models(served)["data"][0]["id"]),
+        headers=served.auth,
+    )
     assert status == 200, answer
     assert server.http_json(port, "GET", "/health")[0] == 200
     assert server.http_json(port, "GET", "/metrics")[0] == 200
@@ -254,8 +299,7 @@ def key_holders(served: Served) -> tuple[list[str], dict[str, list[str]]]:
         process = f"{pid} ({name})"
         if key in cmdline:
             found.append(f"the command line of process {process}")
-        holders[process] = [entry.split(b"=", 1)[0].decode() for entry in environ
-                            if key in entry]
+        holders[process] = [entry.split(b"=", 1)[0].decode() for entry in environ if key in entry]
         if any(entry.startswith((b"API_KEY=", b"API_KEY_FILE=")) for entry in environ):
             found.append(f"API_KEY or API_KEY_FILE in the environment of process {process}")
     return found, holders
@@ -285,8 +329,10 @@ def check_metrics(served: Served, name: str) -> None:
     lines = text.splitlines()
     assert any(line.startswith("vllm:") for line in lines), text[:2000]
     # The request counter carries the served name (vllm/v1/metrics/loggers.py).
-    assert any(line.startswith("vllm:request_success_total{") and f'model_name="{name}"' in line
-               for line in lines), [line for line in lines if "request_success" in line]
+    assert any(
+        line.startswith("vllm:request_success_total{") and f'model_name="{name}"' in line
+        for line in lines
+    ), [line for line in lines if "request_success" in line]
 
 
 @dataclass
@@ -343,22 +389,32 @@ def stop_in_flight(served: Served, max_tokens: int, idle_s: float) -> Stopped:
 
 # --- the chat deployment -------------------------------------------------------------------
 
+
 @pytest.fixture(scope="class")
 def chat(real_engine, tmp_path_factory):
     """VARIANT, TOOL_CALLS and SERVED_MODEL_NAME unset, API_KEY set, in-flight requests
     drained for DRAIN_TIMEOUT_S."""
     key = new_key()
-    yield from deploy(real_engine, tmp_path_factory.mktemp("chat"), "chat",
-                      {"API_KEY": key, "SHUTDOWN_TIMEOUT_S": str(DRAIN_TIMEOUT_S)}, key,
-                      server.ENGINE_FLAGS)
+    yield from deploy(
+        real_engine,
+        tmp_path_factory.mktemp("chat"),
+        "chat",
+        {"API_KEY": key, "SHUTDOWN_TIMEOUT_S": str(DRAIN_TIMEOUT_S)},
+        key,
+        server.ENGINE_FLAGS,
+    )
 
 
 class TestChat:
     def test_tool_calls_are_on_and_auto_tool_choice_is_served(self, chat):
         assert "--enable-auto-tool-choice --tool-call-parser longcat" in chat.exec_line
         status, answer = server.http_json(
-            chat.port, "POST", "/v1/chat/completions",
-            chat_body(CHAT_REPO_ID, tools=TOOLS, tool_choice="auto"), headers=chat.auth)
+            chat.port,
+            "POST",
+            "/v1/chat/completions",
+            chat_body(CHAT_REPO_ID, tools=TOOLS, tool_choice="auto"),
+            headers=chat.auth,
+        )
         assert status == 200, answer
         message = answer["choices"][0]["message"]
         # Random weights write no <longcat_tool_call>: the parser finds no call in the text.
@@ -383,8 +439,9 @@ class TestChat:
 
     def test_without_the_thinking_variant_everything_is_content(self, chat):
         assert "--reasoning-parser" not in chat.exec_line
-        status, answer = server.http_json(chat.port, "POST", "/v1/chat/completions",
-                                          chat_body(CHAT_REPO_ID), headers=chat.auth)
+        status, answer = server.http_json(
+            chat.port, "POST", "/v1/chat/completions", chat_body(CHAT_REPO_ID), headers=chat.auth
+        )
         assert status == 200, answer
         message = answer["choices"][0]["message"]
         assert message["content"] and message["reasoning"] is None, message
@@ -403,19 +460,23 @@ class TestChat:
         tokens, then the engine exits."""
         stopped = stop_in_flight(chat, DRAIN_TOKENS, idle_s=DRAIN_TIMEOUT_S)
         chunks, events = stopped.chunks, stopped.stream
-        print(f"\ndrain: SIGTERM after {stopped.before} of {DRAIN_TOKENS} tokens; the request "
-              f"ended {stopped.request_s:.1f} s later, the engine exited "
-              f"{seconds(stopped.exit_s)} after that")
+        print(
+            f"\ndrain: SIGTERM after {stopped.before} of {DRAIN_TOKENS} tokens; the request "
+            f"ended {stopped.request_s:.1f} s later, the engine exited "
+            f"{seconds(stopped.exit_s)} after that"
+        )
         assert DRAINING in chat.node.log.read_text(), chat.node.log_tail()
         assert events.done and not events.broken, (events.broken, chunks[-3:])
         assert finish_reasons(chunks) == ["length"]
         assert (usage(chunks) or {}).get("completion_tokens") == DRAIN_TOKENS, chunks[-2:]
         assert stopped.request_s < DRAIN_TIMEOUT_S
         assert stopped.exit_s is not None, (
-            f"still running {EXIT_MARGIN_S:.0f} s after the request:\n{chat.node.log_tail()}")
+            f"still running {EXIT_MARGIN_S:.0f} s after the request:\n{chat.node.log_tail()}"
+        )
 
 
 # --- the thinking deployment ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="class")
 def thinking(real_engine, tmp_path_factory):
@@ -426,24 +487,37 @@ def thinking(real_engine, tmp_path_factory):
     key_file = folder / "api-key"
     key_file.write_text(key + "\n")  # as `echo KEY > file` writes it
     key_file.chmod(0o600)
-    yield from deploy(real_engine, folder, "thinking",
-                      {"VARIANT": "thinking", "TOOL_CALLS": "off",
-                       "SERVED_MODEL_NAME": THINKING_NAME, "API_KEY_FILE": str(key_file),
-                       "CONTEXT_LENGTH": str(CONTEXT_LENGTH), "SHUTDOWN_TIMEOUT_S": "0"},
-                      key, server.ENGINE_FLAGS_WITHOUT_LENGTH)
+    yield from deploy(
+        real_engine,
+        folder,
+        "thinking",
+        {
+            "VARIANT": "thinking",
+            "TOOL_CALLS": "off",
+            "SERVED_MODEL_NAME": THINKING_NAME,
+            "API_KEY_FILE": str(key_file),
+            "CONTEXT_LENGTH": str(CONTEXT_LENGTH),
+            "SHUTDOWN_TIMEOUT_S": "0",
+        },
+        key,
+        server.ENGINE_FLAGS_WITHOUT_LENGTH,
+    )
 
 
 class TestThinking:
     def test_tool_calls_off_refuse_auto_tool_choice(self, thinking):
         assert "--enable-auto-tool-choice" not in thinking.exec_line
         status, answer = server.http_json(
-            thinking.port, "POST", "/v1/chat/completions",
-            chat_body(THINKING_NAME, tools=TOOLS, tool_choice="auto"), headers=thinking.auth)
+            thinking.port,
+            "POST",
+            "/v1/chat/completions",
+            chat_body(THINKING_NAME, tools=TOOLS, tool_choice="auto"),
+            headers=thinking.auth,
+        )
         assert status == 400, answer
         assert AUTO_TOOL_CHOICE_REFUSED in answer["error"]["message"], answer
 
-    def test_the_key_from_a_file_guards_the_api_and_health_and_metrics_stay_open(self,
-                                                                                 thinking):
+    def test_the_key_from_a_file_guards_the_api_and_health_and_metrics_stay_open(self, thinking):
         check_the_key_guards_the_api_only(thinking)
 
     def test_the_key_from_a_file_is_only_in_vllm_api_key(self, thinking):
@@ -455,24 +529,34 @@ class TestThinking:
     def test_the_served_name_is_served_model_name(self, thinking):
         assert dry_run_value(dry_run(thinking.env), "SERVED_MODEL_NAME") == THINKING_NAME
         assert [entry["id"] for entry in models(thinking)["data"]] == [THINKING_NAME]
-        status, answer = server.http_json(thinking.port, "POST", "/v1/chat/completions",
-                                          chat_body(THINKING_NAME), headers=thinking.auth)
+        status, answer = server.http_json(
+            thinking.port,
+            "POST",
+            "/v1/chat/completions",
+            chat_body(THINKING_NAME),
+            headers=thinking.auth,
+        )
         assert status == 200, answer
         assert answer["model"] == THINKING_NAME
-        status, answer = server.http_json(thinking.port, "POST", "/v1/chat/completions",
-                                          chat_body(THINKING_REPO_ID), headers=thinking.auth)
+        status, answer = server.http_json(
+            thinking.port,
+            "POST",
+            "/v1/chat/completions",
+            chat_body(THINKING_REPO_ID),
+            headers=thinking.auth,
+        )
         assert status == 404, answer
 
-    def test_with_a_local_model_variant_picks_only_the_name_and_the_parser(self, thinking,
-                                                                           real_engine):
+    def test_with_a_local_model_variant_picks_only_the_name_and_the_parser(
+        self, thinking, real_engine
+    ):
         """MODEL, a directory, is served whatever VARIANT says: VARIANT=thinking gives the
         Thinking repo id as the default name, and the reasoning parser."""
         env = {k: v for k, v in thinking.env.items() if k != "SERVED_MODEL_NAME"}
         plan = dry_run(env)
         assert dry_run_value(plan, "MODEL") == str(real_engine.model)
         assert dry_run_value(plan, "SERVED_MODEL_NAME") == THINKING_REPO_ID
-        assert thinking.exec_line.startswith(
-            f"{server.EXEC_LINE}vllm serve {real_engine.model} ")
+        assert thinking.exec_line.startswith(f"{server.EXEC_LINE}vllm serve {real_engine.model} ")
         assert "--reasoning-parser longcat_think" in thinking.exec_line
 
     def test_context_length(self, thinking):
@@ -480,11 +564,16 @@ class TestThinking:
         assert models(thinking)["data"][0]["max_model_len"] == CONTEXT_LENGTH
         long_prompt = [{"role": "user", "content": "LongCat " * CONTEXT_LENGTH}]
         status, answer = server.http_json(
-            thinking.port, "POST", "/v1/chat/completions",
-            dict(chat_body(THINKING_NAME), messages=long_prompt), headers=thinking.auth)
+            thinking.port,
+            "POST",
+            "/v1/chat/completions",
+            dict(chat_body(THINKING_NAME), messages=long_prompt),
+            headers=thinking.auth,
+        )
         assert status == 400, answer
-        assert (f"maximum context length is {CONTEXT_LENGTH} tokens"
-                in answer["error"]["message"]), answer
+        assert f"maximum context length is {CONTEXT_LENGTH} tokens" in answer["error"]["message"], (
+            answer
+        )
 
     def test_streamed_reasoning_comes_apart_from_the_content(self, thinking):
         """Each delta carries ``reasoning`` (vLLM 0.32.0 and 0.33.0 name it so), none any
@@ -513,15 +602,22 @@ class TestThinking:
         (tests/launcher/test_reasoning_plugin.py, through 0.33.0's classes)."""
         assert real_engine_pin()[1] == "0.32.0", (
             "the real engine moved past 0.32.0: a whole answer now gets the prompt, so "
-            "assert here that it comes apart as the stream does")
-        status, answer = server.http_json(thinking.port, "POST", "/v1/chat/completions",
-                                          chat_body(THINKING_NAME), headers=thinking.auth)
+            "assert here that it comes apart as the stream does"
+        )
+        status, answer = server.http_json(
+            thinking.port,
+            "POST",
+            "/v1/chat/completions",
+            chat_body(THINKING_NAME),
+            headers=thinking.auth,
+        )
         assert status == 200, answer
         message = answer["choices"][0]["message"]
         events = stream(thinking, THINKING_NAME, SHORT_TOKENS)
         try:
-            streamed = "".join(delta.get("reasoning") or ""
-                               for delta in deltas(list(events.events())))
+            streamed = "".join(
+                delta.get("reasoning") or "" for delta in deltas(list(events.events()))
+            )
         finally:
             events.close()
         # The same greedy tokens: the stream's reasoning is the whole answer's content.
@@ -546,11 +642,14 @@ class TestThinking:
         elif stopped.errors:
             ending = f"the error event {stopped.errors}"
         else:
-            ending = (f"nothing more for {ABORT_IDLE_S:.0f} s ({events.broken}); the client "
-                      "closed it")
-        print(f"\nabort: SIGTERM after {stopped.before} of {ABORT_TOKENS} tokens; the stream "
-              f"ended {stopped.request_s:.1f} s later after {stopped.pieces} pieces of text with "
-              f"{ending}; the engine exited {seconds(stopped.exit_s)} after that")
+            ending = (
+                f"nothing more for {ABORT_IDLE_S:.0f} s ({events.broken}); the client closed it"
+            )
+        print(
+            f"\nabort: SIGTERM after {stopped.before} of {ABORT_TOKENS} tokens; the stream "
+            f"ended {stopped.request_s:.1f} s later after {stopped.pieces} pieces of text with "
+            f"{ending}; the engine exited {seconds(stopped.exit_s)} after that"
+        )
         assert KILLING in thinking.node.log.read_text(), thinking.node.log_tail()
         assert stopped.pieces < ABORT_TOKENS and finished in ([], ["abort"]), chunks[-3:]
         if finished or stopped.errors:
@@ -560,4 +659,5 @@ class TestThinking:
             assert "timed out" in events.broken, (events.broken, chunks[-3:])
         assert stopped.exit_s is not None, (
             f"still running {EXIT_MARGIN_S:.0f} s after the stream ended:\n"
-            f"{thinking.node.log_tail()}")
+            f"{thinking.node.log_tail()}"
+        )

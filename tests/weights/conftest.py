@@ -34,8 +34,13 @@ def unused_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(params=["test-env", pytest.param("sglang", marks=pytest.mark.engines),
-                        pytest.param("vllm", marks=pytest.mark.engines)])
+@pytest.fixture(
+    params=[
+        "test-env",
+        pytest.param("sglang", marks=pytest.mark.engines),
+        pytest.param("vllm", marks=pytest.mark.engines),
+    ]
+)
 def launcher_python(request) -> str:
     """The interpreter a launcher subprocess runs under, so the weights behaviour is proven
     on each huggingface_hub release it meets (docs/engines.md, "huggingface_hub"):
@@ -51,6 +56,9 @@ def launcher_python(request) -> str:
 
     python = venv_python(request.param)
     if not python.exists():
-        pytest.fail(f"no {request.param} environment at {python}: run "
-                    "`python -m tests.engine_venvs` (.ci/setup does)", pytrace=False)
+        pytest.fail(
+            f"no {request.param} environment at {python}: run "
+            "`python -m tests.engine_venvs` (.ci/setup does)",
+            pytrace=False,
+        )
     return str(python)

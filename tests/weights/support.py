@@ -35,8 +35,9 @@ def launcher_env(tmp_path: Path, hub_url: str | None = None, **extra) -> dict:
     return env
 
 
-def launch(env: dict, args=(), timeout: float = 120, python_args=(),
-           python: str | None = None) -> subprocess.CompletedProcess:
+def launch(
+    env: dict, args=(), timeout: float = 120, python_args=(), python: str | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m entrypoint ARGS`` to its exec (or its refusal); capture its output.
 
     ``python``: the interpreter (default: this test run's).
@@ -44,9 +45,14 @@ def launch(env: dict, args=(), timeout: float = 120, python_args=(),
     record = Path(env["FAKE_ENGINE_RECORD"]) if "FAKE_ENGINE_RECORD" in env else None
     if record is not None and record.exists():
         record.unlink()
-    return subprocess.run([python or sys.executable, *python_args, "-m", "entrypoint", *args],
-                          env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [python or sys.executable, *python_args, "-m", "entrypoint", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def engine_record(env: dict) -> dict:
@@ -73,8 +79,9 @@ class Running:
         process: the ``subprocess.Popen``. started: ``time.monotonic()`` at the start.
     """
 
-    def __init__(self, env: dict, args=(), name: str = "launcher", python: str | None = None,
-                 prefix=()):
+    def __init__(
+        self, env: dict, args=(), name: str = "launcher", python: str | None = None, prefix=()
+    ):
         import tempfile
         import time
 
@@ -83,9 +90,13 @@ class Running:
         self.out_path = folder / f"{name}.stdout"
         self.err_path = folder / f"{name}.stderr"
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.process = subprocess.Popen([*prefix, python or sys.executable, "-m",
-                                             "entrypoint", *args],
-                                            env=env, cwd=REPO_ROOT, stdout=out, stderr=err)
+            self.process = subprocess.Popen(
+                [*prefix, python or sys.executable, "-m", "entrypoint", *args],
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=err,
+            )
         self.started = time.monotonic()
 
     @property

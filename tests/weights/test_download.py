@@ -31,12 +31,14 @@ def loaded_files(repo: FakeRepo) -> set[str]:
 
 
 def files_under(path) -> set[str]:
-    return {os.path.relpath(os.path.join(root, name), path)
-            for root, _, names in os.walk(path) for name in names}
+    return {
+        os.path.relpath(os.path.join(root, name), path)
+        for root, _, names in os.walk(path)
+        for name in names
+    }
 
 
-def test_first_start_fetches_what_the_engine_loads_and_execs_on_the_snapshot(
-        hub, repo, tmp_path):
+def test_first_start_fetches_what_the_engine_loads_and_execs_on_the_snapshot(hub, repo, tmp_path):
     env = launcher_env(tmp_path, hub.url)
     result = launch(env)
     assert result.returncode == 0, result.stderr
@@ -48,8 +50,11 @@ def test_first_start_fetches_what_the_engine_loads_and_execs_on_the_snapshot(
     assert files_under(local) == loaded_files(repo)
     for name in loaded_files(repo):
         assert (local / name).read_bytes() == repo.commits[sha][name]
-    fetched = {r.path.rsplit(f"/{sha}/", 1)[1] for r in hub.requests
-               if r.method == "GET" and "/resolve/" in r.path}
+    fetched = {
+        r.path.rsplit(f"/{sha}/", 1)[1]
+        for r in hub.requests
+        if r.method == "GET" and "/resolve/" in r.path
+    }
     assert fetched == loaded_files(repo), "only the files the engine loads are fetched"
     # Progress: what is fetched, how much, and a progress line that reaches 100 %.
     assert f"fetching 10 of 10 files of {CHECKPOINT}@main (commit {sha})" in result.stderr
@@ -81,8 +86,10 @@ def test_a_transfer_cut_midway_resumes_with_a_range_request(hub, repo, tmp_path)
     resumed_at = int(rest[0].range.removeprefix("bytes=").split("-")[0])
     assert 0 < resumed_at <= cut, "the retry asks only for the bytes not yet written"
     data = (snapshot(tmp_path / "hf", CHECKPOINT, repo.refs["main"]) / SHARD_1).read_bytes()
-    assert hashlib.sha256(data).digest() == \
-        hashlib.sha256(repo.commits[repo.refs["main"]][SHARD_1]).digest()
+    assert (
+        hashlib.sha256(data).digest()
+        == hashlib.sha256(repo.commits[repo.refs["main"]][SHARD_1]).digest()
+    )
 
 
 def test_a_failed_start_is_resumed_by_the_next_one_without_refetching(hub, repo, tmp_path):
@@ -93,8 +100,11 @@ def test_a_failed_start_is_resumed_by_the_next_one_without_refetching(hub, repo,
     assert f"cannot fetch {CHECKPOINT}@main" in failed.stderr
     assert "(attempt 3 of 3)" in failed.stderr, "retried within the start first"
     assert "Traceback" not in failed.stderr
-    done_before = {r.path for r in hub.requests if r.method == "GET" and "/resolve/" in r.path
-                   and not r.path.endswith(SHARD_2)}
+    done_before = {
+        r.path
+        for r in hub.requests
+        if r.method == "GET" and "/resolve/" in r.path and not r.path.endswith(SHARD_2)
+    }
     hub.broken.clear()
     seen = len(hub.requests)
     second = launch(env)
@@ -102,9 +112,11 @@ def test_a_failed_start_is_resumed_by_the_next_one_without_refetching(hub, repo,
     refetched = {r.path for r in hub.requests[seen:] if r.method == "GET" and "/resolve/" in r.path}
     assert SHARD_2 in {p.rsplit("/", 1)[1] for p in refetched}
     # Files the first start completed are kept; at most the ones it never got to come again.
-    completed = {p for p in done_before
-                 if (snapshot(tmp_path / "hf", CHECKPOINT, repo.refs["main"])
-                     / p.rsplit("/", 1)[1]).exists()}
+    completed = {
+        p
+        for p in done_before
+        if (snapshot(tmp_path / "hf", CHECKPOINT, repo.refs["main"]) / p.rsplit("/", 1)[1]).exists()
+    }
     assert not (refetched & completed)
 
 
@@ -147,8 +159,11 @@ def test_too_little_disk_by_the_hub_sizes_is_refused_before_any_transfer(hub, re
     env = launcher_env(tmp_path, hub.url)
     result = launch(env)
     assert result.returncode == 4
-    need = huge + sum(len(data) for name, data in repo.commits[repo.refs["main"]].items()
-                      if name in loaded_files(repo) and name != SHARD_1)
+    need = huge + sum(
+        len(data)
+        for name, data in repo.commits[repo.refs["main"]].items()
+        if name in loaded_files(repo) and name != SHARD_1
+    )
     assert f"need {need / 1e9:.2f} GB ({need} bytes)" in result.stderr
     free = re.search(r"and ([0-9.]+) GB \(([0-9]+) bytes\) are free under", result.stderr)
     assert free and f"{int(free[2]) / 1e9:.2f}" == free[1] and 0 < int(free[2]) < need
@@ -172,8 +187,9 @@ def test_too_little_disk_on_a_small_filesystem_is_refused(hub, repo, tmp_path, s
     result = launch(env)
     assert result.returncode == 4
     stat = os.statvfs(small_filesystem)
-    free = re.search(r"and ([0-9.]+) GB \(([0-9]+) bytes\) are free under (\S+)\. Free",
-                     result.stderr)
+    free = re.search(
+        r"and ([0-9.]+) GB \(([0-9]+) bytes\) are free under (\S+)\. Free", result.stderr
+    )
     assert free and free[3] == f"{small_filesystem}/hf/hub", result.stderr
     # What statvfs says now, give or take the lease file and folders the launcher made.
     assert abs(int(free[2]) - stat.f_bavail * stat.f_frsize) <= 16 * stat.f_frsize
@@ -186,8 +202,9 @@ def test_private_repository_needs_the_token_and_never_prints_it(hub, tmp_path):
     env = launcher_env(tmp_path, hub.url)
     denied = launch(env)
     assert denied.returncode == 4
-    assert f"has no repository {CHECKPOINT}, or it is private and HF_TOKEN is not set" \
-        in denied.stderr
+    assert (
+        f"has no repository {CHECKPOINT}, or it is private and HF_TOKEN is not set" in denied.stderr
+    )
     allowed = launch(dict(env, HF_TOKEN=token))
     assert allowed.returncode == 0, allowed.stderr
     assert token not in allowed.stdout + allowed.stderr + denied.stdout + denied.stderr
@@ -203,8 +220,9 @@ def test_model_revision_pins_a_tag_or_a_commit(hub, repo, tmp_path):
         env = launcher_env(tmp_path / revision, hub.url, MODEL_REVISION=revision)
         result = launch(env)
         assert result.returncode == 0, result.stderr
-        assert engine_record(env)["argv"][2] == \
-            str(snapshot(tmp_path / revision / "hf", CHECKPOINT, older_sha))
+        assert engine_record(env)["argv"][2] == str(
+            snapshot(tmp_path / revision / "hf", CHECKPOINT, older_sha)
+        )
 
 
 def test_unknown_revision_and_repository_are_refused(hub, repo, tmp_path):

@@ -46,8 +46,9 @@ def shard_digest(repo, name=SHARD_1) -> str:
     return hashlib.sha256(repo.commits[repo.refs["main"]][name]).hexdigest()
 
 
-def test_a_stalled_transfer_ends_within_the_bound_and_names_the_fix(hub, repo, tmp_path,
-                                                                    launcher_python):
+def test_a_stalled_transfer_ends_within_the_bound_and_names_the_fix(
+    hub, repo, tmp_path, launcher_python
+):
     hub.stall_at[SHARD_1] = AT
     env = launcher_env(tmp_path, hub.url, DOWNLOAD_STALL_S=STALL_S)
     started = time.monotonic()
@@ -56,8 +57,9 @@ def test_a_stalled_transfer_ends_within_the_bound_and_names_the_fix(hub, repo, t
     assert result.returncode == 4, result.stderr
     assert elapsed < 3 * BOUND_S + START_S, f"{elapsed:.1f} s for a bound of {BOUND_S} s"
     message = result.stderr.strip().splitlines()[-1]
-    assert f"{SHARD_1} stalled: no byte for {STALL_S} s, {DOWNLOAD_ATTEMPTS} times in a row" \
-        in message
+    assert (
+        f"{SHARD_1} stalled: no byte for {STALL_S} s, {DOWNLOAD_ATTEMPTS} times in a row" in message
+    )
     assert "check HF_ENDPOINT" in message and "raise DOWNLOAD_STALL_S" in message
     assert "A restart resumes" in message and "Traceback" not in result.stderr
     gets = hub.gets(SHARD_1)
@@ -76,8 +78,9 @@ def test_a_stalled_transfer_ends_within_the_bound_and_names_the_fix(hub, repo, t
     assert hashlib.sha256(local.read_bytes()).hexdigest() == shard_digest(repo)
 
 
-def test_a_hub_that_accepts_and_never_answers_ends_within_the_bound(hub, repo, tmp_path,
-                                                                    launcher_python):
+def test_a_hub_that_accepts_and_never_answers_ends_within_the_bound(
+    hub, repo, tmp_path, launcher_python
+):
     hub.silent = True
     env = launcher_env(tmp_path, hub.url, DOWNLOAD_STALL_S=STALL_S)
     started = time.monotonic()
@@ -85,12 +88,13 @@ def test_a_hub_that_accepts_and_never_answers_ends_within_the_bound(hub, repo, t
     elapsed = time.monotonic() - started
     assert result.returncode == 4, result.stderr
     assert elapsed < 3 * BOUND_S + START_S, f"{elapsed:.1f} s for a bound of {BOUND_S} s"
-    assert f"cannot look up {CHECKPOINT}@main: {hub.url} sent nothing for {STALL_S} s " \
-           f"(DOWNLOAD_STALL_S), {DOWNLOAD_ATTEMPTS} times" in result.stderr
+    assert (
+        f"cannot look up {CHECKPOINT}@main: {hub.url} sent nothing for {STALL_S} s "
+        f"(DOWNLOAD_STALL_S), {DOWNLOAD_ATTEMPTS} times" in result.stderr
+    )
     assert "HF_ENDPOINT" in result.stderr and "Traceback" not in result.stderr
     # (huggingface_hub 2.x also asks /api/agent-harnesses once, with its own 3 s timeout.)
-    assert len([r for r in hub.requests if r.path.startswith("/api/models/")]) == \
-        DOWNLOAD_ATTEMPTS
+    assert len([r for r in hub.requests if r.path.startswith("/api/models/")]) == DOWNLOAD_ATTEMPTS
 
 
 def start_paused(hub, tmp_path, python, **extra) -> tuple[Running, threading.Event]:
@@ -100,13 +104,15 @@ def start_paused(hub, tmp_path, python, **extra) -> tuple[Running, threading.Eve
     hub.pause_at[SHARD_1] = (AT, reached, release)
     running = Running(launcher_env(tmp_path, hub.url, **extra), python=python)
     assert reached.wait(60), running.stderr
-    assert wait_until(lambda: sum(p.stat().st_size for p in partial_files(tmp_path / "hf")
-                                  if p.exists()) >= AT), running.stderr
+    assert wait_until(
+        lambda: sum(p.stat().st_size for p in partial_files(tmp_path / "hf") if p.exists()) >= AT
+    ), running.stderr
     return running, release
 
 
-def test_a_start_killed_during_a_transfer_is_resumed_by_the_next_one(hub, repo, tmp_path,
-                                                                     launcher_python):
+def test_a_start_killed_during_a_transfer_is_resumed_by_the_next_one(
+    hub, repo, tmp_path, launcher_python
+):
     running, release = start_paused(hub, tmp_path, launcher_python)
     running.kill()
     release.set()
@@ -116,10 +122,13 @@ def test_a_start_killed_during_a_transfer_is_resumed_by_the_next_one(hub, repo, 
     env = launcher_env(tmp_path, hub.url)
     result = launch(env, python=launcher_python)
     assert result.returncode == 0, result.stderr
-    assert [g.range for g in hub.gets(SHARD_1)[seen[SHARD_1]:]] == [f"bytes={AT}-"]
+    assert [g.range for g in hub.gets(SHARD_1)[seen[SHARD_1] :]] == [f"bytes={AT}-"]
     assert "0.01 GB (11534336 bytes) of them are already on disk" in result.stderr
-    refetched = [name for name, count in seen.items()
-                 if count and len(hub.gets(name)) > count and name != SHARD_1]
+    refetched = [
+        name
+        for name, count in seen.items()
+        if count and len(hub.gets(name)) > count and name != SHARD_1
+    ]
     assert refetched == [], "files finished before the kill are not fetched again"
     assert partial_files(tmp_path / "hf") == [], "no partial file is left after success"
     local = snapshot(tmp_path / "hf", CHECKPOINT, repo.refs["main"])
@@ -127,10 +136,12 @@ def test_a_start_killed_during_a_transfer_is_resumed_by_the_next_one(hub, repo, 
     assert hashlib.sha256((local / SHARD_1).read_bytes()).hexdigest() == shard_digest(repo)
 
 
-@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["SIGINT", "SIGTERM"])
-def test_a_signal_during_a_transfer_ends_the_launcher_within_2_s(hub, repo, tmp_path, signum,
-                                                                 status, launcher_python):
+@pytest.mark.parametrize(
+    "signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_during_a_transfer_ends_the_launcher_within_2_s(
+    hub, repo, tmp_path, signum, status, launcher_python
+):
     running, release = start_paused(hub, tmp_path, launcher_python)
     try:
         sent = time.monotonic()
@@ -141,8 +152,7 @@ def test_a_signal_during_a_transfer_ends_the_launcher_within_2_s(hub, repo, tmp_
         release.set()
     assert returncode == status, running.stderr
     assert elapsed < 2, f"exited {elapsed:.2f} s after {signum.name}"
-    assert f"{signum.name}: stopping; the bytes fetched so far stay in the cache" \
-        in running.stderr
+    assert f"{signum.name}: stopping; the bytes fetched so far stay in the cache" in running.stderr
     assert [p.stat().st_size for p in partial_files(tmp_path / "hf")] == [AT]
     assert not list((tmp_path / "hf").rglob("*.lease")), "the lease is handed back"
 
@@ -151,38 +161,40 @@ def test_a_403_on_a_file_is_reported_as_a_refusal_at_once(hub, repo, tmp_path, l
     hub.forbidden.add(SHARD_1)
     result = launch(launcher_env(tmp_path, hub.url), python=launcher_python)
     assert result.returncode == 4
-    assert f"cannot fetch {SHARD_1} of {CHECKPOINT}@main: {hub.url} answered 403 Forbidden" \
+    assert (
+        f"cannot fetch {SHARD_1} of {CHECKPOINT}@main: {hub.url} answered 403 Forbidden"
         in result.stderr
+    )
     assert "HF_TOKEN is not set" in result.stderr
     assert "network path" not in result.stderr and "attempt 2" not in result.stderr
     assert len(hub.gets(SHARD_1)) == 1
 
 
 @pytest.mark.root
-def test_a_read_only_cache_is_named_as_such_with_preflight_off(hub, repo, tmp_path,
-                                                               launcher_python):
+def test_a_read_only_cache_is_named_as_such_with_preflight_off(
+    hub, repo, tmp_path, launcher_python
+):
     require_root("mounting a read-only tmpfs")
     mount = tmp_path / "ro"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64m", "tmpfs", str(mount)],
-                   check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64m", "tmpfs", str(mount)], check=True)
     try:
-        result = launch(launcher_env(tmp_path, hub.url, HF_HOME=mount, PREFLIGHT="off"),
-                        python=launcher_python)
+        result = launch(
+            launcher_env(tmp_path, hub.url, HF_HOME=mount, PREFLIGHT="off"), python=launcher_python
+        )
     finally:
         subprocess.run(["umount", str(mount)], check=True)
     assert result.returncode == 4
-    assert f"cannot write the checkpoint into the Hugging Face cache {mount}/hub" \
-        in result.stderr
-    assert "Read-only file system" in result.stderr and "Mount a writable volume" \
-        in result.stderr
+    assert f"cannot write the checkpoint into the Hugging Face cache {mount}/hub" in result.stderr
+    assert "Read-only file system" in result.stderr and "Mount a writable volume" in result.stderr
     assert "network path" not in result.stderr and "attempt 2" not in result.stderr
     assert not [r for r in hub.requests if "/resolve/" in r.path]
 
 
 @pytest.mark.root
-def test_free_space_counts_the_bytes_partial_files_already_hold(hub, repo, tmp_path,
-                                                                launcher_python):
+def test_free_space_counts_the_bytes_partial_files_already_hold(
+    hub, repo, tmp_path, launcher_python
+):
     """On a filesystem too small for the whole checkpoint but not for what is left of it."""
     require_root("mounting a tmpfs")
     mount = tmp_path / "small"
@@ -204,8 +216,9 @@ def test_free_space_counts_the_bytes_partial_files_already_hold(hub, repo, tmp_p
 
 
 @pytest.mark.parametrize("endpoint", ["http://[::1", "ftp://hub.example", "hub.example"])
-def test_an_hf_endpoint_that_is_no_url_is_a_configuration_error(tmp_path, endpoint,
-                                                                launcher_python):
+def test_an_hf_endpoint_that_is_no_url_is_a_configuration_error(
+    tmp_path, endpoint, launcher_python
+):
     result = launch(launcher_env(tmp_path, endpoint), python=launcher_python)
     assert result.returncode == 2, result.stderr
     assert f"HF_ENDPOINT is {endpoint!r}; accepted: an http:// or https:// URL" in result.stderr

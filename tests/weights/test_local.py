@@ -90,8 +90,10 @@ def test_a_directory_that_cannot_be_read_is_named_so(as_nobody, closed):
     plan, values = plan_for(str(model))
     with as_nobody, pytest.raises(WeightsError) as error:
         locate(plan, values, {})
-    assert f"{model} cannot be read by this process (uid 65534): Permission denied" \
+    assert (
+        f"{model} cannot be read by this process (uid 65534): Permission denied"
         in error.value.message()
+    )
     assert "config.json" not in error.value.message()
 
 
@@ -129,8 +131,10 @@ def test_a_cache_folder_without_a_usable_snapshot_is_refused(tmp_path):
     plan, values = plan_for(str(folder))
     with pytest.raises(WeightsError) as error:
         locate(plan, values, {})
-    assert f"no snapshot for refs/main (snapshots: {COMMIT_A}, {COMMIT_B}; refs: none)" \
+    assert (
+        f"no snapshot for refs/main (snapshots: {COMMIT_A}, {COMMIT_B}; refs: none)"
         in error.value.message()
+    )
     assert "Set MODEL_REVISION to one of those" in error.value.message()
 
 
@@ -156,6 +160,9 @@ def test_a_repo_id_huggingface_hub_refuses_is_a_weights_error(tmp_path):
     # a huggingface_hub whose rules differ from the ones settings mirror.
     plan, values = plan_for("org/name")
     plan = plan.replace(model="org/-name-")
-    with pytest.raises(WeightsError, match=r"MODEL=org/-name- \(MODEL_REVISION=main\) is "
-                                           "refused by huggingface_hub"):
+    with pytest.raises(
+        WeightsError,
+        match=r"MODEL=org/-name- \(MODEL_REVISION=main\) is "
+        "refused by huggingface_hub",
+    ):
         locate(plan, values, {"HF_HOME": str(tmp_path)})

@@ -111,8 +111,9 @@ def test_prefetch_of_a_local_checkpoint_fetches_nothing(tmp_path):
     assert f"MODEL={model} is a local checkpoint" in result.stdout
     refused = launch(env, ["prefetch", "--verify"])
     assert refused.returncode == 2
-    assert "MODEL" in refused.stderr and "a local directory has none to compare with" \
-        in refused.stderr
+    assert (
+        "MODEL" in refused.stderr and "a local directory has none to compare with" in refused.stderr
+    )
 
 
 def test_prefetch_verify_needs_the_hub(hub, repo, tmp_path):
@@ -125,8 +126,9 @@ def test_prefetch_verify_needs_the_hub(hub, repo, tmp_path):
     assert "HF_HUB_OFFLINE is '1'; accepted: unset, for prefetch --verify" in refused.stderr
 
 
-@pytest.mark.parametrize("args", [["prefetch", "--all"], ["prefetch", "--verify", "x"],
-                                  ["prefetch", "--dry-run"]])
+@pytest.mark.parametrize(
+    "args", [["prefetch", "--all"], ["prefetch", "--verify", "x"], ["prefetch", "--dry-run"]]
+)
 def test_prefetch_takes_only_verify(tmp_path, args):
     result = launch(prefetch_env(tmp_path, None), args)
     assert result.returncode == 2
@@ -137,11 +139,15 @@ def test_prefetch_leaves_exactly_the_blobs_no_lease_no_partial_file(hub, repo, t
     env = prefetch_env(tmp_path, hub.url)
     assert launch(env, ["prefetch"]).returncode == 0
     files = repo.commits[repo.refs["main"]]
-    loaded = {name: data for name, data in files.items()
-              if name not in {"README.md", "figures/benchmark.png", "pytorch_model.bin",
-                              ".gitattributes"}}
+    loaded = {
+        name: data
+        for name, data in files.items()
+        if name not in {"README.md", "figures/benchmark.png", "pytorch_model.bin", ".gitattributes"}
+    }
     # Blobs are named as huggingface_hub names them: the LFS sha256, else the git blob id.
-    expected = {hashlib.sha256(data).hexdigest() if name.endswith(".safetensors")
-                else git_blob_id(data) for name, data in loaded.items()}
+    expected = {
+        hashlib.sha256(data).hexdigest() if name.endswith(".safetensors") else git_blob_id(data)
+        for name, data in loaded.items()
+    }
     assert {p.name for p in blob_dir(tmp_path / "hf").iterdir()} == expected
     assert not list((tmp_path / "hf").rglob("*.lease"))

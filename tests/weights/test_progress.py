@@ -39,16 +39,24 @@ def test_progress_is_logged_while_the_transfer_runs(hub, repo, tmp_path, monkeyp
     try:
         assert reached.wait(30), "the transfer never reached the pause"
         # The bytes before the pause are on disk while the rest waits; then nothing comes.
-        assert wait_until(lambda: any(line.startswith("download: 0.01 of 0.01 GB (")
-                                      and "(0%)" not in line for line in list(lines)))
-        assert wait_until(lambda: any(", 0.0 MB/s now, no new byte for " in line
-                                      for line in list(lines)))
+        assert wait_until(
+            lambda: any(
+                line.startswith("download: 0.01 of 0.01 GB (") and "(0%)" not in line
+                for line in list(lines)
+            )
+        )
+        assert wait_until(
+            lambda: any(", 0.0 MB/s now, no new byte for " in line for line in list(lines))
+        )
     finally:
         release.set()
         worker.join(60)
     assert "error" not in result, result.get("error")
-    moving = [line for line in lines if line.startswith("download:") and "0.0 MB/s" not in line
-              and "(100%)" not in line]
+    moving = [
+        line
+        for line in lines
+        if line.startswith("download:") and "0.0 MB/s" not in line and "(100%)" not in line
+    ]
     assert moving and "min left" in moving[0], lines
     assert lines[-1].startswith("download: 0.01 of 0.01 GB (100%)")
     located.path = result["path"]

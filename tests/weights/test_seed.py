@@ -49,24 +49,39 @@ def test_the_launch_links_what_the_cache_lacks_and_keeps_what_it_has(seed, tmp_p
     linked = tmp_path / "hf" / "hub" / "models--kernels-community--flash-mla"
     assert linked.is_symlink() and os.readlink(linked) == str(seed / "hub" / linked.name)
     assert not own.is_symlink(), "a folder the cache has is left alone"
-    assert f"seed: linked 1 folder the image ships into {tmp_path}/hf/hub: " \
-           "models--kernels-community--flash-mla" in result.stderr
+    assert (
+        f"seed: linked 1 folder the image ships into {tmp_path}/hf/hub: "
+        "models--kernels-community--flash-mla" in result.stderr
+    )
 
 
 def test_huggingface_hub_reads_the_linked_files_as_cached(seed, tmp_path):
     from huggingface_hub import try_to_load_from_cache
 
     env = {"HF_HOME": str(tmp_path / "hf"), "LONGCAT_HF_SEED": str(seed)}
-    assert link_seed(env, log=lambda line: None) == ["models--kernels-community--flash-mla",
-                                                     "models--org--shipped"]
+    assert link_seed(env, log=lambda line: None) == [
+        "models--kernels-community--flash-mla",
+        "models--org--shipped",
+    ]
     found = try_to_load_from_cache(KERNEL, "build/kernel.so", cache_dir=tmp_path / "hf" / "hub")
-    assert found == str(tmp_path / "hf" / "hub" / "models--kernels-community--flash-mla"
-                        / "snapshots" / COMMIT / "build" / "kernel.so")
+    assert found == str(
+        tmp_path
+        / "hf"
+        / "hub"
+        / "models--kernels-community--flash-mla"
+        / "snapshots"
+        / COMMIT
+        / "build"
+        / "kernel.so"
+    )
     with open(found, "rb") as f:
         assert f.read() == b"\x7fELF kernel"
     # Nothing was copied: every file under the cache is the seed's, through one link.
-    assert not [p for p in (tmp_path / "hf").rglob("*") if p.is_file() and not any(
-        parent.is_symlink() for parent in [p, *p.parents])]
+    assert not [
+        p
+        for p in (tmp_path / "hf").rglob("*")
+        if p.is_file() and not any(parent.is_symlink() for parent in [p, *p.parents])
+    ]
 
 
 def test_a_link_to_a_seed_that_is_not_here_is_replaced(seed, tmp_path):
@@ -74,16 +89,19 @@ def test_a_link_to_a_seed_that_is_not_here_is_replaced(seed, tmp_path):
     hub.mkdir(parents=True)
     (hub / "models--kernels-community--flash-mla").symlink_to("/opt/another-image/hf-seed/x")
     lines: list[str] = []
-    linked = link_seed({"HF_HOME": str(tmp_path / "hf"), "LONGCAT_HF_SEED": str(seed)},
-                       log=lines.append)
+    linked = link_seed(
+        {"HF_HOME": str(tmp_path / "hf"), "LONGCAT_HF_SEED": str(seed)}, log=lines.append
+    )
     assert "models--kernels-community--flash-mla" in linked
     assert (hub / "models--kernels-community--flash-mla" / "refs" / "main").read_text() == COMMIT
     assert not list(hub.glob("*.seed")), "no temporary link is left"
 
 
 def test_a_seed_that_is_the_hub_folder_itself_works_too(seed, tmp_path):
-    linked = link_seed({"HF_HUB_CACHE": str(tmp_path / "cache"),
-                        "LONGCAT_HF_SEED": str(seed / "hub")}, log=lambda line: None)
+    linked = link_seed(
+        {"HF_HUB_CACHE": str(tmp_path / "cache"), "LONGCAT_HF_SEED": str(seed / "hub")},
+        log=lambda line: None,
+    )
     assert linked == ["models--kernels-community--flash-mla", "models--org--shipped"]
 
 
@@ -99,8 +117,7 @@ def test_a_read_only_cache_is_logged_and_the_launch_goes_on(seed, tmp_path):
     require_root("mounting a read-only tmpfs")
     mount = tmp_path / "ro"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
-                   check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], check=True)
     try:
         env = launcher_env(tmp_path, DOWNLOAD="0", HF_HOME=mount, LONGCAT_HF_SEED=seed)
         result = launch(env)

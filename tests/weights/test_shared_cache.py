@@ -41,16 +41,27 @@ def node_env(tmp_path: Path, node: str, hub_url: str, hf_home: Path, **extra) ->
 
 def tree_digest(folder: Path) -> dict[str, str]:
     """{relative path: sha256} of every file under ``folder`` (links followed)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_flock_is_a_no_op_in_the_launchers():
     probe = subprocess.run(
-        [sys.executable, "-c", "import fcntl, os; fcntl.flock(0, fcntl.LOCK_EX); "
-                               "print(os.environ.get('NOFLOCK_ACTIVE'))"],
-        env={"PYTHONPATH": str(NOFLOCK), "PATH": os.environ["PATH"]}, cwd=REPO_ROOT,
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os; fcntl.flock(0, fcntl.LOCK_EX); "
+            "print(os.environ.get('NOFLOCK_ACTIVE'))",
+        ],
+        env={"PYTHONPATH": str(NOFLOCK), "PATH": os.environ["PATH"]},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.strip() == "1"
 
 
@@ -58,8 +69,7 @@ def start_two(hub, tmp_path, python, cache_a: Path, cache_b: Path, prefix_a=(), 
     """Node a starts and is held mid-transfer; node b starts; returns both and the release."""
     reached, release = threading.Event(), threading.Event()
     hub.pause_at[SHARD_1] = (AT, reached, release)
-    a = Running(node_env(tmp_path, "a", hub.url, cache_a, **extra), python=python,
-                prefix=prefix_a)
+    a = Running(node_env(tmp_path, "a", hub.url, cache_a, **extra), python=python, prefix=prefix_a)
     assert reached.wait(60), a.stderr
     b = Running(node_env(tmp_path, "b", hub.url, cache_b, **extra), python=python)
     return a, b, release
@@ -76,9 +86,11 @@ def test_two_nodes_on_one_cache_download_each_file_once(hub, repo, tmp_path, lau
     assert a.wait() == 0, a.stderr
     assert b.wait() == 0, b.stderr
     for name in repo.commits[repo.refs["main"]]:
-        assert len(hub.gets(name)) == (0 if name in {"README.md", "figures/benchmark.png",
-                                                     "pytorch_model.bin", ".gitattributes"}
-                                       else 1), name
+        assert len(hub.gets(name)) == (
+            0
+            if name in {"README.md", "figures/benchmark.png", "pytorch_model.bin", ".gitattributes"}
+            else 1
+        ), name
     local = snapshot(cache, CHECKPOINT, repo.refs["main"])
     argv_a = engine_record(node_env(tmp_path, "a", hub.url, cache))["argv"]
     argv_b = engine_record(node_env(tmp_path, "b", hub.url, cache))["argv"]
@@ -88,8 +100,9 @@ def test_two_nodes_on_one_cache_download_each_file_once(hub, repo, tmp_path, lau
     assert not list(cache.rglob("*.lease"))
 
 
-def test_two_nodes_on_separate_caches_each_download_everything(hub, repo, tmp_path,
-                                                               launcher_python):
+def test_two_nodes_on_separate_caches_each_download_everything(
+    hub, repo, tmp_path, launcher_python
+):
     a, b, release = start_two(hub, tmp_path, launcher_python, tmp_path / "hf-a", tmp_path / "hf-b")
     try:
         # b goes its own way while a is held: it fetches everything but the held shard.
@@ -99,35 +112,48 @@ def test_two_nodes_on_separate_caches_each_download_everything(hub, repo, tmp_pa
     assert a.wait() == 0, a.stderr
     assert b.wait() == 0, b.stderr
     assert "waiting for" not in a.stderr + b.stderr
-    loaded = set(repo.commits[repo.refs["main"]]) - {"README.md", "figures/benchmark.png",
-                                                     "pytorch_model.bin", ".gitattributes"}
+    loaded = set(repo.commits[repo.refs["main"]]) - {
+        "README.md",
+        "figures/benchmark.png",
+        "pytorch_model.bin",
+        ".gitattributes",
+    }
     for name in loaded:
         assert len(hub.gets(name)) == 2, name
     sha = repo.refs["main"]
-    assert tree_digest(snapshot(tmp_path / "hf-a", CHECKPOINT, sha)) == \
-        tree_digest(snapshot(tmp_path / "hf-b", CHECKPOINT, sha))
+    assert tree_digest(snapshot(tmp_path / "hf-a", CHECKPOINT, sha)) == tree_digest(
+        snapshot(tmp_path / "hf-b", CHECKPOINT, sha)
+    )
 
 
 # Node a in this PID namespace (b sees at once that it is gone), or in its own, as on
 # another node or in another container (b sees its heartbeat stop).
-PLACES = [pytest.param((), "is not running any more", id="same-namespace"),
-          pytest.param(("unshare", "--pid", "--fork", "--kill-child"),
-                       "stopped renewing its lease", id="other-namespace",
-                       marks=pytest.mark.root)]
+PLACES = [
+    pytest.param((), "is not running any more", id="same-namespace"),
+    pytest.param(
+        ("unshare", "--pid", "--fork", "--kill-child"),
+        "stopped renewing its lease",
+        id="other-namespace",
+        marks=pytest.mark.root,
+    ),
+]
 
 
 @pytest.mark.parametrize("prefix,why", PLACES)
 def test_a_waiting_node_takes_over_from_one_that_died_and_resumes_its_bytes(
-        hub, repo, tmp_path, launcher_python, prefix, why):
+    hub, repo, tmp_path, launcher_python, prefix, why
+):
     if prefix:
         require_root("a PID namespace (unshare --pid)")
     cache = tmp_path / "shared-hf"
-    a, b, release = start_two(hub, tmp_path, launcher_python, cache, cache, prefix_a=prefix,
-                              DOWNLOAD_STALL_S=STALL_S)
+    a, b, release = start_two(
+        hub, tmp_path, launcher_python, cache, cache, prefix_a=prefix, DOWNLOAD_STALL_S=STALL_S
+    )
     try:
         assert wait_until(lambda: "weights: waiting for " in b.stderr, 60), b.stderr
-        assert wait_until(lambda: sum(p.stat().st_size for p in partial_files(cache)
-                                      if p.exists()) >= AT), a.stderr
+        assert wait_until(
+            lambda: sum(p.stat().st_size for p in partial_files(cache) if p.exists()) >= AT
+        ), a.stderr
         a.kill()  # its node is gone: no release of the lease, no more heartbeats
         killed = time.monotonic()
         del hub.pause_at[SHARD_1]
@@ -141,6 +167,8 @@ def test_a_waiting_node_takes_over_from_one_that_died_and_resumes_its_bytes(
     assert len(gets) == 2 and gets[1].range == f"bytes={AT}-", gets
     sha = repo.refs["main"]
     local = snapshot(cache, CHECKPOINT, sha) / SHARD_1
-    assert hashlib.sha256(local.read_bytes()).digest() == \
-        hashlib.sha256(repo.commits[sha][SHARD_1]).digest()
+    assert (
+        hashlib.sha256(local.read_bytes()).digest()
+        == hashlib.sha256(repo.commits[sha][SHARD_1]).digest()
+    )
     assert partial_files(cache) == []

@@ -16,10 +16,15 @@ from tests.wheels import make_wheel
 
 SITE = Path(__file__).resolve().parent / "site"
 RUNTIME_MODULES = ("_longcat_fake_engine.py", "_longcat_fake_options.py")
+
+
 def _package_files(package: str) -> dict[str, bytes]:
     root = SITE / package
-    return {p.relative_to(SITE).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
+    return {
+        p.relative_to(SITE).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
 
 
 def fake_wheels(engine: str, version: str, out_dir: Path) -> list[Path]:

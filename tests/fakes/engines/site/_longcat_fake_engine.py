@@ -52,20 +52,35 @@ def write_json(name: str, payload: dict) -> None:
 
 def record_argv(engine: str, parsed: dict) -> None:
     """Record how this process was started, and the options its parser produced."""
-    write_json("argv.json", {
-        "engine": engine,
-        "orig_argv": list(sys.orig_argv),
-        "argv": list(sys.argv),
-        "executable": sys.executable,
-        "pid": os.getpid(),
-        "ppid": os.getppid(),
-        "pgid": os.getpgid(0),
-        "parsed": {k: v if isinstance(v, (str, int, float, bool, type(None), list, dict))
-                   else repr(v) for k, v in parsed.items()},
-        "env": {k: v for k, v in os.environ.items()
-                if k in ("ENGINE", "HF_HOME", "VLLM_ENGINE_READY_TIMEOUT_S",
-                         "GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME", "PATH")},
-    })
+    write_json(
+        "argv.json",
+        {
+            "engine": engine,
+            "orig_argv": list(sys.orig_argv),
+            "argv": list(sys.argv),
+            "executable": sys.executable,
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "pgid": os.getpgid(0),
+            "parsed": {
+                k: v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else repr(v)
+                for k, v in parsed.items()
+            },
+            "env": {
+                k: v
+                for k, v in os.environ.items()
+                if k
+                in (
+                    "ENGINE",
+                    "HF_HOME",
+                    "VLLM_ENGINE_READY_TIMEOUT_S",
+                    "GLOO_SOCKET_IFNAME",
+                    "NCCL_SOCKET_IFNAME",
+                    "PATH",
+                )
+            },
+        },
+    )
 
 
 def _sigterm_waiter(role: str) -> threading.Event:
@@ -73,8 +88,10 @@ def _sigterm_waiter(role: str) -> threading.Event:
     stop = threading.Event()
 
     def handler(signum, frame):
-        write_json(f"sigterm-{os.getpid()}.json",
-                   {"pid": os.getpid(), "role": role, "signal": signum, "time": time.time()})
+        write_json(
+            f"sigterm-{os.getpid()}.json",
+            {"pid": os.getpid(), "role": role, "signal": signum, "time": time.time()},
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -112,8 +129,8 @@ def _leave_orphans(count: int) -> None:
     """Fork ``count`` grandchildren whose parent exits at once (see the module doc)."""
     for _ in range(count):
         child = os.fork()
-        if child == 0:                       # the child: fork the orphan, then exit
-            if os.fork() == 0:               # the orphan: wait for re-parenting, record
+        if child == 0:  # the child: fork the orphan, then exit
+            if os.fork() == 0:  # the orphan: wait for re-parenting, record
                 while os.getppid() != 1:
                     time.sleep(0.01)
                 write_json(f"orphan-{os.getpid()}.json", {"pid": os.getpid(), "ppid": 1})
@@ -122,8 +139,7 @@ def _leave_orphans(count: int) -> None:
         os.waitpid(child, 0)
 
 
-def serve(engine: str, parsed: dict, *, port: int | None, model: str,
-          serves_api: bool) -> int:
+def serve(engine: str, parsed: dict, *, port: int | None, model: str, serves_api: bool) -> int:
     """Play a running engine until SIGTERM. ``port=None``: serve no HTTP (headless).
 
     Returns:
@@ -134,16 +150,16 @@ def serve(engine: str, parsed: dict, *, port: int | None, model: str,
     if os.environ.get("FAKE_ENGINE_EXIT", "") == "1":
         return 0
     _leave_orphans(int(os.environ.get("FAKE_ENGINE_ORPHANS", "0") or 0))
-    worker = subprocess.Popen([sys.executable, "-m", "_longcat_fake_engine", "worker"],
-                              stdout=subprocess.PIPE)
-    worker.stdout.read(1)      # the worker handles SIGTERM from here on
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "_longcat_fake_engine", "worker"], stdout=subprocess.PIPE
+    )
+    worker.stdout.read(1)  # the worker handles SIGTERM from here on
     server = None
     if port is not None:
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(model, serves_api))
         threading.Thread(target=server.serve_forever, daemon=True).start()
     write_json("ready.json", {"pid": os.getpid(), "worker_pid": worker.pid, "port": port})
-    print(f"fake {engine}: serving{'' if port is None else f' on 127.0.0.1:{port}'}",
-          flush=True)
+    print(f"fake {engine}: serving{'' if port is None else f' on 127.0.0.1:{port}'}", flush=True)
     stop.wait()
     if server is not None:
         server.shutdown()

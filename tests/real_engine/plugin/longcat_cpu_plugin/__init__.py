@@ -52,16 +52,37 @@ def register() -> None:
 
     original_topk = zero_expert_router.fused_topk_bias
 
-    def fused_topk_bias(hidden_states, gating_output, scoring_func, e_score_correction_bias,
-                        topk, renormalize, indices_type=None, routed_scaling_factor=1.0,
-                        **kwargs):
+    def fused_topk_bias(
+        hidden_states,
+        gating_output,
+        scoring_func,
+        e_score_correction_bias,
+        topk,
+        renormalize,
+        indices_type=None,
+        routed_scaling_factor=1.0,
+        **kwargs,
+    ):
         if scoring_func != "softmax" or any(v not in (None, 0) for v in kwargs.values()):
-            return original_topk(hidden_states, gating_output, scoring_func,
-                                 e_score_correction_bias, topk, renormalize,
-                                 indices_type=indices_type,
-                                 routed_scaling_factor=routed_scaling_factor, **kwargs)
-        return topk_softmax_with_bias(gating_output, e_score_correction_bias, topk,
-                                      renormalize, indices_type, routed_scaling_factor)
+            return original_topk(
+                hidden_states,
+                gating_output,
+                scoring_func,
+                e_score_correction_bias,
+                topk,
+                renormalize,
+                indices_type=indices_type,
+                routed_scaling_factor=routed_scaling_factor,
+                **kwargs,
+            )
+        return topk_softmax_with_bias(
+            gating_output,
+            e_score_correction_bias,
+            topk,
+            renormalize,
+            indices_type,
+            routed_scaling_factor,
+        )
 
     zero_expert_router.fused_topk_bias = fused_topk_bias
     zero_expert_router.zero_experts_compute_triton = zero_experts_compute
@@ -69,12 +90,36 @@ def register() -> None:
     cpu_communicator.CpuCommunicator.reduce_scatterv = reduce_scatterv
     original_apply = cpu_moe.CPUUnquantizedExperts.apply
 
-    def apply(self, output, hidden_states, w1, w2, topk_weights, topk_ids, activation,
-              global_num_experts, expert_map, *args, **kwargs):
+    def apply(
+        self,
+        output,
+        hidden_states,
+        w1,
+        w2,
+        topk_weights,
+        topk_ids,
+        activation,
+        global_num_experts,
+        expert_map,
+        *args,
+        **kwargs,
+    ):
         if expert_map is not None:
             topk_weights, topk_ids = local_experts(topk_weights, topk_ids, expert_map)
-        return original_apply(self, output, hidden_states, w1, w2, topk_weights, topk_ids,
-                              activation, global_num_experts, None, *args, **kwargs)
+        return original_apply(
+            self,
+            output,
+            hidden_states,
+            w1,
+            w2,
+            topk_weights,
+            topk_ids,
+            activation,
+            global_num_experts,
+            None,
+            *args,
+            **kwargs,
+        )
 
     cpu_moe.CPUUnquantizedExperts.apply = apply
     original_rope = rotary_base.RotaryEmbedding.forward_cpu
@@ -86,13 +131,21 @@ def register() -> None:
 
     rotary_base.RotaryEmbedding.forward_cpu = forward_cpu
     _PATCHED = True
-    logger.info("longcat-deploy CPU plugin: zero-expert routing and output in torch, "
-                "CpuCommunicator.all_gatherv/reduce_scatterv, expert_map in "
-                "CPUUnquantizedExperts, rotary embedding of 3-D tensors")
+    logger.info(
+        "longcat-deploy CPU plugin: zero-expert routing and output in torch, "
+        "CpuCommunicator.all_gatherv/reduce_scatterv, expert_map in "
+        "CPUUnquantizedExperts, rotary embedding of 3-D tensors"
+    )
 
 
-def topk_softmax_with_bias(gating_output, bias, topk: int, renormalize: bool,
-                           indices_type=None, routed_scaling_factor: float = 1.0):
+def topk_softmax_with_bias(
+    gating_output,
+    bias,
+    topk: int,
+    renormalize: bool,
+    indices_type=None,
+    routed_scaling_factor: float = 1.0,
+):
     """What ``_moe_C.topk_softmax`` computes with a correction bias, in torch.
 
     Experts are chosen by softmax score plus ``bias``; their weights are the softmax scores
@@ -121,8 +174,9 @@ def topk_softmax_with_bias(gating_output, bias, topk: int, renormalize: bool,
     return weights, ids.to(torch.int32 if indices_type is None else indices_type)
 
 
-def zero_experts_compute(expert_indices, expert_scales, num_experts: int,
-                         zero_expert_type: str, hidden_states):
+def zero_experts_compute(
+    expert_indices, expert_scales, num_experts: int, zero_expert_type: str, hidden_states
+):
     """``zero_experts_compute_triton`` in torch: each token's hidden state times the sum of
     the weights its top-k gave to zero (identity) experts, ids ``>= num_experts``.
 
@@ -162,8 +216,10 @@ def local_experts(topk_weights, topk_ids, expert_map):
 
     local = expert_map[topk_ids.long()]
     elsewhere = local < 0
-    return (torch.where(elsewhere, torch.zeros_like(topk_weights), topk_weights),
-            torch.where(elsewhere, torch.zeros_like(local), local).to(topk_ids.dtype))
+    return (
+        torch.where(elsewhere, torch.zeros_like(topk_weights), topk_weights),
+        torch.where(elsewhere, torch.zeros_like(local), local).to(topk_ids.dtype),
+    )
 
 
 def all_gatherv(self, input_, dim: int = 0, sizes=None):
@@ -207,4 +263,4 @@ def reduce_scatterv(self, input_, dim: int = -1, sizes=None):
         raise ValueError(f"sizes {list(sizes)} do not add up to {total.shape[0]} rows")
     self.all_reduce(total)
     start = sum(sizes[:rank])
-    return total[start:start + sizes[rank]].movedim(0, dim).contiguous()
+    return total[start : start + sizes[rank]].movedim(0, dim).contiguous()

@@ -19,9 +19,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sglang.launch_server")
     ServerArgs.add_cli_args(parser)
     args = parser.parse_args(argv)
-    return serve("sglang", vars(args), port=args.port,
-                 model=args.served_model_name or args.model_path,
-                 serves_api=args.node_rank == 0)
+    return serve(
+        "sglang",
+        vars(args),
+        port=args.port,
+        model=args.served_model_name or args.model_path,
+        serves_api=args.node_rank == 0,
+    )
 
 
 if __name__ == "__main__":

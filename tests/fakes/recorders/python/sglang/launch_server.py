@@ -7,6 +7,7 @@ process (sglang/srt/server_args.py, ``prepare_server_args``: only for the exact 
 exists). This stand-in reads the file the same way, as text, so a test can see what the
 engine got through it.
 """
+
 import json
 import os
 import sys
@@ -22,5 +23,12 @@ if "--config" in args:
         config = f"unreadable: {path}"
 
 with open(os.environ["FAKE_ENGINE_RECORD"], "w") as f:
-    json.dump({"argv": [sys.executable, "-m", "sglang.launch_server", *args],
-               "pid": os.getpid(), "env": dict(os.environ), "config": config}, f)
+    json.dump(
+        {
+            "argv": [sys.executable, "-m", "sglang.launch_server", *args],
+            "pid": os.getpid(),
+            "env": dict(os.environ),
+            "config": config,
+        },
+        f,
+    )

@@ -6,17 +6,38 @@ from __future__ import annotations
 from _longcat_fake_options import add_options
 
 ATTENTION_BACKENDS = [
-    "triton", "torch_native", "flex_attention", "dsa", "nsa", "qsa", "dsv4", "compressed",
-    "fa3", "fa4", "flashinfer", "llada2_cfg_flashinfer", "flashmla", "trtllm_mla",
-    "cutedsl_mla", "tokenspeed_mla", "trtllm_mha", "hpc_ops", "minicpm_flashattn",
-    "minicpm_flashinfer", "aiter", "wave", "intel_amx", "ascend", "intel_xpu",
+    "triton",
+    "torch_native",
+    "flex_attention",
+    "dsa",
+    "nsa",
+    "qsa",
+    "dsv4",
+    "compressed",
+    "fa3",
+    "fa4",
+    "flashinfer",
+    "llada2_cfg_flashinfer",
+    "flashmla",
+    "trtllm_mla",
+    "cutedsl_mla",
+    "tokenspeed_mla",
+    "trtllm_mha",
+    "hpc_ops",
+    "minicpm_flashattn",
+    "minicpm_flashinfer",
+    "aiter",
+    "wave",
+    "intel_amx",
+    "ascend",
+    "intel_xpu",
 ]
 
 
 def human_readable_int(value: str) -> int:
     """SGLang's ``human_readable_int``: ``32k`` -> 32768, plain integers as they are."""
     text = value.strip().lower()
-    for suffix, factor in (("k", 1024), ("m", 1024 ** 2)):
+    for suffix, factor in (("k", 1024), ("m", 1024**2)):
         if text.endswith(suffix):
             return int(float(text[:-1]) * factor)
     return int(text)
@@ -36,8 +57,7 @@ OPTIONS = [
     (["--dist-init-addr", "--nccl-init-addr"], dict(type=str, default=None)),
     (["--dist-timeout"], dict(type=int, default=None)),
     (["--speculative-algorithm"], dict(type=str, default=None)),
-    (["--speculative-draft-model-path", "--speculative-draft-model"],
-     dict(type=str, default=None)),
+    (["--speculative-draft-model-path", "--speculative-draft-model"], dict(type=str, default=None)),
     (["--speculative-num-steps"], dict(type=int, default=None)),
     (["--speculative-eagle-topk"], dict(type=int, default=None)),
     (["--speculative-num-draft-tokens"], dict(type=int, default=None)),

@@ -23,12 +23,16 @@ class AsyncEngineArgs:
     speculative_config: dict | None = None
 
     def __post_init__(self):
-        if self.data_parallel_size_local is not None and \
-                self.data_parallel_size_local > self.data_parallel_size:
+        if (
+            self.data_parallel_size_local is not None
+            and self.data_parallel_size_local > self.data_parallel_size
+        ):
             raise ValueError("data_parallel_size_local must not exceed data_parallel_size")
         if self.speculative_config is not None:
-            if not isinstance(self.speculative_config, dict) or \
-                    "method" not in self.speculative_config:
+            if (
+                not isinstance(self.speculative_config, dict)
+                or "method" not in self.speculative_config
+            ):
                 raise ValueError("speculative_config must be a JSON object with a method")
 
     @classmethod

@@ -37,6 +37,7 @@ class ReasoningParserManager:
             for each in names:
                 cls.lazy_parsers[each] = (obj.__module__, obj.__name__)
             return obj
+
         return decorator
 
     @classmethod
@@ -67,8 +68,7 @@ class ReasoningParserManager:
             sys.modules[name] = module
             spec.loader.exec_module(module)
         except Exception as error:  # noqa: BLE001 (vLLM logs it and goes on)
-            print(f"Failed to load module {name!r} from {plugin_path}: {error}",
-                  file=sys.stderr)
+            print(f"Failed to load module {name!r} from {plugin_path}: {error}", file=sys.stderr)
 
 
 __all__ = ["ReasoningParser", "ReasoningParserManager"]

@@ -30,18 +30,26 @@ def main() -> int:
         # init_parser_plugin and validate_api_server_args): load the plugins, check names.
         if args.reasoning_parser_plugin and len(args.reasoning_parser_plugin) > 3:
             ReasoningParserManager.import_reasoning_parser(args.reasoning_parser_plugin)
-        if args.enable_auto_tool_choice and \
-                args.tool_call_parser not in ToolParserManager.list_registered():
+        if (
+            args.enable_auto_tool_choice
+            and args.tool_call_parser not in ToolParserManager.list_registered()
+        ):
             raise KeyError(f"invalid tool call parser: {args.tool_call_parser}")
-        if args.reasoning_parser and \
-                args.reasoning_parser not in ReasoningParserManager.list_registered():
+        if (
+            args.reasoning_parser
+            and args.reasoning_parser not in ReasoningParserManager.list_registered()
+        ):
             raise KeyError(f"invalid reasoning parser: {args.reasoning_parser}")
     except (ValueError, KeyError) as exc:
         print(f"vllm: error: {exc}", file=sys.stderr)
         return 2
-    return serve("vllm", vars(args), port=None if args.headless else args.port,
-                 model=(args.served_model_name or [args.model])[0],
-                 serves_api=not args.headless)
+    return serve(
+        "vllm",
+        vars(args),
+        port=None if args.headless else args.port,
+        model=(args.served_model_name or [args.model])[0],
+        serves_api=not args.headless,
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def human_readable_int_or_auto(value: str):
     text = value.strip().lower()
     if text in ("auto", "-1"):
         return -1
-    for suffix, factor in (("k", 1000), ("m", 1000 ** 2)):
+    for suffix, factor in (("k", 1000), ("m", 1000**2)):
         if text.endswith(suffix):
             return int(float(text[:-1]) * factor)
     return int(text)
@@ -29,8 +29,10 @@ def parse_reasoning_parser(value: str) -> str:
 OPTIONS = [
     (["--model"], dict(type=str, default="Qwen/Qwen3-0.6B")),
     (["--trust-remote-code", "--no-trust-remote-code"], dict(action=EnableDisableAction)),
-    (["--enable-expert-parallel", "-ep", "--disable-expert-parallel"],
-     dict(action=EnableDisableAction)),
+    (
+        ["--enable-expert-parallel", "-ep", "--disable-expert-parallel"],
+        dict(action=EnableDisableAction),
+    ),
     (["--tensor-parallel-size", "-tp"], dict(type=int, default=1)),
     (["--host"], dict(type=optional_type(str), default=None)),
     (["--port"], dict(type=int, default=8000)),
@@ -45,10 +47,8 @@ OPTIONS = [
     (["--speculative-config", "-sc"], dict(type=optional_type(json.loads), default=None)),
     (["--api-key"], dict(type=optional_type(str), nargs="+", default=None)),
     (["--max-model-len"], dict(type=human_readable_int_or_auto, default=None)),
-    (["--gpu-memory-utilization", "--device-memory-utilization"],
-     dict(type=float, default=0.92)),
-    (["--enable-auto-tool-choice", "--disable-auto-tool-choice"],
-     dict(action=EnableDisableAction)),
+    (["--gpu-memory-utilization", "--device-memory-utilization"], dict(type=float, default=0.92)),
+    (["--enable-auto-tool-choice", "--disable-auto-tool-choice"], dict(action=EnableDisableAction)),
     (["--tool-call-parser"], dict(type=optional_type(str), default=None)),
     (["--reasoning-parser"], dict(type=parse_reasoning_parser, default="")),
     (["--reasoning-parser-plugin"], dict(type=str, default="")),
@@ -76,5 +76,7 @@ class ServeSubcommand:
         if args.data_parallel_start_rank is not None and not args.headless:
             # The pinned vLLM switches to external load balancing here (engine-notes.md); our plans
             # never ask for that, so the fake refuses it outright.
-            raise ValueError("--data-parallel-start-rank without --headless: "
-                             "external load balancing is not what the plans ask for")
+            raise ValueError(
+                "--data-parallel-start-rank without --headless: "
+                "external load balancing is not what the plans ask for"
+            )
