@@ -42,6 +42,20 @@ def build_cache_dir(override: str | None = None) -> Path:
     return Path(os.environ.get("LONGCAT_BUILD_CACHE", default))
 
 
+def _pip_wheel(args: list[str], out_dir: Path, what: str) -> Path:
+    """Run ``pip wheel --no-deps`` with ``args`` into the empty ``out_dir``; its one wheel.
+
+    Raises:
+        BuildError: pip failed, or it left other than one wheel in ``out_dir``.
+    """
+    argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir"]
+    _run([*argv, str(out_dir), *args], what)
+    wheels = sorted(out_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"{what}: pip left {len(wheels)} wheels in {out_dir}, not 1")
+    return wheels[0]
+
+
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
     """Run ``argv``; on failure raise BuildError with ``what`` and the output's tail."""
     try:
@@ -144,23 +158,7 @@ def dependency_wheels(requirements: list[str], cache: Path) -> list[Path]:
             cache.mkdir(parents=True, exist_ok=True)
             partial = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache))
             try:
-                _run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "wheel",
-                        "--quiet",
-                        "--no-deps",
-                        "--wheel-dir",
-                        str(partial),
-                        requirement,
-                    ],
-                    f"building a wheel for {requirement}",
-                )
-                built = sorted(partial.glob("*.whl"))
-                if len(built) != 1:
-                    raise BuildError(f"pip wheel {requirement} gave {len(built)} wheels, not 1")
+                _pip_wheel([requirement], partial, f"building a wheel for {requirement}")
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.parent.mkdir(parents=True, exist_ok=True)
                 partial.rename(folder)
@@ -186,25 +184,11 @@ def launcher_wheel(root: Path, out_dir: Path) -> Path:
     Raises:
         BuildError: the build backend is missing or the build failed.
     """
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(out_dir),
-            str(root),
-        ],
+    return _pip_wheel(
+        ["--no-build-isolation", str(root)],
+        out_dir,
         "building the launcher wheel (needs the build extra: pip install '.[build]')",
     )
-    wheels = sorted(out_dir.glob("*.whl"))
-    if len(wheels) != 1:
-        raise BuildError(f"building the launcher gave {len(wheels)} wheels in {out_dir}, not 1")
-    return wheels[0]
 
 
 def prepare_context(
