@@ -8,9 +8,10 @@
 2. starts ``python -m entrypoint`` with ENGINE=vllm and MODEL=the tiny checkpoint: our
    launcher checks the host (PREFLIGHT=warn: there is no GPU here) and execs the real
    ``vllm serve`` (vLLM's CPU build);
-3. waits for ``GET /health``, sends one ``/v1/chat/completions`` request, prints the
-   response's JSON on stdout and checks it against transformers' answer for the same
-   checkpoint;
+3. shows what the launcher printed (its plan, its host checks, the command it exec'd),
+   waits for ``GET /health``, sends one ``/v1/chat/completions`` request, prints the
+   response's JSON on stdout (per-token log-probabilities left out) and checks it
+   against transformers' answer for the same checkpoint;
 4. stops the server with SIGTERM, as ``docker stop`` would.
 
 The model is tiny and randomly initialised: its answer is gibberish, the same gibberish
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +34,24 @@ def _say(message: str) -> None:
     print(f"demo: {message}", file=sys.stderr, flush=True)
 
 
+SERVED_MODEL_NAME = "tiny-random-longcat-flash"
+
+
+def without_logprobs(response: dict) -> dict:
+    """The response with each choice's ``logprobs`` (hundreds of lines of per-token
+    numbers, checked against transformers' all the same) replaced by a short note."""
+    shown = dict(response)
+    choices = []
+    for choice in response.get("choices", []):
+        choice = dict(choice)
+        if choice.get("logprobs"):
+            count = len(choice["logprobs"].get("content") or [])
+            choice["logprobs"] = f"({count} tokens' log-probabilities, not shown)"
+        choices.append(choice)
+    shown["choices"] = choices
+    return shown
+
+
 def run() -> int:
     """Run the demo; return the exit status."""
     from tests.images.dockerutil import free_port
@@ -40,10 +60,17 @@ def run() -> int:
     from tests.real_engine.env import ensure
 
     start = time.monotonic()
-    python, checkpoint = ensure()
+    try:
+        python, checkpoint = ensure()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        _say(f"error: the real-engine environment could not be built: {exc}")
+        return 1
     reference = load_reference(checkpoint)
     port = free_port()
     variables = server.launcher_variables(checkpoint / "model", port)
+    # A name that says what answers; unset, a local checkpoint would be served under the
+    # 560B repo id (README, "Serving: what clients get").
+    variables["SERVED_MODEL_NAME"] = SERVED_MODEL_NAME
     env = server.engine_environment(python.parent)
     env.update(variables)
     shown = " ".join(f"{k}={v!r}" if " " in v else f"{k}={v}" for k, v in variables.items())
@@ -52,6 +79,8 @@ def run() -> int:
     node = server.start_node("the server", env, port, log)
     try:
         exec_s = server.wait_exec(node)
+        for line in node.launcher_lines():
+            print(f"  {line}", file=sys.stderr, flush=True)
         _say(
             f"the launcher exec'd vllm serve after {exec_s:.1f} s; waiting for "
             f"http://127.0.0.1:{port}/health"
@@ -65,7 +94,7 @@ def run() -> int:
         if status != 200:
             _say(f"error: the chat request answered {status}: {response}")
             return 1
-        print(json.dumps(response, indent=2), flush=True)
+        print(json.dumps(without_logprobs(response), indent=2), flush=True)
         problems = server.answer_problems(response, reference)
         if problems:
             _say("error: the answer is not transformers' reference:\n  " + "\n  ".join(problems))

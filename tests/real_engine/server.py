@@ -141,6 +141,20 @@ class Node:
     exec_at: float | None = None
     _reader: threading.Thread | None = field(default=None, repr=False)
 
+    def launcher_lines(self) -> list[str]:
+        """What the launcher printed before it became the engine: its lines up to and
+        including the exec line (all of them, if it has not exec'd)."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return []
+        lines = []
+        for line in text.splitlines():
+            lines.append(line)
+            if line.startswith(EXEC_LINE):
+                break
+        return lines
+
     def log_tail(self, lines: int = 60) -> str:
         """The last ``lines`` lines of its log."""
         try:
