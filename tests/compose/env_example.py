@@ -112,12 +112,6 @@ NOT_FROM_HERE = {
 # reaches the container from compose/.env only (common.yaml's env_file).
 FROM_THE_SHELL = (
     (
-        "VLLM_API_KEY",
-        "vLLM's API key: requests to node 0 must carry it (Authorization: "
-        "Bearer ...); /health stays open. Read by vLLM.",
-        True,
-    ),
-    (
         "HF_HUB_DISABLE_XET",
         "1: download without the Xet protocol (read by huggingface_hub).",
         False,

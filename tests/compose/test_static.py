@@ -158,7 +158,7 @@ def test_image_overrides(path):
     assert svc["image"] == pinned
 
 
-@pytest.mark.parametrize("name", ["HF_TOKEN", "API_KEY", "VLLM_API_KEY"])
+@pytest.mark.parametrize("name", ["HF_TOKEN", "API_KEY"])
 @pytest.mark.parametrize("path", [SINGLE, TWO], ids=["single", "two"])
 def test_secrets_pass_through_and_are_in_no_file(path, name):
     token = "hf_test_token_that_is_not_real_0123456789"
