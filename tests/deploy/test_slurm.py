@@ -310,6 +310,7 @@ def test_every_engine_and_library_variable_reaches_every_node(tmp_path):
     forced = srun["options"]["--container-env"].split(",")
     assert set(FAMILIES) | {"VLLM_API_KEY"} <= set(forced)
     assert "UNRELATED_SETTING" not in forced
+    assert "HF_CACHE_DIR" not in forced, "the host's path is the script's, not the container's"
     assert len(forced) == len(set(forced)), "a name given twice"
     assert not any(API_KEY in arg for arg in srun["argv"]), "a key on srun's command line"
     for node in range(2):
