@@ -275,7 +275,8 @@ VARIABLES: tuple[Variable, ...] = (
         "HF_HOME",
         "library",
         None,
-        "Hugging Face cache; the checkpoint is stored under HF_HOME/hub. Mount a volume here.",
+        "Hugging Face cache; the checkpoint is stored under HF_HOME/hub (or HF_HUB_CACHE, "
+        "huggingface_hub's name for that folder, when set). Mount a volume here.",
         default_doc="/root/.cache/huggingface in the images",
         accepted_doc="a writable directory (read by huggingface_hub)",
     ),
@@ -284,7 +285,7 @@ VARIABLES: tuple[Variable, ...] = (
         "library",
         None,
         "Never contact the Hub; every checkpoint file must already be cached.",
-        accepted_doc="1 (read by huggingface_hub)",
+        accepted_doc="1, true, yes or on (read by huggingface_hub)",
     ),
     Variable(
         "HF_ENDPOINT",
