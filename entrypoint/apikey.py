@@ -169,8 +169,7 @@ def check_engine_key(engine: str, variable: str, where: str | None, key: str) ->
     """
     if engine == "sglang" and key.startswith("-"):
         detail = (
-            "SGLang merges the key into its own arguments, where a leading '-' reads as an "
-            "option."
+            "SGLang merges the key into its own arguments, where a leading '-' reads as an option."
         )
         if where is None:
             raise ConfigError(
