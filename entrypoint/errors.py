@@ -12,7 +12,8 @@ status meaning
 2      the configuration is invalid or inconsistent (``ConfigError``)
 3      a preflight check of the host failed (``PreflightError``)
 4      the checkpoint could not be made available locally (``WeightsError``)
-127    the chosen engine is not installed here (``EngineNotInstalled``)
+127    the chosen engine is not installed here, or not importable completely
+       (``EngineNotInstalled``, ``EngineNotImportable``)
 130    SIGINT during the download, or Ctrl-C anywhere (``entrypoint.weights``)
 143    SIGTERM during the download (``entrypoint.weights``); elsewhere SIGTERM's default
 ====== =====================================================================
@@ -142,6 +143,29 @@ class EngineNotInstalled(LaunchError):
         super().__init__(
             f"ENGINE={engine} but {engine} is not installed here (looked for {looked_for}). "
             f"Use the longcat-deploy {engine} image, or set ENGINE to the engine this image has."
+        )
+
+
+class EngineNotImportable(LaunchError):
+    """The chosen engine is installed but one of the modules ``check`` needs does not import
+    (a broken or partial install, a missing shared library). Exit status 127.
+
+    Args:
+        engine: ``"sglang"`` or ``"vllm"``.
+        module: the module that failed to import, e.g. ``"sglang.srt.server_args"``.
+        error: the exception its import raised (``ImportError``, ``OSError``).
+    """
+
+    exit_status = EXIT_ENGINE_MISSING
+
+    def __init__(self, engine: str, module: str, error: BaseException):
+        self.engine = engine
+        self.module = module
+        detail = " ".join(str(error).split())  # one line, whatever the loader said
+        super().__init__(
+            f"ENGINE={engine} but {engine} is not importable here: importing {module} "
+            f"failed with {type(error).__name__}: {detail}. Reinstall {engine} (or use the "
+            f"longcat-deploy {engine} image)."
         )
 
 

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from . import OwnedOption
 
 MODULE = "sglang.launch_server"
-# The Python package whose parser ``parser_rejections`` imports.
+# The Python package whose parser ``parser_rejections`` imports, and the modules it imports
+# (``entrypoint.check`` imports them first, to refuse a broken install in one line).
 PACKAGE = "sglang"
+PARSER_MODULES = ("sglang.srt.server_args",)
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
 # maintainers advise --dist-timeout 3600, the same on every node (docs/engines.md, "SGLang").
 MULTI_NODE_DIST_TIMEOUT_S = 3600

@@ -19,8 +19,17 @@ if TYPE_CHECKING:
     from . import OwnedOption
 
 PROGRAM = "vllm"
-# The Python package whose parser ``parser_rejections`` imports.
+# The Python package whose parser ``parser_rejections`` imports, and the modules it imports
+# (``entrypoint.check`` imports them first, to refuse a broken install in one line).
 PACKAGE = "vllm"
+PARSER_MODULES = (
+    "vllm",
+    "vllm.entrypoints.cli.serve",
+    "vllm.utils.argparse_utils",
+    "vllm.reasoning",
+    "vllm.tool_parsers",
+    "vllm.config.speculative",
+)
 # The current spelling. The pinned vLLM still accepts "longcat_flash_mtp" but logs "method
 # `%s` is deprecated and replaced with mtp" (vllm/config/speculative.py,
 # SpeculativeConfig.__post_init__).

@@ -62,6 +62,30 @@ def test_check_with_the_engine_command_but_not_its_package_is_127(tmp_path):
     assert "the vllm Python package" in message
 
 
+def test_check_with_a_partial_sglang_package_is_127_naming_the_module(tmp_path):
+    """The recorders' sglang package has launch_server but no srt: found, not importable."""
+    env = fake_env(tmp_path, ENGINE="sglang")
+    message = refused(run_launcher(["check"], env), status=127)
+    assert len(message.strip().splitlines()) == 1
+    assert "ENGINE=sglang" in message and "not importable" in message
+    assert "sglang.srt.server_args" in message and "No module named 'sglang.srt'" in message
+
+
+def test_check_with_a_vllm_missing_its_shared_library_is_127_naming_the_error(tmp_path):
+    """A CUDA wheel on a host without libcudart: the loader's OSError, in one line."""
+    package = tmp_path / "site" / "vllm"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "raise OSError('libcudart.so.12: cannot open shared object file: No such file')\n"
+    )
+    env = fake_env(tmp_path, ENGINE="vllm")
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    message = refused(run_launcher(["check"], env), status=127)
+    assert len(message.strip().splitlines()) == 1
+    assert "ENGINE=vllm" in message and "importing vllm failed with OSError" in message
+    assert "libcudart.so.12" in message
+
+
 def test_the_engine_is_found_on_the_path_it_will_run_with():
     assert vllm.find_engine({"PATH": str(FAKES / "bin")}) == str(FAKES / "bin" / "vllm")
     assert vllm.find_engine({"PATH": "/nonexistent"}) is None
