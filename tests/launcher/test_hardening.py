@@ -86,6 +86,36 @@ def test_check_with_a_vllm_missing_its_shared_library_is_127_naming_the_error(tm
     assert "libcudart.so.12" in message
 
 
+DRY_RUN_IMPORTS = r"""
+import json, os, sys
+from entrypoint.cli import main
+status = main(["--dry-run"], dict(os.environ))
+print("GOT:" + json.dumps([status, "huggingface_hub" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://x", "http://[::1", "hub.example"])
+def test_the_dry_run_refuses_the_hf_endpoint_the_launch_refuses(endpoint):
+    """Same check as the launch (entrypoint.weights.hub_endpoint), without huggingface_hub."""
+    env = clean_env({"ENGINE": "vllm", "DOWNLOAD": "1", "HF_ENDPOINT": endpoint})
+    message = refused(run_launcher(["--dry-run"], env))
+    assert message.startswith(f"longcat-deploy: error: HF_ENDPOINT is {endpoint!r}; accepted:")
+    done = subprocess.run(
+        [sys.executable, "-c", DRY_RUN_IMPORTS],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout.split("GOT:", 1)[1]) == [2, False], done.stderr
+    # A good endpoint is shown; DOWNLOAD=0 leaves the Hub to the engine, unchecked as in
+    # the launch.
+    good = dict(env, HF_ENDPOINT="https://hub.example/")
+    assert "fetched from https://hub.example unless" in run_launcher(["--dry-run"], good).stdout
+    assert run_launcher(["--dry-run"], dict(env, DOWNLOAD="0")).returncode == 0
+
+
 def test_the_engine_is_found_on_the_path_it_will_run_with():
     assert vllm.find_engine({"PATH": str(FAKES / "bin")}) == str(FAKES / "bin" / "vllm")
     assert vllm.find_engine({"PATH": "/nonexistent"}) is None
