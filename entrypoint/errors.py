@@ -108,22 +108,44 @@ class OwnedFlagError(ConfigError):
         where: ``"EXTRA_ARGS"`` or ``"the arguments after the image name"``.
         variables: the variables that set it, space-separated (``"GPUS_PER_NODE NNODES"``).
         note: an optional sentence on why.
+        turned_on: for an option the launcher sets only while a variable turns it on, that
+            condition (``"MTP is on"``); ``""`` for an option it always sets.
+        remedy: with ``turned_on``, how to turn it off (``"unset MTP"``), or ``""`` when
+            only dropping the flag helps.
     """
 
-    def __init__(self, given: str, option: str, where: str, variables: str, note: str = ""):
+    def __init__(
+        self,
+        given: str,
+        option: str,
+        where: str,
+        variables: str,
+        note: str = "",
+        turned_on: str = "",
+        remedy: str = "",
+    ):
         self.given, self.option, self.where = given, option, where
         self.variables = variables.split()
+        self.turned_on, self.remedy = turned_on, remedy
         super().__init__(where, None, "flags other than the launcher's own", note)
 
     def message(self) -> str:
         flag = self.given if self.given == self.option else f"{self.given} ({self.option})"
         names = " and ".join(self.variables)
-        text = (
-            f"{self.where}: {flag} is set by the launcher from {names}; set {names} "
-            f"instead of passing {self.option} (given twice, the engine would take the "
-            "last value, while the dry run, health check and preflight use the "
-            "variable's)."
-        )
+        if self.turned_on:
+            text = (
+                f"{self.where}: {flag} is set by the launcher while {self.turned_on}; "
+                f"{self.remedy + ' or ' if self.remedy else ''}drop {self.option} (given "
+                "twice, the engine would take the last value, not the one the launcher "
+                f"sets from {names})."
+            )
+        else:
+            text = (
+                f"{self.where}: {flag} is set by the launcher from {names}; set {names} "
+                f"instead of passing {self.option} (given twice, the engine would take the "
+                "last value, while the dry run, health check and preflight use the "
+                "variable's)."
+            )
         return f"{text} {self.detail}" if self.detail else text
 
 
