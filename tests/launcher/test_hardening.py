@@ -116,6 +116,24 @@ def test_the_dry_run_refuses_the_hf_endpoint_the_launch_refuses(endpoint):
     assert run_launcher(["--dry-run"], dict(env, DOWNLOAD="0")).returncode == 0
 
 
+def test_a_launch_that_preflight_refuses_leaves_no_cache_directory_behind(tmp_path):
+    """HF_HOME=/nonexistent once left /nonexistent/hub behind: the writability probe
+    (entrypoint.preflight.check_writable) removes the directories it made."""
+    env = fake_env(
+        tmp_path,
+        ENGINE="vllm",
+        PREFLIGHT="on",
+        DOWNLOAD="1",
+        GPUS_PER_NODE="4096",  # refused on any host, GPUs or not
+        HF_HOME=str(tmp_path / "nonexistent" / "hf"),
+    )
+    result = run_launcher([], env)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert f"HF cache: {tmp_path}/nonexistent/hf/hub is writable" in result.stderr
+    assert not (tmp_path / "nonexistent").exists()
+    assert not (tmp_path / "record.json").exists()
+
+
 def test_the_engine_is_found_on_the_path_it_will_run_with():
     assert vllm.find_engine({"PATH": str(FAKES / "bin")}) == str(FAKES / "bin" / "vllm")
     assert vllm.find_engine({"PATH": "/nonexistent"}) is None
