@@ -45,6 +45,9 @@ VLLM_KEY_VARIABLE = "VLLM_API_KEY"
 # The name SGLang's config reader needs: a .yaml or .yml suffix
 # (srt/utils/server_args_config_parser.py, _validate_yaml_file).
 SGLANG_CONFIG_NAME = "api-key.yaml"
+# The private folders of SGLang's key link: <TMPDIR>/longcat-deploy-key-<pid>-<random>, the
+# pid being the launcher's, which the exec hands to the engine.
+KEY_FOLDER_PREFIX = "longcat-deploy-key-"
 # The longest key file read (a key is a line; a Secret is at most 1 MiB).
 MAX_KEY_FILE_BYTES = 4096
 
@@ -195,6 +198,51 @@ def engine_key_environment(
     return env
 
 
+def remove_stale_key_folders(tmp: str) -> list[str]:
+    """Remove the key folders of SGLang engines that are gone; return their paths.
+
+    The link in a key folder must outlive the exec (the engine reads it as it parses its
+    arguments), so no process of the launcher is left to remove it: each start removes
+    those of earlier ones instead. A folder is stale when the process its name records is
+    gone (no ``/proc/<pid>``) or is this one (a restarted container's pid 1: the engine
+    that had it has exited). Only folders this user owns, holding nothing but the
+    ``SGLANG_CONFIG_NAME`` link to ``/proc/self/fd/...``, are touched; any error leaves a
+    folder as it is.
+
+    Args:
+        tmp: the folder the key folders are made in (``tempfile.gettempdir()``).
+    """
+    import stat
+
+    removed = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(KEY_FOLDER_PREFIX) :].split("-", 1)[0]
+        if not name.startswith(KEY_FOLDER_PREFIX) or not pid.isdigit():
+            continue
+        if int(pid) != os.getpid() and os.path.exists(f"/proc/{pid}"):
+            continue  # that engine may still be reading its link
+        folder = os.path.join(tmp, name)
+        link = os.path.join(folder, SGLANG_CONFIG_NAME)
+        try:
+            info = os.lstat(folder)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            if os.listdir(folder) != [SGLANG_CONFIG_NAME]:
+                continue
+            if not os.readlink(link).startswith("/proc/self/fd/"):
+                continue
+            os.unlink(link)
+            os.rmdir(folder)
+        except OSError:
+            continue
+        removed.append(folder)
+    return removed
+
+
 def sglang_key_config(key: str) -> str:
     """Put ``key`` where SGLang's ``--config`` reader finds it, and return that path.
 
@@ -202,8 +250,10 @@ def sglang_key_config(key: str) -> str:
     text) lives in an anonymous memory file (``os.memfd_create``) whose descriptor stays
     open, inheritable, across the exec. The returned path, ``<private dir>/api-key.yaml``,
     is a symbolic link to ``/proc/self/fd/N``: it leads to the file in the engine process
-    only (see the module docstring). The private directory (mode 0700, under ``TMPDIR``)
-    holds nothing but the link.
+    only (see the module docstring). The private directory (mode 0700, under ``TMPDIR``,
+    named ``KEY_FOLDER_PREFIX<pid>-...``) holds nothing but the link. It has to outlive the
+    exec, so it stays after the engine exits; the next start removes it
+    (``remove_stale_key_folders``), so at most one is left per engine started here.
 
     Raises:
         ConfigError: the key starts with ``-`` (SGLang's parser would read it as an option
@@ -218,7 +268,8 @@ def sglang_key_config(key: str) -> str:
         fd = os.memfd_create("longcat-api-key", 0)  # flags 0: no MFD_CLOEXEC
         os.write(fd, f"api-key: {json.dumps(key)}\n".encode())
         os.set_inheritable(fd, True)
-        folder = tempfile.mkdtemp(prefix="longcat-deploy-")
+        remove_stale_key_folders(tempfile.gettempdir())
+        folder = tempfile.mkdtemp(prefix=f"{KEY_FOLDER_PREFIX}{os.getpid()}-")
         link = os.path.join(folder, SGLANG_CONFIG_NAME)
         os.symlink(f"/proc/self/fd/{fd}", link)
     except (OSError, AttributeError) as error:  # AttributeError: no memfd_create here

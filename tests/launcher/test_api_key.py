@@ -21,7 +21,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entrypoint.apikey import KEY_VARIABLES, SGLANG_CONFIG_NAME
+from entrypoint.apikey import (
+    KEY_FOLDER_PREFIX,
+    KEY_VARIABLES,
+    SGLANG_CONFIG_NAME,
+    remove_stale_key_folders,
+)
 from tests.launcher.support import REPO, clean_env, run_launcher
 from tests.launcher.test_exec import fake_env
 
@@ -124,6 +129,47 @@ def test_the_link_leads_nowhere_outside_the_engine(tmp_path):
         timeout=30,
     )
     assert KEY not in reader.stdout + reader.stderr
+
+
+def test_each_start_removes_the_key_folders_of_engines_that_are_gone(tmp_path):
+    """The link must outlive the exec, so a start leaves its folder; the next removes it."""
+    folders = []
+    for _ in range(3):
+        result, seen = launch(tmp_path, "sglang", API_KEY=KEY)
+        assert result.returncode == 0, result.stderr
+        folders.append(Path(seen["argv"][seen["argv"].index("--config") + 1]).parent)
+    assert sorted(p for p in tmp_path.iterdir() if p.name.startswith(KEY_FOLDER_PREFIX)) == [
+        folders[-1]
+    ]
+
+
+def test_only_stale_key_folders_of_this_user_are_removed(tmp_path):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead, alive = int(gone.stdout), os.getppid()
+
+    def folder(name, target="/proc/self/fd/7", extra=False):
+        path = tmp_path / name
+        path.mkdir()
+        (path / SGLANG_CONFIG_NAME).symlink_to(target)
+        if extra:
+            (path / "other").write_text("")
+        return path
+
+    stale = [folder(f"{KEY_FOLDER_PREFIX}{dead}-a"), folder(f"{KEY_FOLDER_PREFIX}{os.getpid()}-b")]
+    kept = [
+        folder(f"{KEY_FOLDER_PREFIX}{alive}-c"),  # its engine may still read the link
+        folder(f"{KEY_FOLDER_PREFIX}{dead}-d", extra=True),  # not only our link
+        folder(f"{KEY_FOLDER_PREFIX}{dead}-e", target="/etc/passwd"),  # not our link
+        folder(f"{KEY_FOLDER_PREFIX}x-f"),  # no pid
+        folder(f"longcat-deploy-{dead}-g"),  # not a key folder
+    ]
+    assert sorted(remove_stale_key_folders(str(tmp_path))) == sorted(map(str, stale))
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
 
 
 def test_a_key_starting_with_a_dash_is_refused_on_sglang(tmp_path):
