@@ -214,7 +214,7 @@ def remove_stale_key_folders(tmp: str) -> list[str]:
     """
     import stat
 
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(tmp)
     except OSError:
