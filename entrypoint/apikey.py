@@ -45,6 +45,9 @@ VLLM_KEY_VARIABLE = "VLLM_API_KEY"
 # The name SGLang's config reader needs: a .yaml or .yml suffix
 # (srt/utils/server_args_config_parser.py, _validate_yaml_file).
 SGLANG_CONFIG_NAME = "api-key.yaml"
+# The private folders of SGLang's key link: <TMPDIR>/longcat-deploy-key-<pid>-<random>, the
+# pid being the launcher's, which the exec hands to the engine.
+KEY_FOLDER_PREFIX = "longcat-deploy-key-"
 # The longest key file read (a key is a line; a Secret is at most 1 MiB).
 MAX_KEY_FILE_BYTES = 4096
 
@@ -57,26 +60,19 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
     dropped; the key is then checked like ``API_KEY`` (``entrypoint.settings``).
 
     Raises:
-        ConfigError: the file cannot be read, is too long, or holds no valid key (the
-            message never shows the key).
+        ConfigError: the file cannot be read, is not a regular file, is too long, or
+            holds no valid key, or the key is one the engine cannot take
+            (``check_engine_key``); naming the variable the key came from, never the key.
     """
     if plan.api_key_source is None:
         return None
     if plan.api_key_source == "API_KEY":
+        check_engine_key(plan.engine, "API_KEY", None, env["API_KEY"])
         return env["API_KEY"]
     from .settings import _check_secret
 
     path = env["API_KEY_FILE"].strip()
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(
-            "API_KEY_FILE",
-            path,
-            "the path of a readable file holding the key",
-            f"It cannot be read: {error.strerror}. Mount the Secret or file there.",
-        ) from None
+    data = _read_regular_file("API_KEY_FILE", path, MAX_KEY_FILE_BYTES + 1)
     if len(data) > MAX_KEY_FILE_BYTES:
         raise ConfigError(
             "API_KEY_FILE", path, f"a file of at most {MAX_KEY_FILE_BYTES} bytes holding one key"
@@ -88,7 +84,107 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
     if not key:
         raise ConfigError("API_KEY_FILE", path, "a file holding one key", "The file is empty.")
     _check_secret(f"the key in API_KEY_FILE={path}", key)
+    check_engine_key(plan.engine, "API_KEY_FILE", path, key)
     return key
+
+
+# What a path is when it is not a regular file, by the S_IS* test of its mode.
+_FILE_KINDS = (
+    ("S_ISDIR", "a directory"),
+    ("S_ISFIFO", "a FIFO (named pipe)"),
+    ("S_ISSOCK", "a socket"),
+    ("S_ISCHR", "a character device"),
+    ("S_ISBLK", "a block device"),
+)
+
+
+def _read_regular_file(variable: str, path: str, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of the regular file ``path``, never blocking on it.
+
+    ``open()`` blocks on a FIFO until a writer comes, and a device may never end: the path
+    is opened with ``O_NONBLOCK`` (a FIFO then opens at once; ``fifo(7)``) and
+    ``O_CLOEXEC``, and refused unless ``fstat`` says it is a regular file. Symbolic links
+    are followed, as Kubernetes mounts each Secret key as a link to ``..data/KEY``.
+
+    Raises:
+        ConfigError: naming ``variable``: the path cannot be opened or read, or is not a
+            regular file (it says what it is: a FIFO, a device, a directory...).
+    """
+    import stat
+
+    accepted = "the path of a readable file holding the key"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConfigError(
+            variable,
+            path,
+            accepted,
+            f"It cannot be read: {error.strerror}. Mount the Secret or file there.",
+        ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = next(
+                (name for test, name in _FILE_KINDS if getattr(stat, test)(mode)),
+                "not a regular file",
+            )
+            raise ConfigError(
+                variable,
+                path,
+                accepted,
+                f"It is {what}, not a regular file. Mount the Secret or file there.",
+            )
+        os.set_blocking(fd, True)
+        chunks = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError as error:
+        raise ConfigError(
+            variable, path, accepted, f"It cannot be read: {error.strerror}."
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def check_engine_key(engine: str, variable: str, where: str | None, key: str) -> None:
+    """Refuse a key that ``engine`` cannot be given, naming ``variable`` (never the key).
+
+    SGLang merges the key from its ``--config`` file into its own arguments
+    (``srt/server_args.py``, ``prepare_server_args``; ``srt/utils/server_args_config_parser.py``),
+    where a value starting with ``-`` reads as an option. vLLM takes any key
+    (``VLLM_API_KEY``).
+
+    Args:
+        engine: ``"sglang"`` or ``"vllm"``.
+        variable: where the key came from: ``"API_KEY"`` or ``"API_KEY_FILE"``.
+        where: the file's path for ``API_KEY_FILE`` (quoted in the message), else ``None``.
+        key: the key.
+
+    Raises:
+        ConfigError: SGLang and a key starting with ``-``.
+    """
+    if engine == "sglang" and key.startswith("-"):
+        detail = (
+            "SGLang merges the key into its own arguments, where a leading '-' reads as an option."
+        )
+        if where is None:
+            raise ConfigError(
+                variable,
+                key,
+                "a key that does not start with '-' on SGLang",
+                detail,
+                hide_value=True,
+            )
+        raise ConfigError(
+            variable, where, "a file whose key does not start with '-' on SGLang", detail
+        )
 
 
 def engine_key_environment(
@@ -102,6 +198,51 @@ def engine_key_environment(
     return env
 
 
+def remove_stale_key_folders(tmp: str) -> list[str]:
+    """Remove the key folders of SGLang engines that are gone; return their paths.
+
+    The link in a key folder must outlive the exec (the engine reads it as it parses its
+    arguments), so no process of the launcher is left to remove it: each start removes
+    those of earlier ones instead. A folder is stale when the process its name records is
+    gone (no ``/proc/<pid>``) or is this one (a restarted container's pid 1: the engine
+    that had it has exited). Only folders this user owns, holding nothing but the
+    ``SGLANG_CONFIG_NAME`` link to ``/proc/self/fd/...``, are touched; any error leaves a
+    folder as it is.
+
+    Args:
+        tmp: the folder the key folders are made in (``tempfile.gettempdir()``).
+    """
+    import stat
+
+    removed: list[str] = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(KEY_FOLDER_PREFIX) :].split("-", 1)[0]
+        if not name.startswith(KEY_FOLDER_PREFIX) or not pid.isdigit():
+            continue
+        if int(pid) != os.getpid() and os.path.exists(f"/proc/{pid}"):
+            continue  # that engine may still be reading its link
+        folder = os.path.join(tmp, name)
+        link = os.path.join(folder, SGLANG_CONFIG_NAME)
+        try:
+            info = os.lstat(folder)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            if os.listdir(folder) != [SGLANG_CONFIG_NAME]:
+                continue
+            if not os.readlink(link).startswith("/proc/self/fd/"):
+                continue
+            os.unlink(link)
+            os.rmdir(folder)
+        except OSError:
+            continue
+        removed.append(folder)
+    return removed
+
+
 def sglang_key_config(key: str) -> str:
     """Put ``key`` where SGLang's ``--config`` reader finds it, and return that path.
 
@@ -109,8 +250,10 @@ def sglang_key_config(key: str) -> str:
     text) lives in an anonymous memory file (``os.memfd_create``) whose descriptor stays
     open, inheritable, across the exec. The returned path, ``<private dir>/api-key.yaml``,
     is a symbolic link to ``/proc/self/fd/N``: it leads to the file in the engine process
-    only (see the module docstring). The private directory (mode 0700, under ``TMPDIR``)
-    holds nothing but the link.
+    only (see the module docstring). The private directory (mode 0700, under ``TMPDIR``,
+    named ``KEY_FOLDER_PREFIX<pid>-...``) holds nothing but the link. It has to outlive the
+    exec, so it stays after the engine exits; the next start removes it
+    (``remove_stale_key_folders``), so at most one is left per engine started here.
 
     Raises:
         ConfigError: the key starts with ``-`` (SGLang's parser would read it as an option
@@ -120,19 +263,13 @@ def sglang_key_config(key: str) -> str:
     import json
     import tempfile
 
-    if key.startswith("-"):
-        raise ConfigError(
-            "API_KEY",
-            key,
-            "a key that does not start with '-' on SGLang",
-            "SGLang merges the key into its own arguments, where a leading '-' reads as an option.",
-            hide_value=True,
-        )
+    check_engine_key("sglang", "API_KEY", None, key)  # checked at the start already
     try:
         fd = os.memfd_create("longcat-api-key", 0)  # flags 0: no MFD_CLOEXEC
         os.write(fd, f"api-key: {json.dumps(key)}\n".encode())
         os.set_inheritable(fd, True)
-        folder = tempfile.mkdtemp(prefix="longcat-deploy-")
+        remove_stale_key_folders(tempfile.gettempdir())
+        folder = tempfile.mkdtemp(prefix=f"{KEY_FOLDER_PREFIX}{os.getpid()}-")
         link = os.path.join(folder, SGLANG_CONFIG_NAME)
         os.symlink(f"/proc/self/fd/{fd}", link)
     except (OSError, AttributeError) as error:  # AttributeError: no memfd_create here

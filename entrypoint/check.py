@@ -9,11 +9,11 @@ so a launcher that no longer matches its engine never ships.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from .engines import build_argv, engine_module
-from .errors import EngineNotInstalled
+from .errors import EngineNotImportable, EngineNotInstalled
 from .output import command_line, say
 from .plan import resolve_plan
 from .platforms import PLATFORM_PREFIXES
@@ -70,6 +70,29 @@ def standard_environments(
     return cases
 
 
+def import_parser_modules(engine: str, modules: Sequence[str]) -> None:
+    """Import ``modules`` (the engine module's ``PARSER_MODULES``), which ``parser_rejections``
+    needs, so that a broken install is one message rather than a traceback.
+
+    A package can be found (``find_spec``) and still not import: a partial install lacks a
+    subpackage (``ModuleNotFoundError``), a wheel built for CUDA lacks its shared library on
+    this host (``ImportError`` or ``OSError`` from the loader).
+
+    Raises:
+        EngineNotImportable: naming the engine, the module and the exception (exit 127).
+    """
+    import importlib
+    import os
+
+    if engine == "vllm":  # as parser_rejections: vLLM's CPU platform where no GPU is
+        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError) as error:
+            raise EngineNotImportable(engine, name, error) from None
+
+
 def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     """Check one or all plans with the real parser of the engine ``env`` selects.
 
@@ -84,6 +107,7 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     Raises:
         ConfigError: ``env`` is invalid.
         EngineNotInstalled: the engine is not installed here.
+        EngineNotImportable: a module of its parser does not import (``import_parser_modules``).
     """
     settings = load_settings(env)
     engine = settings["ENGINE"]
@@ -95,6 +119,7 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
         raise EngineNotInstalled(engine, "its command")
     if importlib.util.find_spec(module.PACKAGE) is None:  # the command without its package
         raise EngineNotInstalled(engine, f"the {module.PACKAGE} Python package in {sys.executable}")
+    import_parser_modules(engine, module.PARSER_MODULES)
     cases = (
         standard_environments(env, engine) if all_plans else [("current configuration", dict(env))]
     )

@@ -49,7 +49,8 @@ Launch LongCat-Flash on SGLang or vLLM, configured by environment variables
 
 Exit statuses: 0 ok, 1 check/health failed, 2 bad configuration or usage,
 3 preflight failed, 4 weights unavailable (or, prefetch --verify, differing),
-127 engine not installed, 130/143 SIGINT/SIGTERM during a download.
+127 engine not installed (or, check, not importable), 130/143 SIGINT/SIGTERM
+during a download.
 """
 
 DRY_RUN = "--dry-run"

@@ -12,7 +12,8 @@ status meaning
 2      the configuration is invalid or inconsistent (``ConfigError``)
 3      a preflight check of the host failed (``PreflightError``)
 4      the checkpoint could not be made available locally (``WeightsError``)
-127    the chosen engine is not installed here (``EngineNotInstalled``)
+127    the chosen engine is not installed here, or not importable completely
+       (``EngineNotInstalled``, ``EngineNotImportable``)
 130    SIGINT during the download, or Ctrl-C anywhere (``entrypoint.weights``)
 143    SIGTERM during the download (``entrypoint.weights``); elsewhere SIGTERM's default
 ====== =====================================================================
@@ -107,22 +108,44 @@ class OwnedFlagError(ConfigError):
         where: ``"EXTRA_ARGS"`` or ``"the arguments after the image name"``.
         variables: the variables that set it, space-separated (``"GPUS_PER_NODE NNODES"``).
         note: an optional sentence on why.
+        turned_on: for an option the launcher sets only while a variable turns it on, that
+            condition (``"MTP is on"``); ``""`` for an option it always sets.
+        remedy: with ``turned_on``, how to turn it off (``"unset MTP"``), or ``""`` when
+            only dropping the flag helps.
     """
 
-    def __init__(self, given: str, option: str, where: str, variables: str, note: str = ""):
+    def __init__(
+        self,
+        given: str,
+        option: str,
+        where: str,
+        variables: str,
+        note: str = "",
+        turned_on: str = "",
+        remedy: str = "",
+    ):
         self.given, self.option, self.where = given, option, where
         self.variables = variables.split()
+        self.turned_on, self.remedy = turned_on, remedy
         super().__init__(where, None, "flags other than the launcher's own", note)
 
     def message(self) -> str:
         flag = self.given if self.given == self.option else f"{self.given} ({self.option})"
         names = " and ".join(self.variables)
-        text = (
-            f"{self.where}: {flag} is set by the launcher from {names}; set {names} "
-            f"instead of passing {self.option} (given twice, the engine would take the "
-            "last value, while the dry run, health check and preflight use the "
-            "variable's)."
-        )
+        if self.turned_on:
+            text = (
+                f"{self.where}: {flag} is set by the launcher while {self.turned_on}; "
+                f"{self.remedy + ' or ' if self.remedy else ''}drop {self.option} (given "
+                "twice, the engine would take the last value, not the one the launcher "
+                f"sets from {names})."
+            )
+        else:
+            text = (
+                f"{self.where}: {flag} is set by the launcher from {names}; set {names} "
+                f"instead of passing {self.option} (given twice, the engine would take the "
+                "last value, while the dry run, health check and preflight use the "
+                "variable's)."
+            )
         return f"{text} {self.detail}" if self.detail else text
 
 
@@ -142,6 +165,29 @@ class EngineNotInstalled(LaunchError):
         super().__init__(
             f"ENGINE={engine} but {engine} is not installed here (looked for {looked_for}). "
             f"Use the longcat-deploy {engine} image, or set ENGINE to the engine this image has."
+        )
+
+
+class EngineNotImportable(LaunchError):
+    """The chosen engine is installed but one of the modules ``check`` needs does not import
+    (a broken or partial install, a missing shared library). Exit status 127.
+
+    Args:
+        engine: ``"sglang"`` or ``"vllm"``.
+        module: the module that failed to import, e.g. ``"sglang.srt.server_args"``.
+        error: the exception its import raised (``ImportError``, ``OSError``).
+    """
+
+    exit_status = EXIT_ENGINE_MISSING
+
+    def __init__(self, engine: str, module: str, error: BaseException):
+        self.engine = engine
+        self.module = module
+        detail = " ".join(str(error).split())  # one line, whatever the loader said
+        super().__init__(
+            f"ENGINE={engine} but {engine} is not importable here: importing {module} "
+            f"failed with {type(error).__name__}: {detail}. Reinstall {engine} (or use the "
+            f"longcat-deploy {engine} image)."
         )
 
 

@@ -194,15 +194,8 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
             before = [*before, ("API key", env["API_KEY_FILE"].strip(), "read, then checked")]
         say(describe_plan(plan, build_argv(plan), before))
         return 0
-    if engine_module(plan.engine).find_engine(env) is None:
-        raise EngineNotInstalled(
-            plan.engine,
-            {
-                "sglang": f"the sglang package in {sys.executable}",
-                "vllm": "the 'vllm' command on PATH",
-            }[plan.engine],
-        )
-    # The key first: a missing key file is refused before hours of download.
+    # The key first: a missing, unreadable or unusable key file is refused before
+    # anything else (and hours of download).
     key = None
     if plan.api_key_source is not None:
         from .apikey import read_api_key
@@ -212,6 +205,14 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         key = read_api_key(plan, env)
         if key is not None:
             configure([*(env.get(name, "") for name in SECRET_VARIABLES), key])
+    if engine_module(plan.engine).find_engine(env) is None:
+        raise EngineNotInstalled(
+            plan.engine,
+            {
+                "sglang": f"the sglang package in {sys.executable}",
+                "vllm": "the 'vllm' command on PATH",
+            }[plan.engine],
+        )
     located = None
     if values["DOWNLOAD"]:
         from .weights import locate

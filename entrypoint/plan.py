@@ -387,7 +387,9 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
         mtp=v["MTP"],
         served_model_name=served_model_name,
         revision=revision,
-        extra_args=_without_owned_flags(engine, v, extra_args),
+        extra_args=_without_owned_flags(
+            engine, v, extra_args, owning_variables_on(v, tool_calls=tool_calls)
+        ),
         variant=variant,
         tool_calls=tool_calls,
         context_length=v["CONTEXT_LENGTH"],
@@ -423,32 +425,75 @@ def default_served_model_name(model: str, checkpoint: str) -> tuple[str, str]:
     return checkpoint, "repo id for VARIANT and PRECISION (MODEL is a local directory)"
 
 
+# For each variable that turns owned options on: (what it is while on, how to turn it off;
+# "" where only dropping the flag helps). Used in OwnedFlagError's message.
+_TURNED_ON = {
+    "CONTEXT_LENGTH": ("CONTEXT_LENGTH is set", "unset CONTEXT_LENGTH"),
+    "MODEL_REVISION": ("MODEL_REVISION is set", "unset MODEL_REVISION"),
+    "API_KEY": ("API_KEY is set", ""),
+    "API_KEY_FILE": ("API_KEY_FILE is set", ""),
+    "MTP": ("MTP is on", "unset MTP"),
+    "TOOL_CALLS": ("TOOL_CALLS is on", "set TOOL_CALLS=off"),
+    "VARIANT": ("VARIANT=thinking", ""),
+}
+
+
+def owning_variables_on(values: Mapping[str, Any], tool_calls: bool) -> frozenset[str]:
+    """The variables whose ``OWNED_WHEN_SET`` options the launcher emits for ``values``.
+
+    Args:
+        values: the settings' values.
+        tool_calls: TOOL_CALLS as resolved (unset means on for vLLM).
+
+    Returns:
+        Names among ``_TURNED_ON``: CONTEXT_LENGTH, MODEL_REVISION, API_KEY, API_KEY_FILE
+        when set; MTP and TOOL_CALLS when on; VARIANT when ``thinking``.
+    """
+    on = {
+        "CONTEXT_LENGTH": values.get("CONTEXT_LENGTH") is not None,
+        "MODEL_REVISION": values.get("MODEL_REVISION") is not None,
+        "API_KEY": bool(values.get("API_KEY")),
+        "API_KEY_FILE": values.get("API_KEY_FILE") is not None,
+        "MTP": bool(values.get("MTP")),
+        "TOOL_CALLS": tool_calls,
+        "VARIANT": values.get("VARIANT") == "thinking",
+    }
+    return frozenset(name for name, is_on in on.items() if is_on)
+
+
 def _without_owned_flags(
-    engine: str, values: Mapping[str, Any], passthrough: Sequence[str]
+    engine: str,
+    values: Mapping[str, Any],
+    passthrough: Sequence[str],
+    turned_on: frozenset[str] = frozenset(),
 ) -> tuple[str, ...]:
     """EXTRA_ARGS then ``passthrough``, after refusing every flag the launcher sets itself.
 
-    The engine takes the last of two values, while health and preflight use the
-    variable's: ``EXTRA_ARGS="--port 9000"`` would serve on one port and probe another.
-    Each engine module lists its owned options (``OWNED_OPTIONS``, always;
-    ``OWNED_WHEN_SET``, while their variable is set), with the abbreviations its parser
+    The engine's parser keeps the last of two values (argparse's "store" action; SGLang's
+    ``ServerArgs.add_cli_args`` and vLLM's ``FlexibleArgumentParser`` both use it), while
+    health and preflight use the variable's: ``EXTRA_ARGS="--port 9000"`` would serve on
+    one port and probe another. Each engine module lists its owned options
+    (``OWNED_OPTIONS``, always; ``OWNED_WHEN_SET``, while one of their variables is in
+    ``turned_on``, from ``owning_variables_on``), with the abbreviations its parser
     accepts; ``entrypoint.engines.owned_option`` matches every spelling.
 
     Raises:
-        OwnedFlagError: naming the flag, where it was given and the variable to set.
+        OwnedFlagError: naming the flag, where it was given and the variable to set (or,
+            for an option owned while a variable turns it on, to turn off).
     """
     from .engines import engine_module, owned_option
     from .errors import OwnedFlagError
 
     module = engine_module(engine)
-    table = [
-        *module.OWNED_OPTIONS,
-        *(
-            entry
-            for entry in module.OWNED_WHEN_SET
-            if any(values.get(name) not in (None, False) for name in entry[2].split())
-        ),
+    always = [(*row, "") for row in module.OWNED_OPTIONS]
+    while_on = [
+        (option, shortest, " ".join(on), note, on[0])
+        for option, shortest, variables, note in module.OWNED_WHEN_SET
+        for on in [[name for name in variables.split() if name in turned_on]]
+        if on
     ]
+    table = [row[:4] for row in (*always, *while_on)]
+    conditions = {row[0]: row[4] for row in (*always, *while_on)}
     for where, args in (
         ("EXTRA_ARGS", values["EXTRA_ARGS"]),
         ("the arguments after the image name", passthrough),
@@ -457,5 +502,8 @@ def _without_owned_flags(
             owned = owned_option(token, table)
             if owned is not None:
                 option, variables, note = owned
-                raise OwnedFlagError(token.split("=", 1)[0], option, where, variables, note)
+                condition, remedy = _TURNED_ON.get(conditions[option], ("", ""))
+                raise OwnedFlagError(
+                    token.split("=", 1)[0], option, where, variables, note, condition, remedy
+                )
     return (*values["EXTRA_ARGS"], *passthrough)

@@ -794,9 +794,20 @@ def check_ports(plan: Plan) -> list[Outcome]:
 
 
 def check_writable(directory: str) -> Outcome:
-    """``directory`` exists or can be created, and a file can be written in it."""
+    """``directory`` exists or can be created, and a file can be written in it.
+
+    Leaves the file system as it found it: the probe file is removed, and so are the
+    directories the probe had to create (deepest first, each only while empty), whether the
+    check passes or not; the download makes them when it runs (``entrypoint.transfer``,
+    ``entrypoint.lease``), so a launch that preflight then refuses leaves nothing behind.
+    """
     import tempfile
 
+    missing = []  # the directories makedirs will create, deepest first
+    path = os.path.abspath(directory)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".longcat-deploy-probe-", dir=directory)
@@ -810,6 +821,12 @@ def check_writable(directory: str) -> Outcome:
             "and checkpoint files are missing from it. Mount a writable volume at "
             "HF_HOME, or fill the cache elsewhere and mount it with HF_HUB_OFFLINE=1.",
         )
+    finally:
+        for made in missing:
+            try:
+                os.rmdir(made)
+            except OSError:  # never made, or no longer empty (another node's download)
+                break
     return Outcome("HF cache", True, f"{directory} is writable")
 
 

@@ -579,7 +579,8 @@ def load_settings(
         left as ``None`` for ``entrypoint.plan.resolve_plan``.
 
     Raises:
-        ConfigError: naming the first variable whose value is invalid.
+        ConfigError: naming the first variable whose value is invalid; ``API_KEY`` also
+            when the engine cannot take it (``entrypoint.apikey.check_engine_key``).
     """
     for name in SECRET_VARIABLES:
         _check_secret(name, env.get(name, ""))
@@ -625,6 +626,10 @@ def load_settings(
             raise ConfigError("ENGINE", None, " | ".join(ENGINES), f"ENGINE must be set: {where}.")
         values["ENGINE"] = found[0]
         sources["ENGINE"] = "installed engine"
+    if values["API_KEY"]:  # the key from API_KEY_FILE is checked when read (apikey)
+        from .apikey import check_engine_key
+
+        check_engine_key(values["ENGINE"], "API_KEY", None, env["API_KEY"])
     return Settings(values, sources)
 
 

@@ -922,7 +922,13 @@ def prepare(
 def describe(
     plan: Plan, values: Mapping[str, Any], env: Mapping[str, str]
 ) -> list[tuple[str, str, str]]:
-    """What the launch would do with the weights, for the dry run. Touches nothing."""
+    """What the launch would do with the weights, for the dry run. Touches nothing.
+
+    Raises:
+        ConfigError: ``HF_ENDPOINT`` is not a URL, for a repo id with ``DOWNLOAD`` on (the
+            launch refuses it then too, in ``locate_model``); checked without importing
+            huggingface_hub.
+    """
     rows = _describe_checkpoint(plan, values, env)
     seed = (env.get("LONGCAT_HF_SEED") or "").strip()
     if seed:
@@ -949,10 +955,12 @@ def _describe_checkpoint(
             else "used as given"
         )
         return [("weights", f"{plan.model}: local, must hold config.json", what)]
+    # The check the launch makes in locate_model, so the dry run refuses what it would.
+    endpoint = hub_endpoint(env)
     source = (
         "cache only (HF_HUB_OFFLINE)"
         if hub_offline(env)
-        else f"fetched from {env.get('HF_ENDPOINT') or 'the Hub'} unless complete in the cache"
+        else f"fetched from {endpoint or 'the Hub'} unless complete in the cache"
     )
     return [
         ("weights", f"{plan.model}@{revision or DEFAULT_REVISION}", source),

@@ -5,9 +5,12 @@ Each engine module provides:
 - ``build_argv(plan) -> list[str]``: the exact command, canonical long flags only;
 - ``ENGINE_ENV``: variables the launcher sets for the engine unless already set;
 - ``OWNED_OPTIONS`` and ``OWNED_WHEN_SET``: the options the launcher sets from a variable
-  (always, or while the variable is set), as ``OwnedOption`` rows, refused in EXTRA_ARGS and
-  after the image name (``owned_option``; tests/launcher/test_engine_contract.py checks
-  the rows against the pinned engines' parsers);
+  (always, or while the variable turns them on), as ``OwnedOption`` rows, refused in
+  EXTRA_ARGS and after the image name (``owned_option``; tests/launcher/test_engine_contract.py
+  checks the rows against the pinned engines' parsers);
+- ``FIXED_OPTIONS``: the other options ``build_argv`` emits, with fixed values tied to no
+  variable, which EXTRA_ARGS may override (every emitted option is in one of the three:
+  tests/launcher/test_owned_flags.py);
 - ``find_engine() -> str | None``: what would run, or ``None`` when it is not installed;
 - ``parser_rejections(argv) -> list[str]``: run ``argv`` through the installed engine's own
   argument parser (imported only then) and describe each flag it rejects.

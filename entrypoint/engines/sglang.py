@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from . import OwnedOption
 
 MODULE = "sglang.launch_server"
-# The Python package whose parser ``parser_rejections`` imports.
+# The Python package whose parser ``parser_rejections`` imports, and the modules it imports
+# (``entrypoint.check`` imports them first, to refuse a broken install in one line).
 PACKAGE = "sglang"
+PARSER_MODULES = ("sglang.srt.server_args",)
 # Slow multi-node weight loading can exceed SGLang's default distributed timeout; its
 # maintainers advise --dist-timeout 3600, the same on every node (docs/engines.md, "SGLang").
 MULTI_NODE_DIST_TIMEOUT_S = 3600
@@ -48,7 +50,10 @@ OWNED_OPTIONS: tuple[OwnedOption, ...] = (
     ("--served-model-name", 4, "SERVED_MODEL_NAME", ""),
     ("--api-key", 4, "API_KEY", "The key never goes on a command line, where ps shows it."),
 )
-# ... and those it sets only while their variable is set.
+# ... and those it sets only while their variable turns them on (entrypoint.plan,
+# ``owning_variables_on``): CONTEXT_LENGTH or MODEL_REVISION set, an API key set, MTP on.
+# Each is an argparse "store" option, whose last value wins: a second one would silently
+# replace the launcher's.
 OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
     ("--context-length", 11, "CONTEXT_LENGTH", ""),
     ("--revision", 5, "MODEL_REVISION", ""),
@@ -58,6 +63,22 @@ OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
         "API_KEY API_KEY_FILE",
         "SGLang reads one --config file, and the launcher passes the API key in it.",
     ),
+    ("--speculative-algorithm", 16, "MTP", ""),
+    ("--speculative-draft-model-path", 27, "MTP", ""),
+    ("--speculative-draft-model", 25, "MTP", ""),
+    ("--speculative-draft-model-revision", 27, "MTP", ""),
+    ("--speculative-num-steps", 19, "MTP", ""),
+    ("--speculative-eagle-topk", 16, "MTP", ""),
+    ("--speculative-num-draft-tokens", 19, "MTP", ""),
+)
+# Options the launcher emits with a fixed value, tied to no variable: not refused, so a
+# deployment can change them on purpose (argparse keeps the last value; the dry run shows
+# both). Nothing else the launcher does (health, preflight) reads them.
+FIXED_OPTIONS = (
+    "--trust-remote-code",
+    "--attention-backend",
+    "--enable-metrics",
+    "--dist-timeout",
 )
 
 

@@ -19,8 +19,17 @@ if TYPE_CHECKING:
     from . import OwnedOption
 
 PROGRAM = "vllm"
-# The Python package whose parser ``parser_rejections`` imports.
+# The Python package whose parser ``parser_rejections`` imports, and the modules it imports
+# (``entrypoint.check`` imports them first, to refuse a broken install in one line).
 PACKAGE = "vllm"
+PARSER_MODULES = (
+    "vllm",
+    "vllm.entrypoints.cli.serve",
+    "vllm.utils.argparse_utils",
+    "vllm.reasoning",
+    "vllm.tool_parsers",
+    "vllm.config.speculative",
+)
 # The current spelling. The pinned vLLM still accepts "longcat_flash_mtp" but logs "method
 # `%s` is deprecated and replaced with mtp" (vllm/config/speculative.py,
 # SpeculativeConfig.__post_init__).
@@ -63,12 +72,27 @@ OWNED_OPTIONS: tuple[OwnedOption, ...] = (
     ("-dpp", 4, "MASTER_PORT", ""),
     ("--served-model-name", 5, "SERVED_MODEL_NAME", ""),
     ("--api-key", 7, "API_KEY", "The key never goes on a command line, where ps shows it."),
+    ("--shutdown-timeout", 5, "SHUTDOWN_TIMEOUT_S", ""),
 )
-# ... and those it sets only while their variable is set.
+# ... and those it sets only while their variable turns them on (entrypoint.plan,
+# ``owning_variables_on``): CONTEXT_LENGTH or MODEL_REVISION set, MTP on, TOOL_CALLS on
+# (vLLM's default), VARIANT=thinking. Each is an argparse "store" option, or a boolean pair
+# whose last spelling wins, so a second one would silently replace the launcher's.
 OWNED_WHEN_SET: tuple[OwnedOption, ...] = (
     ("--max-model-len", 7, "CONTEXT_LENGTH", ""),
     ("--revision", 5, "MODEL_REVISION", ""),
+    ("--speculative-config", 7, "MTP", ""),
+    ("-sc", 2, "MTP", ""),
+    ("--enable-auto-tool-choice", 10, "TOOL_CALLS", ""),
+    ("--disable-auto-tool-choice", 12, "TOOL_CALLS", ""),
+    ("--tool-call-parser", 8, "TOOL_CALLS", ""),
+    ("--reasoning-parser", 18, "VARIANT", ""),
+    ("--reasoning-parser-plugin", 19, "VARIANT", ""),
 )
+# Options the launcher emits with a fixed value, tied to no variable: not refused, so a
+# deployment can change them on purpose (argparse keeps the last value; the dry run shows
+# both). Nothing else the launcher does (health, preflight) reads them.
+FIXED_OPTIONS = ("--trust-remote-code", "--enable-expert-parallel")
 
 
 def build_argv(plan: Plan) -> list[str]:

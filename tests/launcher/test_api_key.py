@@ -21,7 +21,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entrypoint.apikey import KEY_VARIABLES, SGLANG_CONFIG_NAME
+from entrypoint.apikey import (
+    KEY_FOLDER_PREFIX,
+    KEY_VARIABLES,
+    SGLANG_CONFIG_NAME,
+    remove_stale_key_folders,
+)
 from tests.launcher.support import REPO, clean_env, run_launcher
 from tests.launcher.test_exec import fake_env
 
@@ -126,11 +131,84 @@ def test_the_link_leads_nowhere_outside_the_engine(tmp_path):
     assert KEY not in reader.stdout + reader.stderr
 
 
+def test_each_start_removes_the_key_folders_of_engines_that_are_gone(tmp_path):
+    """The link must outlive the exec, so a start leaves its folder; the next removes it."""
+    folders = []
+    for _ in range(3):
+        result, seen = launch(tmp_path, "sglang", API_KEY=KEY)
+        assert result.returncode == 0, result.stderr
+        folders.append(Path(seen["argv"][seen["argv"].index("--config") + 1]).parent)
+    assert sorted(p for p in tmp_path.iterdir() if p.name.startswith(KEY_FOLDER_PREFIX)) == [
+        folders[-1]
+    ]
+
+
+def test_only_stale_key_folders_of_this_user_are_removed(tmp_path):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead, alive = int(gone.stdout), os.getppid()
+
+    def folder(name, target="/proc/self/fd/7", extra=False):
+        path = tmp_path / name
+        path.mkdir()
+        (path / SGLANG_CONFIG_NAME).symlink_to(target)
+        if extra:
+            (path / "other").write_text("")
+        return path
+
+    stale = [folder(f"{KEY_FOLDER_PREFIX}{dead}-a"), folder(f"{KEY_FOLDER_PREFIX}{os.getpid()}-b")]
+    kept = [
+        folder(f"{KEY_FOLDER_PREFIX}{alive}-c"),  # its engine may still read the link
+        folder(f"{KEY_FOLDER_PREFIX}{dead}-d", extra=True),  # not only our link
+        folder(f"{KEY_FOLDER_PREFIX}{dead}-e", target="/etc/passwd"),  # not our link
+        folder(f"{KEY_FOLDER_PREFIX}x-f"),  # no pid
+        folder(f"longcat-deploy-{dead}-g"),  # not a key folder
+    ]
+    assert sorted(remove_stale_key_folders(str(tmp_path))) == sorted(map(str, stale))
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+
+
 def test_a_key_starting_with_a_dash_is_refused_on_sglang(tmp_path):
     result, seen = launch(tmp_path, "sglang", API_KEY="-" + KEY)
     assert result.returncode == 2 and seen is None
     assert "API_KEY" in result.stderr and "'-'" in result.stderr
     assert_never_shown("-" + KEY, result, seen)
+
+
+def test_the_dry_run_refuses_a_key_starting_with_a_dash_on_sglang():
+    """Checked with the configuration (entrypoint.settings), not at the exec: the dry run
+    refuses what the launch would."""
+    env = clean_env({"ENGINE": "sglang", "API_KEY": "-" + KEY})
+    result = run_launcher(["--dry-run"], env)
+    assert result.returncode == 2, result.stdout
+    message = result.stderr.strip()
+    assert message.count("\n") == 0 and "API_KEY is refused" in message and "'-'" in message
+    assert_never_shown("-" + KEY, result, None)
+    # vLLM takes any key from its environment.
+    env["ENGINE"] = "vllm"
+    assert run_launcher(["--dry-run"], env).returncode == 0
+
+
+def test_a_key_file_whose_key_starts_with_a_dash_names_the_file_before_any_download(tmp_path):
+    path = key_file(tmp_path, "-" + KEY + "\n")
+    result, seen = launch(
+        tmp_path,
+        "sglang",
+        API_KEY_FILE=str(path),
+        DOWNLOAD="1",
+        PREFLIGHT="on",
+        HF_HOME=str(tmp_path / "hf"),
+    )
+    assert result.returncode == 2 and seen is None
+    message = result.stderr.strip()
+    assert message.startswith("longcat-deploy: error: API_KEY_FILE is "), message
+    assert str(path) in message and "'-'" in message and len(message.splitlines()) == 1
+    assert_never_shown("-" + KEY, result, seen)
+    assert not (tmp_path / "hf").exists()  # nothing fetched, nothing probed
 
 
 # --- API_KEY_FILE -----------------------------------------------------------------------
@@ -156,6 +234,40 @@ def test_a_bad_key_file_is_refused_before_anything_starts(content, words, tmp_pa
     assert len(message.splitlines()) == 1
     if content and content.strip() and len(content) < 100:
         assert content.strip() not in message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_key_file_that_is_not_a_regular_file_is_refused_at_once(kind, tmp_path):
+    """A FIFO would block open() until a writer came: refused without waiting, exit 2."""
+    if kind == "fifo":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+        said = "a FIFO"
+    elif kind == "device":
+        path, said = Path("/dev/null"), "a character device"
+    else:
+        path, said = tmp_path, "a directory"
+    env = fake_env(tmp_path, ENGINE="vllm", TMPDIR=str(tmp_path), API_KEY_FILE=str(path))
+    result = run_launcher([], env, timeout=30)
+    assert result.returncode == 2, result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert "API_KEY_FILE" in message and said in message, message
+
+
+def test_a_kubernetes_secret_volume_key_file_is_read_through_its_links(tmp_path):
+    """A Secret volume mounts each key as KEY -> ..data/KEY, ..data -> ..<timestamp>
+    (kubelet's atomic writer): links to a regular file, which are followed."""
+    volume = tmp_path / "secret"
+    stamped = volume / "..2026_01_01_00_00_00.000000001"
+    stamped.mkdir(parents=True)
+    (stamped / "api-key").write_text(KEY + "\n")
+    (volume / "..data").symlink_to(stamped.name)
+    (volume / "api-key").symlink_to("..data/api-key")
+    result, seen = launch(tmp_path, "vllm", API_KEY_FILE=str(volume / "api-key"))
+    assert result.returncode == 0, result.stderr
+    assert seen["env"]["VLLM_API_KEY"] == KEY
+    assert_never_shown(KEY, result, seen)
 
 
 def test_the_dry_run_does_not_read_the_key_file(tmp_path):

@@ -236,11 +236,30 @@ OWNED_DESTS = {
         "data_parallel_rpc_port",
         "served_model_name",
         "api_key",
+        "shutdown_timeout",
     },
 }
 OWNED_WHEN_SET_DESTS = {
-    "sglang": {"context_length", "config", "revision"},
-    "vllm": {"max_model_len", "revision"},
+    "sglang": {
+        "context_length",
+        "config",
+        "revision",
+        "speculative_algorithm",
+        "speculative_draft_model_path",
+        "speculative_draft_model_revision",
+        "speculative_num_steps",
+        "speculative_eagle_topk",
+        "speculative_num_draft_tokens",
+    },
+    "vllm": {
+        "max_model_len",
+        "revision",
+        "speculative_config",
+        "enable_auto_tool_choice",
+        "tool_call_parser",
+        "reasoning_parser",
+        "reasoning_parser_plugin",
+    },
 }
 
 

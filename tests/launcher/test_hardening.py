@@ -62,6 +62,78 @@ def test_check_with_the_engine_command_but_not_its_package_is_127(tmp_path):
     assert "the vllm Python package" in message
 
 
+def test_check_with_a_partial_sglang_package_is_127_naming_the_module(tmp_path):
+    """The recorders' sglang package has launch_server but no srt: found, not importable."""
+    env = fake_env(tmp_path, ENGINE="sglang")
+    message = refused(run_launcher(["check"], env), status=127)
+    assert len(message.strip().splitlines()) == 1
+    assert "ENGINE=sglang" in message and "not importable" in message
+    assert "sglang.srt.server_args" in message and "No module named 'sglang.srt'" in message
+
+
+def test_check_with_a_vllm_missing_its_shared_library_is_127_naming_the_error(tmp_path):
+    """A CUDA wheel on a host without libcudart: the loader's OSError, in one line."""
+    package = tmp_path / "site" / "vllm"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "raise OSError('libcudart.so.12: cannot open shared object file: No such file')\n"
+    )
+    env = fake_env(tmp_path, ENGINE="vllm")
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    message = refused(run_launcher(["check"], env), status=127)
+    assert len(message.strip().splitlines()) == 1
+    assert "ENGINE=vllm" in message and "importing vllm failed with OSError" in message
+    assert "libcudart.so.12" in message
+
+
+DRY_RUN_IMPORTS = r"""
+import json, os, sys
+from entrypoint.cli import main
+status = main(["--dry-run"], dict(os.environ))
+print("GOT:" + json.dumps([status, "huggingface_hub" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://x", "http://[::1", "hub.example"])
+def test_the_dry_run_refuses_the_hf_endpoint_the_launch_refuses(endpoint):
+    """Same check as the launch (entrypoint.weights.hub_endpoint), without huggingface_hub."""
+    env = clean_env({"ENGINE": "vllm", "DOWNLOAD": "1", "HF_ENDPOINT": endpoint})
+    message = refused(run_launcher(["--dry-run"], env))
+    assert message.startswith(f"longcat-deploy: error: HF_ENDPOINT is {endpoint!r}; accepted:")
+    done = subprocess.run(
+        [sys.executable, "-c", DRY_RUN_IMPORTS],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout.split("GOT:", 1)[1]) == [2, False], done.stderr
+    # A good endpoint is shown; DOWNLOAD=0 leaves the Hub to the engine, unchecked as in
+    # the launch.
+    good = dict(env, HF_ENDPOINT="https://hub.example/")
+    assert "fetched from https://hub.example unless" in run_launcher(["--dry-run"], good).stdout
+    assert run_launcher(["--dry-run"], dict(env, DOWNLOAD="0")).returncode == 0
+
+
+def test_a_launch_that_preflight_refuses_leaves_no_cache_directory_behind(tmp_path):
+    """HF_HOME=/nonexistent once left /nonexistent/hub behind: the writability probe
+    (entrypoint.preflight.check_writable) removes the directories it made."""
+    env = fake_env(
+        tmp_path,
+        ENGINE="vllm",
+        PREFLIGHT="on",
+        DOWNLOAD="1",
+        GPUS_PER_NODE="4096",  # refused on any host, GPUs or not
+        HF_HOME=str(tmp_path / "nonexistent" / "hf"),
+    )
+    result = run_launcher([], env)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert f"HF cache: {tmp_path}/nonexistent/hf/hub is writable" in result.stderr
+    assert not (tmp_path / "nonexistent").exists()
+    assert not (tmp_path / "record.json").exists()
+
+
 def test_the_engine_is_found_on_the_path_it_will_run_with():
     assert vllm.find_engine({"PATH": str(FAKES / "bin")}) == str(FAKES / "bin" / "vllm")
     assert vllm.find_engine({"PATH": "/nonexistent"}) is None

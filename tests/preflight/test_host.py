@@ -29,10 +29,18 @@ def test_missing_shared_memory_fails(tmp_path):
     assert not outcome.ok and "cannot be read" in outcome.text and "--ipc=host" in outcome.text
 
 
-def test_writable_cache_passes(tmp_path):
+def test_writable_cache_passes_and_the_probe_leaves_nothing_behind(tmp_path):
     outcome = check_writable(str(tmp_path / "hf" / "hub"))
-    assert outcome.ok and (tmp_path / "hf" / "hub").is_dir()
-    assert os.listdir(tmp_path / "hf" / "hub") == [], "the probe file is removed"
+    assert outcome.ok and outcome.text == f"{tmp_path}/hf/hub is writable"
+    assert os.listdir(tmp_path) == [], "the probe's file and directories are removed"
+
+
+def test_the_probe_keeps_what_existed_before(tmp_path):
+    (tmp_path / "hf" / "hub" / "models--a--b").mkdir(parents=True)
+    assert check_writable(str(tmp_path / "hf" / "hub")).ok
+    assert os.listdir(tmp_path / "hf" / "hub") == ["models--a--b"]
+    assert check_writable(str(tmp_path / "hf" / "new" / "hub")).ok
+    assert sorted(os.listdir(tmp_path / "hf")) == ["hub"]
 
 
 def test_read_only_cache_fails(tmpfs):
