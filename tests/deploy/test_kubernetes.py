@@ -67,16 +67,16 @@ def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
 
 
 @functools.cache
-def _rendered(directory: Path) -> tuple[str, ...]:
+def _rendered(directory: Path) -> tuple[dict, ...]:
     proc = kustomize(directory)
     assert proc.returncode == 0, f"kubectl kustomize {directory}: {proc.stderr}"
-    return tuple(yaml.safe_dump(d) for d in yaml.safe_load_all(proc.stdout) if d is not None)
+    return tuple(d for d in yaml.load_all(proc.stdout, Loader=yaml.CSafeLoader) if d is not None)
 
 
 def rendered(directory: str | Path) -> list[dict]:
     """The documents ``kubectl apply -k`` would apply from ``directory`` (a path, or a name
     relative to deploy/kubernetes), fresh copies each call."""
-    return [yaml.safe_load(d) for d in _rendered(KUBE_DIR / directory)]
+    return copy.deepcopy(list(_rendered(KUBE_DIR / directory)))
 
 
 def all_documents() -> list[tuple[str, dict]]:
