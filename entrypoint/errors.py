@@ -32,10 +32,18 @@ SHOWN_VALUE_CHARS = 80
 
 
 def shorten(value: str) -> str:
-    """``repr(value)``, cut to ``SHOWN_VALUE_CHARS`` characters with its length said."""
-    if len(value) <= SHOWN_VALUE_CHARS:
-        return repr(value)
-    return f"{value[:SHOWN_VALUE_CHARS]!r}... ({len(value)} characters)"
+    """``repr(value)`` redacted, cut to ``SHOWN_VALUE_CHARS`` characters with its length said.
+
+    Redacted (``entrypoint.output.redact``) BEFORE the cut: a cut can drop the ``@`` that
+    ends a URL's password, or the end of a configured secret, and the part left would no
+    longer be recognised when the message is printed. The length said is the value's own.
+    """
+    from .output import redact
+
+    shown = redact(value)
+    if len(shown) <= SHOWN_VALUE_CHARS:
+        return repr(shown)
+    return f"{shown[:SHOWN_VALUE_CHARS]!r}... ({len(value)} characters)"
 
 
 class LaunchError(Exception):

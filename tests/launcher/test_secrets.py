@@ -81,6 +81,116 @@ def test_url_passwords_are_blanked_and_user_names_kept(url, shown):
 
 
 @pytest.mark.parametrize(
+    "text, shown",
+    [
+        # No scheme: HTTP clients still send user:password@host to host.
+        ("fetched from u:ShortPw_123456@host now", "fetched from u:***@host now"),
+        ("HF_ENDPOINT is 'u:ShortPw_123456@host:99'", "HF_ENDPOINT is 'u:***@host:99'"),
+        ("u:p4ssw0rd@[::1]:9", "u:***@[::1]:9"),
+        # An unencoded "@" or "#" in the password: the user info ends at the last "@"
+        # (urllib.parse.urlsplit: netloc.rpartition("@")).
+        ("http://alice:Pw@Super#Secret99@127.0.0.1:9/x", "http://alice:***@127.0.0.1:9/x"),
+        ("a@b:Pw@Super99@host", "a@b:***@host"),
+        # Not credentials: an image reference's tag before its digest, an e-mail address,
+        # git's scp-like syntax.
+        ("longcat:vllm-0.33.0@sha256:0123abcd", "longcat:vllm-0.33.0@sha256:0123abcd"),
+        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+    ],
+)
+def test_url_userinfo_without_a_scheme_or_with_an_at_sign_is_blanked(text, shown):
+    assert redact(text) == shown
+
+
+@pytest.mark.parametrize(
+    "name", ["token", "access_token", "api_key", "key", "password", "sig", "X-Amz-Signature"]
+)
+def test_query_string_credentials_are_blanked(name):
+    url = f"http://127.0.0.1:9/p?a=1&{name}=ShortPw_123456&b=2#frag"
+    assert redact(url) == f"http://127.0.0.1:9/p?a=1&{name}=***&b=2#frag"
+    assert redact(f"see http://h/#{name}=ShortPw_123456 x") == f"see http://h/#{name}=*** x"
+    assert redact("http://h/?Key-Pair-Id=K1&id=7") == "http://h/?Key-Pair-Id=K1&id=7"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    password=st.text(
+        st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="/"),
+        min_size=8,
+        max_size=40,
+    ),
+    scheme=st.sampled_from(["https://", "ftp://", ""]),
+)
+def test_no_url_password_survives_redaction(password, scheme):
+    """Any password without "/" or whitespace (which would end the URL's authority) is
+    blanked whole, with or without a scheme, unencoded "@", "#", "?" and quotes included."""
+    text = f"x {scheme}user:{password}@hub.example:8080/p y"
+    assert redact(text) == f"x {scheme}user:***@hub.example:8080/p y"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://firstname.lastname%40subdivision.example.com:"
+        "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567@hub-mirror.example.com:99999",
+        "ftp://u:" + "Px9" * 40 + "@host",
+        "x" * 70 + "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567",
+    ],
+)
+def test_a_shortened_value_is_redacted_before_it_is_cut(value):
+    """A cut at SHOWN_VALUE_CHARS can drop the "@" after a URL's password or the end of a
+    configured secret; the message must hold no part of either."""
+    from entrypoint.errors import ConfigError, shorten
+
+    configure(["hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567"])
+    for text in (shorten(value), ConfigError("HF_ENDPOINT", value, "a URL").message()):
+        assert "aBcDeFgH" not in text and "Px9Px9" not in text, text
+        assert "***" in text
+
+
+def test_a_long_url_password_in_hf_endpoint_is_never_printed():
+    token = "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567"
+    for endpoint in (
+        f"https://first.last%40sub.example.com:{token}@hub-mirror.example.com:99999",
+        "ftp://u:" + "Px9" * 40 + "@host",
+        "u:ShortPw_123456@host",
+        "http://u:pass/word99@host",
+    ):
+        env = clean_env({"HF_TOKEN": token, "HF_ENDPOINT": endpoint, "HF_HOME": "/nonexistent"})
+        result = run_launcher(["prefetch"], env)
+        printed = result.stdout + result.stderr
+        assert result.returncode == 2, printed
+        assert "HF_ENDPOINT is refused (value not shown" in printed
+        for part in ("aBcDeFgH", "Px9Px9", "ShortPw", "word99"):
+            assert part not in printed, printed
+
+
+def test_scheme_less_url_password_is_blanked_in_the_dry_run():
+    result = dry_run({"ENGINE": "vllm", "HF_ENDPOINT": "u:ShortPw_123456@host"})
+    assert "fetched from u:***@host" in result.stdout
+    assert "ShortPw_123456" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("secret", ["Pa/Ss:W@rd+Key=1", "AbC%2Fdef/GHI", "K!e*y(S)e'c"])
+def test_percent_encoded_secrets_are_blanked_with_either_case_of_hex_digits(secret):
+    configure([secret])
+    upper = percent(secret, safe="")
+    lower = _hex_digits(upper, lambda i: True)
+    mixed = _hex_digits(upper, lambda i: i % 2 == 1)
+    assert upper != lower
+    for spelling in (upper, lower, mixed, percent(secret), _hex_digits(percent(secret), bool)):
+        assert redact(f"a {spelling} b") == "a *** b", spelling
+
+
+def _hex_digits(encoded: str, lower) -> str:
+    """``encoded`` with the two hex digits of escape number i in lower case where
+    ``lower(i)``; every "%" of a percent-encoded text starts an escape."""
+    head, *escapes = encoded.split("%")
+    return head + "".join(
+        "%" + (e[:2].lower() if lower(i) else e[:2]) + e[2:] for i, e in enumerate(escapes)
+    )
+
+
+@pytest.mark.parametrize(
     "flag",
     [
         "--api-key",
