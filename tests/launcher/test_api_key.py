@@ -144,6 +144,7 @@ def test_a_key_starting_with_a_dash_is_refused_on_sglang(tmp_path):
         ("\n", "empty"),
         (f"{KEY} with spaces\n", "value not shown"),
         ("short\n", "value not shown"),
+        ("sk-Schl\u00fcssel-123456\n", "outside ASCII"),
         ("x" * 5000, "at most 4096 bytes"),
     ],
 )

@@ -233,6 +233,24 @@ def test_a_token_with_whitespace_or_control_characters_is_refused_unshown(token)
     assert token.strip() not in message and "Traceback" not in message
 
 
+@pytest.mark.parametrize("name", ["HF_TOKEN", "API_KEY", "HUGGING_FACE_HUB_TOKEN"])
+@pytest.mark.parametrize(
+    "secret",
+    ["hf_aBcDeFgH\u00efJkLmNoP", "sk-\u043a\u043b\u044e\u0447-12345678", "hf_abc\u00a0defgh1"],
+)
+def test_a_secret_outside_ascii_is_refused_unshown(name, secret):
+    """HTTP headers carry ASCII only: such a token would fail later as a misleading
+    UnicodeEncodeError quoting a character of it and its position."""
+    for args in (["--dry-run"], ["prefetch"]):
+        result = run_launcher(args, clean_env({"ENGINE": "vllm", name: secret}))
+        message = result.stderr.strip()
+        assert result.returncode == 2 and result.stdout == "", message
+        assert f"{name} is refused (value not shown" in message and "ASCII" in message
+        assert len(message.splitlines()) == 1 and "Traceback" not in message
+        assert not any(c in message for c in secret if not c.isascii())
+        assert secret[:6] not in message
+
+
 def test_unbalanced_quote_in_extra_args_does_not_echo_the_flags():
     result = dry_run({"ENGINE": "vllm", "EXTRA_ARGS": "--api-key sk-SECRET '"})
     assert result.returncode == 2
