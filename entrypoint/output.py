@@ -180,16 +180,23 @@ def say(text: str, out: TextIO | None = None, end: str = "\n") -> None:
     print(redact(text), file=out or sys.stdout, end=end, flush=True)
 
 
+def secret_flag(token: str) -> str | None:
+    """The option of ``SECRET_FLAGS`` that ``token`` (``--name`` or ``--name=value``) names
+    in a spelling an engine's parser accepts, else ``None``: dashes or underscores (vLLM
+    normalises them), any case, or an abbreviation (argparse's prefix matching) of at least
+    ``_MIN_ABBREVIATION`` characters, which names one secret flag alone."""
+    if not token.startswith("--"):
+        return None
+    name = token.split("=", 1)[0].replace("_", "-").lower()
+    if len(name) - 2 < _MIN_ABBREVIATION:
+        return None
+    return next((flag for flag in SECRET_FLAGS if flag.startswith(name)), None)
+
+
 def is_secret_flag(token: str) -> bool:
     """True when ``token`` (``--name`` or ``--name=value``) names a secret-bearing option
-    in a spelling an engine's parser accepts: dashes or underscores (vLLM normalises
-    them), any case of the separator, or an abbreviation (argparse's prefix matching)."""
-    if not token.startswith("--"):
-        return False
-    name = token.split("=", 1)[0].replace("_", "-").lower()
-    return len(name) - 2 >= _MIN_ABBREVIATION and any(
-        flag.startswith(name) for flag in SECRET_FLAGS
-    )
+    in a spelling an engine's parser accepts (``secret_flag``)."""
+    return secret_flag(token) is not None
 
 
 def redact_argv(argv: list[str]) -> list[str]:

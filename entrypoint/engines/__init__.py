@@ -8,6 +8,8 @@ Each engine module provides:
   (always, or while the variable is set), as ``OwnedOption`` rows, refused in EXTRA_ARGS and
   after the image name (``owned_option``; tests/launcher/test_engine_contract.py checks
   the rows against the pinned engines' parsers);
+- ``NOT_SECRET_OPTIONS``: its options whose names begin like a secret flag's but take no
+  secret (``--ssl-keyfile``), which ``entrypoint.plan`` lets through;
 - ``find_engine() -> str | None``: what would run, or ``None`` when it is not installed;
 - ``parser_rejections(argv) -> list[str]``: run ``argv`` through the installed engine's own
   argument parser (imported only then) and describe each flag it rejects.

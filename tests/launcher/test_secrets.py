@@ -265,9 +265,7 @@ def test_url_password_of_hf_endpoint_is_never_printed():
     assert "PASSWORD" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(
-    "extra", [f"--hf-token {SECRET}", f"--lora-modules 'x={SECRET}'", f"--hf_token={SECRET}"]
-)
+@pytest.mark.parametrize("extra", [f"--lora-modules 'x={SECRET}'", f"--lora-modules=x={SECRET}"])
 def test_the_token_reused_anywhere_in_extra_args_is_masked(extra):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
     assert result.returncode == 0, result.stderr
@@ -288,6 +286,84 @@ def test_a_flag_the_launcher_owns_is_refused_without_its_value(extra):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
     assert result.returncode == 2 and result.stdout == ""
     assert SECRET not in result.stderr and "EXTRA_ARGS" in result.stderr
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize(
+    "flag, alternative",
+    [
+        ("--hf-token", "Set HF_TOKEN"),
+        ("--hf_token", "Set HF_TOKEN"),
+        ("--hf-tok", "Set HF_TOKEN"),
+        ("--HF-TOKEN", "Set HF_TOKEN"),
+        ("--admin-api-key", "cannot be passed safely on the command line"),
+        ("--admin_api", "cannot be passed safely on the command line"),
+        ("--ssl-keyfile-password", "cannot be passed safely on the command line"),
+        ("--ssl-keyfile-p", "cannot be passed safely on the command line"),
+        ("--api-key", "API_KEY"),
+    ],
+)
+@pytest.mark.parametrize("form", ["{flag} {s}", "{flag}={s}"])
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_secret_flag_is_refused_with_the_safe_alternative(engine, flag, alternative, form, dry):
+    """A secret flag is never put on an engine's command line (readable in ps and
+    /proc/PID/cmdline): refused with exit 2, in the dry run too, from EXTRA_ARGS and from
+    the arguments after the image name, naming the safe way; its value never shown."""
+    args = form.format(flag=flag, s=SECRET).split()
+    env = {"ENGINE": engine, "PATH": "/nonexistent"}
+    for where, env_args, argv in (
+        ("EXTRA_ARGS", {"EXTRA_ARGS": " ".join(args)}, []),
+        ("the arguments after the image name", {}, ["--", *args]),
+    ):
+        status, printed = run_main(["--dry-run"] * dry + argv, {**env, **env_args})
+        assert status == 2, printed
+        assert printed.startswith(f"longcat-deploy: error: {where}: {flag}"), printed
+        assert alternative in printed and SECRET not in printed
+        assert len(printed.strip().splitlines()) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    flag=st.sampled_from(output.SECRET_FLAGS),
+    cut=st.integers(min_value=4, max_value=30),
+    underscores=st.booleans(),
+    upper=st.booleans(),
+    engine=st.sampled_from(["vllm", "sglang"]),
+)
+def test_every_spelling_of_a_secret_flag_is_refused(flag, cut, underscores, upper, engine):
+    """Every abbreviation (argparse's prefix matching), underscore and case spelling of a
+    secret flag is refused, but for the engine's own options that only begin like one."""
+    from entrypoint.engines import engine_module
+    from entrypoint.errors import ConfigError
+    from entrypoint.plan import resolve_plan
+    from entrypoint.settings import load_settings
+
+    given = flag[:cut]
+    if underscores:
+        given = "--" + given[2:].replace("-", "_")
+    if upper:
+        given = given.upper()
+    env = {"ENGINE": engine, "EXTRA_ARGS": f"{given} {SECRET}"}
+    if given.replace("_", "-") in engine_module(engine).NOT_SECRET_OPTIONS:  # vLLM's dashes
+        assert resolve_plan(load_settings(env)).extra_args == (given, SECRET)
+        return
+    with pytest.raises(ConfigError) as info:
+        resolve_plan(load_settings(env))
+    assert info.value.exit_status == 2 and SECRET not in info.value.message()
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize("extra", ["--ssl-keyfile /k.pem", "--ssl-keyfile=/k.pem"])
+def test_an_option_that_only_begins_like_a_secret_flag_passes(engine, extra):
+    result = dry_run({"ENGINE": engine, "EXTRA_ARGS": extra})
+    assert result.returncode == 0, result.stderr
+    assert "--ssl-keyfile" in result.stdout.splitlines()[-1]
+
+
+def test_every_secret_flag_has_a_safe_alternative_sentence():
+    from entrypoint.plan import SECRET_FLAG_ALTERNATIVES
+
+    assert set(SECRET_FLAG_ALTERNATIVES) == set(output.SECRET_FLAGS)
 
 
 # --- properties ----------------------------------------------------------------------------
