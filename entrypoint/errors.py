@@ -33,10 +33,18 @@ SHOWN_VALUE_CHARS = 80
 
 
 def shorten(value: str) -> str:
-    """``repr(value)``, cut to ``SHOWN_VALUE_CHARS`` characters with its length said."""
-    if len(value) <= SHOWN_VALUE_CHARS:
-        return repr(value)
-    return f"{value[:SHOWN_VALUE_CHARS]!r}... ({len(value)} characters)"
+    """``repr(value)`` redacted, cut to ``SHOWN_VALUE_CHARS`` characters with its length said.
+
+    Redacted (``entrypoint.output.redact``) BEFORE the cut: a cut can drop the ``@`` that
+    ends a URL's password, or the end of a configured secret, and the part left would no
+    longer be recognised when the message is printed. The length said is the value's own.
+    """
+    from .output import redact
+
+    shown = redact(value)
+    if len(shown) <= SHOWN_VALUE_CHARS:
+        return repr(shown)
+    return f"{shown[:SHOWN_VALUE_CHARS]!r}... ({len(value)} characters)"
 
 
 class LaunchError(Exception):
@@ -147,6 +155,35 @@ class OwnedFlagError(ConfigError):
                 "variable's)."
             )
         return f"{text} {self.detail}" if self.detail else text
+
+
+class SecretFlagError(ConfigError):
+    """An engine flag that takes a secret was given in EXTRA_ARGS or after the image name.
+    Exit status 2.
+
+    Every process on the host can read an engine's command line (``ps``,
+    ``/proc/PID/cmdline``), so no secret goes there: the flag is refused, its value never
+    shown, and the message names the safe way to give it, or says there is none.
+
+    Args:
+        given: the flag as written, without its value (``--hf_tok``).
+        option: the secret option it stands for (``--hf-token``; see
+            ``entrypoint.output.SECRET_FLAGS``).
+        where: ``"EXTRA_ARGS"`` or ``"the arguments after the image name"``.
+        alternative: one sentence: the safe way to give the value, or why there is none.
+    """
+
+    def __init__(self, given: str, option: str, where: str, alternative: str):
+        self.given, self.option, self.where = given, option, where
+        super().__init__(where, None, "flags that take no secret", alternative)
+
+    def message(self) -> str:
+        flag = self.given if self.given == self.option else f"{self.given} ({self.option})"
+        return (
+            f"{self.where}: {flag} takes a secret, and every process on the host can read "
+            "an engine's command line (ps, /proc/PID/cmdline): it is refused. "
+            f"{self.detail}"
+        )
 
 
 class EngineNotInstalled(LaunchError):

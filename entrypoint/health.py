@@ -87,7 +87,11 @@ def http_health(host: str, port: int, timeout_s: float = HTTP_TIMEOUT_S) -> tupl
         or not words[0].startswith(b"HTTP/")
         or not (words[1].isdigit() and len(words[1]) == 3)
     ):
-        shown = answer[:60].decode("ascii", "backslashreplace")
+        from .output import redact
+
+        # Redacted before the cut, which could split a credential the redaction then
+        # misses (entrypoint.errors.shorten).
+        shown = redact(answer.decode("ascii", "backslashreplace"))[:60]
         return False, f"GET {url} answered something that is not HTTP: {shown!r}"
     status = int(words[1])
     return status == 200, f"GET {url} answered {status}"

@@ -40,7 +40,12 @@ REDACTED = "***"
 # after the dashes (``--api`` and longer for ``--api-key``); shorter ones are not redacted.
 _MIN_ABBREVIATION = 2
 
-_secrets: tuple[str, ...] = ()
+# Each configured secret's spellings, longest first: (text, None) for a plain spelling,
+# (text, pattern) for a percent-encoded one, matched with either case of hex digits.
+_secrets: tuple[tuple[str, re.Pattern[str] | None], ...] = ()
+
+# The characters percent-encoding leaves as they are (RFC 3986, section 2.3, "unreserved").
+_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 
 
 def configure(secrets: Iterable[str]) -> None:
@@ -49,22 +54,30 @@ def configure(secrets: Iterable[str]) -> None:
     The launcher calls this once, first thing, with the values of the secret variables
     (``entrypoint.settings.SECRET_VARIABLES``). Each secret is blanked in every form it
     can take in text: as given, without surrounding whitespace, escaped as Python and JSON
-    escape it, shell-quoted, and percent-encoded. Values shorter than ``MIN_SECRET_CHARS``
-    are ignored: settings refuses them before anything else is printed, and blanking them
-    would garble every message.
+    escape it, shell-quoted, and percent-encoded with upper- or lower-case hex digits (RFC
+    3986, section 2.1: they are equivalent, and servers echo either). Values shorter than
+    ``MIN_SECRET_CHARS`` are ignored: settings refuses them before anything else is
+    printed, and blanking them would garble every message.
     """
     global _secrets
-    forms: set[str] = set()
+    plain: set[str] = set()
+    encoded: set[str] = set()
     for secret in secrets:
         for value in {secret, secret.strip()}:
             if len(value) >= MIN_SECRET_CHARS:
-                forms.update(_spellings(value))
+                forms, percent_forms = _spellings(value)
+                plain |= forms
+                encoded |= percent_forms
+    encoded -= plain
     # Longest first, so a form containing another is blanked whole.
-    _secrets = tuple(sorted(forms, key=len, reverse=True))
+    _secrets = tuple(
+        (form, _hex_case_insensitive(form) if form in encoded else None)
+        for form in sorted(plain | encoded, key=len, reverse=True)
+    )
 
 
-def _spellings(secret: str) -> set[str]:
-    """The forms ``secret`` takes in text: raw, escaped, quoted, percent-encoded."""
+def _spellings(secret: str) -> tuple[set[str], set[str]]:
+    """The forms ``secret`` takes in text: (raw, escaped and quoted; percent-encoded)."""
     forms = {secret, quote(secret)}
     if not (secret.isascii() and secret.isprintable()) or any(c in secret for c in "'\\\""):
         import json
@@ -72,37 +85,89 @@ def _spellings(secret: str) -> set[str]:
         forms.add(repr(secret)[1:-1])
         forms.add(json.dumps(secret)[1:-1])
         forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-    if not _SAFE.issuperset(secret):
+    encoded: set[str] = set()
+    if not _UNRESERVED.issuperset(secret):
         from urllib.parse import quote as percent
 
-        forms.add(percent(secret, safe=""))
-        forms.add(percent(secret))
-    return {form for form in forms if form}
+        # Every "%" in these is an escape: a "%" of the secret itself becomes "%25".
+        encoded = {percent(secret, safe=""), percent(secret)} - {secret}
+    return {form for form in forms if form}, {form for form in encoded if "%" in form}
+
+
+def _hex_case_insensitive(form: str) -> re.Pattern[str]:
+    """A pattern for the percent-encoded ``form`` that accepts each escape's two hex digits
+    in either case (``%2F`` and ``%2f``) and matches the rest exactly."""
+    import re
+
+    head, *escapes = form.split("%")
+    return re.compile(
+        re.escape(head)
+        + "".join(f"%(?i:{escape[:2]}){re.escape(escape[2:])}" for escape in escapes)
+    )
+
+
+# The password of a URL (RFC 3986, section 3.2.1, userinfo). With a scheme, the userinfo
+# runs to the LAST "@" before the first "/" or whitespace, as urllib.parse.urlsplit reads
+# it (Lib/urllib/parse.py, _NetlocResultMixinStr._userinfo: netloc.rpartition("@")), so a
+# password holding an unencoded "@", "#" or "?" is blanked whole. Without a scheme
+# (``user:password@host``, which HTTP clients still send to ``host``), a password is
+# recognised only before "@" and a host name or address with an optional port, so an
+# image reference such as ``name:tag@sha256:...`` keeps its tag.
+_USERINFO = (
+    r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/]*)@"
+    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d*)?(?![^\s/?#'\"),;\]>]))"
+)
+# Query (or fragment) parameters that carry a credential, by how their name ends (any
+# case): OAuth 2.0 ``access_token`` (RFC 6750, section 2.3; in a fragment, RFC 6749,
+# section 4.2.2) and ``client_secret`` (RFC 6749, section 2.3.1); AWS Signature Version 4
+# query authentication ``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``
+# (Amazon S3 API Reference, "Authenticating Requests: Using Query Parameters"), as in the
+# Hub's CDN redirects; Google Cloud Storage signed URLs ``X-Goog-Signature`` and
+# ``X-Goog-Credential``; Azure Storage SAS ``sig``; Google APIs' ``key``; and the generic
+# ``token``, ``api_key``/``apikey``, ``secret``, ``password``/``passwd``/``pwd``, ``auth``.
+_QUERY_CREDENTIAL = (
+    r"(?i)([?&#][\w.~%-]*?(?:token|key|secret|password|passwd|pwd|sig|signature|credential|"
+    r"auth))=[^&#\s]*"
+)
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with every configured secret and every URL password blanked (``***``).
+    """Return ``text`` with every configured secret and every URL credential blanked (``***``).
 
-    URLs keep their user name: ``https://user:PASSWORD@host`` reads
-    ``https://user:***@host``, and ``https://TOKEN@host`` reads ``https://***@host``.
+    Configured secrets in each spelling ``configure`` lists. URL passwords (``_USERINFO``),
+    with or without a scheme; the user name stays: ``https://user:PASSWORD@host`` reads
+    ``https://user:***@host``, ``user:PASSWORD@host`` reads ``user:***@host``, and
+    ``https://TOKEN@host`` reads ``https://***@host``. Query parameters that carry a
+    credential (``_QUERY_CREDENTIAL``): ``?token=VALUE`` reads ``?token=***``.
+
+    ``re`` is imported only for text that may hold a URL credential (an ``@``, or an ``=``
+    after ``?``, ``&`` or ``#``), or a percent-encoded secret.
     """
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    if "@" in text and "://" in text:
+    for form, pattern in _secrets:
+        if pattern is None:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        elif "%" in text:
+            text = pattern.sub(REDACTED, text)
+    if "@" in text:
         import re
 
-        text = re.sub(
-            r"(?i)(\b[a-z][a-z0-9+.-]*://)([^/?#@\s]*?)(?::[^/?#@\s]*)?@", _blank_userinfo, text
-        )
+        text = re.sub(_USERINFO, _blank_userinfo, text)
+    if "=" in text and ("?" in text or "&" in text or "#" in text):
+        import re
+
+        text = re.sub(_QUERY_CREDENTIAL, rf"\1={REDACTED}", text)
     return text
 
 
 def _blank_userinfo(match: re.Match[str]) -> str:
-    """``scheme://user:***@`` for a user and a password, ``scheme://***@`` for one token."""
-    scheme, user = match.group(1), match.group(2)
-    has_password = match.group(0)[len(scheme) + len(user) : -1].startswith(":")
-    return f"{scheme}{user}:{REDACTED}@" if has_password else f"{scheme}{REDACTED}@"
+    """``scheme://user:***@`` for a user and a password, ``scheme://***@`` for one token,
+    ``user:***@`` without a scheme."""
+    scheme, userinfo, user = match.group(1, 2, 3)
+    if scheme is None:
+        return f"{user}:{REDACTED}@"
+    name, colon, _ = userinfo.partition(":")
+    return f"{scheme}{name}:{REDACTED}@" if colon else f"{scheme}{REDACTED}@"
 
 
 def log(message: str) -> None:
@@ -115,16 +180,23 @@ def say(text: str, out: TextIO | None = None, end: str = "\n") -> None:
     print(redact(text), file=out or sys.stdout, end=end, flush=True)
 
 
+def secret_flag(token: str) -> str | None:
+    """The option of ``SECRET_FLAGS`` that ``token`` (``--name`` or ``--name=value``) names
+    in a spelling an engine's parser accepts, else ``None``: dashes or underscores (vLLM
+    normalises them), any case, or an abbreviation (argparse's prefix matching) of at least
+    ``_MIN_ABBREVIATION`` characters, which names one secret flag alone."""
+    if not token.startswith("--"):
+        return None
+    name = token.split("=", 1)[0].replace("_", "-").lower()
+    if len(name) - 2 < _MIN_ABBREVIATION:
+        return None
+    return next((flag for flag in SECRET_FLAGS if flag.startswith(name)), None)
+
+
 def is_secret_flag(token: str) -> bool:
     """True when ``token`` (``--name`` or ``--name=value``) names a secret-bearing option
-    in a spelling an engine's parser accepts: dashes or underscores (vLLM normalises
-    them), any case of the separator, or an abbreviation (argparse's prefix matching)."""
-    if not token.startswith("--"):
-        return False
-    name = token.split("=", 1)[0].replace("_", "-").lower()
-    return len(name) - 2 >= _MIN_ABBREVIATION and any(
-        flag.startswith(name) for flag in SECRET_FLAGS
-    )
+    in a spelling an engine's parser accepts (``secret_flag``)."""
+    return secret_flag(token) is not None
 
 
 def redact_argv(argv: list[str]) -> list[str]:

@@ -264,8 +264,9 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
             PORT equal to MASTER_PORT on a multi-node plan (both bind on node 0);
             TOOL_CALLS on with SGLang; both API_KEY and API_KEY_FILE set;
             MODEL_REVISION that nothing would apply (``model_revision``);
-            ``OwnedFlagError`` for an engine flag the launcher sets from a variable, given
-            in EXTRA_ARGS or after the image name.
+            ``OwnedFlagError`` for an engine flag the launcher sets from a variable, and
+            ``SecretFlagError`` for one that takes a secret, given in EXTRA_ARGS or after
+            the image name.
     """
     v = settings.values
     sources = dict(settings.sources)
@@ -461,13 +462,34 @@ def owning_variables_on(values: Mapping[str, Any], tool_calls: bool) -> frozense
     return frozenset(name for name, is_on in on.items() if is_on)
 
 
+# The safe way to give the value of each secret flag (entrypoint.output.SECRET_FLAGS), or
+# why there is none; refused in EXTRA_ARGS and after the image name (_without_owned_flags).
+# --hf-token: huggingface_hub reads HF_TOKEN from the environment
+# (huggingface_hub/utils/_auth.py, get_token), and vLLM leaves the token to it while
+# --hf-token is unset (vllm/config/model.py, ModelConfig.hf_token). --admin-api-key and
+# --ssl-keyfile-password: SGLang 0.5.23 reads them from its command line only
+# (sglang/srt/arg_groups/fields/serving.py, Serving), and vLLM 0.33.0 has neither.
+SECRET_FLAG_ALTERNATIVES = {
+    "--api-key": "Set API_KEY, or API_KEY_FILE to a file holding the key: the launcher "
+    "gives it to the engine outside its command line.",
+    "--hf-token": "Set HF_TOKEN instead: the launcher's download and the engine read it "
+    "from the environment.",
+    "--admin-api-key": "SGLang reads it from no environment variable, so it cannot be "
+    "passed safely on the command line (vLLM has no such option).",
+    "--ssl-keyfile-password": "SGLang reads it from no environment variable, so it cannot "
+    "be passed safely on the command line: use a key file without a password, readable "
+    "only inside the container (vLLM has no such option).",
+}
+
+
 def _without_owned_flags(
     engine: str,
     values: Mapping[str, Any],
     passthrough: Sequence[str],
     turned_on: frozenset[str] = frozenset(),
 ) -> tuple[str, ...]:
-    """EXTRA_ARGS then ``passthrough``, after refusing every flag the launcher sets itself.
+    """EXTRA_ARGS then ``passthrough``, after refusing every flag the launcher sets itself
+    and every flag that takes a secret.
 
     The engine's parser keeps the last of two values (argparse's "store" action; SGLang's
     ``ServerArgs.add_cli_args`` and vLLM's ``FlexibleArgumentParser`` both use it), while
@@ -475,14 +497,21 @@ def _without_owned_flags(
     one port and probe another. Each engine module lists its owned options
     (``OWNED_OPTIONS``, always; ``OWNED_WHEN_SET``, while one of their variables is in
     ``turned_on``, from ``owning_variables_on``), with the abbreviations its parser
-    accepts; ``entrypoint.engines.owned_option`` matches every spelling.
+    accepts; ``entrypoint.engines.owned_option`` matches every spelling. A secret flag
+    (``entrypoint.output.secret_flag``: ``--hf-token``, ``--hf_tok=``, ``--admin-api-key``,
+    ...) would put its value where every process on the host can read it; only the engine's
+    own options that merely begin like one (``--ssl-keyfile``, the module's
+    ``NOT_SECRET_OPTIONS``) pass, as its parser takes an exact name first.
 
     Raises:
         OwnedFlagError: naming the flag, where it was given and the variable to set (or,
             for an option owned while a variable turns it on, to turn off).
+        SecretFlagError: naming the flag, where it was given and the safe way to give
+            its value (``SECRET_FLAG_ALTERNATIVES``); never the value.
     """
     from .engines import engine_module, owned_option
-    from .errors import OwnedFlagError
+    from .errors import OwnedFlagError, SecretFlagError
+    from .output import secret_flag
 
     module = engine_module(engine)
     always = [(*row, "") for row in module.OWNED_OPTIONS]
@@ -499,11 +528,18 @@ def _without_owned_flags(
         ("the arguments after the image name", passthrough),
     ):
         for token in args:
+            given = token.split("=", 1)[0]
             owned = owned_option(token, table)
             if owned is not None:
                 option, variables, note = owned
                 condition, remedy = _TURNED_ON.get(conditions[option], ("", ""))
-                raise OwnedFlagError(
-                    token.split("=", 1)[0], option, where, variables, note, condition, remedy
-                )
+                raise OwnedFlagError(given, option, where, variables, note, condition, remedy)
+            secret = secret_flag(token)
+            if secret is not None and _dashes(given) not in module.NOT_SECRET_OPTIONS:
+                raise SecretFlagError(given, secret, where, SECRET_FLAG_ALTERNATIVES[secret])
     return (*values["EXTRA_ARGS"], *passthrough)
+
+
+def _dashes(name: str) -> str:
+    """``--a_b`` as ``--a-b``: vLLM's parser reads underscores after ``--`` as dashes."""
+    return "--" + name[2:].replace("_", "-") if name.startswith("--") else name

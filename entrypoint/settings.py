@@ -136,7 +136,7 @@ class Variable:
             "args": "engine flags, quoted the way a shell quotes them",
             "name": "a name of printable characters without spaces, not starting with -",
             "file": "the path of a readable file",
-            "secret": f"a key of {MIN_SECRET_CHARS} or more characters, without spaces, "
+            "secret": f"a key of {MIN_SECRET_CHARS} or more ASCII characters, without spaces, "
             "newlines or control characters",
         }
         return described[self.kind]
@@ -525,16 +525,21 @@ def detect_engine(env: Mapping[str, str]) -> list[str]:
 
 
 def _check_secret(name: str, raw: str) -> None:
-    """Refuse a secret that is short or holds whitespace or control characters, unshown.
+    """Refuse a secret that is short, holds whitespace or control characters, or is not
+    ASCII, unshown.
 
     A token read from a file often keeps its trailing newline; HTTP clients then refuse the
-    header (``Illegal header value``) and print it whole.
+    header (``Illegal header value``) and print it whole. A secret travels in an HTTP
+    header (``Authorization: Bearer ...``), whose value the Hub's client encodes as ASCII
+    (httpx2/_models.py, ``_normalize_header_value``; RFC 9110, section 5.5, admits no more
+    than obsolete Latin-1): a non-ASCII one fails there as a ``UnicodeEncodeError`` that
+    quotes a character of it and its position.
 
     Raises:
         ConfigError: naming ``name``, never the value.
     """
     accepted = (
-        f"a token of {MIN_SECRET_CHARS} or more characters, without spaces, "
+        f"a token of {MIN_SECRET_CHARS} or more ASCII characters, without spaces, "
         "newlines or control characters"
     )
     if raw and (raw.strip() != raw or not raw.isprintable() or " " in raw):
@@ -544,6 +549,15 @@ def _check_secret(name: str, raw: str) -> None:
             accepted,
             "Remove the trailing newline or spaces (a Secret made from a file "
             "keeps them: create it with --from-literal, or strip the file).",
+            hide_value=True,
+        )
+    if not raw.isascii():
+        raise ConfigError(
+            name,
+            raw,
+            accepted,
+            "It holds a character outside ASCII, which an HTTP header (Authorization: "
+            "Bearer ...) cannot carry: copy the token again, as plain text.",
             hide_value=True,
         )
     if raw and len(raw) < MIN_SECRET_CHARS:

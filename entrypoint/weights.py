@@ -386,7 +386,8 @@ def hub_endpoint(env: Mapping[str, str]) -> str | None:
 
     Raises:
         ConfigError: it is not an http(s) URL with a host (``http://[::1`` included, which
-            huggingface_hub itself reports only as a refused repo id).
+            huggingface_hub itself reports only as a refused repo id); the value is not
+            quoted when it holds an ``@`` (user info, which may hold a password).
     """
     raw = (env.get("HF_ENDPOINT") or "").strip()
     if not raw:
@@ -395,15 +396,22 @@ def hub_endpoint(env: Mapping[str, str]) -> str | None:
 
     from .errors import ConfigError
 
+    # A URL with user info may hold a password that a malformed URL hides from redaction
+    # (an unencoded "/" in it): such a value is refused unshown.
+    hide = "@" in raw
     try:
         parts = urlsplit(raw)
         parts.port  # noqa: B018 - parses the port, raising ValueError on a bad one
     except ValueError as error:
         raise ConfigError(
-            "HF_ENDPOINT", raw, ENDPOINT_ACCEPTED, f"It is not a URL: {error}."
+            "HF_ENDPOINT",
+            raw,
+            ENDPOINT_ACCEPTED,
+            f"It is not a URL: {error}." if not hide else "It is not a URL.",
+            hide_value=hide,
         ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED)
+        raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED, hide_value=hide)
     return raw.rstrip("/")
 
 

@@ -14,6 +14,8 @@ import json
 import re
 import sys
 
+from entrypoint.output import redact
+
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BuildError, UsageError
 from .matrix import Options, format_plan, load_matrix, plan
 
@@ -198,19 +200,30 @@ def check_options(argv: list[str]) -> None:
             )
 
 
+def _error(message: str) -> None:
+    """Print ``build.py: error: MESSAGE`` on stderr, redacted.
+
+    Through the launcher's one redaction (``entrypoint.output.redact``): the docker SDK's
+    and requests' errors quote ``DOCKER_HOST`` and registry URLs, whose passwords it
+    blanks with no secret configured.
+    """
+    print(redact(f"build.py: error: {message}"), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status. Errors print one message, no traceback."""
+    """Run the command line; return the exit status. Errors print one message, redacted
+    (``_error``), no traceback."""
     try:
         import fire
     except ImportError:
-        print("build.py: error: fire is missing: pip install '.[build]'", file=sys.stderr)
+        _error("fire is missing: pip install '.[build]'")
         return EXIT_USAGE
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         check_options(args)
         fire.Fire(Commands, command=protect_strings(args), name="build.py")
     except BuildError as exc:
-        print(f"build.py: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return exc.exit_status
     except fire.core.FireExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
@@ -218,6 +231,6 @@ def main(argv: list[str] | None = None) -> int:
         print("build.py: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the docker SDK's and requests' errors, OSError, ...
-        print(f"build.py: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _error(f"{type(exc).__name__}: {exc}")
         return 1
     return 0

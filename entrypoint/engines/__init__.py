@@ -11,6 +11,8 @@ Each engine module provides:
 - ``FIXED_OPTIONS``: the other options ``build_argv`` emits, with fixed values tied to no
   variable, which EXTRA_ARGS may override (every emitted option is in one of the three:
   tests/launcher/test_owned_flags.py);
+- ``NOT_SECRET_OPTIONS``: its options whose names begin like a secret flag's but take no
+  secret (``--ssl-keyfile``), which ``entrypoint.plan`` lets through;
 - ``find_engine() -> str | None``: what would run, or ``None`` when it is not installed;
 - ``parser_rejections(argv) -> list[str]``: run ``argv`` through the installed engine's own
   argument parser (imported only then) and describe each flag it rejects.

@@ -406,6 +406,41 @@ def test_cli_unknown_option_is_refused_before_the_command_runs(args, unknown):
     assert f"{args[0]} has no option {unknown}; it takes: --cuda" in done.stderr
 
 
+def test_cli_errors_never_print_the_password_of_docker_host():
+    """The SDK's error quotes DOCKER_HOST; build.py prints it through the launcher's
+    redaction (entrypoint.output.redact), which blanks a URL's password unconfigured."""
+    from tests.images.dockerutil import free_port
+
+    host = f"tcp://builder:DockPw12345@127.0.0.1:{free_port()}"
+    done = run_cli("push", "vllm", env={"DOCKER_HOST": host})
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "DockPw12345" not in done.stdout + done.stderr
+    assert "tcp://builder:***@127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("how", ["registry error", "client exception"])
+def test_cli_errors_from_docker_are_redacted(how, monkeypatch, capsys):
+    """A registry's error message (push stream) and any exception of the client reach the
+    user redacted: URL passwords and query-string credentials blanked."""
+    leak = "https://bot:RegPw12345@127.0.0.1:5000/v2/token?access_token=Tok3n_abcdef"
+    client = FakeDockerClient()
+    client.images.get = lambda name: FakeImage(client.built_id, [name])
+    if how == "registry error":
+        client.push_stream = lambda name: iter([{"errorDetail": {"message": f"Get {leak}"}}])
+    else:
+
+        def push(repository, tag=None, stream=False, decode=False):
+            raise OSError(f"connection to {leak} reset")
+
+        client.api.push = push
+    monkeypatch.setattr(dockerbuild, "docker_client", lambda: client)
+    status = cli.main(["push", "vllm"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("build.py: error: ")
+    assert "RegPw12345" not in err and "Tok3n_abcdef" not in err
+    assert "https://bot:***@127.0.0.1:5000/v2/token?access_token=***" in err
+
+
 def test_build_py_and_pyproject_agree_on_the_oldest_python():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     oldest = ".".join(map(str, build.MIN_PYTHON))

@@ -85,7 +85,8 @@ SECRET_ENDINGS = (
 
 def test_every_secret_option_of_the_engine_is_redacted(engine):
     """Options named like a secret (SECRET_ENDINGS) are redacted in printed commands, in
-    every spelling (entrypoint.output.SECRET_FLAGS)."""
+    every spelling (entrypoint.output.SECRET_FLAGS); NOT_SECRET_OPTIONS lists exactly the
+    parser's options that only begin like one."""
     from entrypoint.output import is_secret_flag, redact_argv
 
     name, python = engine
@@ -104,6 +105,13 @@ def test_every_secret_option_of_the_engine_is_redacted(engine):
         assert is_secret_flag(option), f"{name}'s {option} is not redacted"
         assert is_secret_flag(option.replace("-", "_").replace("__", "--", 1))
         assert redact_argv([option, "s3cret"]) == [option, "***"]
+    # The parser's options that only begin like a secret flag are the ones the launcher lets
+    # through (an exact name wins over abbreviations); every other spelling is refused.
+    from entrypoint.engines import engine_module
+    from entrypoint.output import SECRET_FLAGS
+
+    begins_like = {o for o in options if is_secret_flag(o) and o not in SECRET_FLAGS}
+    assert set(engine_module(name).NOT_SECRET_OPTIONS) == begins_like
 
 
 def test_every_standard_plan_is_accepted(engine):

@@ -81,6 +81,118 @@ def test_url_passwords_are_blanked_and_user_names_kept(url, shown):
 
 
 @pytest.mark.parametrize(
+    "text, shown",
+    [
+        # No scheme: HTTP clients still send user:password@host to host.
+        ("fetched from u:ShortPw_123456@host now", "fetched from u:***@host now"),
+        ("HF_ENDPOINT is 'u:ShortPw_123456@host:99'", "HF_ENDPOINT is 'u:***@host:99'"),
+        ("u:p4ssw0rd@[::1]:9", "u:***@[::1]:9"),
+        # An unencoded "@" or "#" in the password: the user info ends at the last "@"
+        # (urllib.parse.urlsplit: netloc.rpartition("@")).
+        ("http://alice:Pw@Super#Secret99@127.0.0.1:9/x", "http://alice:***@127.0.0.1:9/x"),
+        ("a@b:Pw@Super99@host", "a@b:***@host"),
+        # Not credentials: an image reference's tag before its digest, an e-mail address,
+        # git's scp-like syntax.
+        ("longcat:vllm-0.33.0@sha256:0123abcd", "longcat:vllm-0.33.0@sha256:0123abcd"),
+        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+    ],
+)
+def test_url_userinfo_without_a_scheme_or_with_an_at_sign_is_blanked(text, shown):
+    assert redact(text) == shown
+
+
+@pytest.mark.parametrize(
+    "name", ["token", "access_token", "api_key", "key", "password", "sig", "X-Amz-Signature"]
+)
+def test_query_string_credentials_are_blanked(name):
+    url = f"http://127.0.0.1:9/p?a=1&{name}=ShortPw_123456&b=2#frag"
+    assert redact(url) == f"http://127.0.0.1:9/p?a=1&{name}=***&b=2#frag"
+    assert redact(f"see http://h/#{name}=ShortPw_123456 x") == f"see http://h/#{name}=*** x"
+    assert redact("http://h/?Key-Pair-Id=K1&id=7") == "http://h/?Key-Pair-Id=K1&id=7"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    password=st.text(
+        st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="/"),
+        min_size=8,
+        max_size=40,
+    ),
+    scheme=st.sampled_from(["https://", "ftp://", ""]),
+)
+def test_no_url_password_survives_redaction(password, scheme):
+    """Any password without "/" or whitespace (which would end the URL's authority) is
+    blanked whole, with or without a scheme, unencoded "@", "#", "?" and quotes included."""
+    text = f"x {scheme}user:{password}@hub.example:8080/p y"
+    assert redact(text) == f"x {scheme}user:***@hub.example:8080/p y"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://firstname.lastname%40subdivision.example.com:"
+        "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567@hub-mirror.example.com:99999",
+        "ftp://u:" + "Px9" * 40 + "@host",
+        "x" * 70 + "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567",
+    ],
+)
+def test_a_shortened_value_is_redacted_before_it_is_cut(value):
+    """A cut at SHOWN_VALUE_CHARS can drop the "@" after a URL's password or the end of a
+    configured secret; the message must hold no part of either."""
+    from entrypoint.errors import ConfigError, shorten
+
+    configure(["hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567"])
+    for text in (shorten(value), ConfigError("HF_ENDPOINT", value, "a URL").message()):
+        assert "aBcDeFgH" not in text and "Px9Px9" not in text, text
+        assert "***" in text
+
+
+def test_a_long_url_password_in_hf_endpoint_is_never_printed():
+    token = "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567"
+    for endpoint in (
+        f"https://first.last%40sub.example.com:{token}@hub-mirror.example.com:99999",
+        "ftp://u:" + "Px9" * 40 + "@host",
+        "u:ShortPw_123456@host",
+        "http://u:pass/word99@host",
+    ):
+        env = clean_env({"HF_TOKEN": token, "HF_ENDPOINT": endpoint, "HF_HOME": "/nonexistent"})
+        result = run_launcher(["prefetch"], env)
+        printed = result.stdout + result.stderr
+        assert result.returncode == 2, printed
+        assert "HF_ENDPOINT is refused (value not shown" in printed
+        for part in ("aBcDeFgH", "Px9Px9", "ShortPw", "word99"):
+            assert part not in printed, printed
+
+
+def test_scheme_less_url_password_is_refused_unshown_in_the_dry_run():
+    # The dry run checks HF_ENDPOINT as the launch does (weights.hub_endpoint).
+    result = dry_run({"ENGINE": "vllm", "HF_ENDPOINT": "u:ShortPw_123456@host"})
+    assert result.returncode == 2
+    assert "HF_ENDPOINT is refused (value not shown" in result.stderr
+    assert "ShortPw_123456" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("secret", ["Pa/Ss:W@rd+Key=1", "AbC%2Fdef/GHI", "K!e*y(S)e'c"])
+def test_percent_encoded_secrets_are_blanked_with_either_case_of_hex_digits(secret):
+    configure([secret])
+    upper = percent(secret, safe="")
+    lower = _hex_digits(upper, lambda i: True)
+    mixed = _hex_digits(upper, lambda i: i % 2 == 1)
+    assert upper != lower
+    for spelling in (upper, lower, mixed, percent(secret), _hex_digits(percent(secret), bool)):
+        assert redact(f"a {spelling} b") == "a *** b", spelling
+
+
+def _hex_digits(encoded: str, lower) -> str:
+    """``encoded`` with the two hex digits of escape number i in lower case where
+    ``lower(i)``; every "%" of a percent-encoded text starts an escape."""
+    head, *escapes = encoded.split("%")
+    return head + "".join(
+        "%" + (e[:2].lower() if lower(i) else e[:2]) + e[2:] for i, e in enumerate(escapes)
+    )
+
+
+@pytest.mark.parametrize(
     "flag",
     [
         "--api-key",
@@ -123,6 +235,24 @@ def test_a_token_with_whitespace_or_control_characters_is_refused_unshown(token)
     assert token.strip() not in message and "Traceback" not in message
 
 
+@pytest.mark.parametrize("name", ["HF_TOKEN", "API_KEY", "HUGGING_FACE_HUB_TOKEN"])
+@pytest.mark.parametrize(
+    "secret",
+    ["hf_aBcDeFgH\u00efJkLmNoP", "sk-\u043a\u043b\u044e\u0447-12345678", "hf_abc\u00a0defgh1"],
+)
+def test_a_secret_outside_ascii_is_refused_unshown(name, secret):
+    """HTTP headers carry ASCII only: such a token would fail later as a misleading
+    UnicodeEncodeError quoting a character of it and its position."""
+    for args in (["--dry-run"], ["prefetch"]):
+        result = run_launcher(args, clean_env({"ENGINE": "vllm", name: secret}))
+        message = result.stderr.strip()
+        assert result.returncode == 2 and result.stdout == "", message
+        assert f"{name} is refused (value not shown" in message and "ASCII" in message
+        assert len(message.splitlines()) == 1 and "Traceback" not in message
+        assert not any(c in message for c in secret if not c.isascii())
+        assert secret[:6] not in message
+
+
 def test_unbalanced_quote_in_extra_args_does_not_echo_the_flags():
     result = dry_run({"ENGINE": "vllm", "EXTRA_ARGS": "--api-key sk-SECRET '"})
     assert result.returncode == 2
@@ -137,9 +267,7 @@ def test_url_password_of_hf_endpoint_is_never_printed():
     assert "PASSWORD" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(
-    "extra", [f"--hf-token {SECRET}", f"--lora-modules 'x={SECRET}'", f"--hf_token={SECRET}"]
-)
+@pytest.mark.parametrize("extra", [f"--lora-modules 'x={SECRET}'", f"--lora-modules=x={SECRET}"])
 def test_the_token_reused_anywhere_in_extra_args_is_masked(extra):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
     assert result.returncode == 0, result.stderr
@@ -160,6 +288,84 @@ def test_a_flag_the_launcher_owns_is_refused_without_its_value(extra):
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
     assert result.returncode == 2 and result.stdout == ""
     assert SECRET not in result.stderr and "EXTRA_ARGS" in result.stderr
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize(
+    "flag, alternative",
+    [
+        ("--hf-token", "Set HF_TOKEN"),
+        ("--hf_token", "Set HF_TOKEN"),
+        ("--hf-tok", "Set HF_TOKEN"),
+        ("--HF-TOKEN", "Set HF_TOKEN"),
+        ("--admin-api-key", "cannot be passed safely on the command line"),
+        ("--admin_api", "cannot be passed safely on the command line"),
+        ("--ssl-keyfile-password", "cannot be passed safely on the command line"),
+        ("--ssl-keyfile-p", "cannot be passed safely on the command line"),
+        ("--api-key", "API_KEY"),
+    ],
+)
+@pytest.mark.parametrize("form", ["{flag} {s}", "{flag}={s}"])
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_secret_flag_is_refused_with_the_safe_alternative(engine, flag, alternative, form, dry):
+    """A secret flag is never put on an engine's command line (readable in ps and
+    /proc/PID/cmdline): refused with exit 2, in the dry run too, from EXTRA_ARGS and from
+    the arguments after the image name, naming the safe way; its value never shown."""
+    args = form.format(flag=flag, s=SECRET).split()
+    env = {"ENGINE": engine, "PATH": "/nonexistent"}
+    for where, env_args, argv in (
+        ("EXTRA_ARGS", {"EXTRA_ARGS": " ".join(args)}, []),
+        ("the arguments after the image name", {}, ["--", *args]),
+    ):
+        status, printed = run_main(["--dry-run"] * dry + argv, {**env, **env_args})
+        assert status == 2, printed
+        assert printed.startswith(f"longcat-deploy: error: {where}: {flag}"), printed
+        assert alternative in printed and SECRET not in printed
+        assert len(printed.strip().splitlines()) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    flag=st.sampled_from(output.SECRET_FLAGS),
+    cut=st.integers(min_value=4, max_value=30),
+    underscores=st.booleans(),
+    upper=st.booleans(),
+    engine=st.sampled_from(["vllm", "sglang"]),
+)
+def test_every_spelling_of_a_secret_flag_is_refused(flag, cut, underscores, upper, engine):
+    """Every abbreviation (argparse's prefix matching), underscore and case spelling of a
+    secret flag is refused, but for the engine's own options that only begin like one."""
+    from entrypoint.engines import engine_module
+    from entrypoint.errors import ConfigError
+    from entrypoint.plan import resolve_plan
+    from entrypoint.settings import load_settings
+
+    given = flag[:cut]
+    if underscores:
+        given = "--" + given[2:].replace("-", "_")
+    if upper:
+        given = given.upper()
+    env = {"ENGINE": engine, "EXTRA_ARGS": f"{given} {SECRET}"}
+    if given.replace("_", "-") in engine_module(engine).NOT_SECRET_OPTIONS:  # vLLM's dashes
+        assert resolve_plan(load_settings(env)).extra_args == (given, SECRET)
+        return
+    with pytest.raises(ConfigError) as info:
+        resolve_plan(load_settings(env))
+    assert info.value.exit_status == 2 and SECRET not in info.value.message()
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize("extra", ["--ssl-keyfile /k.pem", "--ssl-keyfile=/k.pem"])
+def test_an_option_that_only_begins_like_a_secret_flag_passes(engine, extra):
+    result = dry_run({"ENGINE": engine, "EXTRA_ARGS": extra})
+    assert result.returncode == 0, result.stderr
+    assert "--ssl-keyfile" in result.stdout.splitlines()[-1]
+
+
+def test_every_secret_flag_has_a_safe_alternative_sentence():
+    from entrypoint.plan import SECRET_FLAG_ALTERNATIVES
+
+    assert set(SECRET_FLAG_ALTERNATIVES) == set(output.SECRET_FLAGS)
 
 
 # --- properties ----------------------------------------------------------------------------
