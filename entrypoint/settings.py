@@ -594,7 +594,8 @@ def load_settings(
 
     Raises:
         ConfigError: naming the first variable whose value is invalid; ``API_KEY`` also
-            when the engine cannot take it (``entrypoint.apikey.check_engine_key``).
+            when the engine cannot take it (``entrypoint.apikey.check_engine_key``);
+            ``VLLM_API_KEY`` when it is set (the launcher sets it from ``API_KEY``).
     """
     for name in SECRET_VARIABLES:
         _check_secret(name, env.get(name, ""))
@@ -644,6 +645,17 @@ def load_settings(
         from .apikey import check_engine_key
 
         check_engine_key(values["ENGINE"], "API_KEY", None, env["API_KEY"])
+    if env.get("VLLM_API_KEY", "").strip():
+        # Set by hand it would bypass the launcher: SGLang ignores it (the API stays open),
+        # and the plan would say the API is open while vLLM enforces it.
+        raise ConfigError(
+            "VLLM_API_KEY",
+            env["VLLM_API_KEY"],
+            "unset",
+            "Give the key as API_KEY, or API_KEY_FILE: the launcher hands it to either "
+            "engine outside its command line (vLLM: in VLLM_API_KEY), and the plan shows it.",
+            hide_value=True,
+        )
     return Settings(values, sources)
 
 

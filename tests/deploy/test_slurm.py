@@ -295,7 +295,7 @@ def test_every_engine_and_library_variable_reaches_every_node(tmp_path):
             "HF_CACHE_DIR": cache_dir(tmp_path),
             "DRY_RUN": "1",
             **FAMILIES,
-            "VLLM_API_KEY": API_KEY,
+            "API_KEY": API_KEY,
             "UNRELATED_SETTING": "x",
         },
         image_env={
@@ -308,7 +308,7 @@ def test_every_engine_and_library_variable_reaches_every_node(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     srun = load(record, "srun.json")
     forced = srun["options"]["--container-env"].split(",")
-    assert set(FAMILIES) | {"VLLM_API_KEY"} <= set(forced)
+    assert set(FAMILIES) | {"API_KEY"} <= set(forced)
     assert "UNRELATED_SETTING" not in forced
     assert "HF_CACHE_DIR" not in forced, "the host's path is the script's, not the container's"
     assert len(forced) == len(set(forced)), "a name given twice"
@@ -318,7 +318,7 @@ def test_every_engine_and_library_variable_reaches_every_node(tmp_path):
         assert task["returncode"] == 0, task["stderr"]
         for name, value in FAMILIES.items():
             assert task["environment"][name] == value, name  # over the image's value
-        assert task["environment"]["VLLM_API_KEY"] == API_KEY
+        assert task["environment"]["API_KEY"] == API_KEY
         assert API_KEY not in task["stdout"] + task["stderr"]
 
 

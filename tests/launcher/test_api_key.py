@@ -75,10 +75,19 @@ def test_vllm_reads_the_key_from_its_environment_only(how, tmp_path):
     assert_never_shown(KEY, result, seen)
 
 
-def test_the_launchers_key_replaces_a_vllm_api_key_already_set(tmp_path):
-    result, seen = launch(tmp_path, "vllm", API_KEY=KEY, VLLM_API_KEY="sk-other-key-987654")
-    assert result.returncode == 0, result.stderr
-    assert seen["env"]["VLLM_API_KEY"] == KEY
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize("with_api_key", [False, True])
+def test_a_vllm_api_key_set_by_hand_is_refused_unshown(tmp_path, engine, with_api_key):
+    """Set by hand, VLLM_API_KEY would bypass the launcher: SGLang ignores it (the API
+    stays open) and the plan would call the API open while vLLM enforces it."""
+    other = "sk-other-key-987654"
+    extra = {"VLLM_API_KEY": other, **({"API_KEY": KEY} if with_api_key else {})}
+    result, seen = launch(tmp_path, engine, **extra)
+    assert result.returncode == 2 and seen is None
+    message = result.stderr.strip()
+    assert message.startswith("longcat-deploy: error: VLLM_API_KEY is refused (value not shown")
+    assert "Give the key as API_KEY, or API_KEY_FILE" in message
+    assert_never_shown(other, result, None)
 
 
 def test_without_a_key_the_engine_gets_none(tmp_path):
