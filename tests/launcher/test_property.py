@@ -7,11 +7,11 @@ import contextlib
 import io
 import shlex
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from entrypoint.cli import main
-from entrypoint.settings import VARIABLES
+from entrypoint.settings import SECRET_VARIABLES, VARIABLES
 
 NAMES = [v.name for v in VARIABLES] + [
     "LWS_WORKER_INDEX",
@@ -60,9 +60,17 @@ VALUES = st.one_of(INTERESTING, st.text(max_size=20))
 ENVS = st.dictionaries(st.sampled_from(NAMES), VALUES, max_size=10)
 
 
+def secret_hides_a_name(env: dict[str, str]) -> bool:
+    """A secret that is part of a variable's name (HF_TOKEN=SLURM_JO) is blanked there too:
+    output.redact blanks every occurrence, so no message could name that variable."""
+    values = [env.get(name, "") for name in SECRET_VARIABLES]
+    return any(value and value in name for value in values for name in NAMES)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(env=ENVS, args=st.lists(st.text(max_size=8), max_size=3))
 def test_any_environment_gives_a_plan_or_a_clear_refusal(env, args):
+    assume(not secret_hides_a_name(env))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(["--dry-run", "--", *args], env)
