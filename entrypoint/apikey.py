@@ -69,7 +69,7 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
     if plan.api_key_source == "API_KEY":
         check_engine_key(plan.engine, "API_KEY", None, env["API_KEY"])
         return env["API_KEY"]
-    from .settings import _check_secret
+    from .values import check_secret
 
     path = env["API_KEY_FILE"].strip()
     data = _read_regular_file("API_KEY_FILE", path, MAX_KEY_FILE_BYTES + 1)
@@ -83,7 +83,7 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
         raise ConfigError("API_KEY_FILE", path, "a UTF-8 text file holding one key") from None
     if not key:
         raise ConfigError("API_KEY_FILE", path, "a file holding one key", "The file is empty.")
-    _check_secret(f"the key in API_KEY_FILE={path}", key)
+    check_secret(f"the key in API_KEY_FILE={path}", key)
     check_engine_key(plan.engine, "API_KEY_FILE", path, key)
     return key
 

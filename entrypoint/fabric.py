@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 
+from .outcome import Outcome
 from .output import format_bytes
-from .preflight import Outcome
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start

@@ -19,9 +19,15 @@ from __future__ import annotations
 
 import sys
 
-from .values import GB, MIN_SECRET_CHARS, GiB, MiB
+from .units import GB, GiB, MiB
 
 PREFIX = "longcat-deploy"
+
+# The shortest secret (token, API key) accepted (entrypoint.settings refuses shorter ones).
+# Output blanks each secret wherever its text appears, so a key as short as "on" would
+# blank parts of every message; real tokens are far longer (Hugging Face user tokens:
+# "hf_" and 34 characters).
+MIN_SECRET_CHARS = 8
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start

@@ -24,7 +24,7 @@ import os
 
 from .errors import ConfigError, WeightsError
 from .output import format_gb, log, say
-from .values import GB
+from .units import GB
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -43,8 +43,10 @@ from __future__ import annotations
 import os
 
 from .errors import PreflightError
+from .outcome import Outcome
 from .output import format_bytes, log
-from .values import GB, GiB, join_host_port
+from .units import GB, GiB
+from .values import join_host_port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,49 +81,6 @@ MASTER_RESOLVE_WAIT_S = 30
 
 SYS_CLASS_NET = "/sys/class/net"
 PROC_IF_INET6 = "/proc/net/if_inet6"
-
-
-class Outcome:
-    """The result of one check.
-
-    A check passes, passes with a warning, or fails. A warning does not stop the launch
-    under any ``PREFLIGHT`` mode, but is printed in the report: for example a multi-node
-    plan on a host without RDMA, which works, slowly.
-
-    Attributes:
-        name (str): what was checked, e.g. ``"gpus"``.
-        ok (bool): the check passed (with or without a warning).
-        text (str): what was found; for a failure or a warning, also what to change.
-        warning (bool): the check passed, but ``text`` says what the user should know.
-        engine_env (dict[str, str]): variables this check chose for the engine (e.g.
-            ``GLOO_SOCKET_IFNAME``); the launch passes them on unless already set.
-        rlimits (dict[str, int]): soft resource limits this check chose for the engine, by
-            ``resource`` name (``{"RLIMIT_MEMLOCK": ...}``); the launcher sets them just
-            before the exec.
-    """
-
-    __slots__ = ("name", "ok", "text", "warning", "engine_env", "rlimits")
-
-    def __init__(
-        self,
-        name: str,
-        ok: bool,
-        text: str,
-        engine_env: dict[str, str] | None = None,
-        *,
-        warning: bool = False,
-        rlimits: dict[str, int] | None = None,
-    ):
-        self.name = name
-        self.ok = ok
-        self.text = text
-        self.warning = warning and ok
-        self.engine_env = engine_env or {}
-        self.rlimits = rlimits or {}
-
-    def __repr__(self) -> str:
-        kind = "warning" if self.warning else self.ok
-        return f"Outcome({self.name!r}, {kind}, {self.text!r})"
 
 
 def chosen_engine_env(outcomes: list[Outcome]) -> dict[str, str]:

@@ -14,12 +14,13 @@ start (see ``benchmarks/launcher_startup.py``).
 from __future__ import annotations
 
 from .errors import ConfigError
+from .output import MIN_SECRET_CHARS
 from .platforms import PLATFORM_PREFIXES
 from .values import (
     ADDRESS_ACCEPTED,
     BOOL_ACCEPTED,
     LARGEST_WHOLE,
-    MIN_SECRET_CHARS,
+    check_secret,
     fullmatch,
     parse_address,
     parse_bool,
@@ -507,7 +508,7 @@ def _parse(var: Variable, raw: str) -> Any:
         raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "file":
         return text
-    if var.kind == "secret":  # checked by _check_secret; the value stays in the environment
+    if var.kind == "secret":  # checked by values.check_secret; the value stays in the environment
         return True
     raise TypeError(f"{var.name}: no parser for kind {var.kind!r}")  # a bug in VARIABLES
 
@@ -522,46 +523,6 @@ def detect_engine(env: Mapping[str, str]) -> list[str]:
     from .engines import engine_module
 
     return [name for name in ENGINES if engine_module(name).find_engine(env) is not None]
-
-
-def _check_secret(name: str, raw: str) -> None:
-    """Refuse a secret that is short, holds whitespace or control characters, or is not
-    ASCII, unshown.
-
-    A token read from a file often keeps its trailing newline; HTTP clients then refuse the
-    header (``Illegal header value``) and print it whole. A secret travels in an HTTP
-    header (``Authorization: Bearer ...``), whose value the Hub's client encodes as ASCII
-    (httpx2/_models.py, ``_normalize_header_value``; RFC 9110, section 5.5, admits no more
-    than obsolete Latin-1): a non-ASCII one fails there as a ``UnicodeEncodeError`` that
-    quotes a character of it and its position.
-
-    Raises:
-        ConfigError: naming ``name``, never the value.
-    """
-    accepted = (
-        f"a token of {MIN_SECRET_CHARS} or more ASCII characters, without spaces, "
-        "newlines or control characters"
-    )
-    if raw and (raw.strip() != raw or not raw.isprintable() or " " in raw):
-        raise ConfigError(
-            name,
-            raw,
-            accepted,
-            "Remove the trailing newline or spaces (a Secret made from a file "
-            "keeps them: create it with --from-literal, or strip the file).",
-            hide_value=True,
-        )
-    if not raw.isascii():
-        raise ConfigError(
-            name,
-            raw,
-            accepted,
-            "It holds a character outside ASCII, which an HTTP header (Authorization: "
-            "Bearer ...) cannot carry: copy the token again, as plain text.",
-            hide_value=True,
-        )
-    if raw and len(raw) < MIN_SECRET_CHARS:
-        raise ConfigError(name, raw, accepted, hide_value=True)
 
 
 def _platform_values(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -598,7 +559,7 @@ def load_settings(
             ``VLLM_API_KEY`` when it is set (the launcher sets it from ``API_KEY``).
     """
     for name in SECRET_VARIABLES:
-        _check_secret(name, env.get(name, ""))
+        check_secret(name, env.get(name, ""))
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     platform = _platform_values(env)

@@ -3,21 +3,15 @@
 The leaf of the launcher: every module that reads a variable (``settings`` for the
 launcher's own, ``platforms`` for LeaderWorkerSet and Slurm) parses it with these
 functions, so each kind of value is accepted one way everywhere. It imports nothing of
-the launcher but ``errors``, and only the standard library (``ipaddress`` and ``re`` lazily,
+the launcher but ``errors`` and ``output`` (the shortest secret), and only the standard library (``ipaddress`` and ``re`` lazily,
 when a value needs them).
 
-Units used across the launcher are defined here too: ``GB`` (10**9 bytes, the unit of GPU
-datasheets and checkpoint sizes) and ``GiB``/``MiB`` (2**30, 2**20 bytes, the units of
-Linux limits such as ``/dev/shm``).
 """
 
 from __future__ import annotations
 
 from .errors import ConfigError
-
-GB = 10**9
-GiB = 2**30
-MiB = 2**20
+from .output import MIN_SECRET_CHARS
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
@@ -27,10 +21,6 @@ BOOL_ACCEPTED = "1/true/yes/on or 0/false/no/off/empty (any case)"
 # within a C int, which is what the engines and the kernel take them as.
 LARGEST_WHOLE = 2**31 - 1
 
-# The shortest secret (token, API key) accepted. Output blanks each secret wherever its
-# text appears, so a key as short as "on" would blank parts of every message; real tokens
-# are far longer (Hugging Face user tokens: "hf_" and 34 characters).
-MIN_SECRET_CHARS = 8
 
 ADDRESS_ACCEPTED = "an IPv4 address, an IPv6 address (brackets optional) or a DNS name"
 
@@ -179,3 +169,43 @@ def repo_id_of_cache_folder(path: str) -> str | None:
     if not name.startswith(CACHE_FOLDER_PREFIX):
         return None
     return name[len(CACHE_FOLDER_PREFIX) :].replace("--", "/")
+
+
+def check_secret(name: str, raw: str) -> None:
+    """Refuse a secret that is short, holds whitespace or control characters, or is not
+    ASCII, unshown.
+
+    A token read from a file often keeps its trailing newline; HTTP clients then refuse the
+    header (``Illegal header value``) and print it whole. A secret travels in an HTTP
+    header (``Authorization: Bearer ...``), whose value the Hub's client encodes as ASCII
+    (httpx2/_models.py, ``_normalize_header_value``; RFC 9110, section 5.5, admits no more
+    than obsolete Latin-1): a non-ASCII one fails there as a ``UnicodeEncodeError`` that
+    quotes a character of it and its position.
+
+    Raises:
+        ConfigError: naming ``name``, never the value.
+    """
+    accepted = (
+        f"a token of {MIN_SECRET_CHARS} or more ASCII characters, without spaces, "
+        "newlines or control characters"
+    )
+    if raw and (raw.strip() != raw or not raw.isprintable() or " " in raw):
+        raise ConfigError(
+            name,
+            raw,
+            accepted,
+            "Remove the trailing newline or spaces (a Secret made from a file "
+            "keeps them: create it with --from-literal, or strip the file).",
+            hide_value=True,
+        )
+    if not raw.isascii():
+        raise ConfigError(
+            name,
+            raw,
+            accepted,
+            "It holds a character outside ASCII, which an HTTP header (Authorization: "
+            "Bearer ...) cannot carry: copy the token again, as plain text.",
+            hide_value=True,
+        )
+    if raw and len(raw) < MIN_SECRET_CHARS:
+        raise ConfigError(name, raw, accepted, hide_value=True)

@@ -43,7 +43,8 @@ import os
 
 from .errors import WeightsError
 from .output import format_gb, log
-from .values import CACHE_FOLDER_PREFIX, GB, is_local_model, repo_id_of_cache_folder
+from .units import GB
+from .values import CACHE_FOLDER_PREFIX, is_local_model, repo_id_of_cache_folder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
