@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import EXIT_CONFIG, LaunchError
+from .errors import EXIT_CONFIG, EXIT_OUTPUT, LaunchError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -49,8 +49,8 @@ Launch LongCat-Flash on SGLang or vLLM, configured by environment variables
 
 Exit statuses: 0 ok, 1 check/health failed, 2 bad configuration or usage,
 3 preflight failed, 4 weights unavailable (or, prefetch --verify, differing),
-127 engine not installed (or, check, not importable), 130/143 SIGINT/SIGTERM
-during a download.
+74 output could not be written, 127 engine not installed (or, check, not
+importable), 130/143 SIGINT/SIGTERM during a download.
 """
 
 DRY_RUN = "--dry-run"
@@ -129,10 +129,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     import os
 
     from .output import configure, log, say
-    from .settings import SECRET_VARIABLES
+    from .settings import secret_values
 
     env = os.environ if env is None else env
-    configure(env.get(name, "") for name in SECRET_VARIABLES)
+    configure(secret_values(env))
     try:
         command, args, dry_run = parse_command_line(sys.argv[1:] if argv is None else argv)
         if command == "help":
@@ -153,14 +153,38 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if command == "env-table":
             from .settings import env_table_markdown
 
-            say(env_table_markdown(), end="")
+            # Static text from VARIABLES, no value of the environment: written as it is
+            # (redaction would blank its "Authorization: Bearer KEY" placeholder).
+            sys.stdout.write(env_table_markdown())
+            sys.stdout.flush()
             return 0
         from .launch import launch
         from .values import parse_bool
 
         return launch(env, args, dry_run or parse_bool("DRY_RUN", env.get("DRY_RUN", "")))
     except LaunchError as error:
-        log(f"error: {error.message()}")
+        try:
+            log(f"error: {error.message()}")
+        except OSError:
+            return _output_failed()
         return error.exit_status
     except KeyboardInterrupt:
         return 130
+    except OSError:  # every other OSError is a LaunchError by now: writing output failed
+        return _output_failed()
+
+
+def _output_failed() -> int:
+    """Exit quietly when stdout or stderr cannot be written (``>/dev/full``, a closed pipe):
+    both are pointed at /dev/null so the interpreter's final flush cannot fail again
+    (Python's documentation, "Note on SIGPIPE"). Returns ``EXIT_OUTPUT``."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # ValueError: the stream is closed
+            pass
+    return EXIT_OUTPUT

@@ -12,6 +12,7 @@ status meaning
 2      the configuration is invalid or inconsistent (``ConfigError``)
 3      a preflight check of the host failed (``PreflightError``)
 4      the checkpoint could not be made available locally (``WeightsError``)
+74     the launcher's own output could not be written (a full disk, a closed pipe)
 127    the chosen engine is not installed here, or not importable completely
        (``EngineNotInstalled``, ``EngineNotImportable``)
 130    SIGINT during the download, or Ctrl-C anywhere (``entrypoint.weights``)
@@ -25,6 +26,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_PREFLIGHT = 3
 EXIT_WEIGHTS = 4
+EXIT_OUTPUT = 74  # sysexits.h EX_IOERR: "an error occurred while doing I/O"
 EXIT_ENGINE_MISSING = 127  # the shell's "command not found"
 
 

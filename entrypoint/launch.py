@@ -200,11 +200,11 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     if plan.api_key_source is not None:
         from .apikey import read_api_key
         from .output import configure
-        from .settings import SECRET_VARIABLES
+        from .settings import secret_values
 
         key = read_api_key(plan, env)
         if key is not None:
-            configure([*(env.get(name, "") for name in SECRET_VARIABLES), key])
+            configure([*secret_values(env), key])
     if engine_module(plan.engine).find_engine(env) is None:
         raise EngineNotInstalled(
             plan.engine,

@@ -91,6 +91,13 @@ def _spellings(secret: str) -> tuple[set[str], set[str]]:
         forms.add(repr(secret)[1:-1])
         forms.add(json.dumps(secret)[1:-1])
         forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+        # Inside a larger quoted word the quotes are escaped on their own: repr() of a
+        # text holding both kinds escapes "'" as \', and a shell-quoted word writes "'"
+        # as '"'"' (shlex.quote).
+        escaped = secret.replace("\\", "\\\\")
+        forms.add(escaped.replace("'", "\\'"))
+        forms.add(escaped.replace('"', '\\"'))
+        forms.add(secret.replace("'", "'\"'\"'"))
     encoded: set[str] = set()
     if not _UNRESERVED.issuperset(secret):
         from urllib.parse import quote as percent
@@ -137,6 +144,17 @@ _QUERY_CREDENTIAL = (
 )
 
 
+# The credential of an HTTP Authorization or Proxy-Authorization header (RFC 9110, section
+# 11.6.2 and 11.7.2: a scheme, then the credentials), as a server may echo the request's
+# headers back in an error: "Basic" carries base64 of user:password, "Bearer" a token. The
+# schemes are those of IANA's HTTP Authentication Scheme Registry, and "token".
+_AUTHORIZATION = (
+    r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?:basic|bearer|digest|dpop|hoba|mutual|negotiate|ntlm|privatetoken|scram-sha-1|"
+    r"scram-sha-256|vapid|aws4-hmac-sha256|token)\s+)?)[^\s\"',;}\]]+"
+)
+
+
 def redact(text: str) -> str:
     """Return ``text`` with every configured secret and every URL credential blanked (``***``).
 
@@ -144,7 +162,9 @@ def redact(text: str) -> str:
     with or without a scheme; the user name stays: ``https://user:PASSWORD@host`` reads
     ``https://user:***@host``, ``user:PASSWORD@host`` reads ``user:***@host``, and
     ``https://TOKEN@host`` reads ``https://***@host``. Query parameters that carry a
-    credential (``_QUERY_CREDENTIAL``): ``?token=VALUE`` reads ``?token=***``.
+    credential (``_QUERY_CREDENTIAL``): ``?token=VALUE`` reads ``?token=***``. The
+    credentials of an ``Authorization`` or ``Proxy-Authorization`` header
+    (``_AUTHORIZATION``): ``Authorization: Basic VALUE`` reads ``Authorization: Basic ***``.
 
     ``re`` is imported only for text that may hold a URL credential (an ``@``, or an ``=``
     after ``?``, ``&`` or ``#``), or a percent-encoded secret.
@@ -163,6 +183,10 @@ def redact(text: str) -> str:
         import re
 
         text = re.sub(_QUERY_CREDENTIAL, rf"\1={REDACTED}", text)
+    if "uthorization" in text.lower():
+        import re
+
+        text = re.sub(_AUTHORIZATION, rf"\1{REDACTED}", text)
     return text
 
 
@@ -242,7 +266,9 @@ def quote(word: str) -> str:
 
 def command_line(argv: list[str]) -> str:
     """The command as one shell-quoted line, secrets redacted, for printing."""
-    return redact(" ".join(quote(word) for word in redact_argv(argv)))
+    # Each word is redacted before it is quoted: quoting a word that holds a secret among
+    # other text (--lora-modules x=SECRET) can spell the secret in a way no form matches.
+    return redact(" ".join(quote(redact(word)) for word in redact_argv(argv)))
 
 
 def format_bytes(n: float) -> str:

@@ -407,6 +407,43 @@ SECRET_VARIABLES = (
     "HUGGING_FACE_HUB_TOKEN",
     "VLLM_API_KEY",
 )
+
+
+def stored_hub_token(env: Mapping[str, str]) -> str | None:
+    """The token ``hf auth login`` stored, which huggingface_hub sends when ``HF_TOKEN`` is
+    unset; ``None`` when there is none (or it cannot be read as a regular file).
+
+    Its path is huggingface_hub's (``huggingface_hub/constants.py``, ``HF_TOKEN_PATH``):
+    ``HF_TOKEN_PATH``, else ``HF_HOME/token``, else ``$XDG_CACHE_HOME/huggingface/token``
+    (``~/.cache`` without it). A mounted cache often holds one. At most 4096 bytes are
+    read, stripped as ``utils/_auth.py``, ``_clean_token``, does.
+    """
+    import os
+
+    home = env.get("HF_HOME") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "huggingface",
+    )
+    path = env.get("HF_TOKEN_PATH") or os.path.join(home, "token")
+    path = os.path.expandvars(os.path.expanduser(path))
+    try:
+        if not os.path.isfile(path):  # a FIFO or a device would block, or never end
+            return None
+        with open(path, "rb") as f:
+            token = f.read(4096).decode("utf-8", "replace").replace("\r", "").replace("\n", "")
+    except OSError:
+        return None
+    return token.strip() or None
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """Every secret ``entrypoint.output.configure`` must blank for ``env``: the values of
+    ``SECRET_VARIABLES`` and the stored Hub token (``stored_hub_token``)."""
+    values = [env.get(name, "") for name in SECRET_VARIABLES]
+    stored = stored_hub_token(env)
+    return [*values, stored] if stored else values
+
+
 # Families of variables that the engines and their libraries read (NCCL, UCX, Gloo,
 # huggingface_hub, vLLM, SGLang). The platform files pass every one that is set into the
 # container unchanged: compose from compose/.env (common.yaml's env_file), the sbatch
@@ -418,8 +455,9 @@ MAX_VALUE_CHARS = 4096
 MAX_ARGS_CHARS = 65536
 
 # Hugging Face repo ids, as huggingface_hub.utils._validators.validate_repo_id accepts
-# them: REPO_ID_REGEX, and no "--", "..", or ".git" ending.
-_REPO_ID = r"(?:\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b"
+# them: REPO_ID_REGEX (ASCII word characters only: re.ASCII), and no "--", "..", or ".git"
+# ending.
+_REPO_ID = r"(?a)(?:\b[\w\-.]{1,96}\b/)?\b[\w\-.]{1,96}\b"
 
 
 class Settings:

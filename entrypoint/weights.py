@@ -413,6 +413,14 @@ def hub_endpoint(env: Mapping[str, str]) -> str | None:
         ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED, hide_value=hide)
+    if any(c.isspace() for c in raw):  # no URL holds one (RFC 3986, section 2)
+        raise ConfigError(
+            "HF_ENDPOINT",
+            raw,
+            ENDPOINT_ACCEPTED,
+            "It holds a space: percent-encode it (%20).",
+            hide_value=hide,
+        )
     return raw.rstrip("/")
 
 
@@ -633,6 +641,13 @@ class HubRepo:
             why = (
                 f"{endpoint} sent nothing for {self.stall_s:g} s (DOWNLOAD_STALL_S), "
                 f"{DOWNLOAD_ATTEMPTS} times. {self.check_path}"
+            )
+        elif isinstance(error, OSError) and error.filename is not None:
+            # A local path, not the network: huggingface_hub reads its stored token under
+            # HF_HOME (HF_TOKEN_PATH) before it sends anything.
+            why = (
+                f"{error.strerror}: {error.filename}. HF_HOME (and HF_TOKEN_PATH, when set) "
+                "must be a directory the launcher can read and write, not a file"
             )
         elif isinstance(error, HfHubHTTPError) and status == 403:
             why = (

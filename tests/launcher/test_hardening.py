@@ -345,3 +345,23 @@ def test_an_unreadable_pid_record_is_unhealthy_not_a_traceback(tmp_path):
     assert engine_process(str(record)) is None
     record.chmod(stat.S_IWUSR)
     assert engine_process(str(tmp_path / "absent.pid")) is None
+
+
+def test_an_hf_home_that_is_a_file_is_named_not_blamed_on_the_network(tmp_path):
+    """huggingface_hub reads its stored token under HF_HOME before any request: a file
+    there was reported as a network failure ("Check the network path")."""
+    home = tmp_path / "not-a-directory"
+    home.write_text("")
+    env = clean_env(
+        {
+            "ENGINE": "vllm",
+            "HF_HOME": str(home),
+            "HF_ENDPOINT": "http://127.0.0.1:9",
+            "DOWNLOAD_STALL_S": "2",
+        }
+    )
+    result = run_launcher(["prefetch"], env)
+    assert result.returncode == 4, result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert f"Not a directory: {home}/token" in message and "HF_HOME" in message
+    assert "Check the network path" not in message and "Traceback" not in result.stderr

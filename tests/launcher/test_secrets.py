@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from urllib.parse import quote as percent
 
@@ -20,7 +22,7 @@ from entrypoint import output
 from entrypoint.cli import main
 from entrypoint.output import command_line, configure, is_secret_flag, redact, redact_argv
 from entrypoint.settings import SECRET_VARIABLES, VARIABLES
-from tests.launcher.support import clean_env, run_launcher
+from tests.launcher.support import REPO, clean_env, run_launcher
 
 SECRET = "hf_Sup3rSecretT0ken9"
 
@@ -476,3 +478,76 @@ def test_output_module_state_is_reset_by_configure():
     configure([])
     assert output.redact("xabcdefghx") == "xabcdefghx"
     assert command_line(["a", "--api-key", "k"]) == "a --api-key '***'"
+
+
+# --- found by the second adversarial pass -----------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["API_KEY", "HF_TOKEN"])
+def test_a_secret_with_a_quote_reused_inside_a_flag_is_blanked(variable):
+    secret = "ab'cdefgh"
+    result = dry_run({"ENGINE": "vllm", variable: secret}, "--", "--lora-modules", f"x={secret}")
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout + result.stderr
+    assert "cdefgh" not in printed and "--lora-modules 'x=***'" in result.stdout
+
+
+def test_escaped_spellings_of_a_quote_inside_larger_text_are_blanked():
+    secret = "ab'cd\"efgh\\1"
+    configure([secret])
+    for larger in ("x=" + secret, "'\"" + secret):
+        for text in (repr(larger), json.dumps(larger), shlex.quote(larger)):
+            assert "efgh" not in redact(text), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "X-Error-Message: Authorization: Basic Ym9iOlBhNTV3MHJk, request refused",
+        "{'authorization': 'Bearer hf_StoredTok3nValue', 'accept': '*/*'}",
+        "Proxy-Authorization: Basic Y2Fyb2w6UHIweHlQdzk=",
+        '"Authorization": "token ghp_abcdefgh12345"',
+    ],
+)
+def test_authorization_header_values_are_blanked_whatever_the_scheme(text):
+    shown = redact(text)
+    for credential in ("Ym9iOlBhNTV3MHJk", "hf_StoredTok3nValue", "Y2Fyb2w6UHIweHlQdzk=", "ghp_"):
+        assert credential not in shown
+    assert "***" in shown
+
+
+def test_the_stored_hub_token_is_a_secret_too(tmp_path):
+    """huggingface_hub sends the token `hf auth login` stored when HF_TOKEN is unset
+    (constants.HF_TOKEN_PATH): it is blanked like HF_TOKEN."""
+    from entrypoint.settings import secret_values, stored_hub_token
+
+    (tmp_path / "token").write_text("hf_StoredTok3nValue\n")
+    assert stored_hub_token({"HF_HOME": str(tmp_path)}) == "hf_StoredTok3nValue"
+    assert stored_hub_token({"HF_TOKEN_PATH": str(tmp_path / "token")}) == "hf_StoredTok3nValue"
+    assert stored_hub_token({"HF_HOME": str(tmp_path / "none")}) is None
+    configure(secret_values({"HF_HOME": str(tmp_path)}))
+    assert redact("sent hf_StoredTok3nValue") == "sent ***"
+
+
+def test_a_space_in_hf_endpoint_is_refused_unshown():
+    result = dry_run({"ENGINE": "vllm", "HF_ENDPOINT": "http://alice:S3cr3t pw@127.0.0.1:9"})
+    assert result.returncode == 2
+    assert "HF_ENDPOINT is refused (value not shown" in result.stderr
+    assert "S3cr3t" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_output_that_cannot_be_written_is_exit_74_without_a_traceback(stream):
+    env = clean_env({"ENGINE": "vllm" if stream == "stdout" else "bogus"})
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "entrypoint", "--dry-run"],
+            env=env,
+            cwd=REPO,
+            stdout=full if stream == "stdout" else subprocess.PIPE,
+            stderr=full if stream == "stderr" else subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 74
+    assert "Traceback" not in (result.stderr or "") + (result.stdout or "")
