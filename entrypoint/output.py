@@ -124,11 +124,12 @@ def _hex_case_insensitive(form: str) -> re.Pattern[str]:
 # it (Lib/urllib/parse.py, _NetlocResultMixinStr._userinfo: netloc.rpartition("@")), so a
 # password holding an unencoded "@", "#" or "?" is blanked whole. Without a scheme
 # (``user:password@host``, which HTTP clients still send to ``host``), a password is
-# recognised only before "@" and a host name or address with an optional port, so an
-# image reference such as ``name:tag@sha256:...`` keeps its tag.
+# recognised only before "@" and a host name or address with an optional port that ends
+# there (whatever follows: a space, "/", "&", "}"...), so an image reference such as
+# ``name:tag@sha256:...`` keeps its tag.
 _USERINFO = (
     r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/]*)@"
-    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d*)?(?![^\s/?#'\"),;\]>]))"
+    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d*)?(?![\w.~%@:-]))"
 )
 # Query (or fragment) parameters that carry a credential, by how their name ends (any
 # case): OAuth 2.0 ``access_token`` (RFC 6750, section 2.3; in a fragment, RFC 6749,
@@ -140,18 +141,20 @@ _USERINFO = (
 # ``token``, ``api_key``/``apikey``, ``secret``, ``password``/``passwd``/``pwd``, ``auth``.
 _QUERY_CREDENTIAL = (
     r"(?i)([?&#][\w.~%-]*?(?:token|key|secret|password|passwd|pwd|sig|signature|credential|"
-    r"auth))=[^&#\s]*"
+    r"auth))=[^&#\s'\")]*"
 )
 
 
 # The credential of an HTTP Authorization or Proxy-Authorization header (RFC 9110, section
 # 11.6.2 and 11.7.2: a scheme, then the credentials), as a server may echo the request's
 # headers back in an error: "Basic" carries base64 of user:password, "Bearer" a token. The
-# schemes are those of IANA's HTTP Authentication Scheme Registry, and "token".
+# schemes are those of IANA's HTTP Authentication Scheme Registry, and "token"; the value
+# may follow quotes, a bracket (a list of values) or HTML-escaped quotes.
 _AUTHORIZATION = (
-    r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
+    r"(?i)((?:proxy-)?authorization(?:[\"']|&quot;|&#0*39;)?\s*[:=]\s*"
+    r"(?:[\"'\[(]|&quot;|&#0*39;)*\s*"
     r"(?:(?:basic|bearer|digest|dpop|hoba|mutual|negotiate|ntlm|privatetoken|scram-sha-1|"
-    r"scram-sha-256|vapid|aws4-hmac-sha256|token)\s+)?)[^\s\"',;}\]]+"
+    r"scram-sha-256|vapid|aws4-hmac-sha256|token)\s+)?)[^\s\"',;}\])&]+"
 )
 
 

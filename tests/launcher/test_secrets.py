@@ -551,3 +551,26 @@ def test_output_that_cannot_be_written_is_exit_74_without_a_traceback(stream):
         )
     assert result.returncode == 74
     assert "Traceback" not in (result.stderr or "") + (result.stdout or "")
+
+
+# --- found by the third adversarial pass ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("--foo=u:PwSecret4321@10.0.0.1:80&y", "--foo=u:***@10.0.0.1:80&y"),
+        ("--foo u:PwSecret4321@host|x", "--foo u:***@host|x"),
+        ("--foo u:PwSecret4321@host}", "--foo u:***@host}"),
+        ("name:tag@sha256:abcdef", "name:tag@sha256:abcdef"),  # an image reference stays
+        ("{'authorization': ['Basic PwSecret4321']}", "{'authorization': ['Basic ***']}"),
+        ("Authorization&quot;: &quot;Basic PwSecret4321&quot;", None),
+        ("'https://h/x?token=PwSecret4321' next", "'https://h/x?token=***' next"),
+        ("(Authorization: Bearer PwSecret4321) cannot", "(Authorization: Bearer ***) cannot"),
+    ],
+)
+def test_credentials_whatever_follows_them_are_blanked_and_quotes_kept(text, shown):
+    result = redact(text)
+    assert "PwSecret4321" not in result
+    if shown is not None:
+        assert result == shown
