@@ -61,13 +61,13 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
 
     Raises:
         ConfigError: the file cannot be read, is not a regular file, is too long, or
-            holds no valid key, or the key is one the engine cannot take
-            (``check_engine_key``); naming the variable the key came from, never the key.
+            holds no valid key, or its key is one the engine cannot take
+            (``check_engine_key``; ``API_KEY`` itself was checked with the settings),
+            naming API_KEY_FILE, never the key.
     """
     if plan.api_key_source is None:
         return None
-    if plan.api_key_source == "API_KEY":
-        check_engine_key(plan.engine, "API_KEY", None, env["API_KEY"])
+    if plan.api_key_source == "API_KEY":  # checked with the settings (load_settings)
         return env["API_KEY"]
     from .values import check_secret
 
