@@ -14,10 +14,11 @@ from typing import TextIO
 
 from .engines import build_argv, engine_module
 from .errors import EngineNotImportable, EngineNotInstalled
+from .launch import command_sources, refuse_secrets_on_command_line
 from .output import command_line, say
 from .plan import resolve_plan
 from .platforms import PLATFORM_PREFIXES
-from .settings import DEFAULT_NNODES, PRECISIONS, VARIANTS, load_settings
+from .settings import DEFAULT_NNODES, PRECISIONS, VARIANTS, load_settings, named_secrets
 
 # A documentation address (RFC 5737), used when a standard multi-node plan needs one and
 # MASTER_IP is unset: the parser only needs its form, nothing is sent to it.
@@ -105,13 +106,22 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
         0 when the engine accepts every command, 1 when it rejects any flag.
 
     Raises:
-        ConfigError: ``env`` is invalid.
+        ConfigError: ``env`` is invalid, or would put a secret on the engine's command
+            line (``entrypoint.launch.refuse_secrets_on_command_line``).
         EngineNotInstalled: the engine is not installed here.
         EngineNotImportable: a module of its parser does not import (``import_parser_modules``).
     """
     settings = load_settings(env)
     engine = settings["ENGINE"]
     module = engine_module(engine)
+    cases = (
+        standard_environments(env, engine) if all_plans else [("current configuration", dict(env))]
+    )
+    commands = []
+    for label, case_env in cases:  # the configuration first, as a launch does
+        argv = build_argv(resolve_plan(load_settings(case_env)))
+        refuse_secrets_on_command_line(argv, named_secrets(case_env), command_sources(case_env, ()))
+        commands.append((label, argv))
     import importlib.util
     import sys
 
@@ -120,17 +130,13 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     if importlib.util.find_spec(module.PACKAGE) is None:  # the command without its package
         raise EngineNotInstalled(engine, f"the {module.PACKAGE} Python package in {sys.executable}")
     import_parser_modules(engine, module.PARSER_MODULES)
-    cases = (
-        standard_environments(env, engine) if all_plans else [("current configuration", dict(env))]
-    )
-    say(f"checking {len(cases)} plan(s) against {engine} {module.installed_version()}", out)
+    say(f"checking {len(commands)} plan(s) against {engine} {module.installed_version()}", out)
     failed = 0
-    for label, case_env in cases:
-        argv = build_argv(resolve_plan(load_settings(case_env)))
+    for label, argv in commands:
         problems = module.parser_rejections(argv)
         say(f"{'FAIL' if problems else 'ok  '} {label}: {command_line(argv)}", out)
         for problem in problems:
             say(f"     rejected {problem}", out)
         failed += bool(problems)
-    say(f"{len(cases) - failed} accepted, {failed} rejected", out)
+    say(f"{len(commands) - failed} accepted, {failed} rejected", out)
     return 1 if failed else 0

@@ -188,6 +188,34 @@ class SecretFlagError(ConfigError):
         )
 
 
+class SecretOnCommandLineError(ConfigError):
+    """A secret's value would reach the engine's command line through another variable or
+    an argument (``SERVED_MODEL_NAME``, ``EXTRA_ARGS="--lora-modules x=$HF_TOKEN"``).
+    Exit status 2.
+
+    The output would print it as ``***``, but every process on the host can read an
+    engine's command line (``ps``, ``/proc/PID/cmdline``), so it is refused, and no value
+    is shown.
+
+    Args:
+        where: the variable that holds it, ``"the arguments after the image name"``, or
+            ``"the engine's command line"`` when no single source holds it.
+        secret: the secret's name (``"HF_TOKEN"``, ``"the key in API_KEY_FILE"``).
+    """
+
+    def __init__(self, where: str, secret: str):
+        self.where, self.secret = where, secret
+        super().__init__(where, None, f"text without the value of {secret}")
+
+    def message(self) -> str:
+        return (
+            f"{self.where}: holds the value of {self.secret}, and every process on the host "
+            "can read an engine's command line (ps, /proc/PID/cmdline): it is refused. Give "
+            "a secret only where the launcher takes it (HF_TOKEN, API_KEY, API_KEY_FILE); "
+            "it reaches the engine through its environment or a private file."
+        )
+
+
 class EngineNotInstalled(LaunchError):
     """The chosen engine cannot be found where the launcher runs. Exit status 127.
 

@@ -4,6 +4,7 @@ The whole data flow of a launch is in ``launch``, one step after the other::
 
     settings = load_settings(env)                    # environment -> validated values
     plan = resolve_plan(settings, passthrough)       # values -> this node's topology
+    refuse_secrets_on_command_line(...)              # no secret in the engine's argv
     key = read_api_key(plan, env)                    # API_KEY or API_KEY_FILE, checked
     located = weights.locate(...)                    # the checkpoint, without network
     outcomes = preflight.run_checks(...)             # the host, in one report
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import EngineNotInstalled
+from .errors import EngineNotInstalled, SecretOnCommandLineError
 from .settings import VARIABLES, load_settings
 
 TYPE_CHECKING = False
@@ -152,6 +153,67 @@ def _serving_rows(plan: Plan) -> list[tuple[str, object, str]]:
     return rows
 
 
+def refuse_secrets_on_command_line(
+    argv: Sequence[str], secrets: Mapping[str, str], sources: Mapping[str, str]
+) -> None:
+    """Refuse an engine command that holds a secret's value anywhere in its words.
+
+    Every process on the host can read an engine's command line (``/proc/PID/cmdline``,
+    ``ps``), so a secret the user reused in another place (``SERVED_MODEL_NAME``,
+    ``EXTRA_ARGS="--lora-modules x=$HF_TOKEN"``, an argument after the image name) must
+    not reach it, even though the output would print it as ``***``. Secrets reach the
+    engine only through its environment or a private file (``entrypoint.apikey``).
+
+    Args:
+        argv: the engine's command (``list[str]``), as ``entrypoint.engines.build_argv``
+            makes it.
+        secrets: name -> value of each configured secret, as
+            ``entrypoint.settings.named_secrets`` gives them (the API key read from
+            ``API_KEY_FILE`` added under that name). Values shorter than
+            ``entrypoint.output.MIN_SECRET_CHARS`` are not looked for: settings refuses
+            such secrets, and a stored token that short would match ordinary words.
+        sources: where the command's text comes from, to name in the message: a name
+            (a variable, or "the arguments after the image name") -> its text.
+
+    Raises:
+        SecretOnCommandLineError: (exit 2) naming the first source that holds a secret,
+            or "the engine's command line" when none does, and the secret's name; no
+            value shown.
+    """
+    from .output import MIN_SECRET_CHARS
+
+    for name, secret in secrets.items():
+        value = secret.strip()
+        if len(value) < MIN_SECRET_CHARS or not any(_holds(word, value) for word in argv):
+            continue
+        where = next(
+            (source for source, text in sources.items() if _holds(text, value)),
+            "the engine's command line",  # the launcher's own words: a key like "flashinf"
+        )
+        raise SecretOnCommandLineError(where, name)
+
+
+def _holds(text: str, secret: str) -> bool:
+    """Whether ``text`` holds ``secret`` as it is or percent-encoded (a URL's escapes reach
+    its server decoded, RFC 3986 section 2.1)."""
+    if secret in text:
+        return True
+    if "%" not in text:
+        return False
+    from urllib.parse import unquote
+
+    return secret in unquote(text)
+
+
+def command_sources(env: Mapping[str, str], passthrough: Sequence[str]) -> dict[str, str]:
+    """The texts the engine's argv is made from, by where the user gave them: each
+    launcher variable that is not a secret, then the arguments after the image name."""
+    sources = {v.name: env[v.name] for v in VARIABLES if not v.secret and env.get(v.name)}
+    if passthrough:
+        sources["the arguments after the image name"] = "\0".join(passthrough)
+    return sources
+
+
 def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) -> int:
     """Resolve the plan; print it (dry run) or check the host, fetch weights, exec the engine.
 
@@ -185,6 +247,11 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     settings = load_settings(env)
     values, mode = settings.values, settings["PREFLIGHT"]
     plan = resolve_plan(settings, passthrough)
+    from .settings import named_secrets
+
+    secrets = named_secrets(env)
+    sources = command_sources(env, passthrough)
+    refuse_secrets_on_command_line(build_argv(plan), secrets, sources)
     if dry_run:
         from .output import say
         from .preflight import describe
@@ -200,11 +267,12 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     if plan.api_key_source is not None:
         from .apikey import read_api_key
         from .output import configure
-        from .settings import secret_values
 
         key = read_api_key(plan, env)
-        if key is not None:
-            configure([*secret_values(env), key])
+        if key is not None and plan.api_key_source == "API_KEY_FILE":
+            secrets["the key in API_KEY_FILE"] = key
+            configure(secrets.values())
+            refuse_secrets_on_command_line(build_argv(plan), secrets, sources)
     if engine_module(plan.engine).find_engine(env) is None:
         raise EngineNotInstalled(
             plan.engine,
@@ -260,8 +328,10 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     from .health import pid_file
 
     library_variables = [var.name for var in VARIABLES if var.kind == "library"]
+    argv = build_argv(plan)
+    refuse_secrets_on_command_line(argv, secrets, sources)  # steps since may have added text
     exec_engine(
-        build_argv(plan),
+        argv,
         engine_environment(environ, engine_env(plan), library_variables),
         plan.engine,
         pid_record=pid_file(env) if plan.headless else None,

@@ -436,12 +436,21 @@ def stored_hub_token(env: Mapping[str, str]) -> str | None:
     return token.strip() or None
 
 
+def named_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """The secrets ``env`` configures, each under the name a message gives it: the
+    ``SECRET_VARIABLES`` that are set, and the stored Hub token (``stored_hub_token``)
+    under ``"the stored Hub token"``. Values as given (``str``), not stripped."""
+    secrets = {name: env[name] for name in SECRET_VARIABLES if env.get(name)}
+    stored = stored_hub_token(env)
+    if stored:
+        secrets["the stored Hub token"] = stored
+    return secrets
+
+
 def secret_values(env: Mapping[str, str]) -> list[str]:
     """Every secret ``entrypoint.output.configure`` must blank for ``env``: the values of
-    ``SECRET_VARIABLES`` and the stored Hub token (``stored_hub_token``)."""
-    values = [env.get(name, "") for name in SECRET_VARIABLES]
-    stored = stored_hub_token(env)
-    return [*values, stored] if stored else values
+    ``named_secrets``."""
+    return list(named_secrets(env).values())
 
 
 # Families of variables that the engines and their libraries read (NCCL, UCX, Gloo,

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from entrypoint import output
 from entrypoint.cli import main
+from entrypoint.errors import ConfigError
 from entrypoint.output import command_line, configure, is_secret_flag, redact, redact_argv
 from entrypoint.settings import SECRET_VARIABLES, VARIABLES
 from tests.launcher.support import REPO, clean_env, run_launcher
@@ -270,11 +271,18 @@ def test_url_password_of_hf_endpoint_is_never_printed():
 
 
 @pytest.mark.parametrize("extra", [f"--lora-modules 'x={SECRET}'", f"--lora-modules=x={SECRET}"])
-def test_the_token_reused_anywhere_in_extra_args_is_masked(extra):
+def test_the_token_reused_anywhere_in_extra_args_is_refused_unshown(extra):
+    """Printed as ***, it would still reach the engine's argv, which ps shows."""
     result = dry_run({"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra})
-    assert result.returncode == 0, result.stderr
-    assert SECRET not in result.stdout + result.stderr
-    assert "***" in result.stdout.splitlines()[-1]
+    assert result.returncode == 2 and result.stdout == ""
+    message = result.stderr.strip()
+    assert message == (
+        "longcat-deploy: error: EXTRA_ARGS: holds the value of HF_TOKEN, and every process on "
+        "the host can read an engine's command line (ps, /proc/PID/cmdline): it is refused. "
+        "Give a secret only where the launcher takes it (HF_TOKEN, API_KEY, API_KEY_FILE); it "
+        "reaches the engine through its environment or a private file."
+    )
+    assert SECRET not in message
 
 
 @pytest.mark.parametrize(
@@ -372,10 +380,19 @@ def test_every_secret_flag_has_a_safe_alternative_sentence():
 
 # --- properties ----------------------------------------------------------------------------
 
-tokens = st.text(
-    st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="'\""),
-    min_size=12,
-    max_size=40,
+# Mostly printable ASCII, which settings accepts as a secret; some wider text, which it
+# refuses unshown.
+tokens = st.one_of(
+    st.text(
+        st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="'\""),
+        min_size=12,
+        max_size=40,
+    ),
+    st.text(
+        st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="'\""),
+        min_size=12,
+        max_size=40,
+    ),
 )
 ORDINARY = [v.name for v in VARIABLES if not v.secret]
 
@@ -399,6 +416,13 @@ def test_a_secret_planted_in_any_variable_never_appears_in_any_output(
     assert status in (0, 1, 2), printed
     assert "Traceback" not in printed
     assert secret not in printed, (status, printed)
+    if status == 0:  # accepted: then the engine's command line does not hold it either
+        from entrypoint.engines import build_argv
+        from entrypoint.plan import resolve_plan
+        from entrypoint.settings import load_settings
+
+        argv = build_argv(resolve_plan(load_settings(env)))
+        assert not any(secret.strip() in word for word in argv), argv
 
 
 DOCUMENTED = {
@@ -484,12 +508,14 @@ def test_output_module_state_is_reset_by_configure():
 
 
 @pytest.mark.parametrize("variable", ["API_KEY", "HF_TOKEN"])
-def test_a_secret_with_a_quote_reused_inside_a_flag_is_blanked(variable):
+def test_a_secret_with_a_quote_reused_inside_a_flag_is_refused_unshown(variable):
     secret = "ab'cdefgh"
     result = dry_run({"ENGINE": "vllm", variable: secret}, "--", "--lora-modules", f"x={secret}")
-    assert result.returncode == 0, result.stderr
-    printed = result.stdout + result.stderr
-    assert "cdefgh" not in printed and "--lora-modules 'x=***'" in result.stdout
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(
+        f"longcat-deploy: error: the arguments after the image name: holds the value of {variable},"
+    )
+    assert "cdefgh" not in result.stderr
 
 
 def test_escaped_spellings_of_a_quote_inside_larger_text_are_blanked():
@@ -574,3 +600,89 @@ def test_credentials_whatever_follows_them_are_blanked_and_quotes_kept(text, sho
     assert "PwSecret4321" not in result
     if shown is not None:
         assert result == shown
+
+
+# --- a secret reused on the engine's command line (fourth pass) --------------------------------
+
+
+@pytest.mark.parametrize(
+    "engine, extra, where",
+    [
+        ("vllm", {"SERVED_MODEL_NAME": f"chat-{SECRET}"}, "SERVED_MODEL_NAME"),
+        ("sglang", {"SERVED_MODEL_NAME": SECRET}, "SERVED_MODEL_NAME"),
+        ("vllm", {"MODEL": f"/models/{SECRET}"}, "MODEL"),
+        ("vllm", {"EXTRA_ARGS": f"--lora-modules x=https://hub.example/{SECRET}"}, "EXTRA_ARGS"),
+        ("sglang", {"EXTRA_ARGS": f"--lora-paths a={SECRET}"}, "EXTRA_ARGS"),
+    ],
+)
+@pytest.mark.parametrize("secret_variable", ["HF_TOKEN", "API_KEY", "HUGGING_FACE_HUB_TOKEN"])
+@pytest.mark.parametrize("command", [["--dry-run"], ["check"]])
+def test_a_secret_in_any_variable_that_reaches_the_argv_is_refused(
+    engine, extra, where, secret_variable, command
+):
+    env = {"ENGINE": engine, secret_variable: SECRET, **extra}
+    status, printed = run_main(command, env)
+    assert status == 2
+    assert printed == (
+        f"longcat-deploy: error: {where}: holds the value of {secret_variable}, and every "
+        "process on the host can read an engine's command line (ps, /proc/PID/cmdline): it "
+        "is refused. Give a secret only where the launcher takes it (HF_TOKEN, API_KEY, "
+        "API_KEY_FILE); it reaches the engine through its environment or a private file.\n"
+    )
+
+
+def test_a_percent_encoded_secret_in_a_url_is_refused():
+    """A server decodes %-escapes, so the encoded secret is the secret (RFC 3986, 2.1)."""
+    secret = "hf_p@ss/w0rd!x"
+    extra = f"--lora-modules x=https://u:{percent(secret, safe='').lower()}@hub.example/a"
+    status, printed = run_main(
+        ["--dry-run"], {"ENGINE": "vllm", "HF_TOKEN": secret, "EXTRA_ARGS": extra}
+    )
+    assert status == 2 and "EXTRA_ARGS: holds the value of HF_TOKEN" in printed
+    assert "w0rd" not in printed
+
+
+def test_the_stored_hub_token_and_a_key_file_are_looked_for_too(tmp_path):
+    """Neither is a variable's value: the stored token (``hf auth login``) is read from
+    HF_HOME, the key from API_KEY_FILE, before anything is downloaded."""
+    (tmp_path / "token").write_text("hf_StoredTok3nValue\n")
+    status, printed = run_main(
+        ["--dry-run", "--", "--lora-modules", "x=hf_StoredTok3nValue"],
+        {"ENGINE": "vllm", "HF_HOME": str(tmp_path)},
+    )
+    assert status == 2
+    assert printed.startswith(
+        "longcat-deploy: error: the arguments after the image name: holds the value of the "
+        "stored Hub token,"
+    )
+    key_file = tmp_path / "key"
+    key_file.write_text("k3y-from-a-file\n")
+    result = run_launcher(
+        [],
+        clean_env(
+            {
+                "ENGINE": "vllm",
+                "API_KEY_FILE": str(key_file),
+                "SERVED_MODEL_NAME": "chat-k3y-from-a-file",
+                "DOWNLOAD": "0",
+                "PREFLIGHT": "off",
+            }
+        ),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "longcat-deploy: error: SERVED_MODEL_NAME: holds the value of the key in API_KEY_FILE,"
+    )
+    assert "k3y-from" not in result.stderr + result.stdout
+
+
+def test_a_secret_that_only_the_launchers_own_flags_hold_is_named_so():
+    from entrypoint.launch import refuse_secrets_on_command_line
+
+    with pytest.raises(ConfigError) as refused:
+        refuse_secrets_on_command_line(
+            ["vllm", "serve", "--attention-backend", "flashinfer"], {"API_KEY": "flashinf"}, {}
+        )
+    assert refused.value.exit_status == 2
+    assert str(refused.value).startswith("the engine's command line: holds the value of API_KEY,")
+    refuse_secrets_on_command_line(["vllm", "serve", "m"], {"API_KEY": "flashinf"}, {})
