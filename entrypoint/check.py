@@ -14,11 +14,11 @@ from typing import TextIO
 
 from .engines import build_argv, engine_module
 from .errors import EngineNotImportable, EngineNotInstalled
-from .launch import command_sources, refuse_secrets_on_command_line
+from .launch import command_sources, configured_secrets, refuse_secrets_on_command_line
 from .output import command_line, say
 from .plan import resolve_plan
 from .platforms import PLATFORM_PREFIXES
-from .settings import DEFAULT_NNODES, PRECISIONS, VARIANTS, load_settings, named_secrets
+from .settings import DEFAULT_NNODES, PRECISIONS, VARIANTS, load_settings
 
 # A documentation address (RFC 5737), used when a standard multi-node plan needs one and
 # MASTER_IP is unset: the parser only needs its form, nothing is sent to it.
@@ -119,8 +119,10 @@ def run_check(env: Mapping[str, str], all_plans: bool, out: TextIO) -> int:
     )
     commands = []
     for label, case_env in cases:  # the configuration first, as a launch does
-        argv = build_argv(resolve_plan(load_settings(case_env)))
-        refuse_secrets_on_command_line(argv, named_secrets(case_env), command_sources(case_env, ()))
+        plan = resolve_plan(load_settings(case_env))
+        argv = build_argv(plan)
+        secrets = configured_secrets(plan, case_env, dry_run=True)
+        refuse_secrets_on_command_line(argv, secrets, command_sources(case_env, ()))
         commands.append((label, argv))
     import importlib.util
     import sys

@@ -188,6 +188,10 @@ class SecretFlagError(ConfigError):
         )
 
 
+# Where SecretOnCommandLineError says a secret is when no text the user gave holds it.
+OWN_COMMAND_LINE = "the engine's command line"
+
+
 class SecretOnCommandLineError(ConfigError):
     """A secret's value would reach the engine's command line through another variable or
     an argument (``SERVED_MODEL_NAME``, ``EXTRA_ARGS="--lora-modules x=$HF_TOKEN"``).
@@ -199,7 +203,8 @@ class SecretOnCommandLineError(ConfigError):
 
     Args:
         where: the variable that holds it, ``"the arguments after the image name"``, or
-            ``"the engine's command line"`` when no single source holds it.
+            ``OWN_COMMAND_LINE`` when only the launcher's own words hold it (a key such as
+            ``flashinfer``).
         secret: the secret's name (``"HF_TOKEN"``, ``"the key in API_KEY_FILE"``).
     """
 
@@ -208,6 +213,13 @@ class SecretOnCommandLineError(ConfigError):
         super().__init__(where, None, f"text without the value of {secret}")
 
     def message(self) -> str:
+        if self.where == OWN_COMMAND_LINE:
+            return (
+                f"{self.secret} is text the launcher itself puts on the engine's command line "
+                "(a flag, the model's name or path), where every process on the host can "
+                "read it: it is refused. Choose a secret that is not an ordinary word (a key: "
+                "openssl rand -hex 32)."
+            )
         return (
             f"{self.where}: holds the value of {self.secret}, and every process on the host "
             "can read an engine's command line (ps, /proc/PID/cmdline): it is refused. Give "

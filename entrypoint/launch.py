@@ -4,8 +4,8 @@ The whole data flow of a launch is in ``launch``, one step after the other::
 
     settings = load_settings(env)                    # environment -> validated values
     plan = resolve_plan(settings, passthrough)       # values -> this node's topology
-    refuse_secrets_on_command_line(...)              # no secret in the engine's argv
-    key = read_api_key(plan, env)                    # API_KEY or API_KEY_FILE, checked
+    secrets = configured_secrets(plan, env, dry_run) # HF_TOKEN, API_KEY(_FILE), checked
+    refuse_secrets_on_command_line(...)              # none of them in the engine's argv
     located = weights.locate(...)                    # the checkpoint, without network
     outcomes = preflight.run_checks(...)             # the host, in one report
     located = weights.prepare(...)                   # fetch what is missing
@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import sys
 
-from .errors import EngineNotInstalled, SecretOnCommandLineError
+from .errors import OWN_COMMAND_LINE, EngineNotInstalled, SecretOnCommandLineError
 from .settings import VARIABLES, load_settings
+
+# The name the key read from API_KEY_FILE goes by in messages.
+KEY_FILE_SECRET = "the key in API_KEY_FILE"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -176,9 +179,9 @@ def refuse_secrets_on_command_line(
             (a variable, or "the arguments after the image name") -> its text.
 
     Raises:
-        SecretOnCommandLineError: (exit 2) naming the first source that holds a secret,
-            or "the engine's command line" when none does, and the secret's name; no
-            value shown.
+        SecretOnCommandLineError: (exit 2) naming the first source that holds a secret
+            (or that only the launcher's own words do) and the secret's name; no value
+            shown.
     """
     from .output import MIN_SECRET_CHARS
 
@@ -188,27 +191,89 @@ def refuse_secrets_on_command_line(
             continue
         where = next(
             (source for source, text in sources.items() if _holds(text, value)),
-            "the engine's command line",  # the launcher's own words: a key like "flashinf"
+            OWN_COMMAND_LINE,  # the launcher's own words: a key like "flashinfer"
         )
         raise SecretOnCommandLineError(where, name)
 
 
 def _holds(text: str, secret: str) -> bool:
-    """Whether ``text`` holds ``secret`` as it is or percent-encoded (a URL's escapes reach
-    its server decoded, RFC 3986 section 2.1)."""
+    """Whether ``text`` holds ``secret`` as it is, or in a spelling the engine or a server
+    decodes back to it: percent-encoded (a URL's escapes reach its server decoded, RFC 3986
+    section 2.1), or with JSON string escapes (``\\u0068``, ``\\/``: vLLM reads its
+    JSON-valued flags with ``json.loads``), or both."""
     if secret in text:
         return True
-    if "%" not in text:
+    if "%" not in text and "\\" not in text:
         return False
     from urllib.parse import unquote
 
-    return secret in unquote(text)
+    decoded = {unquote(text), _json_unescape(text)}
+    decoded |= {unquote(_json_unescape(text)), _json_unescape(unquote(text))}
+    return any(secret in form for form in decoded)
+
+
+# JSON's string escapes (RFC 8259, section 7), and Python's \xHH.
+_SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _json_unescape(text: str) -> str:
+    """``text`` with JSON string escapes (and ``\\xHH``) decoded, leaving everything
+    else as it is; surrogate pairs decode to their character."""
+    if "\\" not in text:
+        return text
+    import re
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1) or match.group(2)
+        if code is not None:
+            return chr(int(code, 16))
+        char = match.group(3)
+        return _SIMPLE_ESCAPES.get(char, char)
+
+    decoded = re.sub(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\(.)", one, text)
+    return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def configured_secrets(plan: Plan, env: Mapping[str, str], dry_run: bool) -> dict[str, str]:
+    """Every secret of this launch, by name, and output told to blank each of them.
+
+    ``entrypoint.settings.named_secrets``, plus the API key read from ``API_KEY_FILE``
+    (``entrypoint.apikey.read_api_key``) under ``"the key in API_KEY_FILE"``. A dry run
+    (or ``check``) reads the file only where it exists: it may run where the Secret is
+    not mounted.
+
+    Raises:
+        ConfigError: the key file cannot be used (``read_api_key``).
+    """
+    import os
+
+    from .apikey import read_api_key
+    from .output import configure
+    from .settings import named_secrets
+
+    secrets = named_secrets(env)
+    if plan.api_key_source == "API_KEY_FILE" and (
+        not dry_run or os.path.lexists(env["API_KEY_FILE"].strip())
+    ):
+        key = read_api_key(plan, env)
+        if key is not None:
+            secrets[KEY_FILE_SECRET] = key
+            configure(secrets.values())
+    return secrets
 
 
 def command_sources(env: Mapping[str, str], passthrough: Sequence[str]) -> dict[str, str]:
     """The texts the engine's argv is made from, by where the user gave them: each
     launcher variable that is not a secret, then the arguments after the image name."""
     sources = {v.name: env[v.name] for v in VARIABLES if not v.secret and env.get(v.name)}
+    for v in VARIABLES:
+        if v.kind == "args" and v.name in sources:  # the words the engine gets, quotes gone
+            import shlex
+
+            try:
+                sources[v.name] += "\0" + "\0".join(shlex.split(sources[v.name]))
+            except ValueError:  # settings refuses these
+                pass
     if passthrough:
         sources["the arguments after the image name"] = "\0".join(passthrough)
     return sources
@@ -247,9 +312,9 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
     settings = load_settings(env)
     values, mode = settings.values, settings["PREFLIGHT"]
     plan = resolve_plan(settings, passthrough)
-    from .settings import named_secrets
-
-    secrets = named_secrets(env)
+    # The key first: a missing, unreadable or unusable key file is refused before
+    # anything else (and hours of download); then no secret may reach the argv.
+    secrets = configured_secrets(plan, env, dry_run)
     sources = command_sources(env, passthrough)
     refuse_secrets_on_command_line(build_argv(plan), secrets, sources)
     if dry_run:
@@ -258,21 +323,11 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
 
         before = describe(plan, values, env)
         if plan.api_key_source == "API_KEY_FILE":
-            before = [*before, ("API key", env["API_KEY_FILE"].strip(), "read, then checked")]
+            state = "read and checked" if KEY_FILE_SECRET in secrets else "not here: read at start"
+            before = [*before, ("API key", env["API_KEY_FILE"].strip(), state)]
         say(describe_plan(plan, build_argv(plan), before))
         return 0
-    # The key first: a missing, unreadable or unusable key file is refused before
-    # anything else (and hours of download).
-    key = None
-    if plan.api_key_source is not None:
-        from .apikey import read_api_key
-        from .output import configure
-
-        key = read_api_key(plan, env)
-        if key is not None and plan.api_key_source == "API_KEY_FILE":
-            secrets["the key in API_KEY_FILE"] = key
-            configure(secrets.values())
-            refuse_secrets_on_command_line(build_argv(plan), secrets, sources)
+    key = env["API_KEY"] if plan.api_key_source == "API_KEY" else secrets.get(KEY_FILE_SECRET)
     if engine_module(plan.engine).find_engine(env) is None:
         raise EngineNotInstalled(
             plan.engine,

@@ -172,12 +172,8 @@ def redact(text: str) -> str:
     ``re`` is imported only for text that may hold a URL credential (an ``@``, or an ``=``
     after ``?``, ``&`` or ``#``), or a percent-encoded secret.
     """
-    for form, pattern in _secrets:
-        if pattern is None:
-            if form in text:
-                text = text.replace(form, REDACTED)
-        elif "%" in text:
-            text = pattern.sub(REDACTED, text)
+    if _secrets:
+        text = _blank_secrets(text)
     if "@" in text:
         import re
 
@@ -191,6 +187,36 @@ def redact(text: str) -> str:
 
         text = re.sub(_AUTHORIZATION, rf"\1{REDACTED}", text)
     return text
+
+
+def _blank_secrets(text: str) -> str:
+    """``text`` with each stretch that any configured secret's spelling covers blanked
+    once. The stretches are found in the text as given, then overlapping (or touching)
+    ones are merged: two secrets that overlap in the text (the end of one is the start of
+    another) are blanked whole, where blanking one first would break the other's match."""
+    spans: list[tuple[int, int]] = []
+    for form, pattern in _secrets:
+        if pattern is None:
+            start = text.find(form)
+            while start != -1:
+                spans.append((start, start + len(form)))
+                start = text.find(form, start + 1)
+        elif "%" in text:
+            spans.extend(match.span() for match in pattern.finditer(text))
+    if not spans:
+        return text
+    spans.sort()
+    pieces, end = [], 0
+    merged_start, merged_end = spans[0]
+    for start, stop in spans[1:]:
+        if start <= merged_end:
+            merged_end = max(merged_end, stop)
+            continue
+        pieces += [text[end:merged_start], REDACTED]
+        end = merged_end
+        merged_start, merged_end = start, stop
+    pieces += [text[end:merged_start], REDACTED, text[merged_end:]]
+    return "".join(pieces)
 
 
 def _blank_userinfo(match: re.Match[str]) -> str:

@@ -409,31 +409,50 @@ SECRET_VARIABLES = (
 )
 
 
+def stored_hub_token_path(env: Mapping[str, str]) -> str:
+    """Where huggingface_hub looks for the token ``hf auth login`` stored: exactly its
+    ``HF_TOKEN_PATH`` (``huggingface_hub/constants.py``), read from ``env``.
+
+    ``HF_TOKEN_PATH``, else ``$HF_HOME/token``, else ``$XDG_CACHE_HOME/huggingface/token``
+    (``~/.cache`` without it). As there, a variable that is set but empty counts as set
+    (``os.getenv(name, default)``), which makes the path relative to the working
+    directory, and ``~`` and ``$VAR`` are expanded.
+    """
+    import os
+
+    home = env.get(
+        "HF_HOME",
+        os.path.join(
+            env.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
+            "huggingface",
+        ),
+    )
+    home = os.path.expandvars(os.path.expanduser(home))
+    path = env.get("HF_TOKEN_PATH", os.path.join(home, "token"))
+    return os.path.expandvars(os.path.expanduser(path))
+
+
 def stored_hub_token(env: Mapping[str, str]) -> str | None:
     """The token ``hf auth login`` stored, which huggingface_hub sends when ``HF_TOKEN`` is
     unset; ``None`` when there is none (or it cannot be read as a regular file).
 
-    Its path is huggingface_hub's (``huggingface_hub/constants.py``, ``HF_TOKEN_PATH``):
-    ``HF_TOKEN_PATH``, else ``HF_HOME/token``, else ``$XDG_CACHE_HOME/huggingface/token``
-    (``~/.cache`` without it). A mounted cache often holds one. At most 4096 bytes are
-    read, stripped as ``utils/_auth.py``, ``_clean_token``, does.
+    Read from ``stored_hub_token_path`` whole, as huggingface_hub reads it
+    (``utils/_auth.py``, ``_get_token_from_file``), and cleaned as its ``_clean_token``
+    does (line breaks removed, then surrounding whitespace). Bytes that are not UTF-8 are
+    replaced, and a leading byte-order mark is dropped (huggingface_hub would keep it in
+    the token it sends): the value returned is the text to blank wherever it appears.
     """
     import os
 
-    home = env.get("HF_HOME") or os.path.join(
-        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "huggingface",
-    )
-    path = env.get("HF_TOKEN_PATH") or os.path.join(home, "token")
-    path = os.path.expandvars(os.path.expanduser(path))
+    path = stored_hub_token_path(env)
     try:
         if not os.path.isfile(path):  # a FIFO or a device would block, or never end
             return None
         with open(path, "rb") as f:
-            token = f.read(4096).decode("utf-8", "replace").replace("\r", "").replace("\n", "")
+            token = f.read().decode("utf-8", "replace")
     except OSError:
         return None
-    return token.strip() or None
+    return token.replace("\r", "").replace("\n", "").strip().lstrip("\ufeff").strip() or None
 
 
 def named_secrets(env: Mapping[str, str]) -> dict[str, str]:

@@ -467,14 +467,15 @@ words = st.sampled_from(
 
 @settings(max_examples=300, deadline=None)
 @given(argv=st.lists(words, max_size=4))
-def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv, monkeypatch_module):
+def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv):
     launched = []
-    monkeypatch_module.setattr(
-        "entrypoint.launch.launch", lambda env, args, dry_run: launched.append(args) or 0
-    )
-    # A prefetch would fetch for real: the parse is what is under test here.
-    monkeypatch_module.setattr("entrypoint.prefetch.run_prefetch", lambda env, verify: 0)
-    status, printed = run_main(argv, {"ENGINE": "vllm", "PATH": "/nonexistent"})
+    with pytest.MonkeyPatch.context() as patch:  # undone after each example
+        patch.setattr(
+            "entrypoint.launch.launch", lambda env, args, dry_run: launched.append(args) or 0
+        )
+        # A prefetch would fetch for real: the parse is what is under test here.
+        patch.setattr("entrypoint.prefetch.run_prefetch", lambda env, verify: 0)
+        status, printed = run_main(argv, {"ENGINE": "vllm", "PATH": "/nonexistent"})
     assert "Traceback" not in printed
     cut = argv.index("--") if "--" in argv else len(argv)
     before = argv[:cut]
@@ -488,12 +489,6 @@ def test_no_command_line_but_the_documented_ones_reaches_the_launch(argv, monkey
         ), argv
     elif tuple(argv) not in DOCUMENTED and status != 1:
         assert status == 2, (argv, printed)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 def test_output_module_state_is_reset_by_configure():
@@ -676,7 +671,20 @@ def test_the_stored_hub_token_and_a_key_file_are_looked_for_too(tmp_path):
     assert "k3y-from" not in result.stderr + result.stdout
 
 
-def test_a_secret_that_only_the_launchers_own_flags_hold_is_named_so():
+@pytest.mark.parametrize("key", ["flashinfer", "LongCat-Flash", "trust-remote-code"])
+def test_a_key_that_is_one_of_the_launchers_own_words_is_refused_as_such(key):
+    """The user gave the key where it belongs; the fault is that it is an ordinary word."""
+    status, printed = run_main(["--dry-run"], {"ENGINE": "sglang", "API_KEY": key})
+    assert status == 2
+    assert printed == (
+        "longcat-deploy: error: API_KEY is text the launcher itself puts on the engine's "
+        "command line (a flag, the model's name or path), where every process on the host can "
+        "read it: it is refused. Choose a secret that is not an ordinary word (a key: openssl "
+        "rand -hex 32).\n"
+    )
+
+
+def test_only_the_launchers_own_words_holding_a_secret_is_said_so():
     from entrypoint.launch import refuse_secrets_on_command_line
 
     with pytest.raises(ConfigError) as refused:
@@ -684,5 +692,86 @@ def test_a_secret_that_only_the_launchers_own_flags_hold_is_named_so():
             ["vllm", "serve", "--attention-backend", "flashinfer"], {"API_KEY": "flashinf"}, {}
         )
     assert refused.value.exit_status == 2
-    assert str(refused.value).startswith("the engine's command line: holds the value of API_KEY,")
+    assert str(refused.value).startswith("API_KEY is text the launcher itself puts")
     refuse_secrets_on_command_line(["vllm", "serve", "m"], {"API_KEY": "flashinf"}, {})
+
+
+ESCAPED = "".join(f"\\u{ord(c):04x}" for c in SECRET)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # vLLM reads JSON-valued flags with json.loads: the escapes decode to the secret.
+        '--hf-overrides {"x":"' + ESCAPED + '"}',
+        '--hf-overrides {"x":"' + SECRET[:3] + f"\\u{ord(SECRET[3]):04X}" + SECRET[4:] + '"}',
+        f"--lora-modules x=https://u:{percent(SECRET, safe='')}@h.example",
+        # Shell quoting splits the text the user wrote, not the word the engine gets.
+        f"--seed 'x={SECRET[:6]}'\"{SECRET[6:]}\"",
+    ],
+)
+def test_a_secret_in_a_spelling_the_engine_decodes_is_refused_naming_extra_args(extra):
+    env = {"ENGINE": "vllm", "HF_TOKEN": SECRET, "EXTRA_ARGS": extra}
+    status, printed = run_main(["--dry-run"], env)
+    assert status == 2
+    assert printed.startswith("longcat-deploy: error: EXTRA_ARGS: holds the value of HF_TOKEN,")
+    assert SECRET[4:10] not in printed
+
+
+def test_the_key_file_is_read_by_the_dry_run_and_check_where_it_exists(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("k3y-from-a-file\n")
+    reused = {
+        "ENGINE": "vllm",
+        "API_KEY_FILE": str(key_file),
+        "SERVED_MODEL_NAME": "k3y-from-a-file",
+    }
+    for command in (["--dry-run"], ["check"]):
+        status, printed = run_main(command, reused)
+        assert status == 2, printed
+        assert printed.startswith(
+            "longcat-deploy: error: SERVED_MODEL_NAME: holds the value of the key in API_KEY_FILE,"
+        )
+        assert "k3y-from" not in printed
+    status, printed = run_main(["--dry-run"], {"ENGINE": "vllm", "API_KEY_FILE": str(key_file)})
+    assert status == 0 and "read and checked" in printed
+    missing = {"ENGINE": "vllm", "API_KEY_FILE": "/run/secrets/none"}
+    status, printed = run_main(["--dry-run"], missing)
+    assert status == 0 and "not here: read at start" in printed
+
+
+@pytest.mark.parametrize("how", ["empty HF_HOME", "empty XDG_CACHE_HOME", "long file", "BOM"])
+def test_the_stored_token_is_found_where_huggingface_hub_finds_it(how, tmp_path, monkeypatch):
+    """huggingface_hub/constants.py: os.getenv(name, default), so an empty HF_HOME or
+    XDG_CACHE_HOME makes the path relative; _auth._get_token_from_file reads the whole file."""
+    monkeypatch.chdir(tmp_path)
+    token = "hf_StoredTok3nValue"
+    env = {"ENGINE": "vllm", "SERVED_MODEL_NAME": f"m-{token}", "HOME": str(tmp_path / "home")}
+    if how == "empty HF_HOME":
+        env["HF_HOME"] = ""
+        (tmp_path / "token").write_text(token)
+    elif how == "empty XDG_CACHE_HOME":
+        env["XDG_CACHE_HOME"] = ""
+        (tmp_path / "huggingface").mkdir()
+        (tmp_path / "huggingface" / "token").write_text(token)
+    else:
+        env["HF_HOME"] = str(tmp_path)
+        text = "\n" * 5000 + token if how == "long file" else "\ufeff" + token + "\n"
+        (tmp_path / "token").write_text(text, encoding="utf-8")
+    status, printed = run_main(["--dry-run"], env)
+    assert status == 2 and "holds the value of the stored Hub token" in printed
+    assert "Tok3n" not in printed
+
+
+def test_overlapping_secrets_are_blanked_whole():
+    configure(["hf_AAAAbbbbCCCC", "CCCCdddd1234"])
+    assert redact("NNODES is 'hf_AAAAbbbbCCCCdddd1234'") == "NNODES is '***'"
+    configure([])
+    env = {
+        "ENGINE": "vllm",
+        "HF_TOKEN": "hf_AAAAbbbbCCCC",
+        "API_KEY": "CCCCdddd1234",
+        "NNODES": "hf_AAAAbbbbCCCCdddd1234",
+    }
+    status, printed = run_main(["--dry-run"], env)
+    assert status == 2 and "1234" not in printed and "bbbb" not in printed
