@@ -80,7 +80,9 @@ class Variable:
         default: the value used when the variable is unset or empty (already parsed),
             or ``None`` when the default depends on other values (see ``default_doc``).
         help: one sentence for the README.
-        choices: the accepted words for ``"choice"``.
+        choices: the accepted words for ``"choice"``; for ``"library"``, the words the
+            launcher lets through (any case, surrounding whitespace ignored), when the
+            library reads only those.
         default_doc: how the default reads in the README, when it is not ``default``.
         secret: never print the value.
         accepted_doc: what is accepted, for ``"library"`` variables.
@@ -286,7 +288,9 @@ VARIABLES: tuple[Variable, ...] = (
         "library",
         None,
         "Never contact the Hub; every checkpoint file must already be cached.",
-        accepted_doc="1, true, yes or on (read by huggingface_hub)",
+        # huggingface_hub/constants.py: _is_true, ENV_VARS_TRUE_VALUES; anything else is off.
+        choices=("1", "true", "yes", "on", "0", "false", "no", "off"),
+        accepted_doc="1, true, yes or on; 0, false, no or off (read by huggingface_hub)",
     ),
     Variable(
         "HF_ENDPOINT",
@@ -329,6 +333,7 @@ VARIABLES: tuple[Variable, ...] = (
         "1: NCCL uses TCP sockets between the nodes instead of InfiniBand or RoCE; "
         "preflight then warns instead of refusing a host whose HCAs the container "
         "cannot reach.",
+        choices=("0", "1"),  # NCCL reads an integer (strtoll: "1e3" is 1)
         accepted_doc="0 or 1 (read by NCCL)",
     ),
     Variable(
@@ -640,6 +645,10 @@ def load_settings(
                 hide_value=var.secret or var.kind == "args",
             )
         if var.kind == "library":  # read by its library, from the environment
+            if var.choices and raw.strip() and raw.strip().lower() not in var.choices:
+                # The library would read it some way the user may not mean (HF_HUB_OFFLINE=
+                # enabled is "online"; NCCL reads NCCL_IB_DISABLE=1e3 as 1).
+                raise ConfigError(var.name, raw, var.accepted())
             continue
         if raw.strip() == "":
             if var.name in platform:

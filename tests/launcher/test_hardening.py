@@ -365,3 +365,25 @@ def test_an_hf_home_that_is_a_file_is_named_not_blamed_on_the_network(tmp_path):
     message = result.stderr.strip().splitlines()[-1]
     assert f"Not a directory: {home}/token" in message and "HF_HOME" in message
     assert "Check the network path" not in message and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable, value, accepted",
+    [
+        # huggingface_hub reads anything but 1/on/yes/true as off (constants.py, _is_true).
+        ("HF_HUB_OFFLINE", "enabled", "1, true, yes or on; 0, false, no or off"),
+        # NCCL reads an integer with strtoll: "1e3" is 1, "yes" is 0.
+        ("NCCL_IB_DISABLE", "1e3", "0 or 1"),
+        ("NCCL_IB_DISABLE", "yes", "0 or 1"),
+    ],
+)
+def test_a_library_variable_its_library_would_misread_is_refused(variable, value, accepted):
+    from entrypoint.errors import ConfigError
+    from entrypoint.settings import load_settings
+
+    with pytest.raises(ConfigError) as error:
+        load_settings({"ENGINE": "vllm", variable: value})
+    assert str(error.value).startswith(f"{variable} is {value!r}; accepted: {accepted}")
+    for fine in (" On ", "0", ""):
+        if variable == "HF_HUB_OFFLINE" or fine.strip() in ("0", ""):
+            load_settings({"ENGINE": "vllm", variable: fine})
