@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,29 @@ DOCKER_FIXTURES = frozenset(
 )
 # ... and these mount filesystems: "root".
 ROOT_FIXTURES = frozenset({"tmpfs", "small_filesystem"})
+
+
+# A test run writes the bytecode of the modules it imports, even where the environment
+# says not to (PYTHONDONTWRITEBYTECODE=1, common on CI machines and in images): pytest
+# otherwise rewrites the asserts of every test module again in every worker and every run
+# (pytest's assertion/rewrite.py writes its cache only when sys.dont_write_bytecode is
+# false), seconds of CPU each time. __pycache__ is ignored by git.
+sys.dont_write_bytecode = False
+
+# Workers per core for ``pytest -n auto``: about a third of the fast loop is waiting
+# (time bounds under test, launcher subprocesses, the fake Hub), which more workers than
+# cores fill. PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set (xdist's own rule).
+WORKERS_PER_CORE = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: ``WORKERS_PER_CORE`` workers per core this process may use."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return WORKERS_PER_CORE * len(os.sched_getaffinity(0))
 
 
 def pytest_collection_modifyitems(items):

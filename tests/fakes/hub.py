@@ -20,6 +20,7 @@ Hub does for private repositories.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -36,8 +37,14 @@ def longcat_like_files(shard_sizes=(12 * MiB, 1 * MiB), seed: int = 0) -> dict[s
     """A tiny repository laid out like meituan-longcat/LongCat-Flash-Chat.
 
     The first shard is larger than huggingface_hub's 10 MiB download chunk, so a transfer cut
-    after 11 MiB has written a chunk that a range request can resume from.
+    after 11 MiB has written a chunk that a range request can resume from. A new dict each
+    call; the bytes are made once per (sizes, seed) in a test run.
     """
+    return dict(_longcat_like_files(tuple(shard_sizes), seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _longcat_like_files(shard_sizes: tuple[int, ...], seed: int) -> dict[str, bytes]:
     rng = random.Random(seed)
     shards = [
         f"model-{i:05d}-of-{len(shard_sizes):05d}.safetensors"
@@ -77,6 +84,13 @@ def longcat_like_files(shard_sizes=(12 * MiB, 1 * MiB), seed: int = 0) -> dict[s
     return files
 
 
+@functools.lru_cache(maxsize=64)
+def sha256_hex(data: bytes) -> str:
+    """The SHA-256 of ``data``, computed once per content in a test run."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
 def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -95,9 +109,7 @@ class FakeRepo:
     def commit(self, files: dict[str, bytes], ref: str) -> str:
         """Add a commit holding ``files`` and point ``ref`` at it; return its hash."""
         digest = hashlib.sha1(
-            repr(
-                sorted((name, hashlib.sha256(data).hexdigest()) for name, data in files.items())
-            ).encode()
+            repr(sorted((name, sha256_hex(data)) for name, data in files.items())).encode()
         )
         sha = digest.hexdigest()
         self.commits[sha] = dict(files)
@@ -114,7 +126,7 @@ class FakeRepo:
         entry = {"path": name, "size": size, "oid": git_blob_id(data)}
         if name.endswith(LFS_SUFFIXES):
             entry["lfs"] = {
-                "oid": hashlib.sha256(data).hexdigest(),
+                "oid": sha256_hex(data),
                 "size": size,
                 "pointerSize": 134,
             }
