@@ -125,11 +125,12 @@ def _hex_case_insensitive(form: str) -> re.Pattern[str]:
 # password holding an unencoded "@", "#" or "?" is blanked whole. Without a scheme
 # (``user:password@host``, which HTTP clients still send to ``host``), a password is
 # recognised only before "@" and a host name or address with an optional port that ends
-# there (whatever follows: a space, "/", "&", "}"...), so an image reference such as
-# ``name:tag@sha256:...`` keeps its tag.
+# there (whatever follows: a space, "/", "&", "}"...; after a port, a ":" too, as in
+# ``u:PW@127.0.0.1:1: refused`` or the docker SDK's ``u:PW@host:2375:x``), so an image
+# reference such as ``name:tag@sha256:...`` keeps its tag.
 _USERINFO = (
     r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/]*)@"
-    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d*)?(?![\w.~%@:-]))"
+    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d+(?![\w.~%@-])|:?(?![\w.~%@:-])))"
 )
 # Query (or fragment) parameters that carry a credential, by how their name ends (any
 # case): OAuth 2.0 ``access_token`` (RFC 6750, section 2.3; in a fragment, RFC 6749,
