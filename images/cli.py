@@ -212,7 +212,19 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status. Errors print one message, redacted
-    (``_error``), no traceback."""
+    (``_error``), no traceback.
+
+    Everything written to stdout and stderr meanwhile passes ``entrypoint.output.redact``
+    (``images.streams.redacted_output``): fire's own errors and usage, which quote the
+    arguments, the docker SDK's messages, the build's and the push's progress lines.
+    """
+    from .streams import redacted_output
+
+    with redacted_output():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         import fire
     except ImportError:

@@ -109,7 +109,7 @@ def _repo_digest(attrs: dict, repository: str) -> str:
     return ""
 
 
-def resolve_base(client, reference: str, out=sys.stdout) -> Base:
+def resolve_base(client, reference: str, out=None) -> Base:
     """Find ``reference`` in the local image store, pulling it when it is not there.
 
     Runs before any build step, so a base that does not exist fails at once, and the
@@ -120,6 +120,8 @@ def resolve_base(client, reference: str, out=sys.stdout) -> Base:
             says how to list the published tags), or the pull failed otherwise.
     """
     import docker.errors
+
+    out = sys.stdout if out is None else out  # looked up now: build.py redacts it
 
     repository, tag, digest = split_reference(reference)
     pulled = False
@@ -159,9 +161,7 @@ def resolve_base(client, reference: str, out=sys.stdout) -> Base:
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
 
-def stream_build(
-    client, context: Path, target: Target, *, no_cache: bool = False, out=sys.stdout
-) -> str:
+def stream_build(client, context: Path, target: Target, *, no_cache: bool = False, out=None) -> str:
     """Build ``context`` with the classic builder, streaming its output to ``out``.
 
     Nothing is tagged here. Builds and their RUN steps use host networking (our daemons run
@@ -174,6 +174,7 @@ def stream_build(
     Raises:
         BuildError: a step failed; the message names the step and holds its log.
     """
+    out = sys.stdout if out is None else out  # looked up now: build.py redacts it
     step, instruction, step_log, image_id = "", "", [], None
     stream = client.api.build(
         path=str(context),
