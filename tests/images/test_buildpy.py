@@ -421,16 +421,45 @@ def leaked(text: str, secret: str) -> list[str]:
     return sorted(form for form in spellings(secret) if form in text)
 
 
-def test_cli_errors_never_print_the_password_of_docker_host():
-    """The SDK's error quotes DOCKER_HOST; build.py prints it through the launcher's
-    redaction (entrypoint.output.redact), which blanks a URL's password unconfigured."""
+DOCKER_PW = "Dock!Pw12345"
+
+
+@pytest.mark.parametrize(
+    "command, host",
+    [
+        # A password (the SDK refuses one: docker/utils/utils.py, parse_host).
+        ("push", "tcp://builder:{pw}@127.0.0.1:{port}"),
+        ("build", "tcp://builder:{pw}@127.0.0.1:{port}"),
+        # Without a scheme the SDK reads "builder" as one; a ":" after the port.
+        ("push", "builder:{pw}@127.0.0.1:{port}"),
+        ("push", "builder:{pw}@127.0.0.1:{port}:x"),
+        ("push", "tcp://127.0.0.1"),  # no port
+    ],
+)
+def test_a_malformed_docker_host_is_named_with_exit_2_and_its_value_never_shown(command, host):
+    """Not "cannot reach the Docker daemon ... Start it": the address is the problem."""
+    from urllib.parse import quote
+
     from tests.images.dockerutil import free_port
 
-    host = f"tcp://builder:DockPw12345@127.0.0.1:{free_port()}"
+    host = host.format(pw=quote(DOCKER_PW, safe=""), port=free_port())
+    done = run_cli(command, "vllm", env={"DOCKER_HOST": host})
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.startswith("build.py: error: DOCKER_HOST is not a Docker daemon address")
+    assert done.stderr.count("\n") == 1, done.stderr  # one message
+    assert "Start it" not in done.stderr and "Traceback" not in done.stderr
+    assert not leaked(done.stderr, DOCKER_PW)
+    assert host not in done.stderr
+
+
+def test_an_unreachable_docker_host_is_exit_1_and_names_the_address():
+    from tests.images.dockerutil import free_port
+
+    host = f"tcp://127.0.0.1:{free_port()}"
     done = run_cli("push", "vllm", env={"DOCKER_HOST": host})
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "DockPw12345" not in done.stdout + done.stderr
-    assert "tcp://builder:***@127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"build.py: error: cannot reach the Docker daemon at {host}: ")
 
 
 @pytest.mark.parametrize("before", [[], ["--cuda=all"]])
