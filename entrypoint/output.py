@@ -214,6 +214,62 @@ def say(text: str, out: TextIO | None = None, end: str = "\n") -> None:
     print(redact(text), file=out or sys.stdout, end=end, flush=True)
 
 
+def redact_logs(name: str) -> None:
+    """Make every record of the logger ``name`` and of its descendants print redacted.
+
+    Each handler such a record can reach now (those of ``name``, of its descendants and
+    of its ancestors up to the root, and logging's last resort) gets a formatter that
+    formats the record as the handler's own did (``%(message)s`` when it had none), with
+    an exception shown as its last line (``TypeName: message``), no traceback, and passes
+    the whole text through ``redact``. Calling it again changes nothing; a handler added
+    afterwards is not covered (huggingface_hub adds its one handler at import).
+
+    Args:
+        name: a logger name (``"huggingface_hub"``).
+
+    The launcher calls it with ``"huggingface_hub"`` when it imports that package: its
+    ``StreamHandler`` on stderr (huggingface_hub/utils/logging.py,
+    ``_configure_library_root_logger``) prints every request's URL and a ``curl`` line at
+    ``HF_DEBUG=1`` (utils/_http.py, ``hf_request_event_hook``), and tracebacks
+    (utils/_detect_agent.py, ``_fetch_registry``).
+    """
+    import logging
+
+    class Redacting(logging.Formatter):
+        redacts = True
+
+        def __init__(self, inner: logging.Formatter | None) -> None:
+            super().__init__()
+            self.inner = inner or logging.Formatter()
+
+        def format(self, record: logging.LogRecord) -> str:
+            bare = logging.makeLogRecord(
+                {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None}
+            )
+            text = self.inner.format(bare)
+            error = record.exc_info[1] if record.exc_info else None
+            if error is not None:
+                message = str(error)
+                text += f"\n{type(error).__name__}" + (f": {message}" if message else "")
+            return redact(text)
+
+    loggers: list[logging.Logger] = [
+        logger
+        for key, logger in list(logging.Logger.manager.loggerDict.items())
+        if key.startswith(name + ".") and isinstance(logger, logging.Logger)
+    ]
+    current: logging.Logger | None = logging.getLogger(name)
+    while current is not None:
+        loggers.append(current)
+        current = current.parent if current.propagate else None
+    handlers = [h for logger in loggers for h in logger.handlers]
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if not getattr(handler.formatter, "redacts", False):
+            handler.setFormatter(Redacting(handler.formatter))
+
+
 def secret_flag(token: str) -> str | None:
     """The option of ``SECRET_FLAGS`` that ``token`` (``--name`` or ``--name=value``) names
     in a spelling an engine's parser accepts, else ``None``: dashes or underscores (vLLM
