@@ -125,11 +125,12 @@ def _hex_case_insensitive(form: str) -> re.Pattern[str]:
 # password holding an unencoded "@", "#" or "?" is blanked whole. Without a scheme
 # (``user:password@host``, which HTTP clients still send to ``host``), a password is
 # recognised only before "@" and a host name or address with an optional port that ends
-# there (whatever follows: a space, "/", "&", "}"...), so an image reference such as
-# ``name:tag@sha256:...`` keeps its tag.
+# there (whatever follows: a space, "/", "&", "}"...; after a port, a ":" too, as in
+# ``u:PW@127.0.0.1:1: refused`` or the docker SDK's ``u:PW@host:2375:x``), so an image
+# reference such as ``name:tag@sha256:...`` keeps its tag.
 _USERINFO = (
     r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/]*)@"
-    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d*)?(?![\w.~%@:-]))"
+    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d+(?![\w.~%@-])|:?(?![\w.~%@:-])))"
 )
 # Query (or fragment) parameters that carry a credential, by how their name ends (any
 # case): OAuth 2.0 ``access_token`` (RFC 6750, section 2.3; in a fragment, RFC 6749,
@@ -237,6 +238,62 @@ def log(message: str) -> None:
 def say(text: str, out: TextIO | None = None, end: str = "\n") -> None:
     """Print ``text`` on ``out`` (stdout by default), redacted, flushed at once."""
     print(redact(text), file=out or sys.stdout, end=end, flush=True)
+
+
+def redact_logs(name: str) -> None:
+    """Make every record of the logger ``name`` and of its descendants print redacted.
+
+    Each handler such a record can reach now (those of ``name``, of its descendants and
+    of its ancestors up to the root, and logging's last resort) gets a formatter that
+    formats the record as the handler's own did (``%(message)s`` when it had none), with
+    an exception shown as its last line (``TypeName: message``), no traceback, and passes
+    the whole text through ``redact``. Calling it again changes nothing; a handler added
+    afterwards is not covered (huggingface_hub adds its one handler at import).
+
+    Args:
+        name: a logger name (``"huggingface_hub"``).
+
+    The launcher calls it with ``"huggingface_hub"`` when it imports that package: its
+    ``StreamHandler`` on stderr (huggingface_hub/utils/logging.py,
+    ``_configure_library_root_logger``) prints every request's URL and a ``curl`` line at
+    ``HF_DEBUG=1`` (utils/_http.py, ``hf_request_event_hook``), and tracebacks
+    (utils/_detect_agent.py, ``_fetch_registry``).
+    """
+    import logging
+
+    class Redacting(logging.Formatter):
+        redacts = True
+
+        def __init__(self, inner: logging.Formatter | None) -> None:
+            super().__init__()
+            self.inner = inner or logging.Formatter()
+
+        def format(self, record: logging.LogRecord) -> str:
+            bare = logging.makeLogRecord(
+                {**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None}
+            )
+            text = self.inner.format(bare)
+            error = record.exc_info[1] if record.exc_info else None
+            if error is not None:
+                message = str(error)
+                text += f"\n{type(error).__name__}" + (f": {message}" if message else "")
+            return redact(text)
+
+    loggers: list[logging.Logger] = [
+        logger
+        for key, logger in list(logging.Logger.manager.loggerDict.items())
+        if key.startswith(name + ".") and isinstance(logger, logging.Logger)
+    ]
+    current: logging.Logger | None = logging.getLogger(name)
+    while current is not None:
+        loggers.append(current)
+        current = current.parent if current.propagate else None
+    handlers = [h for logger in loggers for h in logger.handlers]
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if not getattr(handler.formatter, "redacts", False):
+            handler.setFormatter(Redacting(handler.formatter))
 
 
 def secret_flag(token: str) -> str | None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import os
 
 from .errors import WeightsError
-from .output import format_gb, log
+from .output import format_gb, log, redact_logs
 from .units import GB
 from .values import CACHE_FOLDER_PREFIX, is_local_model, repo_id_of_cache_folder
 
@@ -247,7 +247,8 @@ def _locate_local(model: str, revision: str | None) -> Located:
 
 
 def _hub() -> ModuleType:
-    """``huggingface_hub``, imported now; a clear refusal when it is not installed."""
+    """``huggingface_hub``, imported now, its log records redacted (``output.redact_logs``:
+    ``HF_DEBUG=1`` logs every request's URL); a clear refusal when it is not installed."""
     try:
         import huggingface_hub
     except ImportError:
@@ -256,6 +257,7 @@ def _hub() -> ModuleType:
             "is not installed here (the longcat-deploy images ship it). Install "
             "huggingface_hub, or set DOWNLOAD=0 to leave MODEL to the engine."
         ) from None
+    redact_logs("huggingface_hub")
     return huggingface_hub
 
 

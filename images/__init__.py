@@ -8,6 +8,7 @@
 - ``images.publish``: tag and push.
 - ``images.pipeline``: the steps in order for a whole plan, and the summary.
 - ``images.cli``: the ``fire`` command line that build.py starts.
+- ``images.streams``: stdout and stderr through the launcher's redaction, while it runs.
 - ``images.errors``: the errors and their exit statuses.
 
 Only the launcher (``entrypoint/``) goes into the images; this package runs on the build

@@ -25,8 +25,8 @@ Build, verify, tag and push the LongCat-Flash engine images (images/matrix.toml)
 Commands (python build.py COMMAND --help for each): plan (or list), build, push. Each takes
 engine names (default: every engine in the matrix) and the options below, before or after
 the command's name. An image is tagged only after `python3 -m entrypoint check --all`
-passed inside it. Exit statuses: 0 done, 1 a build, verification, pull or push failed,
-2 bad arguments, 130 interrupted."""
+passed inside it. Exit statuses: 0 done, 1 a build, verification, pull or push failed (or
+no daemon answers), 2 bad arguments or a malformed DOCKER_HOST, 130 interrupted."""
 
 
 def _constructor_signature() -> inspect.Signature:
@@ -212,7 +212,19 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status. Errors print one message, redacted
-    (``_error``), no traceback."""
+    (``_error``), no traceback.
+
+    Everything written to stdout and stderr meanwhile passes ``entrypoint.output.redact``
+    (``images.streams.redacted_output``): fire's own errors and usage, which quote the
+    arguments, the docker SDK's messages, the build's and the push's progress lines.
+    """
+    from .streams import redacted_output
+
+    with redacted_output():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         import fire
     except ImportError:

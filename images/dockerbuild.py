@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BuildError
+from .errors import BuildError, UsageError
 from .matrix import Target
 
 # Seconds: a Docker API call, one read of a build's or a pull's output stream included.
@@ -27,12 +27,15 @@ def docker_client():
     """Connect to the Docker daemon named by the environment (``DOCKER_HOST``, socket).
 
     Raises:
+        UsageError: ``DOCKER_HOST`` is not an address the docker SDK accepts
+            (``check_docker_host``).
         BuildError: the docker SDK is missing or no daemon answers.
     """
     try:
         import docker
     except ImportError:
         raise BuildError("the docker SDK is missing: pip install '.[build]'") from None
+    check_docker_host(os.environ.get("DOCKER_HOST"))
     try:
         client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
         client.ping()
@@ -43,6 +46,42 @@ def docker_client():
             "(on our CI machines: bash .ci/setup-docker)."
         ) from None
     return client
+
+
+def check_docker_host(host: str | None) -> None:
+    """Refuse a ``DOCKER_HOST`` the docker SDK cannot parse, naming the variable, not its
+    value (an address with a password in it is one of them).
+
+    The check is the SDK's own: ``docker.utils.parse_host`` (docker/utils/utils.py), which
+    ``docker.APIClient`` runs on the address before it connects (docker/api/client.py,
+    ``APIClient.__init__``). It refuses another scheme than unix, tcp, ssh, npipe (and the
+    http, https, http+unix aliases), a tcp address without a host or a port, a password, a
+    query, a fragment, and an ssh address with a path. Its message quotes the address;
+    only the reason before it is kept here.
+
+    Args:
+        host: the value of ``DOCKER_HOST``; ``None`` or empty means the default socket.
+
+    Raises:
+        UsageError: the SDK refuses ``host``.
+    """
+    if not host:
+        return
+    import docker.errors
+    from docker.constants import IS_WINDOWS_PLATFORM
+    from docker.utils import parse_host
+
+    try:
+        parse_host(host, IS_WINDOWS_PLATFORM)
+    except docker.errors.DockerException as exc:
+        reason = str(exc).replace(host.strip(), "").strip(": ") or type(exc).__name__
+        raise UsageError(
+            f"DOCKER_HOST is not a Docker daemon address ({reason[:1].lower()}{reason[1:]}; "
+            "its value is not shown, as it may hold a password). Set it to "
+            "unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://HOST[:PORT] (a user as "
+            "USER@HOST), without a password, query or fragment (a TLS daemon takes "
+            "DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), or unset it for the local socket."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -109,7 +148,7 @@ def _repo_digest(attrs: dict, repository: str) -> str:
     return ""
 
 
-def resolve_base(client, reference: str, out=sys.stdout) -> Base:
+def resolve_base(client, reference: str, out=None) -> Base:
     """Find ``reference`` in the local image store, pulling it when it is not there.
 
     Runs before any build step, so a base that does not exist fails at once, and the
@@ -120,6 +159,8 @@ def resolve_base(client, reference: str, out=sys.stdout) -> Base:
             says how to list the published tags), or the pull failed otherwise.
     """
     import docker.errors
+
+    out = sys.stdout if out is None else out  # looked up now: build.py redacts it
 
     repository, tag, digest = split_reference(reference)
     pulled = False
@@ -159,9 +200,7 @@ def resolve_base(client, reference: str, out=sys.stdout) -> Base:
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
 
-def stream_build(
-    client, context: Path, target: Target, *, no_cache: bool = False, out=sys.stdout
-) -> str:
+def stream_build(client, context: Path, target: Target, *, no_cache: bool = False, out=None) -> str:
     """Build ``context`` with the classic builder, streaming its output to ``out``.
 
     Nothing is tagged here. Builds and their RUN steps use host networking (our daemons run
@@ -174,6 +213,7 @@ def stream_build(
     Raises:
         BuildError: a step failed; the message names the step and holds its log.
     """
+    out = sys.stdout if out is None else out  # looked up now: build.py redacts it
     step, instruction, step_log, image_id = "", "", [], None
     stream = client.api.build(
         path=str(context),

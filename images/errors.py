@@ -3,14 +3,14 @@
 ``images.cli.main`` turns any of them into one message on stderr and that status, never a
 traceback. The statuses are documented in the README ("Images"):
 
-====== ==================================================================
+====== ===========================================================================
 status meaning
-====== ==================================================================
+====== ===========================================================================
 0      done
 1      a build, verification, pull or push failed (``BuildError``)
-2      bad arguments or a bad matrix (``UsageError``)
+2      bad arguments, a bad matrix or a malformed ``DOCKER_HOST`` (``UsageError``)
 130    interrupted
-====== ==================================================================
+====== ===========================================================================
 """
 
 from __future__ import annotations

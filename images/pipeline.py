@@ -81,7 +81,7 @@ def build_targets(
     cache: Path | None = None,
     matrix: dict | None = None,
     record_digests: bool = False,
-    out=sys.stdout,
+    out=None,
 ) -> dict[str, dict]:
     """Build, verify and tag each target; push too when ``push``; print a summary.
 
@@ -95,7 +95,8 @@ def build_targets(
         matrix: the parsed matrix (default: read from ``root``).
         record_digests: write the digest of each official base that the matrix lacks into
             ``root``'s images/matrix.toml, once the base is pulled.
-        out: where progress, the build output and the summary go.
+        out: where progress, the build output and the summary go (default: ``sys.stdout``
+            at the call).
 
     Returns:
         {each image's first tag: {"id", "tags", "digests" (pushed tag -> digest), "engine",
@@ -105,6 +106,7 @@ def build_targets(
         BuildError: the first failure, with the failing step's log or the rejected flags.
             Images already verified keep their tags.
     """
+    out = sys.stdout if out is None else out  # looked up now: build.py redacts it
     matrix = load_matrix(root) if matrix is None else matrix
     client = docker_client() if client is None else client
     bases: dict[str, Base] = {}

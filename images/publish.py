@@ -19,13 +19,15 @@ def tag_image(client, image_id: str, tags: list[str]) -> None:
             raise BuildError(f"the daemon refused to tag {image_id[:19]} as {name}")
 
 
-def push_tags(client, tags: list[str], out=sys.stdout) -> dict[str, str]:
+def push_tags(client, tags: list[str], out=None) -> dict[str, str]:
     """Push each tag; return {tag: the registry's manifest digest}.
 
     Raises:
         BuildError: a tag is not there locally, or the registry refused a push.
     """
     import docker.errors
+
+    out = sys.stdout if out is None else out  # looked up now: build.py redacts it
 
     digests = {}
     for name in tags:

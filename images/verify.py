@@ -117,7 +117,7 @@ def run_in_image(
         container.remove(force=True)
 
 
-def verify_image(client, image_id: str, target: Target, out=sys.stdout) -> str:
+def verify_image(client, image_id: str, target: Target, out=None) -> str:
     """Check the new image before it is tagged (see the module's docstring).
 
     Returns:
@@ -128,6 +128,7 @@ def verify_image(client, image_id: str, target: Target, out=sys.stdout) -> str:
         BuildError: naming each missing dependency, a version mismatch, or each flag the
             engine rejected (with the check's report).
     """
+    out = sys.stdout if out is None else out  # looked up now: build.py redacts it
     status, output = run_in_image(
         client, image_id, entrypoint=["python3", "-c", _PROBE], command=[target.engine]
     )

@@ -14,6 +14,11 @@ once part-way (``cut_once``), pause part-way until the test says so (``pause_at`
 stop sending a file's bytes at an offset while keeping the connection open (``stall_at``),
 refuse a file with 403 (``forbidden``), or accept every connection and never answer
 (``silent``). Held connections are let go when the server shuts down.
+With ``signed_redirects``, a GET of an LFS file's ``/resolve/`` URL answers 302 with a
+``/cdn/...`` URL signed by AWS Signature Version 4 query parameters (``SIGNATURE`` is the
+signature), as the Hub sends large files to its CDN (huggingface_hub/file_download.py:
+``hf_hub_url``'s docstring; ``_get_metadata_or_catch_error``, which downloads from the
+redirect's location, "a signed CDN url", without Authorization).
 A repository with a ``token`` answers 401 without ``Authorization: Bearer <token>``, as the
 Hub does for private repositories.
 """
@@ -31,6 +36,8 @@ from urllib.parse import unquote, urlsplit
 
 MiB = 2**20
 LFS_SUFFIXES = (".safetensors", ".bin")
+# The X-Amz-Signature of every redirect when FakeHub.signed_redirects is set.
+SIGNATURE = "5ea1ed0fa4e1e5ba5e16c0ffee0ddba11de7ec7ab1e5ca1ab1eb0a710ad5a1e5"
 
 
 def longcat_like_files(shard_sizes=(12 * MiB, 1 * MiB), seed: int = 0) -> dict[str, bytes]:
@@ -164,6 +171,8 @@ class FakeHub(ThreadingHTTPServer):
         self.forbidden: set[str] = set()
         # Read every request, then answer nothing (a Hub that accepts and never answers).
         self.silent = False
+        # GET of an LFS file: 302 to a signed CDN URL (the module's docstring).
+        self.signed_redirects = False
         self.closing = threading.Event()
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -252,6 +261,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.silent:
             self.close_connection = True
             return self.server.hold()
+        if parts[0] == "cdn" and len(parts) >= 5:  # /cdn/{org}/{name}/{sha}/{path}
+            repo = self.server.repos.get("/".join(parts[1:3]))
+            files = repo.commits.get(parts[3], {}) if repo else {}
+            name = "/".join(parts[4:])
+            if repo is None or name not in files:
+                return self._not_found("EntryNotFound", f"no such object {split.path}")
+            return self._file(repo, parts[3], name, files[name], head, signed=True)
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
             repo_id, rest = "/".join(parts[2:4]), parts[4:]
         elif len(parts) >= 5 and parts[2] == "resolve":
@@ -319,9 +335,24 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return self._file(repo, sha, name, files[name], head)
 
-    def _file(self, repo: FakeRepo, sha: str, name: str, data: bytes, head: bool):
+    def _file(
+        self, repo: FakeRepo, sha: str, name: str, data: bytes, head: bool, signed: bool = False
+    ):
         if name in self.server.broken and not head:
             return self._send_json(500, {"error": "Internal Error"})
+        if self.server.signed_redirects and not head and not signed and name.endswith(LFS_SUFFIXES):
+            location = (
+                f"{self.server.url}/cdn/{repo.repo_id}/{sha}/{name}"
+                "?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                "&X-Amz-Credential=AKIAFAKEHUB%2F20250901%2Fus-east-1%2Fs3%2Faws4_request"
+                f"&X-Amz-Date=20250901T000000Z&X-Amz-Expires=3600&X-Amz-Signature={SIGNATURE}"
+                "&X-Amz-SignedHeaders=host"
+            )
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if name in self.server.forbidden:
             # No X-Error-Code: a plain refusal, as a mirror or a proxy in front of the Hub
             # answers (huggingface_hub maps it to HfHubHTTPError, utils/_http.py).

@@ -406,16 +406,121 @@ def test_cli_unknown_option_is_refused_before_the_command_runs(args, unknown):
     assert f"{args[0]} has no option {unknown}; it takes: --cuda" in done.stderr
 
 
-def test_cli_errors_never_print_the_password_of_docker_host():
-    """The SDK's error quotes DOCKER_HOST; build.py prints it through the launcher's
-    redaction (entrypoint.output.redact), which blanks a URL's password unconfigured."""
+def spellings(secret: str) -> set[str]:
+    """``secret`` as it may appear in output: raw, and percent-encoded with either case of
+    hex digits (RFC 3986, section 2.1)."""
+    import re
+    from urllib.parse import quote
+
+    encoded = quote(secret, safe="")
+    return {secret, encoded, re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), encoded)}
+
+
+def leaked(text: str, secret: str) -> list[str]:
+    """The spellings of ``secret`` that ``text`` holds."""
+    return sorted(form for form in spellings(secret) if form in text)
+
+
+DOCKER_PW = "Dock!Pw12345"
+
+
+@pytest.mark.parametrize(
+    "command, host",
+    [
+        # A password (the SDK refuses one: docker/utils/utils.py, parse_host).
+        ("push", "tcp://builder:{pw}@127.0.0.1:{port}"),
+        ("build", "tcp://builder:{pw}@127.0.0.1:{port}"),
+        # Without a scheme the SDK reads "builder" as one; a ":" after the port.
+        ("push", "builder:{pw}@127.0.0.1:{port}"),
+        ("push", "builder:{pw}@127.0.0.1:{port}:x"),
+        ("push", "tcp://127.0.0.1"),  # no port
+    ],
+)
+def test_a_malformed_docker_host_is_named_with_exit_2_and_its_value_never_shown(command, host):
+    """Not "cannot reach the Docker daemon ... Start it": the address is the problem."""
+    from urllib.parse import quote
+
     from tests.images.dockerutil import free_port
 
-    host = f"tcp://builder:DockPw12345@127.0.0.1:{free_port()}"
+    host = host.format(pw=quote(DOCKER_PW, safe=""), port=free_port())
+    done = run_cli(command, "vllm", env={"DOCKER_HOST": host})
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.startswith("build.py: error: DOCKER_HOST is not a Docker daemon address")
+    assert done.stderr.count("\n") == 1, done.stderr  # one message
+    assert "Start it" not in done.stderr and "Traceback" not in done.stderr
+    assert not leaked(done.stderr, DOCKER_PW)
+    assert host not in done.stderr
+
+
+def test_an_unreachable_docker_host_is_exit_1_and_names_the_address():
+    from tests.images.dockerutil import free_port
+
+    host = f"tcp://127.0.0.1:{free_port()}"
     done = run_cli("push", "vllm", env={"DOCKER_HOST": host})
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "DockPw12345" not in done.stdout + done.stderr
-    assert "tcp://builder:***@127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"build.py: error: cannot reach the Docker daemon at {host}: ")
+
+
+@pytest.mark.parametrize("before", [[], ["--cuda=all"]])
+@pytest.mark.parametrize("password", ["Fire!Pw12345", "FirePw12345"])
+def test_fires_own_messages_and_usage_pass_redaction(before, password):
+    """fire prints "ERROR: Could not consume arg: ARG" and a usage line itself
+    (fire/core.py, _DisplayError), which quote the arguments."""
+    from urllib.parse import quote
+
+    done = run_cli(*before, f"http://user:{quote(password, safe='')}@h")
+    shown = done.stdout + done.stderr
+    assert done.returncode == 2, shown
+    assert not leaked(shown, password) and "Traceback" not in shown
+    assert "ERROR: Could not consume arg: http://user:***@h\n" in done.stderr
+
+
+def test_build_progress_lines_pass_redaction(matrix, artifacts, monkeypatch, capsys):
+    """The build's output stream, what the image's check prints and our own lines reach
+    the user through the same redaction, a secret split across chunks included."""
+    pw = "Build!Pw12345"
+    client = FakeDockerClient()
+    client.run_script = accepting(versions(matrix)["sglang"])
+    client.build_stream = [
+        {"stream": "Step 1/2 : FROM base\n"},
+        {"stream": "Looking in indexes: https://bot:Build"},
+        {"stream": "!Pw12345@pypi.internal/simple\n"},
+        {"stream": "Step 2/2 : RUN true\n"},
+        {"aux": {"ID": client.built_id}},
+        {"stream": f"Successfully built {client.built_id[7:19]}\n"},
+    ]
+    monkeypatch.setattr(pipeline, "docker_client", lambda: client)
+    status = cli.main(["build", "sglang", f"--cache-dir={artifacts / 'cache'}"])
+    shown = capsys.readouterr()
+    assert status == 0, shown.err
+    assert "Looking in indexes: https://bot:***@pypi.internal/simple\n" in shown.out
+    assert not leaked(shown.out + shown.err, pw)
+    assert "=== tagged" in shown.out
+
+
+def test_the_redacting_stream_holds_a_line_until_it_ends_and_writes_the_rest_on_close():
+    from images.streams import RedactingStream
+
+    target = io.StringIO()
+    stream = RedactingStream(target)
+    assert stream.write("a https://u:Split") == len("a https://u:Split")
+    stream.flush()
+    assert target.getvalue() == ""  # the password's first half is held, not shown
+    stream.write("Pw12345@h\nb http://u:Tail")
+    assert target.getvalue() == "a https://u:***@h\n"
+    stream.write("Pw12345@h")
+    stream.close()
+    assert target.getvalue() == "a https://u:***@h\nb http://u:***@h"
+    assert not target.closed and not stream.isatty()
+    with pytest.raises(ValueError):
+        stream.write("x")
+
+
+def test_main_restores_the_streams_it_redacted():
+    before = sys.stdout, sys.stderr
+    assert cli.main(["plan", "--format=yaml"]) == 2
+    assert (sys.stdout, sys.stderr) == before
 
 
 @pytest.mark.parametrize("how", ["registry error", "client exception"])

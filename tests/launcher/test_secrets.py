@@ -94,6 +94,11 @@ def test_url_passwords_are_blanked_and_user_names_kept(url, shown):
         # (urllib.parse.urlsplit: netloc.rpartition("@")).
         ("http://alice:Pw@Super#Secret99@127.0.0.1:9/x", "http://alice:***@127.0.0.1:9/x"),
         ("a@b:Pw@Super99@host", "a@b:***@host"),
+        # A ":" after the port: a message that quotes the address ("at ADDR: reason"), or
+        # the docker SDK quoting a DOCKER_HOST it refuses (docker/utils/utils.py,
+        # parse_host: "Invalid bind address protocol: ADDR").
+        ("at u:ShortPw_123456@127.0.0.1:1: refused", "at u:***@127.0.0.1:1: refused"),
+        ("protocol: u:ShortPw_123456@127.0.0.1:2375:x", "protocol: u:***@127.0.0.1:2375:x"),
         # Not credentials: an image reference's tag before its digest, an e-mail address,
         # git's scp-like syntax.
         ("longcat:vllm-0.33.0@sha256:0123abcd", "longcat:vllm-0.33.0@sha256:0123abcd"),
