@@ -32,7 +32,8 @@ or revision the Hub does not have or will not give with this token, too little d
 or stalled ``DOWNLOAD_ATTEMPTS`` times in a row (``entrypoint.transfer``), or an answer from
 ``HF_ENDPOINT`` that the real Hub never gives: a commit, file name or hash that would not
 stay a path in the cache (refused before anything is written), or a listing without what
-the transfer needs. A bad ``HF_ENDPOINT`` raises ``ConfigError`` (exit status 2).
+the transfer needs. A bad ``HF_ENDPOINT``, or a stored Hub token that no HTTP header can
+carry (``check_stored_token``), raises ``ConfigError`` (exit status 2).
 
 ``huggingface_hub`` is imported only when ``MODEL`` is a repo id and this step runs: the
 launcher runs on every container start, and a local ``MODEL`` or ``DOWNLOAD=0`` must stay
@@ -600,6 +601,53 @@ class _ExitOnSignals:
             signal.signal(signum, handler)
 
 
+def check_stored_token(env: Mapping[str, str]) -> None:
+    """Refuse the stored Hub token when huggingface_hub would send it and no HTTP header can
+    carry it; call before any request to the Hub.
+
+    huggingface_hub sends the token stored in a file (``hf auth login``'s, at
+    ``HF_TOKEN_PATH``) when neither ``HF_TOKEN`` nor ``HUGGING_FACE_HUB_TOKEN`` is set
+    (``utils/_auth.py``, ``get_token``) and ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` is off
+    (``utils/_headers.py``, ``get_token_to_send``). Its text goes in the
+    ``Authorization: Bearer`` header; text that is not UTF-8, not ASCII, or holds a control
+    character ends in a decoding or protocol error, which looks like a network failure, and
+    a space inside is sent and refused. The rules are those ``entrypoint.values.check_secret``
+    applies to ``HF_TOKEN``: printable ASCII, no whitespace. The text is the one
+    ``entrypoint.settings.stored_hub_token`` reads; the file named is the one
+    huggingface_hub reads in this process (``constants.HF_TOKEN_PATH``).
+
+    Raises:
+        StoredTokenError: a ``ConfigError`` (exit status 2) naming the file and what is
+            wrong, never the text.
+    """
+    if env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN"):
+        return
+    # huggingface_hub constants.py, _is_true: ENV_VARS_TRUE_VALUES, upper case, unstripped.
+    if (env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
+        return
+    from .settings import stored_hub_token
+
+    token = stored_hub_token(env)
+    if token is None:
+        return
+    if "\ufffd" in token:  # stored_hub_token decodes with errors="replace"
+        why = "it is not UTF-8 text"
+    elif not token.isascii():
+        why = (
+            "it holds a character outside ASCII, which an HTTP header (Authorization: "
+            "Bearer ...) cannot carry"
+        )
+    elif not token.isprintable() or any(c.isspace() for c in token):
+        why = "it holds whitespace or a control character (a space, a tab, a NUL)"
+    else:
+        return
+    from huggingface_hub import constants
+
+    from .errors import StoredTokenError
+
+    raise StoredTokenError(constants.HF_TOKEN_PATH, why)
+
+
 class HubRepo:
     """One repository at one revision, as huggingface_hub reaches it on the Hub: the files
     the engine loads, with sizes and hashes, and each refusal in words.
@@ -611,7 +659,8 @@ class HubRepo:
         missing_here: appended to refusals (which files the cache lacks).
 
     Raises:
-        ConfigError: ``HF_ENDPOINT`` is not a URL.
+        ConfigError: ``HF_ENDPOINT`` is not a URL; the stored token cannot be sent
+            (``check_stored_token``).
     """
 
     def __init__(
@@ -627,6 +676,7 @@ class HubRepo:
 
         self.repo, self.revision, self.stall_s = repo, revision, stall_s
         self.endpoint = hub_endpoint(env)
+        check_stored_token(env)
         self.token = env.get("HF_TOKEN") or None
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
         self.where = f"{repo}@{revision}"
@@ -841,7 +891,8 @@ def fetch(
             not exist or is not a checkpoint, the Hub's answer names a path outside the
             cache or cannot be read (``HubRepo.files``), the disk is too small or not
             writable, or a file stalled or failed ``DOWNLOAD_ATTEMPTS`` times in a row.
-        ConfigError: ``HF_ENDPOINT`` is not a URL.
+        ConfigError: ``HF_ENDPOINT`` is not a URL; the stored Hub token cannot be sent
+            (``check_stored_token``).
     """
     import threading
 

@@ -1,6 +1,7 @@
 """A mirror or a proxy at HF_ENDPOINT that answers what the real Hub never does: names that
-would leave the cache, a listing the launcher cannot read. Each is refused with one line
-naming the cause, before anything is written, never with a traceback.
+would leave the cache, a listing the launcher cannot read; and a stored Hub token that no
+HTTP header can carry. Each is refused with one line naming the cause, before anything is
+written, never with a traceback.
 
 The fake Hub's ``rewrite_model_info`` serves these answers (tests/fakes/hub.py says which
 real behaviour it deviates from).
@@ -16,6 +17,7 @@ from tests.fakes.hub import git_blob_id
 from tests.weights.support import (
     CHECKPOINT,
     blob_dir,
+    engine_record,
     launch,
     launcher_env,
     snapshot,
@@ -229,3 +231,103 @@ def test_a_listing_the_launcher_cannot_read_is_named_as_such(
     assert "network path" not in result.stderr and "attempt 2" not in result.stderr
     assert len([r for r in hub.requests if r.path.startswith("/api/models/")]) == 1
     assert not repo_folder(tmp_path / "hf").exists()
+
+
+# --- a stored Hub token that cannot be sent ----------------------------------------------
+
+STORED = "hf_StoredTok3nValue"
+
+
+def authorizations(requests) -> set:
+    """The Authorization headers of the requests for the model (listing and files)."""
+    model = "/" + CHECKPOINT + "/"
+    return {
+        r.authorization for r in requests if r.path.startswith(("/api/models/" + CHECKPOINT, model))
+    }
+
+
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        (b"hf_Stored\xff\xfeTok3n\n", "it is not UTF-8 text"),
+        ("hf_Störed_Tok3nValue\n".encode(), "a character outside ASCII"),
+        (b"hf_Stored Tok3nValue\n", "whitespace or a control character"),
+        (b"hf_Stored\tTok3nValue", "whitespace or a control character"),
+    ],
+    ids=["not UTF-8", "not ASCII", "a space", "a tab"],
+)
+def test_a_stored_token_no_header_can_carry_is_refused_naming_its_file(
+    hub, repo, tmp_path, content, why, launcher_python
+):
+    token_file = tmp_path / "secrets" / "hf-token"
+    token_file.parent.mkdir()
+    token_file.write_bytes(content)
+    result = launch(
+        launcher_env(tmp_path, hub.url, HF_TOKEN_PATH=token_file), python=launcher_python
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = last_line(result)
+    assert f"the stored Hub token in {token_file} cannot be sent" in message, message
+    assert why in message and "HF_TOKEN" in message, message
+    assert "network path" not in result.stderr
+    assert "Tok3n" not in result.stdout + result.stderr
+    assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_a_token_in_a_mounted_cache_is_checked_too(hub, repo, tmp_path):
+    """Without HF_TOKEN_PATH the file is HF_HOME/token (huggingface_hub constants.py)."""
+    token_file = tmp_path / "hf" / "token"
+    token_file.parent.mkdir()
+    token_file.write_bytes(b"hf_Stored Tok3nValue\n")
+    result = launch(launcher_env(tmp_path, hub.url))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"the stored Hub token in {token_file} cannot be sent" in last_line(result)
+    assert "Tok3n" not in result.stdout + result.stderr
+
+
+def test_a_token_path_at_the_process_environment_is_refused_unshown(
+    hub, repo, tmp_path, launcher_python
+):
+    """HF_TOKEN_PATH=/proc/self/environ: NUL-separated variables, which huggingface_hub
+    read as the token and put in the Authorization header."""
+    env = launcher_env(tmp_path, hub.url, HF_TOKEN_PATH="/proc/self/environ")
+    result = launch(env, python=launcher_python)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = last_line(result)
+    assert "the stored Hub token in /proc/self/environ cannot be sent" in message, message
+    assert "whitespace or a control character" in message
+    output = result.stdout + result.stderr
+    assert f"FAKE_ENGINE_RECORD={env['FAKE_ENGINE_RECORD']}" not in output
+    assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_a_good_stored_token_is_sent_and_a_bad_one_unused_is_not_refused(
+    hub, repo, tmp_path, launcher_python
+):
+    """The check refuses only a stored token huggingface_hub would send: not with HF_TOKEN
+    (or HUGGING_FACE_HUB_TOKEN) set, nor with HF_HUB_DISABLE_IMPLICIT_TOKEN on
+    (huggingface_hub utils/_headers.py, get_token_to_send)."""
+    good = tmp_path / "good-token"
+    good.write_text(STORED + "\n")
+    env = launcher_env(tmp_path / "good", hub.url, HF_TOKEN_PATH=good)
+    result = launch(env, python=launcher_python)
+    assert result.returncode == 0, result.stderr
+    assert authorizations(hub.requests) == {f"Bearer {STORED}"}
+    assert STORED not in result.stdout + result.stderr
+
+    bad = tmp_path / "bad-token"
+    bad.write_bytes(b"hf_Stored\xffTok3n")
+    for name, extra in [
+        ("hf-token", {"HF_TOKEN": "hf_EnvironmentTok3n"}),
+        ("legacy", {"HUGGING_FACE_HUB_TOKEN": "hf_EnvironmentTok3n"}),
+        ("implicit-off", {"HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}),
+    ]:
+        seen = len(hub.requests)
+        env = launcher_env(tmp_path / name, hub.url, HF_TOKEN_PATH=bad, **extra)
+        result = launch(env, python=launcher_python)
+        assert result.returncode == 0, (name, result.stderr)
+        assert engine_record(env)["argv"][2].endswith(repo.refs["main"])
+        expected = None if name == "implicit-off" else "Bearer hf_EnvironmentTok3n"
+        assert authorizations(hub.requests[seen:]) == {expected}, name
