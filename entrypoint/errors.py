@@ -228,6 +228,30 @@ class SecretOnCommandLineError(ConfigError):
         )
 
 
+class StoredTokenError(ConfigError):
+    """The Hub token stored in a file (``hf auth login``), which huggingface_hub would send
+    as the ``Authorization`` header, holds text no HTTP header can carry. Exit status 2.
+
+    The message names the file and what is wrong, never the text.
+
+    Args:
+        path: the file (huggingface_hub's ``HF_TOKEN_PATH``).
+        why: what is wrong, e.g. ``"it is not UTF-8 text"``.
+    """
+
+    def __init__(self, path: str, why: str):
+        self.path, self.why = path, why
+        super().__init__("HF_TOKEN_PATH", None, "a file that holds one token, as plain text")
+
+    def message(self) -> str:
+        return (
+            f"the stored Hub token in {self.path} cannot be sent: {self.why}. huggingface_hub "
+            "sends that file's text in the Authorization header whenever HF_TOKEN is unset. "
+            "Set HF_TOKEN, run `hf auth login` again, or set HF_TOKEN_PATH to a file that "
+            "holds only the token (HF_HUB_DISABLE_IMPLICIT_TOKEN=1 sends none)."
+        )
+
+
 class EngineNotInstalled(LaunchError):
     """The chosen engine cannot be found where the launcher runs. Exit status 127.
 

@@ -29,9 +29,15 @@ own::
   ``stall_s`` seconds raises ``Stalled``. A file is given up after ``DOWNLOAD_ATTEMPTS``
   failed attempts in a row that added no byte.
 
+- **Contained.** Every name the Hub gives that becomes a path (the commit, each file's
+  name, each blob's hash) is checked before anything is written (``UnsafeName``), so a
+  mirror or a proxy at ``HF_ENDPOINT`` cannot make the launcher write outside the cache.
+
 Errors: ``Refused`` (an HTTP refusal: never retried), ``GaveUp`` (the attempts ran out),
 ``LocalWriteError`` (the cache cannot be written: read-only, permissions, disk full),
-``Aborted`` (another thread asked to stop). The caller turns them into messages.
+``Aborted`` (another thread asked to stop). Before a transfer: ``UnsafeName`` and
+``UnreadableListing`` (``ValueError``s), for the Hub's file list. The caller turns them
+into messages.
 """
 
 from __future__ import annotations
@@ -83,9 +89,21 @@ class RemoteFile:
     __slots__ = ("name", "size", "etag", "sha256", "blob_id")
 
     def __init__(self, name: str, size: int, sha256: str | None, blob_id: str | None):
-        etag = sha256 or blob_id
-        if not etag:
-            raise ValueError(f"{name}: the Hub gave neither an LFS sha256 nor a blob id")
+        """Raises:
+        UnsafeName: ``name`` is not a path inside a snapshot folder (``check_file_name``),
+            or the hash that names the blob is not lowercase hex of its length: 64 digits
+            for ``sha256``, else 40 for ``blob_id``.
+        UnreadableListing: neither hash is given.
+        """
+        check_file_name(name)
+        if sha256 is not None:
+            etag = check_hex(sha256, SHA256_DIGITS, f"the LFS sha256 {_shown(sha256)} of {name!r}")
+        elif blob_id is not None:
+            etag = check_hex(
+                blob_id, GIT_OBJECT_DIGITS, f"the blobId {_shown(blob_id)} of {name!r}"
+            )
+        else:
+            raise UnreadableListing(f"{name!r} has neither an LFS 'sha256' nor a 'blobId'")
         self.name, self.size, self.etag = name, size, etag
         self.sha256, self.blob_id = sha256, blob_id
 
@@ -94,18 +112,27 @@ class RemoteFile:
         """From a ``huggingface_hub.hf_api.RepoSibling`` with files metadata.
 
         Raises:
-            ValueError: the sibling has no size, or neither hash.
+            UnreadableListing: the sibling has no name as text, no size in bytes, an
+                ``lfs`` entry without its sha256, or neither hash.
+            UnsafeName: as the constructor.
         """
+        name = sibling.rfilename
+        if not isinstance(name, str):
+            raise UnreadableListing(f"the 'rfilename' {_shown(name)} is not text")
         lfs = getattr(sibling, "lfs", None)
         sha256 = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
+        if lfs is not None and sha256 is None:
+            raise UnreadableListing(f"the 'lfs' entry of {name!r} has no 'sha256'")
         size = (
             sibling.size
             if sibling.size is not None
-            else (lfs.get("size") if isinstance(lfs, dict) else None)
+            else (lfs.get("size") if isinstance(lfs, dict) else getattr(lfs, "size", None))
         )
         if size is None:
-            raise ValueError(f"{sibling.rfilename}: the Hub gave no size")
-        return cls(sibling.rfilename, int(size), sha256, getattr(sibling, "blob_id", None))
+            raise UnreadableListing(f"it gives no 'size' of {name!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise UnreadableListing(f"the 'size' of {name!r} is not a number of bytes")
+        return cls(name, size, sha256, getattr(sibling, "blob_id", None))
 
     def hasher(self) -> _Hasher:
         """A new hash of the content, as the Hub's metadata states it."""
@@ -182,6 +209,98 @@ class Aborted(TransferError):
     """Another thread asked every transfer to stop (a fatal error elsewhere, a lost lease)."""
 
 
+# --- names from the Hub, checked before they become paths ------------------------------
+#
+# The real Hub sends a commit id, git paths and hashes; a mirror or a proxy at HF_ENDPOINT
+# can send anything. huggingface_hub refuses a file name that would leave the folder it is
+# written to (``_local_folder.py``, ``_validate_relative_filename``, which
+# ``file_download.py`` applies before every download to the cache), and a snapshot entry
+# outside the snapshots folder (``file_download.py``, ``_get_pointer_path``). It does not
+# check the form of the commit id, nor the blob names (the ETags) the server gives
+# (``_hf_hub_download_to_cache_dir`` joins ``blobs`` and the ETag as they come); the
+# launcher checks all three, as huggingface_hub's own patterns describe them.
+
+# A commit id: 40 lowercase hex digits (huggingface_hub file_download.py,
+# REGEX_COMMIT_HASH, which huggingface_hub uses to tell a commit from a branch or tag).
+COMMIT_DIGITS = 40
+# An LFS file's sha256, its blob name: 64 lowercase hex digits (file_download.py,
+# REGEX_SHA256).
+SHA256_DIGITS = 64
+# A git object id, the blob name of a file stored in git: its sha1, 40 lowercase hex digits
+# like a commit id (the ETag the Hub sends for the file; file_download.py, _normalize_etag).
+GIT_OBJECT_DIGITS = 40
+_HEX = frozenset("0123456789abcdef")
+
+
+class UnsafeName(ValueError):
+    """A name the Hub gave that will not become a path in the cache: it would lead outside
+    the folder it belongs in, or is not the kind of name huggingface_hub gives that path.
+    ``str()`` says which value (shortened) and what is wrong with it."""
+
+
+class UnreadableListing(ValueError):
+    """The Hub's file list lacks something the transfer needs, or holds it as the wrong
+    type. ``str()`` says what."""
+
+
+def _shown(value: object) -> str:
+    """``value`` for a message: quoted, redacted, at most ``SHOWN_VALUE_CHARS`` characters
+    (a server chooses it, and its length)."""
+    from .errors import shorten
+
+    return shorten(value) if isinstance(value, str) else repr(value)[:80]
+
+
+def check_hex(value: object, digits: int, what: str) -> str:
+    """``value`` when it is ``digits`` lowercase hex digits.
+
+    Raises:
+        UnsafeName: ``"{what}: not {digits} lowercase hex digits"``.
+    """
+    if isinstance(value, str) and len(value) == digits and _HEX.issuperset(value):
+        return value
+    raise UnsafeName(f"{what}: not {digits} lowercase hex digits")
+
+
+def check_commit(commit: object) -> str:
+    """``commit`` when it is a commit id (``COMMIT_DIGITS`` lowercase hex digits): the name
+    of its snapshot folder, and what a ref file holds.
+
+    Raises:
+        UnsafeName: it is not one (``"../.."``, an absolute path, upper case, too short).
+    """
+    return check_hex(commit, COMMIT_DIGITS, f"the commit {_shown(commit)}")
+
+
+def check_file_name(name: str) -> str:
+    """``name`` when it is a relative path that stays inside a snapshot folder.
+
+    huggingface_hub's rules (``_local_folder.py``, ``_validate_relative_filename``): no
+    ``..`` segment, with ``/`` or ``\\`` as the separator; not absolute. Stricter, for names
+    no checkpoint needs: no backslash at all (a separator where the cache is read on
+    Windows), no NUL (no path can hold one), no empty or ``.`` segment (two names would be
+    one file). ``pointer_path`` then checks where the joined path leads, as
+    ``file_download.py``, ``_get_pointer_path``, does.
+
+    Raises:
+        UnsafeName: naming the rule broken.
+    """
+    why = None
+    if "\0" in name:
+        why = "it holds a NUL character"
+    elif ".." in name.replace("\\", "/").split("/"):
+        why = "it has a '..' segment"
+    elif name.startswith("/"):
+        why = "it is an absolute path"
+    elif "\\" in name:
+        why = "it holds a backslash"
+    elif any(part in ("", ".") for part in name.split("/")):
+        why = "it has an empty or '.' segment"
+    if why:
+        raise UnsafeName(f"the file name {_shown(name)}: {why}")
+    return name
+
+
 # --- the cache layout -------------------------------------------------------------------
 
 
@@ -196,7 +315,18 @@ def partial_path(folder: str, etag: str) -> str:
 
 
 def pointer_path(folder: str, commit: str, name: str) -> str:
-    """``<folder>/snapshots/<commit>/<name>``: the path the engine opens."""
+    """``<folder>/snapshots/<commit>/<name>``: the path the engine opens.
+
+    Raises:
+        UnsafeName: that path is not inside ``<folder>/snapshots/<commit>`` (as
+            huggingface_hub ``file_download.py``, ``_get_pointer_path``, checks; without
+            resolving links), or ``commit`` is not a commit id (``check_commit``).
+    """
+    check_commit(commit)
+    snapshot = os.path.abspath(os.path.join(folder, "snapshots", commit))
+    pointer = os.path.abspath(os.path.join(snapshot, *check_file_name(name).split("/")))
+    if not pointer.startswith(snapshot + os.sep):
+        raise UnsafeName(f"the file name {_shown(name)}: it leads outside {snapshot}")
     return os.path.join(folder, "snapshots", commit, *name.split("/"))
 
 

@@ -28,9 +28,12 @@ huggingface_hub defines them; ``MODEL_REVISION`` pins a branch, tag or commit.
 Failures raise ``WeightsError`` (exit status 4): a local path that is not a checkpoint, a
 cache folder without a usable snapshot, files missing in offline mode (named), a repository
 or revision the Hub does not have or will not give with this token, too little disk space
-(both numbers, in GB and bytes), a cache that cannot be written, or a transfer that failed
-or stalled ``DOWNLOAD_ATTEMPTS`` times in a row (``entrypoint.transfer``). A bad
-``HF_ENDPOINT`` raises ``ConfigError`` (exit status 2).
+(both numbers, in GB and bytes), a cache that cannot be written, a transfer that failed
+or stalled ``DOWNLOAD_ATTEMPTS`` times in a row (``entrypoint.transfer``), or an answer from
+``HF_ENDPOINT`` that the real Hub never gives: a commit, file name or hash that would not
+stay a path in the cache (refused before anything is written), or a listing without what
+the transfer needs. A bad ``HF_ENDPOINT``, or a stored Hub token that no HTTP header can
+carry (``check_stored_token``), raises ``ConfigError`` (exit status 2).
 
 ``huggingface_hub`` is imported only when ``MODEL`` is a repo id and this step runs: the
 launcher runs on every container start, and a local ``MODEL`` or ``DOWNLOAD=0`` must stay
@@ -442,6 +445,36 @@ def _summary(error: Exception, token: str | None) -> str:
     return f"{type(error).__name__}: {text.replace(token, '***') if token else text}"
 
 
+def _unreadable_listing(error: Exception, token: str | None) -> str | None:
+    """What a model listing lacks, when ``error`` is ``HfApi.model_info`` failing to read the
+    answer; ``None`` for any other error (a refusal, the network, an argument it refuses).
+
+    ``model_info`` reads the body as JSON and builds ``ModelInfo(**data)``, which takes
+    ``data["id"]``, each sibling's ``["rfilename"]`` and an LFS entry's ``["sha256"]``,
+    ``["size"]``, ``["pointerSize"]`` as given (huggingface_hub ``hf_api.py``,
+    ``HfApi.model_info`` and ``ModelInfo.__init__``): a key missing raises ``KeyError``, an
+    entry that is not an object ``TypeError`` or ``AttributeError``, a body that is not JSON
+    ``json.JSONDecodeError``, an unreadable date ``ValueError``. ``HFValidationError`` (an
+    argument refused before any request) and ``UnicodeDecodeError`` (also what reading a
+    stored token file that is not UTF-8 raises) are left to ``HubRepo.refuse``.
+    """
+    import json
+
+    from huggingface_hub.errors import HFValidationError
+
+    if isinstance(error, KeyError) and error.args:
+        return f"it has no {error.args[0]!r}"
+    if isinstance(error, json.JSONDecodeError):
+        return f"it is not JSON ({error.msg} at character {error.pos})"
+    if isinstance(error, (TypeError, AttributeError)):
+        return f"an entry is not of the type the Hub sends ({_summary(error, token)})"
+    if isinstance(error, ValueError) and not isinstance(
+        error, (HFValidationError, UnicodeDecodeError)
+    ):
+        return f"a value the Hub sends is not readable ({_summary(error, token)})"
+    return None
+
+
 def _blobs_on_disk(blobs: str) -> int:
     """Bytes under a repository's ``blobs`` folder, finished and partial files alike."""
     total = 0
@@ -570,6 +603,53 @@ class _ExitOnSignals:
             signal.signal(signum, handler)
 
 
+def check_stored_token(env: Mapping[str, str]) -> None:
+    """Refuse the stored Hub token when huggingface_hub would send it and no HTTP header can
+    carry it; call before any request to the Hub.
+
+    huggingface_hub sends the token stored in a file (``hf auth login``'s, at
+    ``HF_TOKEN_PATH``) when neither ``HF_TOKEN`` nor ``HUGGING_FACE_HUB_TOKEN`` is set
+    (``utils/_auth.py``, ``get_token``) and ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` is off
+    (``utils/_headers.py``, ``get_token_to_send``). Its text goes in the
+    ``Authorization: Bearer`` header; text that is not UTF-8, not ASCII, or holds a control
+    character ends in a decoding or protocol error, which looks like a network failure, and
+    a space inside is sent and refused. The rules are those ``entrypoint.values.check_secret``
+    applies to ``HF_TOKEN``: printable ASCII, no whitespace. The text is the one
+    ``entrypoint.settings.stored_hub_token`` reads; the file named is the one
+    huggingface_hub reads in this process (``constants.HF_TOKEN_PATH``).
+
+    Raises:
+        StoredTokenError: a ``ConfigError`` (exit status 2) naming the file and what is
+            wrong, never the text.
+    """
+    if env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN"):
+        return
+    # huggingface_hub constants.py, _is_true: ENV_VARS_TRUE_VALUES, upper case, unstripped.
+    if (env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
+        return
+    from .settings import stored_hub_token
+
+    token = stored_hub_token(env)
+    if token is None:
+        return
+    if "\ufffd" in token:  # stored_hub_token decodes with errors="replace"
+        why = "it is not UTF-8 text"
+    elif not token.isascii():
+        why = (
+            "it holds a character outside ASCII, which an HTTP header (Authorization: "
+            "Bearer ...) cannot carry"
+        )
+    elif not token.isprintable() or any(c.isspace() for c in token):
+        why = "it holds whitespace or a control character (a space, a tab, a NUL)"
+    else:
+        return
+    from huggingface_hub import constants
+
+    from .errors import StoredTokenError
+
+    raise StoredTokenError(constants.HF_TOKEN_PATH, why)
+
+
 class HubRepo:
     """One repository at one revision, as huggingface_hub reaches it on the Hub: the files
     the engine loads, with sizes and hashes, and each refusal in words.
@@ -581,7 +661,8 @@ class HubRepo:
         missing_here: appended to refusals (which files the cache lacks).
 
     Raises:
-        ConfigError: ``HF_ENDPOINT`` is not a URL.
+        ConfigError: ``HF_ENDPOINT`` is not a URL; the stored token cannot be sent
+            (``check_stored_token``).
     """
 
     def __init__(
@@ -597,10 +678,15 @@ class HubRepo:
 
         self.repo, self.revision, self.stall_s = repo, revision, stall_s
         self.endpoint = hub_endpoint(env)
+        check_stored_token(env)
         self.token = env.get("HF_TOKEN") or None
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
         self.where = f"{repo}@{revision}"
         self.missing_here = missing_here
+        self.hub_at = (
+            f"the Hub at {self.api.endpoint} "
+            f"({'HF_ENDPOINT' if self.endpoint else 'HF_ENDPOINT is unset'})"
+        )
         self.check_path = (
             f"Check the network path to {self.api.endpoint} (HF_ENDPOINT, "
             "proxy, firewall), or fill the cache at HF_HOME and set "
@@ -678,11 +764,14 @@ class HubRepo:
 
         Raises:
             WeightsError: a refusal, no answer, or not a checkpoint (no config.json, no
-                safetensors), or a file without the size or hash the transfer checks.
+                safetensors); a listing that lacks what the transfer needs (a commit, a
+                file's name, size or hash) or holds it as another type; a commit, file name
+                or hash that would not stay a path in the cache (``entrypoint.transfer``,
+                ``UnsafeName``).
         """
         import time
 
-        from .transfer import DOWNLOAD_ATTEMPTS, RETRY_PAUSE_S, RemoteFile
+        from .transfer import DOWNLOAD_ATTEMPTS, RETRY_PAUSE_S, UnreadableListing, UnsafeName
 
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
@@ -691,6 +780,9 @@ class HubRepo:
                 )
                 break
             except Exception as error:
+                unreadable = _unreadable_listing(error, self.token)
+                if unreadable is not None:
+                    raise self.cannot_read(unreadable) from None
                 if attempt == DOWNLOAD_ATTEMPTS or not self.transient(error):
                     raise self.refuse(error, "look up") from None
                 log(
@@ -698,9 +790,42 @@ class HubRepo:
                     f"again (attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})"
                 )
                 time.sleep(RETRY_PAUSE_S)
-        siblings = {s.rfilename: s for s in (info.siblings or [])}
+        try:
+            return self._checkpoint_files(info)
+        except UnreadableListing as error:
+            raise self.cannot_read(str(error)) from None
+        except UnsafeName as error:
+            raise WeightsError(
+                f"cannot fetch {self.where}: {self.hub_at} answered with {error}. Such a "
+                "name would become a path outside the cache, or not the one huggingface_hub "
+                "gives it, so nothing was written; the Hub itself never sends one. Check "
+                "what answers at HF_ENDPOINT: a mirror or a proxy that rewrites the Hub's "
+                f"answers{self.missing_here}."
+            ) from None
+
+    def _checkpoint_files(self, info: Any) -> tuple[str, list[RemoteFile]]:
+        """(the commit, the files the engine loads) from ``HfApi.model_info``'s answer, each
+        name that becomes a path checked (``entrypoint.transfer``, ``check_commit``,
+        ``RemoteFile``), before anything is written.
+
+        Raises:
+            UnreadableListing, UnsafeName: from ``entrypoint.transfer``.
+            WeightsError: not a checkpoint (no config.json, no safetensors).
+        """
+        from .transfer import RemoteFile, UnreadableListing, check_commit
+
+        if info.sha is None:
+            raise UnreadableListing("it has no 'sha' (the commit id)")
+        if not isinstance(info.siblings, list):
+            raise UnreadableListing("it has no 'siblings' (the file list)")
+        for sibling in info.siblings:
+            if not isinstance(sibling.rfilename, str):
+                raise UnreadableListing(f"the 'rfilename' {sibling.rfilename!r:.80} is not text")
+        commit = check_commit(info.sha)
+        # Only the files the engine loads become paths: a name the launcher leaves alone
+        # (a README, a figure) is not checked, whatever it holds.
+        siblings = {s.rfilename: s for s in info.siblings}
         wanted = _wanted(siblings)
-        commit = str(info.sha)
         if "config.json" not in wanted:
             raise WeightsError(
                 f"{self.where} (commit {commit}) has no config.json, so it is "
@@ -712,13 +837,16 @@ class HubRepo:
                 "fetches only safetensors. Set DOWNLOAD=0 to let the engine "
                 "fetch it itself."
             )
-        try:
-            return commit, [RemoteFile.from_sibling(siblings[name]) for name in wanted]
-        except ValueError as error:
-            raise WeightsError(
-                f"cannot fetch {self.where}: {error}, so the file cannot be "
-                f"verified. Check HF_ENDPOINT ({self.api.endpoint})."
-            ) from None
+        return commit, [RemoteFile.from_sibling(siblings[name]) for name in wanted]
+
+    def cannot_read(self, what: str) -> WeightsError:
+        """The refusal of a model listing that lacks ``what`` (or holds it as another type)."""
+        return WeightsError(
+            f"cannot look up {self.where}: {self.hub_at} answered with a model listing the "
+            f"launcher cannot read: {what}. The Hub's own API never answers so; check that "
+            "HF_ENDPOINT is the Hub, or a mirror that passes its answers on unchanged"
+            f"{self.missing_here}."
+        )
 
 
 def default_stall_s() -> int:
@@ -762,9 +890,11 @@ def fetch(
 
     Raises:
         WeightsError: the Hub refuses or cannot be reached, the revision or repository does
-            not exist or is not a checkpoint, the disk is too small or not writable, or a
-            file stalled or failed ``DOWNLOAD_ATTEMPTS`` times in a row.
-        ConfigError: ``HF_ENDPOINT`` is not a URL.
+            not exist or is not a checkpoint, the Hub's answer names a path outside the
+            cache or cannot be read (``HubRepo.files``), the disk is too small or not
+            writable, or a file stalled or failed ``DOWNLOAD_ATTEMPTS`` times in a row.
+        ConfigError: ``HF_ENDPOINT`` is not a URL; the stored Hub token cannot be sent
+            (``check_stored_token``).
     """
     import threading
 

@@ -12,8 +12,9 @@ Every request is recorded (``requests``), and faults can be planted: cut a file'
 once part-way (``cut_once``), pause part-way until the test says so (``pause_at``), answer
 500 for a file (``broken``), report a size the files do not have (``FakeRepo.reported_size``),
 stop sending a file's bytes at an offset while keeping the connection open (``stall_at``),
-refuse a file with 403 (``forbidden``), or accept every connection and never answer
-(``silent``). Held connections are let go when the server shuts down.
+refuse a file with 403 (``forbidden``), accept every connection and never answer
+(``silent``), or send a model info the real Hub never sends (``rewrite_model_info``).
+Held connections are let go when the server shuts down.
 With ``signed_redirects``, a GET of an LFS file's ``/resolve/`` URL answers 302 with a
 ``/cdn/...`` URL signed by AWS Signature Version 4 query parameters (``SIGNATURE`` is the
 signature), as the Hub sends large files to its CDN (huggingface_hub/file_download.py:
@@ -31,6 +32,7 @@ import json
 import random
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -173,6 +175,17 @@ class FakeHub(ThreadingHTTPServer):
         self.silent = False
         # GET of an LFS file: 302 to a signed CDN URL (the module's docstring).
         self.signed_redirects = False
+        # The model info body -> what to send instead (JSON, or bytes as they are). A
+        # deliberate deviation from the real Hub, whose answer this fake otherwise copies:
+        # the Hub sends an "id", a "sha" that is a git commit id (40 lowercase hex digits,
+        # huggingface_hub file_download.py, REGEX_COMMIT_HASH), and per file an object
+        # with an "rfilename" that is its path in the git tree (relative, no ".."), a
+        # "blobId" (git's 40-hex object id) and for LFS files an "lfs" object with a
+        # "sha256" (64 hex, file_download.py, REGEX_SHA256); huggingface_hub hf_api.py,
+        # ModelInfo.__init__, reads exactly those keys. This stands for what a mirror or a
+        # proxy at HF_ENDPOINT can send instead: a hostile one (names that leave the cache)
+        # or a broken one (keys missing, entries that are not objects, a 200 HTML page).
+        self.rewrite_model_info: Callable[[dict], object] | None = None
         self.closing = threading.Event()
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -231,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle(head=True)
 
     def _send_json(self, status: int, body, headers=()):
-        data = json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -303,20 +316,19 @@ class _Handler(BaseHTTPRequestHandler):
                         "pointerSize": 134,
                     }
                 siblings.append(sibling)
-            return self._send_json(
-                200,
-                {
-                    "id": repo_id,
-                    "modelId": repo_id,
-                    "sha": sha,
-                    "private": bool(repo.token),
-                    "gated": False,
-                    "disabled": False,
-                    "tags": [],
-                    "siblings": siblings,
-                    "lastModified": "2025-09-01T00:00:00.000Z",
-                },
-            )
+            body = {
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": sha,
+                "private": bool(repo.token),
+                "gated": False,
+                "disabled": False,
+                "tags": [],
+                "siblings": siblings,
+                "lastModified": "2025-09-01T00:00:00.000Z",
+            }
+            rewrite = self.server.rewrite_model_info
+            return self._send_json(200, body if rewrite is None else rewrite(body))
         if rest[0] == "tree":
             prefix = "/".join(rest[2:])
             entries = [

@@ -1,0 +1,333 @@
+"""A mirror or a proxy at HF_ENDPOINT that answers what the real Hub never does: names that
+would leave the cache, a listing the launcher cannot read; and a stored Hub token that no
+HTTP header can carry. Each is refused with one line naming the cause, before anything is
+written, never with a traceback.
+
+The fake Hub's ``rewrite_model_info`` serves these answers (tests/fakes/hub.py says which
+real behaviour it deviates from).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.fakes.hub import git_blob_id
+from tests.weights.support import (
+    CHECKPOINT,
+    blob_dir,
+    engine_record,
+    launch,
+    launcher_env,
+    snapshot,
+)
+from tests.weights.test_prefetch import prefetch_env
+
+SHARD_1 = "model-00001-of-00002.safetensors"
+
+
+def repo_folder(hf_home):
+    return hf_home / "hub" / ("models--" + CHECKPOINT.replace("/", "--"))
+
+
+def last_line(result) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def quoted(value: str) -> str:
+    """How a message starts to quote ``value``: ``repr``, cut after 50 characters (a message
+    quotes at most 80, entrypoint.errors.shorten), without the closing quote."""
+    return repr(value[:50])[:-1]
+
+
+def sibling(body: dict, name: str) -> dict:
+    (found,) = [s for s in body["siblings"] if s["rfilename"] == name]
+    return found
+
+
+def links_leaving(root) -> list[str]:
+    """Symbolic links under ``root`` whose target lies outside it."""
+    root = os.path.realpath(root)
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                target = os.path.realpath(path)
+                if os.path.commonpath([root, target]) != root:
+                    found.append(f"{path} -> {target}")
+    return found
+
+
+def assert_refused_unwritten(result, tmp_path, hub_url: str, *phrases: str) -> None:
+    """Exit 4 with one line naming HF_ENDPOINT and ``phrases``; nothing outside the cache,
+    no snapshot, no ref."""
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = last_line(result)
+    assert f"the Hub at {hub_url} (HF_ENDPOINT)" in message, message
+    for phrase in phrases:
+        assert phrase in message, message
+    assert not (tmp_path / "outside").exists(), sorted((tmp_path / "outside").rglob("*"))
+    folder = repo_folder(tmp_path / "hf")
+    assert not (folder / "snapshots").exists() and not (folder / "refs").exists()
+    assert links_leaving(tmp_path / "hf") == []
+
+
+# --- names that would leave the cache ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["parent segments", "absolute", "upper-case hex", "too short"])
+def test_a_commit_that_is_not_a_commit_id_is_refused_before_anything_is_written(
+    hub, repo, tmp_path, kind, launcher_python
+):
+    """prefetch, which a Job runs unattended: it exited 0 having written the snapshot where
+    the server's commit pointed."""
+    folder = repo_folder(tmp_path / "hf")
+    outside = tmp_path / "outside" / "snap"
+    real = repo.refs["main"]
+    commit = {
+        "parent segments": os.path.relpath(outside, folder / "snapshots"),
+        "absolute": str(outside),
+        "upper-case hex": real.upper(),
+        "too short": real[:12],
+    }[kind]
+    repo.refs[commit] = real  # the mirror serves the files under that name too
+    hub.rewrite_model_info = lambda body: dict(body, sha=commit)
+    result = launch(prefetch_env(tmp_path, hub.url), ["prefetch"], python=launcher_python)
+    assert_refused_unwritten(
+        result, tmp_path, hub.url, f"commit {quoted(commit)}", "40 lowercase hex digits"
+    )
+    assert not [r for r in hub.requests if "/resolve/" in r.path]
+
+
+@pytest.mark.parametrize(
+    "kind", ["parent segments", "absolute", "backslash", "NUL", "empty segment", "dot segment"]
+)
+def test_a_file_name_that_leaves_the_snapshot_is_refused_before_anything_is_written(
+    hub, repo, tmp_path, kind
+):
+    """The cache already holds the blob (an earlier start fetched it), so the launcher
+    made the link without a request: a link outside the cache, to a blob the server chose."""
+    files = repo.commits[repo.refs["main"]]
+    blobs = blob_dir(tmp_path / "hf")
+    blobs.mkdir(parents=True)
+    (blobs / git_blob_id(files["tokenizer.json"])).write_bytes(files["tokenizer.json"])
+    pointer_dir = snapshot(tmp_path / "hf", CHECKPOINT, repo.refs["main"])
+    target = tmp_path / "outside" / "pwn.json"
+    name = {
+        "parent segments": os.path.relpath(target, pointer_dir),
+        "absolute": str(target),
+        "backslash": "..\\..\\..\\..\\..\\outside\\pwn.json",
+        "NUL": "tokenizer\0.json",
+        "empty segment": "sub//tokenizer.json",
+        "dot segment": "./tokenizer.json",
+    }[kind]
+
+    def rename(body: dict) -> dict:
+        sibling(body, "tokenizer.json")["rfilename"] = name
+        return body
+
+    hub.rewrite_model_info = rename
+    result = launch(launcher_env(tmp_path, hub.url))
+    assert_refused_unwritten(result, tmp_path, hub.url, f"file name {quoted(name)}")
+    assert not [r for r in hub.requests if "/resolve/" in r.path]
+
+
+@pytest.mark.parametrize(
+    "field", ["LFS sha256 with parent segments", "blobId with parent segments", "short sha256"]
+)
+def test_a_blob_id_that_is_not_hex_of_its_length_is_refused_before_anything_is_written(
+    hub, repo, tmp_path, field
+):
+    """The blob's name is the LFS sha256, else the git blob id: the partial file went to
+    ``blobs/<that>.incomplete``, outside the cache."""
+    blobs = blob_dir(tmp_path / "hf")
+    escape = os.path.relpath(tmp_path / "outside" / "blob", blobs)
+
+    def rewrite(body: dict) -> dict:
+        if field == "blobId with parent segments":
+            sibling(body, "config.json")["blobId"] = escape
+        else:
+            lfs = sibling(body, SHARD_1)["lfs"]
+            lfs["sha256"] = escape if field.endswith("segments") else lfs["sha256"][:63]
+        return body
+
+    hub.rewrite_model_info = rewrite
+    result = launch(launcher_env(tmp_path, hub.url))
+    if field == "blobId with parent segments":
+        phrases = ("config.json", "blobId", "40 lowercase hex digits")
+    else:
+        phrases = (SHARD_1, "LFS sha256", "64 lowercase hex digits")
+    assert_refused_unwritten(result, tmp_path, hub.url, *phrases)
+    assert not blobs.exists()
+    assert not [r for r in hub.requests if "/resolve/" in r.path]
+
+
+# --- a listing the launcher cannot read --------------------------------------------------
+
+
+def drop(key: str):
+    def rewrite(body: dict) -> dict:
+        del body[key]
+        return body
+
+    return rewrite
+
+
+def edit_sibling(name: str, change):
+    def rewrite(body: dict) -> dict:
+        change(sibling(body, name))
+        return body
+
+    return rewrite
+
+
+MALFORMED = {
+    "no id": (drop("id"), "it has no 'id'"),
+    "no sha": (drop("sha"), "it has no 'sha'"),
+    "no siblings": (drop("siblings"), "it has no 'siblings'"),
+    "a file without rfilename": (
+        edit_sibling("config.json", lambda s: s.pop("rfilename")),
+        "it has no 'rfilename'",
+    ),
+    "an LFS file without sha256": (
+        edit_sibling(SHARD_1, lambda s: s["lfs"].pop("sha256")),
+        "it has no 'sha256'",
+    ),
+    "files that are not objects": (
+        lambda body: dict(body, siblings=[s["rfilename"] for s in body["siblings"]]),
+        "TypeError",
+    ),
+    "a listing that is not an object": (lambda body: [body], "TypeError"),
+    "a file name that is not text": (
+        edit_sibling("config.json", lambda s: s.update(rfilename=7)),
+        "'rfilename' 7 is not text",
+    ),
+    "a size that is not a number": (
+        edit_sibling(SHARD_1, lambda s: s.update(size="big")),
+        f"the 'size' of {SHARD_1!r} is not a number of bytes",
+    ),
+    "an HTML page": (lambda body: b"<html><body>Sign in to the proxy</body></html>", "not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_listing_the_launcher_cannot_read_is_named_as_such(
+    hub, repo, tmp_path, case, launcher_python
+):
+    rewrite, what = MALFORMED[case]
+    hub.rewrite_model_info = rewrite
+    result = launch(launcher_env(tmp_path, hub.url), python=launcher_python)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = last_line(result)
+    assert (
+        f"cannot look up {CHECKPOINT}@main: the Hub at {hub.url} (HF_ENDPOINT) answered with "
+        "a model listing the launcher cannot read" in message
+    ), message
+    assert what in message, message
+    assert "network path" not in result.stderr and "attempt 2" not in result.stderr
+    assert len([r for r in hub.requests if r.path.startswith("/api/models/")]) == 1
+    assert not repo_folder(tmp_path / "hf").exists()
+
+
+# --- a stored Hub token that cannot be sent ----------------------------------------------
+
+STORED = "hf_StoredTok3nValue"
+
+
+def authorizations(requests) -> set:
+    """The Authorization headers of the requests for the model (listing and files)."""
+    model = "/" + CHECKPOINT + "/"
+    return {
+        r.authorization for r in requests if r.path.startswith(("/api/models/" + CHECKPOINT, model))
+    }
+
+
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        (b"hf_Stored\xff\xfeTok3n\n", "it is not UTF-8 text"),
+        ("hf_Störed_Tok3nValue\n".encode(), "a character outside ASCII"),
+        (b"hf_Stored Tok3nValue\n", "whitespace or a control character"),
+        (b"hf_Stored\tTok3nValue", "whitespace or a control character"),
+    ],
+    ids=["not UTF-8", "not ASCII", "a space", "a tab"],
+)
+def test_a_stored_token_no_header_can_carry_is_refused_naming_its_file(
+    hub, repo, tmp_path, content, why, launcher_python
+):
+    token_file = tmp_path / "secrets" / "hf-token"
+    token_file.parent.mkdir()
+    token_file.write_bytes(content)
+    result = launch(
+        launcher_env(tmp_path, hub.url, HF_TOKEN_PATH=token_file), python=launcher_python
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = last_line(result)
+    assert f"the stored Hub token in {token_file} cannot be sent" in message, message
+    assert why in message and "HF_TOKEN" in message, message
+    assert "network path" not in result.stderr
+    assert "Tok3n" not in result.stdout + result.stderr
+    assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_a_token_in_a_mounted_cache_is_checked_too(hub, repo, tmp_path):
+    """Without HF_TOKEN_PATH the file is HF_HOME/token (huggingface_hub constants.py)."""
+    token_file = tmp_path / "hf" / "token"
+    token_file.parent.mkdir()
+    token_file.write_bytes(b"hf_Stored Tok3nValue\n")
+    result = launch(launcher_env(tmp_path, hub.url))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"the stored Hub token in {token_file} cannot be sent" in last_line(result)
+    assert "Tok3n" not in result.stdout + result.stderr
+
+
+def test_a_token_path_at_the_process_environment_is_refused_unshown(
+    hub, repo, tmp_path, launcher_python
+):
+    """HF_TOKEN_PATH=/proc/self/environ: NUL-separated variables, which huggingface_hub
+    read as the token and put in the Authorization header."""
+    env = launcher_env(tmp_path, hub.url, HF_TOKEN_PATH="/proc/self/environ")
+    result = launch(env, python=launcher_python)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = last_line(result)
+    assert "the stored Hub token in /proc/self/environ cannot be sent" in message, message
+    assert "whitespace or a control character" in message
+    output = result.stdout + result.stderr
+    assert f"FAKE_ENGINE_RECORD={env['FAKE_ENGINE_RECORD']}" not in output
+    assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_a_good_stored_token_is_sent_and_a_bad_one_unused_is_not_refused(
+    hub, repo, tmp_path, launcher_python
+):
+    """The check refuses only a stored token huggingface_hub would send: not with HF_TOKEN
+    (or HUGGING_FACE_HUB_TOKEN) set, nor with HF_HUB_DISABLE_IMPLICIT_TOKEN on
+    (huggingface_hub utils/_headers.py, get_token_to_send)."""
+    good = tmp_path / "good-token"
+    good.write_text(STORED + "\n")
+    env = launcher_env(tmp_path / "good", hub.url, HF_TOKEN_PATH=good)
+    result = launch(env, python=launcher_python)
+    assert result.returncode == 0, result.stderr
+    assert authorizations(hub.requests) == {f"Bearer {STORED}"}
+    assert STORED not in result.stdout + result.stderr
+
+    bad = tmp_path / "bad-token"
+    bad.write_bytes(b"hf_Stored\xffTok3n")
+    for name, extra in [
+        ("hf-token", {"HF_TOKEN": "hf_EnvironmentTok3n"}),
+        ("legacy", {"HUGGING_FACE_HUB_TOKEN": "hf_EnvironmentTok3n"}),
+        ("implicit-off", {"HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}),
+    ]:
+        seen = len(hub.requests)
+        env = launcher_env(tmp_path / name, hub.url, HF_TOKEN_PATH=bad, **extra)
+        result = launch(env, python=launcher_python)
+        assert result.returncode == 0, (name, result.stderr)
+        assert engine_record(env)["argv"][2].endswith(repo.refs["main"])
+        expected = None if name == "implicit-off" else "Bearer hf_EnvironmentTok3n"
+        assert authorizations(hub.requests[seen:]) == {expected}, name
