@@ -615,8 +615,8 @@ def check_stored_token(env: Mapping[str, str]) -> None:
     character ends in a decoding or protocol error, which looks like a network failure, and
     a space inside is sent and refused. The rules are those ``entrypoint.values.check_secret``
     applies to ``HF_TOKEN``: printable ASCII, no whitespace. The text is the one
-    ``entrypoint.settings.stored_hub_token`` reads; the file named is the one
-    huggingface_hub reads in this process (``constants.HF_TOKEN_PATH``).
+    ``entrypoint.settings.stored_hub_token`` reads, from the file huggingface_hub reads
+    (``entrypoint.settings.stored_hub_token_path``), which the message names.
 
     Raises:
         StoredTokenError: a ``ConfigError`` (exit status 2) naming the file and what is
@@ -627,13 +627,16 @@ def check_stored_token(env: Mapping[str, str]) -> None:
     # huggingface_hub constants.py, _is_true: ENV_VARS_TRUE_VALUES, upper case, unstripped.
     if (env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
         return
-    from .settings import stored_hub_token
+    from .settings import stored_hub_token, stored_hub_token_path
 
     token = stored_hub_token(env)
     if token is None:
         return
+    path = stored_hub_token_path(env)
     if "\ufffd" in token:  # stored_hub_token decodes with errors="replace"
         why = "it is not UTF-8 text"
+    elif _starts_with_bom(path):  # stored_hub_token drops it; huggingface_hub sends it
+        why = "it starts with a byte-order mark, which huggingface_hub would send in the token"
     elif not token.isascii():
         why = (
             "it holds a character outside ASCII, which an HTTP header (Authorization: "
@@ -643,11 +646,38 @@ def check_stored_token(env: Mapping[str, str]) -> None:
         why = "it holds whitespace or a control character (a space, a tab, a NUL)"
     else:
         return
-    from huggingface_hub import constants
-
     from .errors import StoredTokenError
 
-    raise StoredTokenError(constants.HF_TOKEN_PATH, why)
+    raise StoredTokenError(path, why)
+
+
+def credential_sent(env: Mapping[str, str]) -> str | None:
+    """Which token huggingface_hub sends to the Hub, in words for a message: ``"HF_TOKEN"``,
+    ``"HUGGING_FACE_HUB_TOKEN"``, ``"the token stored in PATH"``, or ``None`` for none.
+
+    Its order (``utils/_auth.py``, ``get_token``): ``HF_TOKEN``, then
+    ``HUGGING_FACE_HUB_TOKEN``, then the stored token, which is not sent with
+    ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` on (``utils/_headers.py``, ``get_token_to_send``).
+    """
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if env.get(name):
+            return name
+    if (env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
+        return None
+    from .settings import stored_hub_token, stored_hub_token_path
+
+    if stored_hub_token(env) is None:
+        return None
+    return f"the token stored in {stored_hub_token_path(env)}"
+
+
+def _starts_with_bom(path: str) -> bool:
+    """Whether the file at ``path`` starts with UTF-8's byte-order mark (EF BB BF)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(3) == b"\xef\xbb\xbf"
+    except OSError:
+        return False
 
 
 class HubRepo:
@@ -680,6 +710,7 @@ class HubRepo:
         self.endpoint = hub_endpoint(env)
         check_stored_token(env)
         self.token = env.get("HF_TOKEN") or None
+        self.credential = credential_sent(env)
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
         self.where = f"{repo}@{revision}"
         self.missing_here = missing_here
@@ -709,6 +740,7 @@ class HubRepo:
         from .transfer import DOWNLOAD_ATTEMPTS
 
         repo, token, endpoint = self.repo, self.token, self.api.endpoint
+        lacks = f"{self.credential} lacks access" if self.credential else "HF_TOKEN is not set"
         status = getattr(getattr(error, "response", None), "status_code", None)
         if isinstance(error, GatedRepoError):
             why = (
@@ -717,8 +749,8 @@ class HubRepo:
             )
         elif isinstance(error, RepositoryNotFoundError):
             why = (
-                f"{endpoint} has no repository {repo}, or it is private and HF_TOKEN "
-                f"{'lacks access to it' if token else 'is not set'}. Check MODEL and HF_TOKEN"
+                f"{endpoint} has no repository {repo}, or it is private and {lacks}. Check "
+                "MODEL and HF_TOKEN"
             )
         elif isinstance(error, RevisionNotFoundError):
             why = (
@@ -740,7 +772,7 @@ class HubRepo:
         elif isinstance(error, HfHubHTTPError) and status == 403:
             why = (
                 f"{endpoint} answered 403 Forbidden ({_summary(error, token)}). "
-                f"HF_TOKEN {'lacks access' if token else 'is not set'}: use a token that "
+                f"{lacks}: use a token that "
                 f"can read {repo}, or check what a proxy or mirror at HF_ENDPOINT allows"
             )
         else:

@@ -139,5 +139,16 @@ def partial_files(hf_home: Path) -> list[Path]:
     return sorted(hf_home.rglob("*.incomplete"))
 
 
+def partial_size(hf_home: Path, digest: str) -> int:
+    """The bytes of the partial blob ``digest`` (a sha256) holds; 0 when there is none."""
+    for path in partial_files(hf_home):
+        if path.name.startswith(digest):
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:  # finished (renamed) meanwhile
+                return 0
+    return 0
+
+
 def blob_dir(hf_home: Path, repo_id: str = CHECKPOINT) -> Path:
     return hf_home / "hub" / ("models--" + repo_id.replace("/", "--")) / "blobs"

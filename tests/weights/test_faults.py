@@ -27,6 +27,7 @@ from tests.weights.support import (
     launch,
     launcher_env,
     partial_files,
+    partial_size,
     snapshot,
     wait_until,
 )
@@ -105,7 +106,7 @@ def start_paused(hub, tmp_path, python, **extra) -> tuple[Running, threading.Eve
     running = Running(launcher_env(tmp_path, hub.url, **extra), python=python)
     assert reached.wait(60), running.stderr
     assert wait_until(
-        lambda: sum(p.stat().st_size for p in partial_files(tmp_path / "hf") if p.exists()) >= AT
+        lambda: partial_size(tmp_path / "hf", shard_digest(hub.repos[CHECKPOINT])) >= AT
     ), running.stderr
     return running, release
 
@@ -153,7 +154,8 @@ def test_a_signal_during_a_transfer_ends_the_launcher_within_2_s(
     assert returncode == status, running.stderr
     assert elapsed < 2, f"exited {elapsed:.2f} s after {signum.name}"
     assert f"{signum.name}: stopping; the bytes fetched so far stay in the cache" in running.stderr
-    assert [p.stat().st_size for p in partial_files(tmp_path / "hf")] == [AT]
+    # SHARD_1's bytes stay; SHARD_2, fetched alongside, may have left its own partial file.
+    assert partial_size(tmp_path / "hf", shard_digest(repo)) == AT
     assert not list((tmp_path / "hf").rglob("*.lease")), "the lease is handed back"
 
 
@@ -168,6 +170,18 @@ def test_a_403_on_a_file_is_reported_as_a_refusal_at_once(hub, repo, tmp_path, l
     assert "HF_TOKEN is not set" in result.stderr
     assert "network path" not in result.stderr and "attempt 2" not in result.stderr
     assert len(hub.gets(SHARD_1)) == 1
+
+
+def test_a_403_names_the_stored_token_that_was_sent(hub, repo, tmp_path):
+    """Without HF_TOKEN, huggingface_hub sends the token `hf auth login` stored
+    (utils/_auth.py, get_token): the refusal is that token's, not a missing HF_TOKEN."""
+    hub.forbidden.add(SHARD_1)
+    token_file = tmp_path / "hf-token"
+    token_file.write_text("hf_StoredTok3nValue\n")
+    result = launch(launcher_env(tmp_path, hub.url, HF_TOKEN_PATH=token_file))
+    assert result.returncode == 4
+    assert f"the token stored in {token_file} lacks access" in result.stderr
+    assert "HF_TOKEN is not set" not in result.stderr and "Tok3n" not in result.stderr
 
 
 @pytest.mark.root

@@ -253,8 +253,9 @@ def authorizations(requests) -> set:
         ("hf_Störed_Tok3nValue\n".encode(), "a character outside ASCII"),
         (b"hf_Stored Tok3nValue\n", "whitespace or a control character"),
         (b"hf_Stored\tTok3nValue", "whitespace or a control character"),
+        (b"\xef\xbb\xbfhf_StoredTok3nValue\n", "starts with a byte-order mark"),
     ],
-    ids=["not UTF-8", "not ASCII", "a space", "a tab"],
+    ids=["not UTF-8", "not ASCII", "a space", "a tab", "a BOM"],
 )
 def test_a_stored_token_no_header_can_carry_is_refused_naming_its_file(
     hub, repo, tmp_path, content, why, launcher_python

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.hub import sha256_hex
 from tests.machine import require_root
 from tests.weights.support import (
     CHECKPOINT,
@@ -22,6 +23,7 @@ from tests.weights.support import (
     engine_record,
     launcher_env,
     partial_files,
+    partial_size,
     snapshot,
     wait_until,
 )
@@ -152,7 +154,7 @@ def test_a_waiting_node_takes_over_from_one_that_died_and_resumes_its_bytes(
     try:
         assert wait_until(lambda: "weights: waiting for " in b.stderr, 60), b.stderr
         assert wait_until(
-            lambda: sum(p.stat().st_size for p in partial_files(cache) if p.exists()) >= AT
+            lambda: partial_size(cache, sha256_hex(repo.commits[repo.refs["main"]][SHARD_1])) >= AT
         ), a.stderr
         a.kill()  # its node is gone: no release of the lease, no more heartbeats
         killed = time.monotonic()
