@@ -247,14 +247,15 @@ def configured_secrets(plan: Plan, env: Mapping[str, str], dry_run: bool) -> dic
     """
     import os
 
-    from .apikey import read_api_key
-    from .output import configure
     from .settings import named_secrets
 
     secrets = named_secrets(env)
     if plan.api_key_source == "API_KEY_FILE" and (
         not dry_run or os.path.lexists(env["API_KEY_FILE"].strip())
     ):
+        from .apikey import read_api_key
+        from .output import configure
+
         key = read_api_key(plan, env)
         if key is not None:
             secrets[KEY_FILE_SECRET] = key
@@ -380,8 +381,12 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
             plan = plan.replace(api_key_config=sglang_key_config(key))
         environ = engine_key_environment(plan, env, key)
     from .execute import engine_environment, exec_engine
-    from .health import pid_file
 
+    pid_record = None
+    if plan.headless:  # the health check finds the engine by this record
+        from .health import pid_file
+
+        pid_record = pid_file(env)
     library_variables = [var.name for var in VARIABLES if var.kind == "library"]
     argv = build_argv(plan)
     refuse_secrets_on_command_line(argv, secrets, sources)  # steps since may have added text
@@ -389,6 +394,6 @@ def launch(env: Mapping[str, str], passthrough: Sequence[str], dry_run: bool) ->
         argv,
         engine_environment(environ, engine_env(plan), library_variables),
         plan.engine,
-        pid_record=pid_file(env) if plan.headless else None,
+        pid_record=pid_record,
         rlimits=plan.engine_rlimits,
     )
