@@ -199,38 +199,53 @@ def refuse_secrets_on_command_line(
 def _holds(text: str, secret: str) -> bool:
     """Whether ``text`` holds ``secret`` as it is, or in a spelling the engine or a server
     decodes back to it: percent-encoded (a URL's escapes reach its server decoded, RFC 3986
-    section 2.1), or with JSON string escapes (``\\u0068``, ``\\/``: vLLM reads its
-    JSON-valued flags with ``json.loads``), or both."""
+    section 2.1), with string escapes (``_ESCAPE``: ``\\u0068`` in vLLM's JSON-valued flags,
+    ``\\150`` in a chat template's Jinja string), or both."""
     if secret in text:
         return True
     if "%" not in text and "\\" not in text:
         return False
     from urllib.parse import unquote
 
-    decoded = {unquote(text), _json_unescape(text)}
-    decoded |= {unquote(_json_unescape(text)), _json_unescape(unquote(text))}
+    decoded = {unquote(text), _unescape(text)}
+    decoded |= {unquote(_unescape(text)), _unescape(unquote(text))}
     return any(secret in form for form in decoded)
 
 
-# JSON's string escapes (RFC 8259, section 7), and Python's \xHH.
-_SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# The string escapes an engine may decode in a flag's value: JSON's (RFC 8259, section 7;
+# vLLM's JSON-valued flags) and Python's and Jinja's (``\\xHH``, ``\\UXXXXXXXX``, octal
+# ``\\ooo``, ``\\N{NAME}``: a --chat-template's string literals).
+_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPE = (
+    r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\U([0-9a-fA-F]{8})|\\([0-7]{1,3})"
+    r"|\\N\{([^}]*)\}|\\(.)"
+)
 
 
-def _json_unescape(text: str) -> str:
-    """``text`` with JSON string escapes (and ``\\xHH``) decoded, leaving everything
-    else as it is; surrogate pairs decode to their character."""
+def _unescape(text: str) -> str:
+    """``text`` with the string escapes of ``_ESCAPE`` decoded, leaving everything else
+    as it is; surrogate pairs decode to their character."""
     if "\\" not in text:
         return text
     import re
 
     def one(match: re.Match[str]) -> str:
-        code = match.group(1) or match.group(2)
+        hex4, hex2, hex8, octal, name, char = match.groups()
+        code = hex4 or hex2 or hex8
         if code is not None:
-            return chr(int(code, 16))
-        char = match.group(3)
+            return chr(min(int(code, 16), 0x10FFFF))
+        if octal is not None:
+            return chr(int(octal, 8))
+        if name is not None:
+            import unicodedata
+
+            try:
+                return unicodedata.lookup(name)
+            except KeyError:
+                return match.group(0)
         return _SIMPLE_ESCAPES.get(char, char)
 
-    decoded = re.sub(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\(.)", one, text)
+    decoded = re.sub(_ESCAPE, one, text)
     return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 

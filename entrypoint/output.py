@@ -127,10 +127,12 @@ def _hex_case_insensitive(form: str) -> re.Pattern[str]:
 # recognised only before "@" and a host name or address with an optional port that ends
 # there (whatever follows: a space, "/", "&", "}"...; after a port, a ":" too, as in
 # ``u:PW@127.0.0.1:1: refused`` or the docker SDK's ``u:PW@host:2375:x``), so an image
-# reference such as ``name:tag@sha256:...`` keeps its tag.
+# reference such as ``name:tag@sha256:...`` keeps its tag. Each branch may start only
+# where its first part cannot reach further left (a lookbehind), so a long word is tried
+# from its start alone, not from each of its characters (which took a 32 KiB word 10 s).
 _USERINFO = (
-    r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/]*)@"
-    r"|([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d+(?![\w.~%@-])|:?(?![\w.~%@:-])))"
+    r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://)([^\s/]*)@"
+    r"|(?<![^\s/:'\"])([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d+(?![\w.~%@-])|:?(?![\w.~%@:-])))"
 )
 # Query (or fragment) parameters that carry a credential, by how their name ends (any
 # case): OAuth 2.0 ``access_token`` (RFC 6750, section 2.3; in a fragment, RFC 6749,
@@ -232,12 +234,24 @@ def _blank_userinfo(match: re.Match[str]) -> str:
 
 def log(message: str) -> None:
     """Print ``message`` on stderr with the launcher's prefix, redacted, flushed at once."""
-    print(redact(f"{PREFIX}: {message}"), file=sys.stderr, flush=True)
+    _write(redact(f"{PREFIX}: {message}"), sys.stderr, "\n")
 
 
 def say(text: str, out: TextIO | None = None, end: str = "\n") -> None:
     """Print ``text`` on ``out`` (stdout by default), redacted, flushed at once."""
-    print(redact(text), file=out or sys.stdout, end=end, flush=True)
+    _write(redact(text), out or sys.stdout, end)
+
+
+def _write(text: str, out: TextIO, end: str) -> None:
+    """Print ``text`` on ``out``; a character its encoding cannot carry (a strict
+    ``PYTHONIOENCODING=ascii``, an undecodable byte of the environment kept as a lone
+    surrogate by ``os.environ``) is written as a backslash escape instead of raising."""
+    try:
+        print(text, file=out, end=end, flush=True)
+    except UnicodeEncodeError:
+        encoding = getattr(out, "encoding", None) or "utf-8"
+        safe = text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+        print(safe, file=out, end=end, flush=True)
 
 
 def redact_logs(name: str) -> None:

@@ -387,14 +387,75 @@ def locate_model(model: str, revision: str | None, env: Mapping[str, str]) -> Lo
 ENDPOINT_ACCEPTED = "an http:// or https:// URL of a Hub, such as https://huggingface.co"
 
 
+# The proxy variables httpx reads for the launcher's Hub traffic (httpx/_utils.py,
+# get_environment_proxies: HTTP_PROXY, HTTPS_PROXY and ALL_PROXY, upper or lower case).
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+PROXY_ACCEPTED = "a proxy URL, such as http://proxy.example:3128 (user info percent-encoded)"
+# A "/", "?" or "#" in a URL's password ends its authority early (RFC 3986, section 3.2):
+# the rest of the password then reads as a port or a path, and an error quotes it.
+USERINFO_SPLIT = (
+    "Its user info holds a '/', '?' or '#', which ends the host part early: "
+    "percent-encode them in the password (%2F, %3F, %23)."
+)
+
+
+def check_proxies(env: Mapping[str, str]) -> None:
+    """Refuse a proxy variable (``PROXY_VARIABLES``) that is not a URL httpx can use, before
+    any request, with its value unshown when it holds user info: a malformed one would end
+    in an error that quotes part of the password (``Invalid port: 'PASSWORD'``), where
+    redaction no longer sees a URL.
+
+    Raises:
+        ConfigError: naming the variable; whitespace, a port that is not a number, no
+            host, or user info that a ``/``, ``?`` or ``#`` cut short.
+    """
+    from urllib.parse import urlsplit
+
+    from .errors import ConfigError
+
+    for name in PROXY_VARIABLES:
+        raw = (env.get(name) or "").strip()
+        if not raw:
+            continue
+        hide = "@" in raw
+        # httpx takes a proxy without a scheme as http:// (httpx/_utils.py).
+        url = raw if "://" in raw else f"http://{raw}"
+        problem = None
+        try:
+            parts = urlsplit(url)
+            if hide and "@" not in parts.netloc:
+                problem = USERINFO_SPLIT
+            else:
+                parts.port  # noqa: B018 - parses the port, raising ValueError on a bad one
+                if not parts.hostname:
+                    problem = "It names no host."
+        except ValueError:
+            problem = "It is not a URL (a bracket or its port is malformed)."
+        if problem is None and any(c.isspace() for c in raw):
+            problem = "It holds a space: percent-encode it (%20)."
+        if problem is not None:
+            raise ConfigError(name, raw, PROXY_ACCEPTED, problem, hide_value=hide)
+
+
 def hub_endpoint(env: Mapping[str, str]) -> str | None:
     """``HF_ENDPOINT``, checked: ``None`` when unset (huggingface_hub's default Hub).
 
+    The proxy variables are checked first (``check_proxies``).
+
     Raises:
         ConfigError: it is not an http(s) URL with a host (``http://[::1`` included, which
-            huggingface_hub itself reports only as a refused repo id); the value is not
-            quoted when it holds an ``@`` (user info, which may hold a password).
+            huggingface_hub itself reports only as a refused repo id), or its user info
+            was cut short (``USERINFO_SPLIT``); the value is not quoted when it holds an
+            ``@`` (user info, which may hold a password). A proxy variable, likewise.
     """
+    check_proxies(env)
     raw = (env.get("HF_ENDPOINT") or "").strip()
     if not raw:
         return None
@@ -418,6 +479,8 @@ def hub_endpoint(env: Mapping[str, str]) -> str | None:
         ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED, hide_value=hide)
+    if hide and "@" not in parts.netloc:
+        raise ConfigError("HF_ENDPOINT", raw, ENDPOINT_ACCEPTED, USERINFO_SPLIT, hide_value=True)
     if any(c.isspace() for c in raw):  # no URL holds one (RFC 3986, section 2)
         raise ConfigError(
             "HF_ENDPOINT",

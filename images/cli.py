@@ -16,7 +16,7 @@ import sys
 
 from entrypoint.output import redact
 
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BuildError, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, BuildError, UsageError, shown
 from .matrix import Options, format_plan, load_matrix, plan
 
 _OVERVIEW = """\
@@ -64,7 +64,7 @@ class Commands:
             format: "text" or "json".
         """
         if format not in ("text", "json"):
-            raise UsageError(f"--format must be text or json, got {format!r}")
+            raise UsageError(f"--format must be text or json, got {shown(format)}")
         matrix = load_matrix()
         targets = plan(matrix, engines, self._options)
         if format == "json":

@@ -57,7 +57,8 @@ def check_docker_host(host: str | None) -> None:
     ``APIClient.__init__``). It refuses another scheme than unix, tcp, ssh, npipe (and the
     http, https, http+unix aliases), a tcp address without a host or a port, a password, a
     query, a fragment, and an ssh address with a path. Its message quotes the address;
-    only the reason before it is kept here.
+    only the reason before it is kept here. urllib's ``ValueError`` that escapes it (a port
+    that is not a number, an IPv6 bracket left open) is refused the same way.
 
     Args:
         host: the value of ``DOCKER_HOST``; ``None`` or empty means the default socket.
@@ -73,8 +74,13 @@ def check_docker_host(host: str | None) -> None:
 
     try:
         parse_host(host, IS_WINDOWS_PLATFORM)
-    except docker.errors.DockerException as exc:
-        reason = str(exc).replace(host.strip(), "").strip(": ") or type(exc).__name__
+    except (docker.errors.DockerException, ValueError) as exc:
+        # urllib's own ValueError (a port that is not a number, a bracket left open) may
+        # quote a piece of the address, a password's included: only its kind is kept.
+        if isinstance(exc, docker.errors.DockerException):
+            reason = str(exc).replace(host.strip(), "").strip(": ") or type(exc).__name__
+        else:
+            reason = "its port or brackets are malformed"
         raise UsageError(
             f"DOCKER_HOST is not a Docker daemon address ({reason[:1].lower()}{reason[1:]}; "
             "its value is not shown, as it may hold a password). Set it to "

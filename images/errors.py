@@ -38,3 +38,12 @@ class UsageError(BuildError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_status=EXIT_USAGE)
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, unless it holds an ``@``: user info (``user:password@``)
+    whose password holds a ``/`` is no longer a URL that redaction recognises, so such a
+    value is described, never quoted."""
+    if isinstance(value, str) and "@" in value:
+        return f"a value of {len(value)} characters holding '@' (not shown: it may hold a password)"
+    return repr(value)

@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BuildError, UsageError
+from .errors import BuildError, UsageError, shown
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = Path("images") / "matrix.toml"
@@ -198,7 +198,7 @@ def _as_list(value, what: str) -> list[str]:
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if not isinstance(item, str):
-            raise UsageError(f"{what} must be text, got {item!r}")
+            raise UsageError(f"{what} must be text, got {shown(item)}")
     return items
 
 
@@ -215,7 +215,7 @@ def select_targets(matrix: dict, engines, cuda: str | None) -> list[tuple[str, d
     names = list(dict.fromkeys(_as_list(list(engines), "ENGINE")))
     for name in names:
         if name not in known:
-            raise UsageError(f"unknown engine {name!r}; known: {', '.join(known)}")
+            raise UsageError(f"unknown engine {shown(name)}; known: {', '.join(known)}")
     chosen = []
     for name in names or known:
         spec = matrix["engines"][name]
@@ -231,12 +231,12 @@ def select_targets(matrix: dict, engines, cuda: str | None) -> list[tuple[str, d
                 gone = spec.get("discontinued", {}).get(cuda)
                 why = f"{spec['repository']} no longer publishes it: {gone}; " if gone else ""
                 raise UsageError(
-                    f"{name} has no CUDA variant {cuda!r} ({why}it has: {offered}, or --cuda=all)"
+                    f"{name} has no CUDA variant {shown(cuda)} ({why}it has: {offered}, or --cuda=all)"
                 )
         chosen += [(name, v, v is variants[0]) for v in picked]
     if not chosen:
         every = sorted({v["cuda"] for s in matrix["engines"].values() for v in s["variants"]})
-        raise UsageError(f"no engine has a CUDA variant {cuda!r}; known: {', '.join(every)}")
+        raise UsageError(f"no engine has a CUDA variant {shown(cuda)}; known: {', '.join(every)}")
     return chosen
 
 
@@ -246,7 +246,7 @@ def _check_options(options: Options, repository: str) -> None:
     if base is not None and (
         not isinstance(base, str) or not base.strip() or any(c.isspace() for c in base)
     ):
-        raise UsageError(f"--base-image must be an image reference, got {base!r}")
+        raise UsageError(f"--base-image must be an image reference, got {shown(base)}")
     registry = options.registry
     port = None
     if registry is not None:
@@ -255,17 +255,17 @@ def _check_options(options: Options, repository: str) -> None:
         if not match or (port is not None and not 1 <= port <= 65535):
             raise UsageError(
                 f"--registry must be HOST or HOST:PORT with a port in 1..65535 "
-                f"(e.g. 127.0.0.1:5000), got {registry!r}"
+                f"(e.g. 127.0.0.1:5000), got {shown(registry)}"
             )
     if not isinstance(repository, str) or not _REPOSITORY.fullmatch(repository):
         raise UsageError(
             f"--repository must be a lowercase image name such as "
-            f"longcat-deploy or team/longcat, got {repository!r}"
+            f"longcat-deploy or team/longcat, got {shown(repository)}"
         )
     revision = options.revision
     if revision is not None and (not isinstance(revision, str) or not _TAG.fullmatch(revision)):
         raise UsageError(
-            f"--revision must be usable in a tag ([A-Za-z0-9_.-], at most 128), got {revision!r}"
+            f"--revision must be usable in a tag ([A-Za-z0-9_.-], at most 128), got {shown(revision)}"
         )
 
 
@@ -279,12 +279,12 @@ def _render_tags(
             value = template.format(**fields)
         except (KeyError, IndexError, ValueError) as exc:
             raise UsageError(
-                f"tag template {template!r} ({origin}): unknown field {exc}; "
+                f"tag template {shown(template)} ({origin}): unknown field {shown(str(exc))}; "
                 "use {engine} {version} {cuda} {revision}"
             ) from None
         if not _TAG.fullmatch(value):
             raise UsageError(
-                f"tag {value!r} (from {template!r}, {origin}) is not a valid tag: "
+                f"tag {shown(value)} (from {shown(template)}, {origin}) is not a valid tag: "
                 "[A-Za-z0-9_.-], not starting with . or -, at most 128"
             )
         name = f"{image_repo}:{value}"
@@ -450,7 +450,7 @@ def record_digest(root: Path, engine: str, cuda: str, digest: str) -> Path:
             parse back to exactly that change (nothing is written then).
     """
     if not _DIGEST.fullmatch(digest):
-        raise UsageError(f"not an image digest: {digest!r} (sha256:<64 hex>)")
+        raise UsageError(f"not an image digest: {shown(digest)} (sha256:<64 hex>)")
     path = root / MATRIX
     text = path.read_text()
     lines = text.splitlines(keepends=True)

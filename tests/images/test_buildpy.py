@@ -434,6 +434,9 @@ DOCKER_PW = "Dock!Pw12345"
         ("push", "builder:{pw}@127.0.0.1:{port}"),
         ("push", "builder:{pw}@127.0.0.1:{port}:x"),
         ("push", "tcp://127.0.0.1"),  # no port
+        # A "/" in the password: urllib's own ValueError quotes the rest as the port.
+        ("build", "tcp://builder:{pw}/rest@127.0.0.1:{port}"),
+        ("build", "tcp://builder:{pw}@[::1"),  # a bracket left open: urllib's ValueError
     ],
 )
 def test_a_malformed_docker_host_is_named_with_exit_2_and_its_value_never_shown(command, host):
@@ -987,3 +990,23 @@ def test_launcher_wheel_is_reproducible(tmp_path):
     second = context.launcher_wheel(ROOT, tmp_path / "b")
     assert first.name == second.name
     assert first.read_bytes() == second.read_bytes()  # same sources, same layer
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "--registry=u:ab/{pw}@reg.example:5000"],
+        ["push", "--registry", "u:ab/{pw}@reg"],
+        ["plan", "--tag=x:y/{pw}@z"],
+        ["plan", "--repository=u:ab/{pw}@team/longcat"],
+        ["plan", "--revision=u:ab/{pw}@r"],
+        ["plan", "u:ab/{pw}@reg"],
+    ],
+)
+def test_an_option_holding_user_info_is_refused_without_quoting_it(args):
+    """A password holding "/" in user:password@host is no URL that redaction recognises:
+    such values are described in messages, never quoted (images.errors.shown)."""
+    result = run_cli(*[a.format(pw=DOCKER_PW) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert "not shown: it may hold a password" in result.stderr
+    assert "Pw123" not in result.stdout + result.stderr and "Traceback" not in result.stderr

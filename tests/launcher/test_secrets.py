@@ -780,3 +780,81 @@ def test_overlapping_secrets_are_blanked_whole():
     }
     status, printed = run_main(["--dry-run"], env)
     assert status == 2 and "1234" not in printed and "bbbb" not in printed
+
+
+# --- fifth pass ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("HTTP_PROXY", "http://u:{pw}/x@127.0.0.1:3128"),
+        ("https_proxy", "u:{pw}/x@127.0.0.1:3128"),
+        ("ALL_PROXY", "socks5://u:{pw}@[::1"),
+        ("HF_ENDPOINT", "http://u:12/{pw}@hub.example"),
+    ],
+)
+def test_a_proxy_or_endpoint_whose_password_cuts_the_url_short_is_refused_unshown(variable, value):
+    """httpx would fail with "Invalid port: 'PASSWORD'", a message redaction cannot read
+    as a URL: the variable is refused before any request (weights.check_proxies)."""
+    env = {"ENGINE": "vllm", variable: value.format(pw="Pr0xyPassw0rd")}
+    status, printed = run_main(["--dry-run"], env)
+    assert status == 2
+    assert printed.startswith(f"longcat-deploy: error: {variable} is refused (value not shown")
+    assert "Passw0rd" not in printed
+
+
+def test_a_proxy_without_user_info_passes():
+    env = {"ENGINE": "vllm", "HTTP_PROXY": "http://proxy.example:3128", "no_proxy": "localhost"}
+    status, printed = run_main(["--dry-run"], env)
+    assert status == 0, printed
+
+
+@pytest.mark.parametrize(
+    "extra, encoding",
+    [
+        ({"EXTRA_ARGS": "--foo \udcff"}, "utf-8"),  # an undecodable byte, as os.environ keeps it
+        ({"SERVED_MODEL_NAME": "namé"}, "ascii"),
+    ],
+)
+def test_text_the_output_encoding_cannot_carry_is_escaped_not_a_traceback(extra, encoding):
+    env = clean_env({"ENGINE": "vllm", "PYTHONIOENCODING": encoding})
+    env.update(extra)
+    result = subprocess.run(
+        [sys.executable, "-m", "entrypoint", "--dry-run"],
+        env={k: v.encode("utf-8", "surrogateescape") for k, v in env.items()},
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert b"Traceback" not in result.stderr
+    assert result.returncode in (0, 2), result.stderr
+    assert b"\\udcff" in result.stdout + result.stderr or b"\\xe9" in result.stdout
+
+
+def test_redaction_of_a_long_word_takes_linear_time():
+    """The scheme-less user-info pattern was tried from every character: 10 s for 32 KiB."""
+    import time
+
+    started = time.process_time()
+    for n in (16_000, 64_000):
+        redact("--x=" + "a" * n + ":" + "b" * n + "@!")
+        redact("a." * n + "@x")
+    assert time.process_time() - started < 2
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda s: "".join(f"\\{ord(c):03o}" for c in s),  # octal, as Jinja reads it
+        lambda s: "".join(f"\\U{ord(c):08x}" for c in s),
+        lambda s: "\\N{LATIN SMALL LETTER H}" + s[1:],
+    ],
+    ids=["octal", "U8", "N-name"],
+)
+def test_a_secret_in_a_chat_templates_string_escapes_is_refused(spell):
+    template = "{{ '" + spell(SECRET) + "' }}"
+    env = {"ENGINE": "vllm", "HF_TOKEN": SECRET}
+    status, printed = run_main(["--dry-run", "--", "--chat-template", template], env)
+    assert status == 2
+    assert "the arguments after the image name: holds the value of HF_TOKEN" in printed
