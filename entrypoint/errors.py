@@ -223,8 +223,9 @@ class SecretOnCommandLineError(ConfigError):
         return (
             f"{self.where}: holds the value of {self.secret}, and every process on the host "
             "can read an engine's command line (ps, /proc/PID/cmdline): it is refused. Give "
-            "a secret only where the launcher takes it (HF_TOKEN, API_KEY, API_KEY_FILE); "
-            "it reaches the engine through its environment or a private file."
+            "a secret only where the launcher takes it (HF_TOKEN, API_KEY, API_KEY_FILE, a "
+            "password in its own URL); it reaches the engine through its environment or a "
+            "private file."
         )
 
 

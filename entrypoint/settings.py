@@ -460,14 +460,48 @@ def stored_hub_token(env: Mapping[str, str]) -> str | None:
     return token.replace("\r", "").replace("\n", "").strip().lstrip("\ufeff").strip() or None
 
 
+# The proxies httpx reads for the launcher's Hub traffic: HTTP_PROXY, HTTPS_PROXY and
+# ALL_PROXY in any case (httpx/_utils.py, get_environment_proxies, through
+# urllib.request.getproxies, which lower-cases every variable's name).
+PROXY_NAMES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def proxy_variables(env: Mapping[str, str]) -> list[str]:
+    """The names in ``env`` that set a proxy (``PROXY_NAMES``, any case), sorted."""
+    return sorted(name for name in env if name.lower() in PROXY_NAMES)
+
+
+def url_passwords(env: Mapping[str, str]) -> dict[str, str]:
+    """The password of each URL the launcher's Hub traffic uses (``HF_ENDPOINT`` and the
+    ``proxy_variables``), by ``"the password in NAME"``; decoded (``%40`` is ``@``), as
+    the server receives it. A URL that does not parse gives none (``entrypoint.weights``
+    refuses it before any request)."""
+    passwords: dict[str, str] = {}
+    for name in ["HF_ENDPOINT", *proxy_variables(env)]:
+        raw = (env.get(name) or "").strip()
+        if "@" not in raw:  # no user info: no password (and no urllib import at start)
+            continue
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            password = urlsplit(raw if "://" in raw else f"http://{raw}").password
+        except ValueError:
+            continue
+        if password:
+            passwords[f"the password in {name}"] = unquote(password)
+    return passwords
+
+
 def named_secrets(env: Mapping[str, str]) -> dict[str, str]:
     """The secrets ``env`` configures, each under the name a message gives it: the
-    ``SECRET_VARIABLES`` that are set, and the stored Hub token (``stored_hub_token``)
-    under ``"the stored Hub token"``. Values as given (``str``), not stripped."""
+    ``SECRET_VARIABLES`` that are set, the stored Hub token (``stored_hub_token``) under
+    ``"the stored Hub token"``, and the passwords of ``url_passwords``. Values as given
+    (``str``), not stripped."""
     secrets = {name: env[name] for name in SECRET_VARIABLES if env.get(name)}
     stored = stored_hub_token(env)
     if stored:
         secrets["the stored Hub token"] = stored
+    secrets.update(url_passwords(env))
     return secrets
 
 

@@ -246,9 +246,12 @@ class UnreadableListing(ValueError):
 def _shown(value: object) -> str:
     """``value`` for a message: quoted, redacted, at most ``SHOWN_VALUE_CHARS`` characters
     (a server chooses it, and its length)."""
-    from .errors import shorten
+    from .errors import SHOWN_VALUE_CHARS, shorten
+    from .output import redact
 
-    return shorten(value) if isinstance(value, str) else repr(value)[:80]
+    if isinstance(value, str):
+        return shorten(value)
+    return redact(repr(value))[:SHOWN_VALUE_CHARS]  # redacted before the cut, as shorten
 
 
 def check_hex(value: object, digits: int, what: str) -> str:

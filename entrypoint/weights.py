@@ -387,16 +387,6 @@ def locate_model(model: str, revision: str | None, env: Mapping[str, str]) -> Lo
 ENDPOINT_ACCEPTED = "an http:// or https:// URL of a Hub, such as https://huggingface.co"
 
 
-# The proxy variables httpx reads for the launcher's Hub traffic (httpx/_utils.py,
-# get_environment_proxies: HTTP_PROXY, HTTPS_PROXY and ALL_PROXY, upper or lower case).
-PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-)
 PROXY_ACCEPTED = "a proxy URL, such as http://proxy.example:3128 (user info percent-encoded)"
 # A "/", "?" or "#" in a URL's password ends its authority early (RFC 3986, section 3.2):
 # the rest of the password then reads as a port or a path, and an error quotes it.
@@ -407,7 +397,8 @@ USERINFO_SPLIT = (
 
 
 def check_proxies(env: Mapping[str, str]) -> None:
-    """Refuse a proxy variable (``PROXY_VARIABLES``) that is not a URL httpx can use, before
+    """Refuse a proxy variable (``entrypoint.settings.proxy_variables``) that is not a URL
+    httpx can use, before
     any request, with its value unshown when it holds user info: a malformed one would end
     in an error that quotes part of the password (``Invalid port: 'PASSWORD'``), where
     redaction no longer sees a URL.
@@ -419,8 +410,9 @@ def check_proxies(env: Mapping[str, str]) -> None:
     from urllib.parse import urlsplit
 
     from .errors import ConfigError
+    from .settings import proxy_variables
 
-    for name in PROXY_VARIABLES:
+    for name in proxy_variables(env):
         raw = (env.get(name) or "").strip()
         if not raw:
             continue

@@ -284,8 +284,9 @@ def test_the_token_reused_anywhere_in_extra_args_is_refused_unshown(extra):
     assert message == (
         "longcat-deploy: error: EXTRA_ARGS: holds the value of HF_TOKEN, and every process on "
         "the host can read an engine's command line (ps, /proc/PID/cmdline): it is refused. "
-        "Give a secret only where the launcher takes it (HF_TOKEN, API_KEY, API_KEY_FILE); it "
-        "reaches the engine through its environment or a private file."
+        "Give a secret only where the launcher takes it (HF_TOKEN, API_KEY, API_KEY_FILE, a "
+        "password in its own URL); it reaches the engine through its environment or a private "
+        "file."
     )
     assert SECRET not in message
 
@@ -627,7 +628,8 @@ def test_a_secret_in_any_variable_that_reaches_the_argv_is_refused(
         f"longcat-deploy: error: {where}: holds the value of {secret_variable}, and every "
         "process on the host can read an engine's command line (ps, /proc/PID/cmdline): it "
         "is refused. Give a secret only where the launcher takes it (HF_TOKEN, API_KEY, "
-        "API_KEY_FILE); it reaches the engine through its environment or a private file.\n"
+        "API_KEY_FILE, a password in its own URL); it reaches the engine through its "
+        "environment or a private file.\n"
     )
 
 
@@ -858,3 +860,41 @@ def test_a_secret_in_a_chat_templates_string_escapes_is_refused(spell):
     status, printed = run_main(["--dry-run", "--", "--chat-template", template], env)
     assert status == 2
     assert "the arguments after the image name: holds the value of HF_TOKEN" in printed
+
+
+# --- sixth pass ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "All_Proxy", "HF_ENDPOINT"])
+@pytest.mark.parametrize(
+    "reuse",
+    [
+        {"EXTRA_ARGS": "--lora-modules x=Pr0xy@Passw0rd"},
+        {"SERVED_MODEL_NAME": "Pr0xy@Passw0rd"},
+    ],
+)
+def test_a_url_password_reused_on_the_engines_argv_is_refused(variable, reuse):
+    """A URL's password is a secret too (settings.url_passwords), decoded as the server
+    receives it; proxies in any case, as urllib.request.getproxies reads them."""
+    url = "http://u:Pr0xy%40Passw0rd@127.0.0.1:3128"
+    status, printed = run_main(["--dry-run"], {"ENGINE": "vllm", variable: url, **reuse})
+    assert status == 2
+    assert f"holds the value of the password in {variable}," in printed
+    assert "Passw0rd" not in printed
+
+
+def test_a_proxy_variable_in_mixed_case_is_checked_too():
+    env = {"ENGINE": "vllm", "Http_Proxy": "http://u:Pr0xyPassw0rd/zz@127.0.0.1:1"}
+    status, printed = run_main(["--dry-run"], env)
+    assert status == 2
+    assert printed.startswith("longcat-deploy: error: Http_Proxy is refused (value not shown")
+    assert "Passw0rd" not in printed
+
+
+def test_a_value_from_the_hub_that_is_not_text_is_redacted_before_it_is_cut():
+    from entrypoint.transfer import check_commit
+
+    configure([SECRET])
+    with pytest.raises(ValueError) as refused:
+        check_commit(["A" * 60 + SECRET])
+    assert SECRET[:6] not in str(refused.value) and "hf_Sup" not in str(refused.value)
