@@ -68,6 +68,8 @@ SLURM_COUNT = "SLURM_NNODES"
 SLURM_NODELISTS = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST")
 SLURM_LOCALID = "SLURM_LOCALID"
 
+# The longest Slurm host list expanded: Slurm's own lists of thousands of nodes fit.
+MAX_NODELIST_CHARS = 65536
 _HOSTLIST_ACCEPTED = "a Slurm host list whose first host is a host name, e.g. gpu[01-04,07]"
 
 
@@ -207,15 +209,35 @@ def first_host(variable: str, nodelist: str) -> str:
             "Expanding it needs the python-hostlist package, which is not installed here: "
             "pip install python-hostlist, or set MASTER_IP to node 0's address.",
         ) from None
+    if len(nodelist) > MAX_NODELIST_CHARS:
+        raise ConfigError(
+            variable, nodelist, f"{_HOSTLIST_ACCEPTED}, of at most {MAX_NODELIST_CHARS} characters"
+        )
     try:
-        hosts = hostlist.expand_hostlist(nodelist)
-    except hostlist.BadHostlist as exc:
+        # Only the first part: its first host is the list's (expand_hostlist keeps the
+        # order), and the rest may stand for millions of hosts.
+        hosts = hostlist.expand_hostlist(_first_part(nodelist))
+    except (hostlist.BadHostlist, ValueError) as exc:  # ValueError: int() of 4300+ digits
         raise ConfigError(
             variable, nodelist, _HOSTLIST_ACCEPTED, f"It does not expand: {exc}."
         ) from None
     if not hosts:
         raise ConfigError(variable, nodelist, _HOSTLIST_ACCEPTED, "It names no host.")
     return _host(variable, hosts[0], _HOSTLIST_ACCEPTED)
+
+
+def _first_part(nodelist: str) -> str:
+    """The text of a Slurm host list before its first comma outside brackets
+    (``"gpu[01-04,07],cpu3"`` gives ``"gpu[01-04,07]"``)."""
+    depth = 0
+    for index, char in enumerate(nodelist):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            return nodelist[:index]
+    return nodelist
 
 
 def _whole_number(variable: str, raw: str, minimum: int) -> str:

@@ -414,6 +414,11 @@ SECRET_VARIABLES = (
 )
 
 
+# How much of the stored token's file is read (huggingface_hub reads it whole): a token
+# and any blank lines around it; not a multi-GB file that HF_TOKEN_PATH names by mistake.
+MAX_TOKEN_FILE_BYTES = 2**20
+
+
 def stored_hub_token_path(env: Mapping[str, str]) -> str:
     """Where huggingface_hub looks for the token ``hf auth login`` stored: exactly its
     ``HF_TOKEN_PATH`` (``huggingface_hub/constants.py``), read from ``env``.
@@ -441,8 +446,8 @@ def stored_hub_token(env: Mapping[str, str]) -> str | None:
     """The token ``hf auth login`` stored, which huggingface_hub sends when ``HF_TOKEN`` is
     unset; ``None`` when there is none (or it cannot be read as a regular file).
 
-    Read from ``stored_hub_token_path`` whole, as huggingface_hub reads it
-    (``utils/_auth.py``, ``_get_token_from_file``), and cleaned as its ``_clean_token``
+    Read from ``stored_hub_token_path`` as huggingface_hub reads it (``utils/_auth.py``,
+    ``_get_token_from_file``), up to ``MAX_TOKEN_FILE_BYTES``, and cleaned as its ``_clean_token``
     does (line breaks removed, then surrounding whitespace). Bytes that are not UTF-8 are
     replaced, and a leading byte-order mark is dropped (huggingface_hub would keep it in
     the token it sends): the value returned is the text to blank wherever it appears.
@@ -453,8 +458,8 @@ def stored_hub_token(env: Mapping[str, str]) -> str | None:
     try:
         if not os.path.isfile(path):  # a FIFO or a device would block, or never end
             return None
-        with open(path, "rb") as f:
-            token = f.read().decode("utf-8", "replace")
+        with open(path, "rb") as f:  # a token is short; a file of GBs would not be one
+            token = f.read(MAX_TOKEN_FILE_BYTES).decode("utf-8", "replace")
     except OSError:
         return None
     return token.replace("\r", "").replace("\n", "").strip().lstrip("\ufeff").strip() or None
@@ -472,10 +477,12 @@ def proxy_variables(env: Mapping[str, str]) -> list[str]:
 
 
 def url_passwords(env: Mapping[str, str]) -> dict[str, str]:
-    """The password of each URL the launcher's Hub traffic uses (``HF_ENDPOINT`` and the
-    ``proxy_variables``), by ``"the password in NAME"``; decoded (``%40`` is ``@``), as
-    the server receives it. A URL that does not parse gives none (``entrypoint.weights``
-    refuses it before any request)."""
+    """The credentials of each URL the launcher's Hub traffic uses (``HF_ENDPOINT`` and the
+    ``proxy_variables``): ``"the password in NAME"``, decoded (``%40`` is ``@``) as the
+    server receives it, with ``"the credentials in NAME"``, the Basic authorization an
+    HTTP client makes of them (base64 of ``user:password``); or ``"the token in NAME"``
+    for a user name without a password (``https://TOKEN@host``). A URL that does not parse
+    gives none (``entrypoint.weights`` refuses it before any request)."""
     passwords: dict[str, str] = {}
     for name in ["HF_ENDPOINT", *proxy_variables(env)]:
         raw = (env.get(name) or "").strip()
@@ -484,11 +491,20 @@ def url_passwords(env: Mapping[str, str]) -> dict[str, str]:
         from urllib.parse import unquote, urlsplit
 
         try:
-            password = urlsplit(raw if "://" in raw else f"http://{raw}").password
+            parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+            user, password = parts.username, parts.password
         except ValueError:
             continue
         if password:
             passwords[f"the password in {name}"] = unquote(password)
+            # As an HTTP client sends them: Basic base64(user:password) (RFC 7617), which
+            # a server may echo back.
+            import base64
+
+            credentials = f"{unquote(user or '')}:{unquote(password)}".encode()
+            passwords[f"the credentials in {name}"] = base64.b64encode(credentials).decode()
+        elif user:  # scheme://TOKEN@host: the user name is the credential
+            passwords[f"the token in {name}"] = unquote(user)
     return passwords
 
 

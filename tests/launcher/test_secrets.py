@@ -898,3 +898,39 @@ def test_a_value_from_the_hub_that_is_not_text_is_redacted_before_it_is_cut():
     with pytest.raises(ValueError) as refused:
         check_commit(["A" * 60 + SECRET])
     assert SECRET[:6] not in str(refused.value) and "hf_Sup" not in str(refused.value)
+
+
+# --- seventh pass -------------------------------------------------------------------------
+
+
+def test_a_huge_stored_token_file_is_read_only_in_part(tmp_path):
+    """HF_TOKEN_PATH naming a 1 TiB (sparse) file: every command used to end in MemoryError."""
+    big = tmp_path / "big.tok"
+    with open(big, "wb") as f:
+        f.truncate(2**40)
+    for command in (["--help"], ["env-table"], ["--dry-run"]):
+        status, printed = run_main(command, {"ENGINE": "vllm", "HF_TOKEN_PATH": str(big)})
+        assert status == 0 and "Traceback" not in printed
+
+
+def test_the_basic_credentials_an_http_client_makes_of_a_url_are_blanked():
+    """httpx sends a URL's user:password as Authorization: Basic base64 (RFC 7617); a server
+    may echo it in any shape, e.g. a Python tuple."""
+    import base64
+
+    from entrypoint.settings import secret_values
+
+    env = {"HF_ENDPOINT": "http://user:Pr0xy%40Passw0rd@127.0.0.1:9"}
+    configure(secret_values(env))
+    basic = base64.b64encode(b"user:Pr0xy@Passw0rd").decode()
+    for echo in (f"('Authorization', 'Basic {basic}')", f"Authorization - Basic {basic}", basic):
+        assert basic[:8] not in redact(echo), echo
+
+
+@pytest.mark.parametrize("variable", ["HF_ENDPOINT", "HTTPS_PROXY"])
+def test_a_token_given_as_a_urls_user_name_is_a_secret(variable):
+    token = "hf_UserN4meT0ken"
+    env = {"ENGINE": "vllm", variable: f"http://{token}@127.0.0.1:9", "SERVED_MODEL_NAME": token}
+    status, printed = run_main(["--dry-run"], env)
+    assert status == 2 and f"holds the value of the token in {variable}" in printed
+    assert "N4meT0ken" not in printed
