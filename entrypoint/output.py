@@ -228,8 +228,9 @@ def _blank_userinfo(match: re.Match[str]) -> str:
     scheme, userinfo, user = match.group(1, 2, 3)
     if scheme is None:
         return f"{user}:{REDACTED}@"
-    name, colon, _ = userinfo.partition(":")
-    return f"{scheme}{name}:{REDACTED}@" if colon else f"{scheme}{REDACTED}@"
+    name, colon, password = userinfo.partition(":")
+    # With no password (``TOKEN@``, ``TOKEN:@``) the user name is the credential.
+    return f"{scheme}{name}:{REDACTED}@" if colon and password else f"{scheme}{REDACTED}@"
 
 
 def log(message: str) -> None:

@@ -504,7 +504,11 @@ def url_passwords(env: Mapping[str, str]) -> dict[str, str]:
             credentials = f"{unquote(user or '')}:{unquote(password)}".encode()
             passwords[f"the credentials in {name}"] = base64.b64encode(credentials).decode()
         elif user:  # scheme://TOKEN@host: the user name is the credential
+            import base64
+
             passwords[f"the token in {name}"] = unquote(user)
+            basic = base64.b64encode(f"{unquote(user)}:".encode()).decode()
+            passwords[f"the credentials in {name}"] = basic
     return passwords
 
 

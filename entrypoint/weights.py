@@ -249,9 +249,30 @@ def _locate_local(model: str, revision: str | None) -> Located:
 # --- the Hugging Face cache -------------------------------------------------------------
 
 
+# Variables huggingface_hub reads with int() when it is imported (constants.py, _as_int):
+# another value, an empty one included, fails its import, which it reports on stdout.
+_HUB_WHOLE_NUMBERS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
+
+
 def _hub() -> ModuleType:
     """``huggingface_hub``, imported now, its log records redacted (``output.redact_logs``:
-    ``HF_DEBUG=1`` logs every request's URL); a clear refusal when it is not installed."""
+    ``HF_DEBUG=1`` logs every request's URL); a clear refusal when it is not installed.
+
+    Raises:
+        ConfigError: a variable of ``_HUB_WHOLE_NUMBERS`` is not a whole number.
+        WeightsError: huggingface_hub is not installed.
+    """
+    from .errors import ConfigError
+
+    for name in _HUB_WHOLE_NUMBERS:  # read by os.environ, as huggingface_hub reads them
+        raw = os.environ.get(name)
+        if raw is not None:
+            try:
+                int(raw)
+            except ValueError:
+                raise ConfigError(
+                    name, raw, "a whole number of seconds (read by huggingface_hub)"
+                ) from None
     try:
         import huggingface_hub
     except ImportError:

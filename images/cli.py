@@ -183,8 +183,18 @@ def check_options(argv: list[str]) -> None:
     so ``build --cdua=all`` would build everything before saying so.
 
     Raises:
-        UsageError: naming the unknown option and the ones the command accepts.
+        UsageError: naming the unknown option and the ones the command accepts; or an
+            argument holding an ``@`` that is not a digest's (not shown).
     """
+    for word in argv:
+        # No argument build.py takes holds an "@" but a digest; fire would quote the word
+        # whole ("Could not consume arg"), user:pass/word@host included, which redaction
+        # cannot read as a URL.
+        if "@" in word and not re.search(r"@sha256:[0-9a-f]{64}$", word):
+            raise UsageError(
+                f"an argument holding '@' is refused: {shown(word)}; build.py takes none but "
+                "an image digest (NAME@sha256:...)"
+            )
     words = argv[: argv.index("--")] if "--" in argv else argv
     command = next((w for w in words if not w.startswith("-")), None)
     if command is None or not callable(getattr(Commands, command, None)) or command.startswith("_"):

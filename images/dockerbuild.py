@@ -48,6 +48,13 @@ def docker_client():
     return client
 
 
+_DOCKER_HOST_FORMS = (
+    "Set it to unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://HOST[:PORT] (a user as "
+    "USER@HOST), without a password, query or fragment (a TLS daemon takes "
+    "DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), or unset it for the local socket."
+)
+
+
 def check_docker_host(host: str | None) -> None:
     """Refuse a ``DOCKER_HOST`` the docker SDK cannot parse, naming the variable, not its
     value (an address with a password in it is one of them).
@@ -68,6 +75,14 @@ def check_docker_host(host: str | None) -> None:
     """
     if not host:
         return
+    if "@" in host and not host.strip().startswith("ssh://"):
+        # User info outside ssh:// (tcp://TOKEN@host, TOKEN:@host): requests would send it
+        # as Basic credentials, and the SDK's messages quote the address.
+        raise UsageError(
+            "DOCKER_HOST is not a Docker daemon address (it holds user info, which only "
+            "ssh:// takes; its value is not shown, as it may hold a password). "
+            + _DOCKER_HOST_FORMS
+        )
     import docker.errors
     from docker.constants import IS_WINDOWS_PLATFORM
     from docker.utils import parse_host
@@ -83,10 +98,7 @@ def check_docker_host(host: str | None) -> None:
             reason = "its port or brackets are malformed"
         raise UsageError(
             f"DOCKER_HOST is not a Docker daemon address ({reason[:1].lower()}{reason[1:]}; "
-            "its value is not shown, as it may hold a password). Set it to "
-            "unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://HOST[:PORT] (a user as "
-            "USER@HOST), without a password, query or fragment (a TLS daemon takes "
-            "DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), or unset it for the local socket."
+            "its value is not shown, as it may hold a password). " + _DOCKER_HOST_FORMS
         ) from None
 
 

@@ -44,6 +44,7 @@ def shown(value: object) -> str:
     """``repr(value)`` for a message, unless it holds an ``@``: user info (``user:password@``)
     whose password holds a ``/`` is no longer a URL that redaction recognises, so such a
     value is described, never quoted."""
-    if isinstance(value, str) and "@" in value:
-        return f"a value of {len(value)} characters holding '@' (not shown: it may hold a password)"
-    return repr(value)
+    text = repr(value)
+    if "@" in text:  # a list or a dict of such strings too
+        return f"a value of {len(text)} characters holding '@' (not shown: it may hold a password)"
+    return text

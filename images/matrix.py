@@ -240,11 +240,20 @@ def select_targets(matrix: dict, engines, cuda: str | None) -> list[tuple[str, d
     return chosen
 
 
+# The one "@" an image reference holds: before its digest (distribution/reference's
+# grammar, reference.go: reference := name [ ":" tag ] [ "@" digest ]).
+_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
 def _check_options(options: Options, repository: str) -> None:
     """Refuse an invalid option, naming it and what is accepted (UsageError)."""
     base = options.base_image
     if base is not None and (
-        not isinstance(base, str) or not base.strip() or any(c.isspace() for c in base)
+        not isinstance(base, str)
+        or not base.strip()
+        or any(c.isspace() for c in base)
+        or "://" in base  # a URL, which may carry user:password@ (a reference has no scheme)
+        or ("@" in base and not _DIGEST_SUFFIX.search(base))
     ):
         raise UsageError(f"--base-image must be an image reference, got {shown(base)}")
     registry = options.registry

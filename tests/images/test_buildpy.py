@@ -469,14 +469,15 @@ def test_an_unreachable_docker_host_is_exit_1_and_names_the_address():
 @pytest.mark.parametrize("password", ["Fire!Pw12345", "FirePw12345"])
 def test_fires_own_messages_and_usage_pass_redaction(before, password):
     """fire prints "ERROR: Could not consume arg: ARG" and a usage line itself
-    (fire/core.py, _DisplayError), which quote the arguments."""
+    (fire/core.py, _DisplayError), which quote the arguments. (A word holding "@" is
+    refused before fire: test_a_list_url_or_bare_word_holding_user_info_is_refused_unshown.)"""
     from urllib.parse import quote
 
-    done = run_cli(*before, f"http://user:{quote(password, safe='')}@h")
+    done = run_cli(*before, f"http://h/x?token={quote(password, safe='')}")
     shown = done.stdout + done.stderr
     assert done.returncode == 2, shown
     assert not leaked(shown, password) and "Traceback" not in shown
-    assert "ERROR: Could not consume arg: http://user:***@h\n" in done.stderr
+    assert "ERROR: Could not consume arg: http://h/x?token=***\n" in done.stderr
 
 
 def test_build_progress_lines_pass_redaction(matrix, artifacts, monkeypatch, capsys):
@@ -1010,3 +1011,33 @@ def test_an_option_holding_user_info_is_refused_without_quoting_it(args):
     assert result.returncode == 2, result.stderr
     assert "not shown: it may hold a password" in result.stderr
     assert "Pw123" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("host", ["http://{pw}:@127.0.0.1:9", "{pw}@127.0.0.1:9", "tcp://{pw}@h:1"])
+def test_a_docker_host_with_user_info_outside_ssh_is_refused_unshown(host):
+    done = run_cli("push", "vllm", env={"DOCKER_HOST": host.format(pw="Tok3nAsUserName")})
+    assert done.returncode == 2, done.stderr
+    assert "it holds user info, which only ssh:// takes" in done.stderr
+    assert "Tok3n" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", '--registry=["user:Pa/ssw0rd@host:5000"]'],
+        ["plan", "vllm", "--base-image=https://user:Pa/ssw0rd@reg.example:5000/img:tag"],
+        ["user:Pa/ssw0rd@host"],
+    ],
+)
+def test_a_list_url_or_bare_word_holding_user_info_is_refused_unshown(args):
+    done = run_cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert "not shown: it may hold a password" in done.stderr
+    assert "ssw0rd" not in done.stdout + done.stderr
+
+
+def test_a_base_image_pinned_by_digest_is_still_accepted():
+    digest = "sha256:" + "a" * 64
+    done = run_cli("plan", "vllm", f"--base-image=vllm/vllm-openai@{digest}")
+    assert done.returncode == 0, done.stderr
+    assert digest in done.stdout

@@ -934,3 +934,33 @@ def test_a_token_given_as_a_urls_user_name_is_a_secret(variable):
     status, printed = run_main(["--dry-run"], env)
     assert status == 2 and f"holds the value of the token in {variable}" in printed
     assert "N4meT0ken" not in printed
+
+
+# --- eighth pass --------------------------------------------------------------------------
+
+
+def test_a_token_as_a_urls_user_name_is_blanked_as_the_basic_credentials_it_makes():
+    import base64
+
+    from entrypoint.settings import secret_values
+
+    token = "hf_UserN4meT0ken"
+    for url in (f"http://{token}@127.0.0.1:9", f"http://{token}:@127.0.0.1:9"):
+        configure(secret_values({"HF_ENDPOINT": url}))
+        basic = base64.b64encode(f"{token}:".encode()).decode()
+        assert basic[:8] not in redact(f"403 Forbidden: credentials seen: {basic}.")
+        configure([])
+        assert redact(url) == "http://***@127.0.0.1:9"
+
+
+@pytest.mark.parametrize("value", ["abc", "", "hf_Sup3rSecretT0ken9"])
+def test_a_timeout_huggingface_hub_cannot_read_is_refused_before_its_import(value, monkeypatch):
+    """huggingface_hub's import int()s HF_HUB_ETAG_TIMEOUT (constants.py, _as_int) and
+    prints its failure on stdout, unredacted; the launcher then blamed MODEL (exit 4)."""
+    from entrypoint.weights import _hub
+
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", value)
+    with pytest.raises(ConfigError) as refused:
+        _hub()
+    assert str(refused.value).startswith("HF_HUB_ETAG_TIMEOUT is ")
+    assert refused.value.exit_status == 2
