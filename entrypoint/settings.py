@@ -416,7 +416,9 @@ SECRET_VARIABLES = (
 
 # How much of the stored token's file is read (huggingface_hub reads it whole): a token
 # and any blank lines around it; not a multi-GB file that HF_TOKEN_PATH names by mistake.
-MAX_TOKEN_FILE_BYTES = 2**20
+# Output blanks what is read in every spelling (entrypoint.output.configure), at a cost
+# that grows with its length: 0.4 s for 16 KiB of control characters, 30 s for 1 MiB.
+MAX_TOKEN_FILE_BYTES = 2**14
 
 
 def stored_hub_token_path(env: Mapping[str, str]) -> str:
@@ -447,7 +449,7 @@ def stored_hub_token(env: Mapping[str, str]) -> str | None:
     unset; ``None`` when there is none (or it cannot be read as a regular file).
 
     Read from ``stored_hub_token_path`` as huggingface_hub reads it (``utils/_auth.py``,
-    ``_get_token_from_file``), up to ``MAX_TOKEN_FILE_BYTES``, and cleaned as its ``_clean_token``
+    ``_get_token_from_file``), up to ``MAX_TOKEN_FILE_BYTES`` (16 KiB), and cleaned as its ``_clean_token``
     does (line breaks removed, then surrounding whitespace). Bytes that are not UTF-8 are
     replaced, and a leading byte-order mark is dropped (huggingface_hub would keep it in
     the token it sends): the value returned is the text to blank wherever it appears.
