@@ -245,7 +245,9 @@ def _unescape(text: str) -> str:
                 return match.group(0)
         return _SIMPLE_ESCAPES.get(char, char)
 
-    decoded = re.sub(_ESCAPE, one, text)
+    # A backslash before a line break continues the line: Jinja's string literals drop both
+    # (jinja2 lexer: the "unicode-escape" codec, after newlines are normalised to \n).
+    decoded = re.sub(_ESCAPE, one, text.replace("\\\r\n", "").replace("\\\n", ""))
     return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 

@@ -129,10 +129,13 @@ def _hex_case_insensitive(form: str) -> re.Pattern[str]:
 # ``u:PW@127.0.0.1:1: refused`` or the docker SDK's ``u:PW@host:2375:x``), so an image
 # reference such as ``name:tag@sha256:...`` keeps its tag. Each branch may start only
 # where its first part cannot reach further left (a lookbehind), so a long word is tried
-# from its start alone, not from each of its characters (which took a 32 KiB word 10 s).
+# from its start alone, not from each of its characters (which took a 32 KiB word 10 s);
+# without a scheme, a word can start after each ":", so the user name and the password are
+# bounded there (256 characters each: a 60 KiB "a:a:..." word took 41 s).
 _USERINFO = (
     r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://)([^\s/]*)@"
-    r"|(?<![^\s/:'\"])([^\s/:'\"]+):[^\s/]*@(?=\[|[\w.~%-]+(?::\d+(?![\w.~%@-])|:?(?![\w.~%@:-])))"
+    r"|(?<![^\s/:'\"])([^\s/:'\"]{1,256}):[^\s/]{0,256}@"
+    r"(?=\[|[\w.~%-]+(?::\d+(?![\w.~%@-])|:?(?![\w.~%@:-])))"
 )
 # Query (or fragment) parameters that carry a credential, by how their name ends (any
 # case): OAuth 2.0 ``access_token`` (RFC 6750, section 2.3; in a fragment, RFC 6749,

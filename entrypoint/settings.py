@@ -411,6 +411,9 @@ SECRET_VARIABLES = (
     *(v.name for v in VARIABLES if v.secret),
     "HUGGING_FACE_HUB_TOKEN",
     "VLLM_API_KEY",
+    # The identity token huggingface_hub exchanges for a Hub token when HF_OIDC_RESOURCE
+    # is set (utils/_auth.py, _get_token_from_oidc).
+    "HF_OIDC_ID_TOKEN",
 )
 
 
@@ -432,6 +435,9 @@ def stored_hub_token_path(env: Mapping[str, str]) -> str:
     """
     import os
 
+    if (env.get("HUGGINGFACE_CO_STAGING") or "").upper() in ("1", "ON", "YES", "TRUE"):
+        # constants.py, _staging_mode: the staging Hub's own token, whatever else is set.
+        return os.path.join(os.path.expanduser("~"), ".cache", "huggingface_staging", "token")
     home = env.get(
         "HF_HOME",
         os.path.join(

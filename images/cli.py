@@ -210,6 +210,17 @@ def check_options(argv: list[str]) -> None:
             )
 
 
+def _writable() -> bool:
+    """Whether stdout and stderr can still be flushed (an OSError from elsewhere, such as
+    the Docker socket, leaves them working)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        return False
+    return True
+
+
 def _error(message: str) -> None:
     """Print ``build.py: error: MESSAGE`` on stderr, redacted.
 
@@ -230,8 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     """
     from .streams import redacted_output
 
-    with redacted_output():
-        return _run(argv)
+    try:
+        with redacted_output():
+            status = _run(argv)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # the output cannot be written (>/dev/full, a closed pipe)
+        from entrypoint.cli import _output_failed
+
+        return _output_failed()  # EXIT_OUTPUT, 74, as the launcher's
+    return status
 
 
 def _run(argv: list[str] | None) -> int:
@@ -253,6 +272,8 @@ def _run(argv: list[str] | None) -> int:
         print("build.py: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the docker SDK's and requests' errors, OSError, ...
+        if isinstance(exc, OSError) and not _writable():
+            raise  # main: the output is what failed (exit 74)
         _error(f"{type(exc).__name__}: {exc}")
         return 1
     return 0

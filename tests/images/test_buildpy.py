@@ -1041,3 +1041,15 @@ def test_a_base_image_pinned_by_digest_is_still_accepted():
     done = run_cli("plan", "vllm", f"--base-image=vllm/vllm-openai@{digest}")
     assert done.returncode == 0, done.stderr
     assert digest in done.stdout
+
+
+def test_output_that_cannot_be_written_is_exit_74():
+    """A closed stderr, as the launcher's EXIT_OUTPUT; Python's final flush used to end in 120."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "build.py"), "--help"],
+            stdout=subprocess.DEVNULL,
+            stderr=full,
+            timeout=60,
+        )
+    assert done.returncode == 74

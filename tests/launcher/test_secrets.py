@@ -964,3 +964,37 @@ def test_a_timeout_huggingface_hub_cannot_read_is_refused_before_its_import(valu
         _hub()
     assert str(refused.value).startswith("HF_HUB_ETAG_TIMEOUT is ")
     assert refused.value.exit_status == 2
+
+
+# --- ninth pass ---------------------------------------------------------------------------
+
+
+def test_redaction_of_a_long_colon_separated_word_takes_linear_time():
+    """Without a scheme a match may start after each ":": 60 KiB of "a:" took 41 s."""
+    import time
+
+    started = time.process_time()
+    redact("--a " + "a:" * 30_000 + " --b x@y")
+    assert time.process_time() - started < 3
+    assert redact("u:" + "p" * 200 + "@host.example") == "u:***@host.example"
+
+
+def test_a_secret_split_by_a_jinja_line_continuation_is_refused():
+    """Jinja's string literals drop a backslash before a line break (unicode-escape)."""
+    for brk in ("\\\n", "\\\r\n"):
+        template = '{{ "' + SECRET[:8] + brk + SECRET[8:] + '" }}'
+        env = {"ENGINE": "vllm", "HF_TOKEN": SECRET}
+        status, printed = run_main(["--dry-run", "--", "--chat-template", template], env)
+        assert status == 2 and "holds the value of HF_TOKEN" in printed
+
+
+def test_the_oidc_identity_token_and_the_staging_token_are_secrets(tmp_path):
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    env = {"ENGINE": "vllm", "HF_OIDC_RESOURCE": "model/x", "HF_OIDC_ID_TOKEN": jwt}
+    status, printed = run_main(["--dry-run", "--", "--lora-modules", f"a={jwt}"], env)
+    assert status == 2 and "holds the value of HF_OIDC_ID_TOKEN" in printed
+    assert "c2lnbmF0" not in printed
+    from entrypoint.settings import stored_hub_token_path
+
+    staged = stored_hub_token_path({"HUGGINGFACE_CO_STAGING": "1", "HF_HOME": str(tmp_path)})
+    assert staged.endswith("/.cache/huggingface_staging/token")
