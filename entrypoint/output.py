@@ -103,7 +103,10 @@ def _spellings(secret: str) -> tuple[set[str], set[str]]:
         from urllib.parse import quote as percent
 
         # Every "%" in these is an escape: a "%" of the secret itself becomes "%25".
-        encoded = {percent(secret, safe=""), percent(secret)} - {secret}
+        # An undecodable byte of the environment is a lone surrogate (os.environ's
+        # surrogateescape); it percent-encodes as that byte.
+        raw = secret.encode("utf-8", "surrogateescape")
+        encoded = {percent(raw, safe=""), percent(raw)} - {secret}
     return {form for form in forms if form}, {form for form in encoded if "%" in form}
 
 

@@ -509,14 +509,16 @@ def url_passwords(env: Mapping[str, str]) -> dict[str, str]:
             # a server may echo back.
             import base64
 
-            credentials = f"{unquote(user or '')}:{unquote(password)}".encode()
+            credentials = f"{unquote(user or '')}:{unquote(password)}".encode(
+                "utf-8", "surrogateescape"
+            )
             passwords[f"the credentials in {name}"] = base64.b64encode(credentials).decode()
         elif user:  # scheme://TOKEN@host: the user name is the credential
             import base64
 
             passwords[f"the token in {name}"] = unquote(user)
-            basic = base64.b64encode(f"{unquote(user)}:".encode()).decode()
-            passwords[f"the credentials in {name}"] = basic
+            basic = base64.b64encode(f"{unquote(user)}:".encode("utf-8", "surrogateescape"))
+            passwords[f"the credentials in {name}"] = basic.decode()
     return passwords
 
 

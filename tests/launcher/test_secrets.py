@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -998,3 +999,32 @@ def test_the_oidc_identity_token_and_the_staging_token_are_secrets(tmp_path):
 
     staged = stored_hub_token_path({"HUGGINGFACE_CO_STAGING": "1", "HF_HOME": str(tmp_path)})
     assert staged.endswith("/.cache/huggingface_staging/token")
+
+
+# --- tenth pass ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        (b"HF_TOKEN", b"hf_\xe9\xe8abcdefgh"),
+        (b"API_KEY", b"k\xe9yabcdefgh"),
+        (b"HTTPS_PROXY", b"http://u:p\xe9asswordxx@127.0.0.1:9"),
+        (b"HF_ENDPOINT", b"http://p\xe9tokenxxxx@127.0.0.1:9"),
+    ],
+)
+@pytest.mark.parametrize("command", [["--dry-run"], ["--help"]])
+def test_a_secret_with_bytes_that_are_not_utf8_is_no_traceback(name, value, command):
+    """os.environ keeps an undecodable byte as a lone surrogate; percent-encoding and
+    base64 of it raised UnicodeEncodeError before any check (output.configure)."""
+    env = {b"PATH": os.environb[b"PATH"], b"HOME": b"/tmp", b"ENGINE": b"vllm", name: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "entrypoint", *command],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+    )
+    assert b"Traceback" not in result.stderr
+    assert result.returncode in (0, 2), result.stderr
+    assert b"abcdefgh" not in result.stdout + result.stderr
