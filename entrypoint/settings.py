@@ -424,6 +424,10 @@ SECRET_VARIABLES = (
 MAX_TOKEN_FILE_BYTES = 2**14
 
 
+# The words huggingface_hub reads as on (constants.py, ENV_VARS_TRUE_VALUES, upper case).
+HUB_TRUE_VALUES = frozenset({"1", "ON", "YES", "TRUE"})
+
+
 def stored_hub_token_path(env: Mapping[str, str]) -> str:
     """Where huggingface_hub looks for the token ``hf auth login`` stored: exactly its
     ``HF_TOKEN_PATH`` (``huggingface_hub/constants.py``), read from ``env``.
@@ -435,7 +439,7 @@ def stored_hub_token_path(env: Mapping[str, str]) -> str:
     """
     import os
 
-    if (env.get("HUGGINGFACE_CO_STAGING") or "").upper() in ("1", "ON", "YES", "TRUE"):
+    if (env.get("HUGGINGFACE_CO_STAGING") or "").upper() in HUB_TRUE_VALUES:
         # constants.py, _staging_mode: the staging Hub's own token, whatever else is set.
         return os.path.join(os.path.expanduser("~"), ".cache", "huggingface_staging", "token")
     home = env.get(
@@ -503,19 +507,17 @@ def url_passwords(env: Mapping[str, str]) -> dict[str, str]:
             user, password = parts.username, parts.password
         except ValueError:
             continue
+        import base64
+
         if password:
             passwords[f"the password in {name}"] = unquote(password)
             # As an HTTP client sends them: Basic base64(user:password) (RFC 7617), which
             # a server may echo back.
-            import base64
-
             credentials = f"{unquote(user or '')}:{unquote(password)}".encode(
                 "utf-8", "surrogateescape"
             )
             passwords[f"the credentials in {name}"] = base64.b64encode(credentials).decode()
         elif user:  # scheme://TOKEN@host: the user name is the credential
-            import base64
-
             passwords[f"the token in {name}"] = unquote(user)
             basic = base64.b64encode(f"{unquote(user)}:".encode("utf-8", "surrogateescape"))
             passwords[f"the credentials in {name}"] = basic.decode()

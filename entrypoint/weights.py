@@ -46,6 +46,7 @@ import os
 
 from .errors import WeightsError
 from .output import format_gb, log, redact_logs
+from .settings import HUB_TRUE_VALUES as _TRUE  # huggingface_hub's "on" words
 from .units import GB
 from .values import CACHE_FOLDER_PREFIX, is_local_model, repo_id_of_cache_folder
 
@@ -84,7 +85,6 @@ DEFAULT_REVISION = "main"
 CACHE_PREFIX = CACHE_FOLDER_PREFIX
 # How often the download logs its progress.
 PROGRESS_EVERY_S = 15.0
-_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub.constants.ENV_VARS_TRUE_VALUES
 
 
 def is_local(model: str) -> bool:
