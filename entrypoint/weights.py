@@ -692,7 +692,9 @@ def check_stored_token(env: Mapping[str, str]) -> None:
     a space inside is sent and refused. The rules are those ``entrypoint.values.check_secret``
     applies to ``HF_TOKEN``: printable ASCII, no whitespace. The text is the one
     ``entrypoint.settings.stored_hub_token`` reads, from the file huggingface_hub reads
-    (``entrypoint.settings.stored_hub_token_path``), which the message names.
+    (``entrypoint.settings.stored_hub_token_path``), which the message names. A path that
+    huggingface_hub cannot read as a token at all (a FIFO, a device, a directory, a file
+    over 16 KiB: ``_not_a_token_file``) is refused before anything reads it.
 
     Raises:
         StoredTokenError: a ``ConfigError`` (exit status 2) naming the file and what is
@@ -703,12 +705,16 @@ def check_stored_token(env: Mapping[str, str]) -> None:
     # huggingface_hub constants.py, _is_true: ENV_VARS_TRUE_VALUES, upper case, unstripped.
     if (env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
         return
+    from .errors import StoredTokenError
     from .settings import stored_hub_token, stored_hub_token_path
 
+    path = stored_hub_token_path(env)
+    unreadable = _not_a_token_file(path)
+    if unreadable:
+        raise StoredTokenError(path, unreadable)
     token = stored_hub_token(env)
     if token is None:
         return
-    path = stored_hub_token_path(env)
     if "\ufffd" in token:  # stored_hub_token decodes with errors="replace"
         why = "it is not UTF-8 text"
     elif _starts_with_bom(path):  # stored_hub_token drops it; huggingface_hub sends it
@@ -722,9 +728,56 @@ def check_stored_token(env: Mapping[str, str]) -> None:
         why = "it holds whitespace or a control character (a space, a tab, a NUL)"
     else:
         return
-    from .errors import StoredTokenError
-
     raise StoredTokenError(path, why)
+
+
+# What each kind of file that is not a regular one is, for a message (stat.S_IFMT).
+_FILE_KINDS = {
+    "S_ISDIR": "a directory",
+    "S_ISFIFO": "a FIFO (a named pipe), which huggingface_hub would wait on for ever",
+    "S_ISSOCK": "a socket",
+    "S_ISCHR": "a character device, which huggingface_hub would read without end",
+    "S_ISBLK": "a block device",
+}
+
+
+def _not_a_token_file(path: str) -> str | None:
+    """Why huggingface_hub cannot read the file at ``path`` as a token, in words; ``None``
+    when it can, or when there is no file there (no token is sent).
+
+    huggingface_hub reads the whole file (``utils/_auth.py``, ``_get_token_from_file``:
+    ``Path(HF_TOKEN_PATH).read_text()``, catching only ``FileNotFoundError``): a FIFO
+    blocks the launch until a writer comes, ``/dev/zero`` fills memory, a directory ends in
+    ``IsADirectoryError``, and a file of gigabytes is read whole into the header it sends.
+    Only a regular file of at most ``settings.MAX_TOKEN_FILE_BYTES`` (16 KiB), or
+    ``/dev/null`` (no token), can be read as one. Not-found and other ``stat`` errors give
+    ``None`` (huggingface_hub then finds no token, or names the error).
+    """
+    import stat
+
+    from .settings import MAX_TOKEN_FILE_BYTES
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return None
+    if stat.S_ISREG(st.st_mode):
+        if st.st_size > MAX_TOKEN_FILE_BYTES:
+            return (
+                f"it is {st.st_size} bytes; a token file holds one token, and huggingface_hub "
+                "would read it whole into the Authorization header"
+            )
+        return None
+    try:
+        if os.path.samestat(st, os.stat(os.devnull)):
+            return None  # reads empty: no token
+    except OSError:
+        pass
+    kind = next(
+        (words for test, words in _FILE_KINDS.items() if getattr(stat, test)(st.st_mode)),
+        "not a regular file",
+    )
+    return f"it is {kind}, not a regular file"
 
 
 def credential_sent(env: Mapping[str, str]) -> str | None:

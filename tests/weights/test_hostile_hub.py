@@ -276,6 +276,59 @@ def test_a_stored_token_no_header_can_carry_is_refused_naming_its_file(
     assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
 
 
+def _fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+def _directory(path):
+    path.mkdir()
+    return path
+
+
+def _oversize(path):
+    path.write_bytes(b"hf_" + b"A" * (2**14))  # one byte over settings.MAX_TOKEN_FILE_BYTES
+    return path
+
+
+@pytest.mark.parametrize(
+    "make,why",
+    [
+        (_fifo, "it is a FIFO (a named pipe)"),
+        (_directory, "it is a directory, not a regular file"),
+        (lambda _: "/dev/zero", "it is a character device"),
+        (_oversize, "it is 16387 bytes"),
+    ],
+    ids=["FIFO", "directory", "/dev/zero", "over 16 KiB"],
+)
+def test_a_token_path_huggingface_hub_cannot_read_as_a_token_is_refused_at_once(
+    hub, repo, tmp_path, make, why, launcher_python
+):
+    """huggingface_hub reads HF_TOKEN_PATH whole (utils/_auth.py, _get_token_from_file): a
+    FIFO blocked the launch for ever, /dev/zero never ends, a directory was reported as a
+    network failure (exit 4). Each is refused, with exit 2, before anything reads it."""
+    token_path = make(tmp_path / "hf-token")
+    result = launch(
+        launcher_env(tmp_path, hub.url, HF_TOKEN_PATH=token_path),
+        python=launcher_python,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    message = last_line(result)
+    assert f"the stored Hub token in {token_path} cannot be sent: {why}" in message, message
+    assert "AAAA" not in result.stdout + result.stderr
+    assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_a_token_path_at_dev_null_sends_no_token(hub, repo, tmp_path, launcher_python):
+    """/dev/null is a character device, but reads empty: huggingface_hub finds no token."""
+    env = launcher_env(tmp_path, hub.url, HF_TOKEN_PATH="/dev/null")
+    result = launch(env, python=launcher_python)
+    assert result.returncode == 0, result.stderr
+    assert authorizations(hub.requests) == {None}
+
+
 def test_a_token_in_a_mounted_cache_is_checked_too(hub, repo, tmp_path):
     """Without HF_TOKEN_PATH the file is HF_HOME/token (huggingface_hub constants.py)."""
     token_file = tmp_path / "hf" / "token"
