@@ -135,7 +135,8 @@ class Variable:
             "address": ADDRESS_ACCEPTED,
             "model": "a Hugging Face repo id (org/name), or a local directory: absolute, "
             "or relative starting with ./ or ../",
-            "revision": "a branch, tag or commit hash (letters, digits, . _ - /; no ..)",
+            "revision": "a branch, tag or commit hash (letters, digits, . _ - /; as git "
+            "names refs: no part empty or starting with '.')",
             "args": "engine flags, quoted the way a shell quotes them",
             "name": "a name of printable characters without spaces, not starting with -",
             "file": "the path of a readable file",
@@ -619,12 +620,19 @@ def _parse(var: Variable, raw: str) -> Any:
             return text
         raise ConfigError(var.name, raw, var.accepted())
     if var.kind == "revision":
-        # Git ref names and commit hashes, as Hub revisions are (e.g. refs/pr/1); no ".."
-        # or leading "/": the revision names a file under the cache's refs/ folder.
+        # Git ref names and commit hashes, as Hub revisions are (e.g. refs/pr/1), by git's
+        # rules (git-check-ref-format(1); refs.c, check_refname_component): no part empty
+        # (no leading, trailing or double "/"), none starting with "." (".", "..") or
+        # ending with ".lock", and no "." at the end. The revision also names a file under
+        # the cache's refs/ folder, so these keep it inside.
         if (
             fullmatch(r"[\w.\-/]{1,200}", text)
-            and ".." not in text
-            and not text.startswith(("/", "-"))
+            and not text.startswith("-")
+            and not text.endswith(".")
+            and all(
+                part and not part.startswith(".") and not part.endswith(".lock")
+                for part in text.split("/")
+            )
         ):
             return text
         raise ConfigError(var.name, raw, var.accepted())

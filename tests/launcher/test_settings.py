@@ -224,6 +224,15 @@ def test_repo_ids_are_accepted_exactly_when_huggingface_hub_accepts_them(text):
         ("/abs", False),
         ("has space", False),
         ("-x", False),
+        # git-check-ref-format(1): each was accepted, then failed late with exit 4.
+        (".", False),
+        ("./main", False),
+        ("main/", False),
+        ("refs//pr", False),
+        ("refs/.hidden", False),
+        ("main.", False),
+        ("main.lock", False),
+        ("v1.0.1", True),
     ],
 )
 def test_model_revision(revision, ok):
