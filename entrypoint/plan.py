@@ -271,6 +271,12 @@ def resolve_plan(settings: Settings, extra_args: Sequence[str] = ()) -> Plan:
     v = settings.values
     sources = dict(settings.sources)
     engine, precision = v["ENGINE"], v["PRECISION"]
+    if extra_args:  # the dry run's EXTRA_ARGS row shows both, in the engine's order
+        sources["EXTRA_ARGS"] = (
+            "environment, then the arguments after the image name"
+            if v["EXTRA_ARGS"]
+            else "the arguments after the image name"
+        )
 
     nnodes = v["NNODES"]
     if nnodes is None:

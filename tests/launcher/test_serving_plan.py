@@ -90,3 +90,26 @@ def test_a_key_file_is_listed_among_what_the_launch_does_first():
     stdout = plan({"ENGINE": "vllm", "API_KEY_FILE": "/run/secrets/key"})
     before = stdout.split("before launch", 1)[1]
     assert "/run/secrets/key" in plan_row(before, "API")
+
+
+@pytest.mark.parametrize(
+    "env, shown, source",
+    [
+        ({}, "--max-num-seqs 8", "the arguments after the image name"),
+        (
+            {"EXTRA_ARGS": "--enforce-eager"},
+            "--enforce-eager --max-num-seqs 8",
+            "environment, then the arguments after the image name",
+        ),
+    ],
+)
+def test_arguments_after_the_image_name_are_not_shown_as_a_default(env, shown, source):
+    """They were listed in the EXTRA_ARGS row with the source "default"."""
+    from entrypoint.launch import describe_plan
+    from entrypoint.plan import resolve_plan
+    from entrypoint.settings import load_settings
+
+    node = resolve_plan(load_settings({"ENGINE": "vllm", **env}), ["--max-num-seqs", "8"])
+    row = plan_row(describe_plan(node, []), "EXTRA_ARGS")
+    assert row.split(None, 1)[1].startswith(shown), row
+    assert row.endswith(source) and "default" not in row, row
