@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import EXIT_CONFIG, EXIT_OUTPUT, LaunchError
+from .errors import EXIT_CONFIG, LaunchError, output_failed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -166,25 +166,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         try:
             log(f"error: {error.message()}")
         except OSError:
-            return _output_failed()
+            return output_failed()
         return error.exit_status
     except KeyboardInterrupt:
         return 130
     except OSError:  # every other OSError is a LaunchError by now: writing output failed
-        return _output_failed()
-
-
-def _output_failed() -> int:
-    """Exit quietly when stdout or stderr cannot be written (``>/dev/full``, a closed pipe):
-    both are pointed at /dev/null so the interpreter's final flush cannot fail again
-    (Python's documentation, "Note on SIGPIPE"). Returns ``EXIT_OUTPUT``."""
-    import os
-
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):  # ValueError: the stream is closed
-            pass
-    return EXIT_OUTPUT
+        return output_failed()

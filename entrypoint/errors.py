@@ -30,6 +30,28 @@ EXIT_OUTPUT = 74  # sysexits.h EX_IOERR: "an error occurred while doing I/O"
 EXIT_ENGINE_MISSING = 127  # the shell's "command not found"
 
 
+def output_failed() -> int:
+    """Exit quietly when stdout or stderr cannot be written (``>/dev/full``, a closed pipe):
+    both are pointed at /dev/null so the interpreter's final flush cannot fail again
+    (Python's documentation, "Note on SIGPIPE").
+
+    Returns:
+        ``EXIT_OUTPUT`` (74, sysexits.h EX_IOERR), the status the launcher and
+        ``build.py`` exit with then.
+    """
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # ValueError: the stream is closed
+            pass
+    return EXIT_OUTPUT
+
+
 # How much of a refused value a message quotes: enough to recognise it, never a flood.
 SHOWN_VALUE_CHARS = 80
 

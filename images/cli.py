@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     except OSError:  # the output cannot be written (>/dev/full, a closed pipe)
-        from entrypoint.cli import _output_failed
+        from entrypoint.errors import output_failed
 
-        return _output_failed()  # EXIT_OUTPUT, 74, as the launcher's
+        return output_failed()  # EXIT_OUTPUT, 74, as the launcher's
     return status
 
 
