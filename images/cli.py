@@ -183,8 +183,9 @@ def check_options(argv: list[str]) -> None:
     so ``build --cdua=all`` would build everything before saying so.
 
     Raises:
-        UsageError: naming the unknown option and the ones the command accepts; or an
-            argument holding an ``@`` that is not a digest's (not shown).
+        UsageError: naming the unknown option and the ones the command accepts; an
+            argument holding an ``@`` that is not a digest's (not shown); or anything
+            after a lone ``--`` but ``--help`` (fire's own flags).
     """
     for word in argv:
         # No argument build.py takes holds an "@" but a digest; fire would quote the word
@@ -196,6 +197,15 @@ def check_options(argv: list[str]) -> None:
                 "an image digest (NAME@sha256:...)"
             )
     words = argv[: argv.index("--")] if "--" in argv else argv
+    fire_flags = argv[len(words) + 1 :]
+    if [flag for flag in fire_flags if flag not in ("--help", "-h")]:
+        # After a lone "--" fire reads its own flags (fire/core.py, parser.py):
+        # --interactive opens a Python REPL, --trace and --verbose print its internals,
+        # --completion a shell script. A build script takes none of them.
+        raise UsageError(
+            "build.py takes nothing after '--' but --help; options go before it, e.g. "
+            "build.py build vllm --push"
+        )
     command = next((w for w in words if not w.startswith("-")), None)
     if command is None or not callable(getattr(Commands, command, None)) or command.startswith("_"):
         return  # fire reports an unknown command itself, before running anything

@@ -406,6 +406,30 @@ def test_cli_unknown_option_is_refused_before_the_command_runs(args, unknown):
     assert f"{args[0]} has no option {unknown}; it takes: --cuda" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "--", "--interactive"],
+        ["plan", "vllm", "--", "--trace"],
+        ["build", "vllm", "--", "--completion"],
+        ["plan", "--", "-i"],
+    ],
+)
+def test_fires_own_flags_after_a_lone_dash_dash_are_refused(args):
+    # fire reads them itself: --interactive opened a Python REPL on stdin.
+    done = run_cli(*args, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert "build.py takes nothing after '--' but --help" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_after_a_lone_dash_dash_still_shows_the_help():
+    done = run_cli("plan", "--", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "build.py plan - Print what would be built" in done.stdout + done.stderr  # fire's help
+
+
 def spellings(secret: str) -> set[str]:
     """``secret`` as it may appear in output: raw, and percent-encoded with either case of
     hex digits (RFC 3986, section 2.1)."""
