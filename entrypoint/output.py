@@ -46,12 +46,12 @@ REDACTED = "***"
 # after the dashes (``--api`` and longer for ``--api-key``); shorter ones are not redacted.
 _MIN_ABBREVIATION = 2
 
-# Each configured secret's spellings, longest first: (text, None) for a plain spelling,
-# (text, pattern) for a percent-encoded one, matched with either case of hex digits.
-_secrets: tuple[tuple[str, re.Pattern[str] | None], ...] = ()
-
-# The characters percent-encoding leaves as they are (RFC 3986, section 2.3, "unreserved").
-_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+# Each configured secret's spellings (raw, escaped, quoted), longest first, and one
+# pattern per secret for its percent-encoded forms (``_percent_pattern``).
+_secrets: tuple[str, ...] = ()
+_percent_secrets: tuple[str, ...] = ()
+# Patterns compiled on first use (``re`` is not imported at start for text without them).
+_patterns: dict[tuple[str, str], re.Pattern[str]] = {}
 
 
 def configure(secrets: Iterable[str]) -> None:
@@ -60,30 +60,30 @@ def configure(secrets: Iterable[str]) -> None:
     The launcher calls this once, first thing, with the values of the secret variables
     (``entrypoint.settings.SECRET_VARIABLES``). Each secret is blanked in every form it
     can take in text: as given, without surrounding whitespace, escaped as Python and JSON
-    escape it, shell-quoted, and percent-encoded with upper- or lower-case hex digits (RFC
-    3986, section 2.1: they are equivalent, and servers echo either). Values shorter than
-    ``MIN_SECRET_CHARS`` are ignored: settings refuses them before anything else is
-    printed, and blanking them would garble every message.
+    escape it, shell-quoted, in any mix of upper and lower case (a server or proxy may
+    change the case of what it echoes), and with any of its characters percent-encoded,
+    with upper- or lower-case hex digits (RFC 3986, section 2.1: a client or server may
+    encode any character, and echo either case). Values shorter than ``MIN_SECRET_CHARS``
+    are ignored: settings refuses them before anything else is printed, and blanking
+    them would garble every message.
     """
-    global _secrets
-    plain: set[str] = set()
-    encoded: set[str] = set()
-    for secret in secrets:
-        for value in {secret, secret.strip()}:
-            if len(value) >= MIN_SECRET_CHARS:
-                forms, percent_forms = _spellings(value)
-                plain |= forms
-                encoded |= percent_forms
-    encoded -= plain
+    global _secrets, _percent_secrets
+    values = {
+        value
+        for secret in secrets
+        for value in (secret, secret.strip())
+        if len(value) >= MIN_SECRET_CHARS
+    }
     # Longest first, so a form containing another is blanked whole.
     _secrets = tuple(
-        (form, _hex_case_insensitive(form) if form in encoded else None)
-        for form in sorted(plain | encoded, key=len, reverse=True)
+        sorted({form for v in values for form in _spellings(v)}, key=len, reverse=True)
     )
+    _percent_secrets = tuple(sorted(values, key=len, reverse=True))
+    _patterns.clear()
 
 
-def _spellings(secret: str) -> tuple[set[str], set[str]]:
-    """The forms ``secret`` takes in text: (raw, escaped and quoted; percent-encoded)."""
+def _spellings(secret: str) -> set[str]:
+    """The forms ``secret`` takes in text but percent-encoding: raw, escaped and quoted."""
     forms = {secret, quote(secret)}
     if not (secret.isascii() and secret.isprintable()) or any(c in secret for c in "'\\\""):
         import json
@@ -98,28 +98,32 @@ def _spellings(secret: str) -> tuple[set[str], set[str]]:
         forms.add(escaped.replace("'", "\\'"))
         forms.add(escaped.replace('"', '\\"'))
         forms.add(secret.replace("'", "'\"'\"'"))
-    encoded: set[str] = set()
-    if not _UNRESERVED.issuperset(secret):
-        from urllib.parse import quote as percent
-
-        # Every "%" in these is an escape: a "%" of the secret itself becomes "%25".
-        # An undecodable byte of the environment is a lone surrogate (os.environ's
-        # surrogateescape); it percent-encodes as that byte.
-        raw = secret.encode("utf-8", "surrogateescape")
-        encoded = {percent(raw, safe=""), percent(raw)} - {secret}
-    return {form for form in forms if form}, {form for form in encoded if "%" in form}
+    return {form for form in forms if form}
 
 
-def _hex_case_insensitive(form: str) -> re.Pattern[str]:
-    """A pattern for the percent-encoded ``form`` that accepts each escape's two hex digits
-    in either case (``%2F`` and ``%2f``) and matches the rest exactly."""
+def _pattern(kind: str, secret: str) -> re.Pattern[str]:
+    """The pattern for ``secret`` compiled on first use: ``kind`` ``"case"``, its text in
+    any case; ``"percent"``, ``_percent_pattern``."""
+    pattern = _patterns.get((kind, secret))
+    if pattern is None:
+        import re
+
+        source = _percent_pattern(secret) if kind == "percent" else re.escape(secret)
+        pattern = _patterns[kind, secret] = re.compile("(?i)" + source)
+    return pattern
+
+
+def _percent_pattern(secret: str) -> str:
+    """A pattern for ``secret`` with any of its characters percent-encoded (each as the
+    escapes of its UTF-8 bytes; an undecodable byte of the environment, os.environ's lone
+    surrogate, as that byte), in any case: ``hf%5FAbc``, ``%68%66_abc``."""
     import re
 
-    head, *escapes = form.split("%")
-    return re.compile(
-        re.escape(head)
-        + "".join(f"%(?i:{escape[:2]}){re.escape(escape[2:])}" for escape in escapes)
-    )
+    def one(char: str) -> str:
+        escapes = "".join(f"%{b:02x}" for b in char.encode("utf-8", "surrogateescape"))
+        return f"(?:{re.escape(char)}|{escapes})"
+
+    return "".join(one(char) for char in secret)
 
 
 # The password of a URL (RFC 3986, section 3.2.1, userinfo). With a scheme, the userinfo
@@ -202,15 +206,25 @@ def _blank_secrets(text: str) -> str:
     """``text`` with each stretch that any configured secret's spelling covers blanked
     once. The stretches are found in the text as given, then overlapping (or touching)
     ones are merged: two secrets that overlap in the text (the end of one is the start of
-    another) are blanked whole, where blanking one first would break the other's match."""
+    another) are blanked whole, where blanking one first would break the other's match.
+    Case is ignored (``str.lower`` on ASCII text, where it keeps every index; ``re``'s
+    IGNORECASE otherwise)."""
     spans: list[tuple[int, int]] = []
-    for form, pattern in _secrets:
-        if pattern is None:
-            start = text.find(form)
+    if text.isascii():
+        lowered = text.lower()
+        for form in _secrets:
+            needle = form.lower()
+            start = lowered.find(needle)
             while start != -1:
-                spans.append((start, start + len(form)))
-                start = text.find(form, start + 1)
-        elif "%" in text:
+                spans.append((start, start + len(needle)))
+                start = lowered.find(needle, start + 1)
+    else:
+        for form in _secrets:
+            pattern = _pattern("case", form)
+            spans.extend(match.span() for match in pattern.finditer(text))
+    if "%" in text:
+        for secret in _percent_secrets:
+            pattern = _pattern("percent", secret)
             spans.extend(match.span() for match in pattern.finditer(text))
     if not spans:
         return text

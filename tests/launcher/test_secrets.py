@@ -192,6 +192,51 @@ def test_percent_encoded_secrets_are_blanked_with_either_case_of_hex_digits(secr
         assert redact(f"a {spelling} b") == "a *** b", spelling
 
 
+@given(
+    secret=st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=8, max_size=24
+    ),
+    encode=st.lists(st.booleans(), min_size=24, max_size=24),
+    upper=st.lists(st.booleans(), min_size=24, max_size=24),
+)
+def test_a_secret_with_any_of_its_characters_percent_encoded_in_any_case_is_blanked(
+    secret, encode, upper
+):
+    """A server may encode any character (RFC 3986, section 2.1: "%68" is "h") and echo
+    either case: a mirror redirecting to /x?t=%68%66%5F... printed the token (pass 11)."""
+    configure([secret])
+    spelled = "".join(
+        percent(char, safe="") if encode[i] and percent(char, safe="") != char else char
+        for i, char in enumerate(secret)
+    )
+    # Case changed on ASCII letters only: Unicode's may change length (ß, SS).
+    spelled = "".join(
+        (c.upper() if upper[i % 24] else c.lower()) if c.isascii() else c
+        for i, c in enumerate(spelled)
+    )
+    assert redact(f"http://h/x?t={spelled} end") == "http://h/x?t=*** end", spelled
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "hf_sup3rsecrett0ken9",
+        "HF_SUP3RSECRETT0KEN9",
+        "hf%5FSup3rSecretT0ken9",
+        "%68%66" + SECRET[2:],
+    ],
+)
+def test_a_token_in_another_case_or_partly_percent_encoded_is_never_printed(spelled):
+    """The dry run printed HF_ENDPOINT=http://h/t/%68%66%5F... whole (pass 11)."""
+    env = clean_env(
+        {"ENGINE": "vllm", "HF_TOKEN": SECRET, "HF_ENDPOINT": f"http://127.0.0.1:9/t/{spelled}"}
+    )
+    status, out = run_main(["--dry-run"], env)
+    assert status == 0, out
+    assert "http://127.0.0.1:9/t/***" in out
+    assert spelled.lower() not in out.lower()
+
+
 def _hex_digits(encoded: str, lower) -> str:
     """``encoded`` with the two hex digits of escape number i in lower case where
     ``lower(i)``; every "%" of a percent-encoded text starts an escape."""
@@ -840,9 +885,11 @@ def test_redaction_of_a_long_word_takes_linear_time():
     import time
 
     started = time.process_time()
+    configure([SECRET, "ключ-ü-geheim"])
     for n in (16_000, 64_000):
         redact("--x=" + "a" * n + ":" + "b" * n + "@!")
         redact("a." * n + "@x")
+        redact("%68%66" * n + "é")  # the percent and case-insensitive patterns
     assert time.process_time() - started < 2
 
 
