@@ -129,15 +129,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     import os
 
     from .output import configure, log, say
-    from .settings import secret_values
+    from .settings import named_secrets
 
     env = os.environ if env is None else env
-    configure(secret_values(env))
+    secrets = named_secrets(env)
+    configure(secrets.values())
     try:
         command, args, dry_run = parse_command_line(sys.argv[1:] if argv is None else argv)
         if command == "help":
             say(USAGE, end="")
             return 0
+        if command != "env-table":  # the commands that print what the environment holds
+            from .values import check_not_launcher_text
+
+            for name, value in secrets.items():
+                check_not_launcher_text(name, value)
         if command == "check":
             from .check import run_check
 

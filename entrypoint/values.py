@@ -209,3 +209,52 @@ def check_secret(name: str, raw: str) -> None:
         )
     if raw and len(raw) < MIN_SECRET_CHARS:
         raise ConfigError(name, raw, accepted, hide_value=True)
+    check_not_launcher_text(name, raw)
+
+
+def check_not_launcher_text(name: str, secret: str) -> None:
+    """Refuse a secret that is, in any case, part of the launcher's own text: a word of its
+    plan or its messages (``environment``, ``Prometheus``, ``GPUS_PER_NODE``).
+
+    Output blanks every secret wherever it appears, in any case
+    (``entrypoint.output.configure``), so such a secret would be blanked inside the
+    launcher's fixed text too (``ENGINE vllm ***``), and anyone who reads the output could
+    tell it. Every text the launcher prints comes from its own source files, so the secret
+    is looked for in them (``_launcher_text``: about 350 KB, read once, only when a secret
+    is set). Values shorter than ``MIN_SECRET_CHARS`` are refused elsewhere, and ignored.
+
+    Raises:
+        ConfigError: naming ``name``, never the value.
+    """
+    value = secret.strip()
+    if len(value) < MIN_SECRET_CHARS or value.lower() not in _launcher_text():
+        return
+    raise ConfigError(
+        name,
+        secret,
+        "a secret that is not part of the launcher's own text",
+        "It is a word of the launcher's plan or messages, where the *** that blanks it "
+        "would show it: choose a key that is not an ordinary word (openssl rand -hex 32).",
+        hide_value=True,
+    )
+
+
+_launcher_text_read: list[str] = []
+
+
+def _launcher_text() -> str:
+    """The launcher's source files (``entrypoint/**/*.py``), lower-cased and joined: every
+    text it prints is written there or made from the environment."""
+    if not _launcher_text_read:
+        import os
+
+        package = os.path.dirname(os.path.abspath(__file__))
+        parts = []
+        for folder, subfolders, files in os.walk(package):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            for file in sorted(files):
+                if file.endswith(".py"):
+                    with open(os.path.join(folder, file), encoding="utf-8") as f:
+                        parts.append(f.read().lower())
+        _launcher_text_read.append("\n".join(parts))
+    return _launcher_text_read[0]

@@ -315,10 +315,10 @@ def test_unbalanced_quote_in_extra_args_does_not_echo_the_flags():
 
 
 def test_url_password_of_hf_endpoint_is_never_printed():
-    result = dry_run({"ENGINE": "vllm", "HF_ENDPOINT": "https://bob:PASSWORD@hub.example"})
+    result = dry_run({"ENGINE": "vllm", "HF_ENDPOINT": "https://bob:Pw0rdLeak42@hub.example"})
     assert result.returncode == 0, result.stderr
     assert "https://bob:***@hub.example" in result.stdout
-    assert "PASSWORD" not in result.stdout + result.stderr
+    assert "Pw0rdLeak42" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("extra", [f"--lora-modules 'x={SECRET}'", f"--lora-modules=x={SECRET}"])
@@ -724,17 +724,58 @@ def test_the_stored_hub_token_and_a_key_file_are_looked_for_too(tmp_path):
     assert "k3y-from" not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize("key", ["flashinfer", "LongCat-Flash", "trust-remote-code"])
-def test_a_key_that_is_one_of_the_launchers_own_words_is_refused_as_such(key):
-    """The user gave the key where it belongs; the fault is that it is an ordinary word."""
-    status, printed = run_main(["--dry-run"], {"ENGINE": "sglang", "API_KEY": key})
-    assert status == 2
-    assert printed == (
-        "longcat-deploy: error: API_KEY is text the launcher itself puts on the engine's "
-        "command line (a flag, the model's name or path), where every process on the host can "
-        "read it: it is refused. Choose a secret that is not an ordinary word (a key: openssl "
-        "rand -hex 32).\n"
-    )
+OWN_TEXT = (
+    "is refused (value not shown, {n} characters); accepted: a secret that is not part of the "
+    "launcher's own text. It is a word of the launcher's plan or messages, where the *** that "
+    "blanks it would show it: choose a key that is not an ordinary word (openssl rand -hex 32)."
+)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "flashinfer",
+        "LongCat-Flash",
+        "trust-remote-code",
+        # pass 11: each was accepted, and the plan showed "ENGINE vllm ***" and the like
+        "environment",
+        "Prometheus",
+        "preflight",
+        "GPUS_PER_NODE",
+        "tool_calls",
+        "ironment",  # a part of a word: "env***"
+    ],
+)
+@pytest.mark.parametrize("command", [["--dry-run"], ["check"], ["prefetch"], ["health"]])
+def test_a_key_that_is_the_launchers_own_text_is_refused_as_such(key, command):
+    """The user gave the key where it belongs; the fault is that it is an ordinary word,
+    which the *** that blanks it everywhere would give away."""
+    status, printed = run_main(command, {"ENGINE": "vllm", "API_KEY": key})
+    assert status == 2, printed
+    assert printed == f"longcat-deploy: error: API_KEY {OWN_TEXT.format(n=len(key))}\n"
+
+
+def test_every_secret_that_is_the_launchers_own_text_is_refused(tmp_path):
+    """HF_TOKEN, the stored token, a URL's password and the key in API_KEY_FILE too."""
+    key_file = tmp_path / "key"
+    key_file.write_text("Environment\n")
+    (tmp_path / "token").write_text("Prometheus")
+    for env, name in [
+        ({"HF_TOKEN": "preflight"}, "HF_TOKEN"),
+        ({"HF_HOME": str(tmp_path)}, "the stored Hub token"),
+        ({"HTTPS_PROXY": "http://u:parallel@proxy:3128"}, "the password in HTTPS_PROXY"),
+        ({"API_KEY_FILE": str(key_file)}, f"the key in API_KEY_FILE={key_file}"),
+    ]:
+        status, printed = run_main(["--dry-run"], {"ENGINE": "vllm", **env})
+        assert status == 2, (name, printed)
+        assert printed.startswith(f"longcat-deploy: error: {name} is refused"), printed
+        assert "part of the launcher's own text" in printed
+        assert "***" not in printed.replace("the *** that", "")
+
+
+def test_a_random_key_is_not_the_launchers_own_text():
+    status, printed = run_main(["--dry-run"], {"ENGINE": "vllm", "API_KEY": "sk-Zq9Sekret7Xw"})
+    assert status == 0, printed
 
 
 def test_only_the_launchers_own_words_holding_a_secret_is_said_so():
