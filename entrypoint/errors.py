@@ -253,20 +253,31 @@ class SecretOnCommandLineError(ConfigError):
 
 class StoredTokenError(ConfigError):
     """The Hub token stored in a file (``hf auth login``), which huggingface_hub would send
-    as the ``Authorization`` header, holds text no HTTP header can carry. Exit status 2.
+    as the ``Authorization`` header, holds text no HTTP header can carry, or cannot be read
+    as a token; or huggingface_hub's stored-tokens file beside it, which it reads then,
+    cannot be read as the file it writes. Exit status 2.
 
     The message names the file and what is wrong, never the text.
 
     Args:
-        path: the file (huggingface_hub's ``HF_TOKEN_PATH``).
+        path: the file (huggingface_hub's ``HF_TOKEN_PATH``, or ``HF_STORED_TOKENS_PATH``).
         why: what is wrong, e.g. ``"it is not UTF-8 text"``.
+        what: ``"the stored Hub token"`` (the token file), or
+            ``"huggingface_hub's stored tokens"`` (the stored-tokens file).
     """
 
-    def __init__(self, path: str, why: str):
-        self.path, self.why = path, why
+    def __init__(self, path: str, why: str, what: str = "the stored Hub token"):
+        self.path, self.why, self.what = path, why, what
         super().__init__("HF_TOKEN_PATH", None, "a file that holds one token, as plain text")
 
     def message(self) -> str:
+        if self.what != "the stored Hub token":
+            return (
+                f"{self.what} in {self.path} cannot be read: {self.why}. huggingface_hub "
+                "reads that file whenever it sends the stored token (HF_TOKEN unset). Set "
+                "HF_TOKEN, run `hf auth login` again, or remove the file "
+                "(HF_HUB_DISABLE_IMPLICIT_TOKEN=1 sends no stored token)."
+            )
         return (
             f"the stored Hub token in {self.path} cannot be sent: {self.why}. huggingface_hub "
             "sends that file's text in the Authorization header whenever HF_TOKEN is unset. "

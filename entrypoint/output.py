@@ -50,6 +50,8 @@ _MIN_ABBREVIATION = 2
 # pattern per secret for its percent-encoded forms (``_percent_pattern``).
 _secrets: tuple[str, ...] = ()
 _percent_secrets: tuple[str, ...] = ()
+# The values configure was given, for blank_also.
+_configured: tuple[str, ...] = ()
 # Patterns compiled on first use (``re`` is not imported at start for text without them).
 _patterns: dict[tuple[str, str], re.Pattern[str]] = {}
 
@@ -67,7 +69,8 @@ def configure(secrets: Iterable[str]) -> None:
     are ignored: settings refuses them before anything else is printed, and blanking
     them would garble every message.
     """
-    global _secrets, _percent_secrets
+    global _secrets, _percent_secrets, _configured
+    secrets = _configured = tuple(secrets)
     values = {
         value
         for secret in secrets
@@ -80,6 +83,13 @@ def configure(secrets: Iterable[str]) -> None:
     )
     _percent_secrets = tuple(sorted(values, key=len, reverse=True))
     _patterns.clear()
+
+
+def blank_also(secrets: Iterable[str]) -> None:
+    """Blank ``secrets`` too, from now on, beside those ``configure`` was given: secrets
+    learned during the launch (the tokens huggingface_hub's stored-tokens file holds, a
+    token it refreshed)."""
+    configure([*_configured, *secrets])
 
 
 def _spellings(secret: str) -> set[str]:

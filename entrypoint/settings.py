@@ -443,6 +443,23 @@ def stored_hub_token_path(env: Mapping[str, str]) -> str:
     if (env.get("HUGGINGFACE_CO_STAGING") or "").upper() in HUB_TRUE_VALUES:
         # constants.py, _staging_mode: the staging Hub's own token, whatever else is set.
         return os.path.join(os.path.expanduser("~"), ".cache", "huggingface_staging", "token")
+    return _token_path(env)
+
+
+def stored_tokens_path(env: Mapping[str, str]) -> str:
+    """Where huggingface_hub keeps every token ``hf auth login`` stored, by name, with the
+    refresh token of an OAuth login: its ``HF_STORED_TOKENS_PATH`` (``constants.py``), the
+    file ``stored_tokens`` beside the token file. As there, it is computed before the
+    staging Hub's switch, so it stays beside ``HF_TOKEN_PATH`` even then."""
+    import os
+
+    return os.path.join(os.path.dirname(_token_path(env)), "stored_tokens")
+
+
+def _token_path(env: Mapping[str, str]) -> str:
+    """``HF_TOKEN_PATH`` as huggingface_hub's constants.py computes it, before staging."""
+    import os
+
     home = env.get(
         "HF_HOME",
         os.path.join(

@@ -515,9 +515,13 @@ def _free_bytes(directory: str) -> int:
 
 
 def _summary(error: Exception, token: str | None) -> str:
-    """``Type: first line of the message``, with the token (if any) blanked out."""
+    """``Type: first line of the message (HTTP status)``, with the token (if any) blanked
+    out, and no "." or ":" at its end (a message goes on after it)."""
     text = str(error).strip()
-    text = text.splitlines()[0] if text else ""
+    text = text.splitlines()[0].rstrip(".: ") if text else ""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(status, int) and str(status) not in text:
+        text = f"{text} (HTTP {status})" if text else f"HTTP {status}"
     return f"{type(error).__name__}: {text.replace(token, '***') if token else text}"
 
 
@@ -536,8 +540,10 @@ def _unreadable_listing(error: Exception, token: str | None) -> str | None:
     """
     import json
 
-    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
+    if isinstance(error, HfHubHTTPError):  # an answer with its status: a ValueError too
+        return None
     if isinstance(error, KeyError) and error.args:
         return f"it has no {error.args[0]!r}"
     if isinstance(error, json.JSONDecodeError):
@@ -700,7 +706,7 @@ def check_stored_token(env: Mapping[str, str]) -> None:
         StoredTokenError: a ``ConfigError`` (exit status 2) naming the file and what is
             wrong, never the text.
     """
-    if env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN"):
+    if env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or env.get("HF_OIDC_RESOURCE"):
         return
     # huggingface_hub constants.py, _is_true: ENV_VARS_TRUE_VALUES, upper case, unstripped.
     if (env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
@@ -781,23 +787,180 @@ def _not_a_token_file(path: str) -> str | None:
 
 
 def credential_sent(env: Mapping[str, str]) -> str | None:
-    """Which token huggingface_hub sends to the Hub, in words for a message: ``"HF_TOKEN"``,
+    """Which token the launcher's Hub requests carry, in words for a message:
+    ``"HF_TOKEN"``, ``"the token HF_OIDC_RESOURCE's exchange gives"``,
     ``"HUGGING_FACE_HUB_TOKEN"``, ``"the token stored in PATH"``, or ``None`` for none.
 
-    Its order (``utils/_auth.py``, ``get_token``): ``HF_TOKEN``, then
-    ``HUGGING_FACE_HUB_TOKEN``, then the stored token, which is not sent with
-    ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` on (``utils/_headers.py``, ``get_token_to_send``).
+    ``HF_TOKEN`` is passed to huggingface_hub as the token to send; without it,
+    huggingface_hub picks (``utils/_headers.py``, ``get_token_to_send``: none with
+    ``HF_HUB_DISABLE_IMPLICIT_TOKEN`` on; ``utils/_auth.py``, ``get_token``: the OIDC
+    exchange when ``HF_OIDC_RESOURCE`` is set, then ``HUGGING_FACE_HUB_TOKEN``, then the
+    stored token).
     """
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        if env.get(name):
-            return name
+    if env.get("HF_TOKEN"):
+        return "HF_TOKEN"
     if (env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
         return None
+    if env.get("HF_OIDC_RESOURCE"):
+        return "the token HF_OIDC_RESOURCE's exchange gives"
+    if env.get("HUGGING_FACE_HUB_TOKEN"):
+        return "HUGGING_FACE_HUB_TOKEN"
     from .settings import stored_hub_token, stored_hub_token_path
 
     if stored_hub_token(env) is None:
         return None
     return f"the token stored in {stored_hub_token_path(env)}"
+
+
+def check_stored_tokens(env: Mapping[str, str]) -> list[str]:
+    """Check huggingface_hub's stored-tokens file before it reads it; return the tokens it
+    holds, for output to blank (``entrypoint.output.blank_also``).
+
+    Whenever huggingface_hub sends the stored token (``credential_sent``), it first reads
+    ``stored_tokens`` (``entrypoint.settings.stored_tokens_path``) to find that token's
+    OAuth refresh token (``utils/_auth.py``, ``_refresh_oauth_token_if_needed``, through
+    ``_read_stored_tokens_full``: ``configparser.ConfigParser(interpolation=None)``, UTF-8).
+    That file holds every account's token and refresh token. A file it cannot parse is
+    logged with the offending lines quoted (``"Error parsing stored tokens file: ..."``),
+    tokens included; a FIFO blocks it. So such a file is refused here, before it is read
+    (the same rules as the token file: ``_not_a_token_file``), and the values of a good one
+    are returned to be blanked: a refresh the Hub refuses is logged with the Hub's answer,
+    which may quote the refresh token.
+
+    Returns:
+        Every value of an option whose name holds ``token`` (``hf_token``,
+        ``refresh_token``), in every section; ``[]`` when the stored token is not sent or
+        there is no such file.
+
+    Raises:
+        StoredTokenError: (exit status 2) naming the file and what is wrong, no content.
+    """
+    if not (credential_sent(env) or "").startswith("the token stored in"):
+        return []
+    from .errors import StoredTokenError
+    from .settings import MAX_TOKEN_FILE_BYTES, stored_tokens_path
+
+    path = stored_tokens_path(env)
+    if not os.path.lexists(path):
+        return []
+    unreadable = _not_a_token_file(path)
+    if unreadable:
+        raise StoredTokenError(path, unreadable, what="huggingface_hub's stored tokens")
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, "rb") as f:
+            parser.read_string(f.read(MAX_TOKEN_FILE_BYTES).decode("utf-8"))
+    except OSError as error:
+        why = f"it cannot be read ({error.strerror})"
+        raise StoredTokenError(path, why, what="huggingface_hub's stored tokens") from None
+    except (configparser.Error, UnicodeDecodeError):
+        raise StoredTokenError(
+            path,
+            "it is not the INI file huggingface_hub writes (a [name] section, then "
+            "hf_token = ...), and huggingface_hub would print its lines",
+            what="huggingface_hub's stored tokens",
+        ) from None
+    return [
+        value
+        for section in parser.sections()
+        for name, value in parser.items(section)
+        if "token" in name and value
+    ]
+
+
+def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> str | None:
+    """The token every Hub request of this launch carries, resolved once, before any
+    request, within ``stall_s`` seconds; ``None`` for none.
+
+    ``HF_TOKEN`` as it is. Without it, what huggingface_hub would pick
+    (``utils/_headers.py``, ``get_token_to_send(None)``; ``credential_sent`` lists the
+    order): that may exchange ``HF_OIDC_ID_TOKEN`` for a token (``_oidc.py``,
+    ``oidc_login``) or refresh an expiring OAuth token stored by ``hf auth login``
+    (``utils/_auth.py``, ``_refresh_oauth_token_if_needed``), each a request to
+    ``HF_ENDPOINT``'s ``/oauth/token`` that huggingface_hub bounds per socket operation
+    only (``HF_HUB_DOWNLOAD_TIMEOUT``), or not at all. It runs in a thread the launch waits
+    for at most ``stall_s`` (``DOWNLOAD_STALL_S``), as long as any other Hub request. The
+    stored-tokens file is checked first (``check_stored_tokens``); the tokens it holds and
+    the token returned (a refreshed or exchanged one) are blanked in all output from then.
+    Callers pass the result as ``token=`` (``False`` for none), so huggingface_hub does
+    not pick again on each request.
+
+    Args:
+        env: the environment (``HF_TOKEN``, ``HF_OIDC_RESOURCE``; huggingface_hub reads
+            the process's own). stall_s: the bound, in seconds. endpoint: the Hub's URL,
+            for messages.
+
+    Raises:
+        StoredTokenError: the stored token's file, or the stored-tokens file, cannot be
+            read (exit status 2).
+        ConfigError: ``HF_OIDC_RESOURCE`` is set but huggingface_hub has no identity token
+            to exchange (``OIDCError``; exit status 2).
+        WeightsError: the exchange failed, or no answer came within ``stall_s`` (exit
+            status 4).
+    """
+    if env.get("HF_TOKEN"):
+        return env["HF_TOKEN"]
+    import threading
+
+    from huggingface_hub.errors import OIDCError
+    from huggingface_hub.utils import get_token_to_send  # type: ignore[attr-defined]
+
+    from .errors import ConfigError, StoredTokenError
+    from .output import blank_also
+    from .settings import stored_hub_token_path
+
+    blank_also(check_stored_tokens(env))
+    outcome: dict[str, object] = {}
+
+    def resolve() -> None:
+        try:
+            outcome["token"] = get_token_to_send(None)
+        except Exception as error:  # reported by the launch's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=resolve, name="hub-token", daemon=True)
+    worker.start()
+    worker.join(stall_s)
+    resource = env.get("HF_OIDC_RESOURCE")
+    what = (
+        f"the exchange of an identity token for HF_OIDC_RESOURCE={resource}"
+        if resource
+        else f"the refresh of the OAuth token stored in {stored_hub_token_path(env)}"
+    )
+    if worker.is_alive():
+        raise WeightsError(
+            f"cannot get the Hub token: {endpoint} did not answer {what} within "
+            f"{stall_s:g} s (DOWNLOAD_STALL_S). Check the network path to {endpoint} "
+            "(HF_ENDPOINT, proxy, firewall), or set HF_TOKEN"
+        )
+    error = outcome.get("error")
+    if isinstance(error, OIDCError):
+        raise ConfigError(
+            "HF_OIDC_RESOURCE",
+            resource,
+            "a Hub repo or user name to scope a Trusted Publishers token to, with an "
+            "identity token to exchange (HF_OIDC_ID_TOKEN, or GitHub Actions' own)",
+            f"huggingface_hub: {_summary(error, None)}. Set HF_OIDC_ID_TOKEN, or unset "
+            "HF_OIDC_RESOURCE and set HF_TOKEN.",
+        )
+    if isinstance(error, OSError) and error.filename is not None:
+        raise StoredTokenError(
+            str(error.filename), f"it cannot be read ({error.strerror})"
+        ) from None
+    if isinstance(error, Exception):
+        raise WeightsError(
+            f"cannot get the Hub token: {what} failed: {_summary(error, None)}. Check "
+            f"HF_OIDC_RESOURCE and HF_OIDC_ID_TOKEN, or set HF_TOKEN"
+            if resource
+            else f"cannot get the Hub token: {_summary(error, None)}"
+        )
+    token = outcome.get("token")
+    if not isinstance(token, str) or not token:
+        return None
+    blank_also([token])
+    return token
 
 
 def _starts_with_bom(path: str) -> bool:
@@ -838,9 +1001,11 @@ class HubRepo:
         self.repo, self.revision, self.stall_s = repo, revision, stall_s
         self.endpoint = hub_endpoint(env)
         check_stored_token(env)
-        self.token = env.get("HF_TOKEN") or None
         self.credential = credential_sent(env)
-        self.api = HfApi(endpoint=self.endpoint, token=self.token)
+        self.api = HfApi(endpoint=self.endpoint, token=False)
+        self.token = resolve_hub_token(env, stall_s, self.api.endpoint)
+        # token=False: none, and huggingface_hub does not pick one again per request.
+        self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
         self.where = f"{repo}@{revision}"
         self.missing_here = missing_here
         self.hub_at = (
@@ -1155,7 +1320,7 @@ def fetch(
                         get_session(),
                         hub_httpx,
                         lambda name: hf_hub_url(repo, name, revision=commit, endpoint=endpoint),
-                        build_hf_headers(token=token),
+                        build_hf_headers(token=token or False),
                         hf_raise_for_status,
                         HfHubHTTPError,
                         stall_s,

@@ -15,6 +15,15 @@ stop sending a file's bytes at an offset while keeping the connection open (``st
 refuse a file with 403 (``forbidden``), accept every connection and never answer
 (``silent``), or send a model info the real Hub never sends (``rewrite_model_info``).
 Held connections are let go when the server shuts down.
+``POST /oauth/token`` answers with ``oauth`` (a function of the form fields: a status
+and a JSON body, or ``None`` to hold the connection without an answer), as the Hub's
+OAuth token endpoint answers huggingface_hub's refresh (``utils/_oauth_device.py``,
+``refresh_access_token``: a form with ``grant_type=refresh_token`` and
+``refresh_token``) and its Trusted Publishers exchange (``_oidc.py``,
+``exchange_oidc_token``: JSON with ``subject_token`` and ``resource``): 200 with
+``access_token``, ``token_type``, ``expires_in`` and an optional rotated
+``refresh_token``, or 400 with ``error`` and ``error_description`` (RFC 6749, sections
+5.1 and 5.2); without ``oauth``, 404. Each body received is kept in ``oauth_requests``.
 With ``signed_redirects``, a GET of an LFS file's ``/resolve/`` URL answers 302 with a
 ``/cdn/...`` URL signed by AWS Signature Version 4 query parameters (``SIGNATURE`` is the
 signature), as the Hub sends large files to its CDN (huggingface_hub/file_download.py:
@@ -186,6 +195,9 @@ class FakeHub(ThreadingHTTPServer):
         # proxy at HF_ENDPOINT can send instead: a hostile one (names that leave the cache)
         # or a broken one (keys missing, entries that are not objects, a 200 HTML page).
         self.rewrite_model_info: Callable[[dict], object] | None = None
+        # POST /oauth/token: the form (or JSON) fields -> (status, body), or None to hold.
+        self.oauth: Callable[[dict], tuple[int, dict] | None] | None = None
+        self.oauth_requests: list[dict] = []
         self.closing = threading.Event()
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -242,6 +254,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self._handle(head=True)
+
+    def do_POST(self):
+        from urllib.parse import parse_qsl
+
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode()
+        if self.headers.get("Content-Type", "").startswith("application/json"):
+            fields = json.loads(raw or "{}")
+        else:
+            fields = dict(parse_qsl(raw))
+        with self.server.lock:
+            self.server.requests.append(
+                Request("POST", self.path, None, self.headers.get("Authorization"))
+            )
+            self.server.oauth_requests.append(fields)
+        if self.path != "/oauth/token" or self.server.oauth is None:
+            return self._not_found("EntryNotFound", f"no route {self.path}")
+        answer = self.server.oauth(fields)
+        if answer is None:
+            self.close_connection = True
+            return self.server.hold()
+        self._send_json(*answer)
 
     def _send_json(self, status: int, body, headers=()):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()

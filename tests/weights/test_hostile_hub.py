@@ -357,6 +357,145 @@ def test_a_token_path_at_the_process_environment_is_refused_unshown(
     assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
 
 
+# --- huggingface_hub's stored tokens, OAuth refresh and Trusted Publishers exchange -------
+
+OTHER = "hf_OtherAcct8Tok3n"
+REFRESH = "hfrt_Refr3shTok3nValue"
+NEW = "hf_NewAcc3ssTok3nValue"
+
+
+def logged_in(tmp_path, stored_tokens: str, token: str = STORED):
+    """An HF_HOME as `hf auth login` leaves it: the active token, and stored_tokens beside
+    it (huggingface_hub utils/_auth.py, _save_token: one [name] section per token, with
+    hf_token, and refresh_token and expires_at for an OAuth login)."""
+    home = tmp_path / "hf"
+    home.mkdir(exist_ok=True)
+    (home / "token").write_text(token)
+    (home / "stored_tokens").write_text(stored_tokens)
+    return home
+
+
+EXPIRED = f"[work]\nhf_token = {STORED}\nrefresh_token = {REFRESH}\nexpires_at = 1000\n"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        f"[work]\nhf_token = {STORED}\n[personal]\nhf_token {OTHER}\n",
+        f"refresh_token = {REFRESH}\n[work]\nhf_token = {STORED}\n",
+        b"[work]\nhf_token = \xff" + OTHER.encode(),
+    ],
+    ids=["a line without '='", "no section first", "not UTF-8"],
+)
+def test_a_stored_tokens_file_huggingface_hub_cannot_parse_is_refused_unquoted(
+    hub, repo, tmp_path, content
+):
+    """huggingface_hub logged "Error parsing stored tokens file" with the line quoted:
+    another account's token, or a refresh token, was printed (pass 11)."""
+    home = logged_in(tmp_path, "")
+    (home / "stored_tokens").write_bytes(
+        content if isinstance(content, bytes) else content.encode()
+    )
+    result = launch(launcher_env(tmp_path, hub.url))
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert f"huggingface_hub's stored tokens in {home / 'stored_tokens'} cannot be read" in (
+        last_line(result)
+    )
+    assert OTHER not in output and REFRESH not in output and "Tok3n" not in output
+    assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_an_oauth_refresh_that_never_answers_is_bounded_by_the_stall_bound(
+    hub, repo, tmp_path, launcher_python
+):
+    """huggingface_hub's refresh is bounded per socket operation (HF_HUB_DOWNLOAD_TIMEOUT):
+    with that at 120 s, the launch waited past a minute (pass 11)."""
+    import time
+
+    logged_in(tmp_path, EXPIRED)
+    hub.oauth = lambda fields: None  # accept, never answer
+    env = launcher_env(tmp_path, hub.url, DOWNLOAD_STALL_S=2, HF_HUB_DOWNLOAD_TIMEOUT=120)
+    started = time.monotonic()
+    result = launch(env, timeout=60, python=launcher_python)
+    took = time.monotonic() - started
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert took < 15, took
+    message = last_line(result)
+    assert f"{hub.url} did not answer the refresh of the OAuth token stored in" in message
+    assert "within 2 s (DOWNLOAD_STALL_S)" in message
+    assert REFRESH not in result.stdout + result.stderr
+    assert hub.oauth_requests[0]["refresh_token"] == REFRESH  # huggingface_hub's own request
+
+
+def test_a_refused_refresh_never_prints_the_refresh_token_or_another_accounts(hub, repo, tmp_path):
+    """The Hub's refusal may quote the refresh token; huggingface_hub logs it whole."""
+    logged_in(tmp_path, EXPIRED + f"[personal]\nhf_token = {OTHER}\n")
+    hub.oauth = lambda fields: (
+        400,
+        {"error": "invalid_grant", "error_description": f"token {fields['refresh_token']} revoked"},
+    )
+    result = launch(launcher_env(tmp_path, hub.url))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "has expired and could not be refreshed" in output  # huggingface_hub's warning
+    assert REFRESH not in output and OTHER not in output and STORED not in output
+    assert authorizations(hub.requests) == {f"Bearer {STORED}"}  # the old token, as before
+
+
+def test_a_refreshed_token_is_sent_and_never_printed(hub, repo, tmp_path, launcher_python):
+    logged_in(tmp_path, EXPIRED)
+    hub.oauth = lambda fields: (
+        200,
+        {"access_token": NEW, "token_type": "bearer", "expires_in": 28800},
+    )
+    result = launch(launcher_env(tmp_path, hub.url, HF_DEBUG=1), python=launcher_python)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert authorizations(hub.requests) == {f"Bearer {NEW}"}
+    assert NEW not in output and REFRESH not in output
+    assert len(hub.oauth_requests) == 1  # resolved once, not per request
+
+
+def test_trusted_publishers_without_an_identity_token_is_a_configuration_error(hub, repo, tmp_path):
+    """It was exit 4 with "Check the network path" (pass 11)."""
+    env = launcher_env(tmp_path, hub.url, HF_OIDC_RESOURCE="meituan-longcat")
+    result = launch(env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = last_line(result)
+    assert message.startswith("longcat-deploy: error: HF_OIDC_RESOURCE is 'meituan-longcat'")
+    assert "HF_OIDC_ID_TOKEN" in message and "network path" not in message
+    assert ".." not in message
+    assert not hub.requests
+
+
+@pytest.mark.parametrize("answer", ["refused", "granted"])
+def test_a_trusted_publishers_exchange_is_named_as_such(hub, repo, tmp_path, answer):
+    identity = "eyJ0eXAiOiJKV1QiIdentityTok3n"
+    hub.oauth = lambda fields: (
+        (400, {"error": "invalid_request", "error_description": "bad subject token"})
+        if answer == "refused"
+        else (200, {"access_token": NEW, "token_type": "bearer", "expires_in": 3600})
+    )
+    env = launcher_env(
+        tmp_path, hub.url, HF_OIDC_RESOURCE="meituan-longcat", HF_OIDC_ID_TOKEN=identity
+    )
+    result = launch(env)
+    output = result.stdout + result.stderr
+    assert identity not in output and NEW not in output
+    assert hub.oauth_requests[0]["subject_token"] == identity
+    if answer == "refused":
+        assert result.returncode == 4, output
+        message = last_line(result)
+        assert "cannot get the Hub token: the exchange of an identity token for " in message
+        assert "HF_OIDC_RESOURCE=meituan-longcat failed: BadRequestError: " in message
+        assert "(HTTP 400)" in message and ".." not in message
+        assert "model listing" not in output
+    else:
+        assert result.returncode == 0, output
+        assert authorizations(hub.requests) == {f"Bearer {NEW}"}
+
+
 def test_a_good_stored_token_is_sent_and_a_bad_one_unused_is_not_refused(
     hub, repo, tmp_path, launcher_python
 ):
