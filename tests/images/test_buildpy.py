@@ -1067,6 +1067,23 @@ def test_a_base_image_pinned_by_digest_is_still_accepted():
     assert digest in done.stdout
 
 
+@pytest.mark.parametrize("closed", ["1", "2"])
+@pytest.mark.parametrize("args", [["plan"], ["--help"], ["plan", "--cuda=cu1"]])
+def test_a_closed_stdout_or_stderr_is_exit_74_without_a_traceback(closed, args):
+    """A descriptor closed at start (``>&-``) makes Python set ``sys.stdout`` or
+    ``sys.stderr`` to None: ``plan`` ended in two chained tracebacks and exit 1."""
+    done = subprocess.run(
+        ["bash", "-c", f'exec "$@" {closed}>&-', "bash", sys.executable, "build.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE if closed == "2" else None,
+        stderr=subprocess.PIPE if closed == "1" else None,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 74, (done.stdout, done.stderr)
+    assert (done.stdout or "") + (done.stderr or "") == ""
+
+
 def test_output_that_cannot_be_written_is_exit_74():
     """A closed stderr, as the launcher's EXIT_OUTPUT; Python's final flush used to end in 120."""
     with open("/dev/full", "w") as full:
