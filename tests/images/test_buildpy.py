@@ -199,8 +199,41 @@ def test_plan_rejects_bad_input_with_a_clear_usage_error(matrix, kwargs, words):
         assert word in str(caught.value)
 
 
+@pytest.mark.parametrize("registry", ["myreg", "registry", "MyReg", "LOCALHOST", "127"])
+def test_a_registry_docker_would_read_as_a_docker_hub_namespace_is_refused(matrix, registry):
+    """Docker takes the first path component for a registry host only when it holds a '.'
+    or a ':' or is 'localhost' (docker/auth.py, ``split_repo_name``): ``myreg/longcat-deploy``
+    is docker.io/myreg/longcat-deploy, so ``push`` would have gone to Docker Hub."""
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, ["sglang"], registry=registry)
+    message = str(caught.value)
+    for word in (
+        repr(registry),
+        f"docker.io/{registry}/",
+        "registry.example.com",
+        "localhost:5000",
+    ):
+        assert word in message
+
+
+@pytest.mark.parametrize("registry", [True, False, 1, 5000.0, ["reg.example.com"]])
+def test_a_registry_that_is_not_text_is_refused(matrix, registry):
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, ["sglang"], registry=registry)
+    assert str(caught.value).startswith("--registry must be text")
+
+
 def test_registry_ports_at_the_ends_of_the_range_are_accepted(matrix):
-    for registry in ("host:1", "host:65535", "[fd00::1]:5000", "registry.example.com"):
+    for registry in (
+        "host:1",
+        "host:65535",
+        "[fd00::1]:5000",
+        "registry.example.com",
+        "localhost",
+        "localhost:5000",
+        "127.0.0.1",
+        "Registry.Example.com",
+    ):
         (target,) = planned(matrix, ["sglang"], registry=registry)
         assert target.tags[0].startswith(f"{registry}/")
 
@@ -362,6 +395,10 @@ def test_cli_help_lists_the_commands_and_the_shared_options():
         (["plan", "--registry=http://x"], 2, ["--registry"]),
         (["plan", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
         (["build", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
+        (["push", "vllm", "--registry=myreg"], 2, ["docker.io/myreg/longcat-deploy"]),
+        (["push", "vllm", "--registry=True"], 2, ["docker.io/True/longcat-deploy"]),
+        (["plan", "--registry", "1"], 2, ["docker.io/1/longcat-deploy"]),
+        (["plan", "--registry"], 2, ["--registry must be text", "True"]),
         (["plan", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
         (["build", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
         (["push", "--base-image=x"], 2, ["push has no option --base-image"]),
