@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import string
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ class Options:
         registry: HOST[:PORT] to prefix the repository with, e.g. registry.example.com;
             it needs a '.' or a port, or is localhost (Docker reads others as Docker Hub).
         repository: the image repository (default: [tags].repository in images/matrix.toml).
-        tag: extra tag(s); may hold {engine} {version} {cuda} (several: --tag='[a,b]').
+        tag: extra tags; may hold {engine} {version} {cuda} {revision} (several: --tag='[a,b]').
         revision: the revision tag's value (default: from git).
     """
 
@@ -316,19 +317,58 @@ def _check_registry(registry: object, repository: str) -> None:
         )
 
 
+# The fields a tag template may hold (--tag, [tags] in images/matrix.toml), each as a plain
+# {name}: what ``plan`` fills in for every image.
+TAG_FIELDS = ("engine", "version", "cuda", "revision")
+
+
+def check_tag_template(template: str, origin: str) -> None:
+    """Refuse a tag template that holds anything but the plain fields ``TAG_FIELDS``.
+
+    ``str.format`` would follow ``{engine.__class__}`` (an attribute), ``{engine[0]}`` (an
+    index), ``{engine!r}`` (a conversion) and ``{cuda:>12}`` (a format spec); each field
+    ``string.Formatter().parse`` finds must be exactly one of the names.
+
+    Args:
+        template: e.g. ``"{engine}-{cuda}-custom"``.
+        origin: where it came from, for the message (``"--tag"``).
+
+    Raises:
+        UsageError: naming the field at fault (or the unbalanced brace) and the fields
+            accepted.
+    """
+    accepted = " ".join(f"{{{name}}}" for name in TAG_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
+        raise UsageError(
+            f"tag template {shown(template)} ({origin}): {exc} (a literal brace is written "
+            f"twice); the fields are {accepted}"
+        ) from None
+    for _, name, spec, conversion in parts:
+        if name is None or (name in TAG_FIELDS and not spec and conversion is None):
+            continue
+        written = f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+        raise UsageError(
+            f"tag template {shown(template)} ({origin}): unknown field {shown(written)}; the "
+            f"fields are {accepted}, each as written there (no attribute, index, conversion "
+            "or format spec)"
+        )
+
+
 def _render_tags(
     templates: list[tuple[str, str]], fields: dict, image_repo: str
 ) -> list[tuple[str, str]]:
-    """Fill each (template, origin) with ``fields``; return (repository:tag, origin) pairs."""
+    """Fill each (template, origin) with ``fields``; return (repository:tag, origin) pairs.
+
+    Raises:
+        UsageError: a template with other fields than ``TAG_FIELDS`` (``check_tag_template``)
+            or one that does not render to a valid tag.
+    """
     rendered = []
     for template, origin in templates:
-        try:
-            value = template.format(**fields)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise UsageError(
-                f"tag template {shown(template)} ({origin}): unknown field {shown(str(exc))}; "
-                "use {engine} {version} {cuda} {revision}"
-            ) from None
+        check_tag_template(template, origin)
+        value = template.format(**fields)
         if not _TAG.fullmatch(value):
             raise UsageError(
                 f"tag {shown(value)} (from {shown(template)}, {origin}) is not a valid tag: "

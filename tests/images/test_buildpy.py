@@ -223,6 +223,39 @@ def test_a_registry_that_is_not_text_is_refused(matrix, registry):
     assert str(caught.value).startswith("--registry must be text")
 
 
+@pytest.mark.parametrize(
+    "template, field",
+    [
+        ("{engine.__class__}", "{engine.__class__}"),
+        ("{version.__init__.__globals__}", "{version.__init__.__globals__}"),
+        ("{engine[0]}", "{engine[0]}"),
+        ("{engine!r}", "{engine!r}"),
+        ("{cuda:>12}", "{cuda:>12}"),
+        ("{engine:{cuda}}", "{engine:{cuda}}"),
+        ("x-{}", "{}"),
+        ("{0}", "{0}"),
+        ("{nope}", "{nope}"),
+        ("{engine", "'{engine'"),
+        ("engine}", "'engine}'"),
+    ],
+)
+def test_a_tag_template_takes_only_the_plain_field_names(matrix, template, field):
+    """``--tag='{engine.__class__}'`` formatted the attribute (the message then showed
+    ``<class 'str'>``) and ``{engine[0]}`` an index: a field is one of the documented names,
+    without attribute, index, conversion or format spec."""
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, ["sglang"], tag=template)
+    message = str(caught.value)
+    assert field in message
+    assert "{engine} {version} {cuda} {revision}" in message
+    assert "<class" not in message and "'s'" not in message
+
+
+def test_a_tag_template_with_every_field_is_accepted(matrix):
+    (target,) = planned(matrix, ["sglang"], tag="{engine}-{version}-{cuda}-{revision}-x")
+    assert target.tags[-1].endswith(f":sglang-{versions(matrix)['sglang']}-cu130-r1-x")
+
+
 def test_registry_ports_at_the_ends_of_the_range_are_accepted(matrix):
     for registry in (
         "host:1",
@@ -399,6 +432,7 @@ def test_cli_help_lists_the_commands_and_the_shared_options():
         (["push", "vllm", "--registry=True"], 2, ["docker.io/True/longcat-deploy"]),
         (["plan", "--registry", "1"], 2, ["docker.io/1/longcat-deploy"]),
         (["plan", "--registry"], 2, ["--registry must be text", "True"]),
+        (["plan", "--tag={engine.__class__}"], 2, ["{engine.__class__}", "{revision}"]),
         (["plan", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
         (["build", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
         (["push", "--base-image=x"], 2, ["push has no option --base-image"]),
