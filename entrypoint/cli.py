@@ -125,7 +125,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     Args:
         argv: the arguments after the program name; ``sys.argv[1:]`` by default.
         env: the environment; ``os.environ`` by default.
+
+    A stdout or stderr closed at start (``>&-``: Python sets ``sys.stdout`` or
+    ``sys.stderr`` to None) ends it at once with ``EXIT_OUTPUT`` (74), every command
+    alike: the plan, a health verdict or an error would go nowhere, and an engine started
+    then would inherit the closed descriptor.
     """
+    if sys.stdout is None or sys.stderr is None:
+        return output_failed()
     import os
 
     from .output import configure, log, say

@@ -12,7 +12,8 @@ status meaning
 2      the configuration is invalid or inconsistent (``ConfigError``)
 3      a preflight check of the host failed (``PreflightError``)
 4      the checkpoint could not be made available locally (``WeightsError``)
-74     the launcher's own output could not be written (a full disk, a closed pipe)
+74     the launcher's own output could not be written (a full disk, a closed pipe, a
+       closed stdout or stderr)
 127    the chosen engine is not installed here, or not importable completely
        (``EngineNotInstalled``, ``EngineNotImportable``)
 130    SIGINT during the download, or Ctrl-C anywhere (``entrypoint.weights``)
@@ -31,9 +32,11 @@ EXIT_ENGINE_MISSING = 127  # the shell's "command not found"
 
 
 def output_failed() -> int:
-    """Exit quietly when stdout or stderr cannot be written (``>/dev/full``, a closed pipe):
-    both are pointed at /dev/null so the interpreter's final flush cannot fail again
-    (Python's documentation, "Note on SIGPIPE").
+    """Exit quietly when stdout or stderr cannot be written (``>/dev/full``, a closed pipe,
+    a descriptor closed at start): both are pointed at /dev/null so the interpreter's final
+    flush cannot fail again (Python's documentation, "Note on SIGPIPE"). A stream that is
+    None (its descriptor was closed when Python started: CPython's Python/pylifecycle.c,
+    ``create_stdio``, returns None for an invalid descriptor) is left as it is.
 
     Returns:
         ``EXIT_OUTPUT`` (74, sysexits.h EX_IOERR), the status the launcher and
@@ -43,6 +46,8 @@ def output_failed() -> int:
     import sys
 
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, stream.fileno())

@@ -26,7 +26,8 @@ Commands (python build.py COMMAND --help for each): plan (or list), build, push.
 engine names (default: every engine in the matrix) and the options below, before or after
 the command's name. An image is tagged only after `python3 -m entrypoint check --all`
 passed inside it. Exit statuses: 0 done, 1 a build, verification, pull or push failed (or
-no daemon answers), 2 bad arguments or a malformed DOCKER_HOST, 130 interrupted."""
+no daemon answers), 2 bad arguments or a malformed DOCKER_HOST, 74 the output could not be
+written, 130 interrupted."""
 
 
 def _constructor_signature() -> inspect.Signature:
@@ -248,17 +249,24 @@ def main(argv: list[str] | None = None) -> int:
     Everything written to stdout and stderr meanwhile passes ``entrypoint.output.redact``
     (``images.streams.redacted_output``): fire's own errors and usage, which quote the
     arguments, the docker SDK's messages, the build's and the push's progress lines.
+
+    Output that cannot be written (``>/dev/full``, a closed pipe) ends it with exit status
+    74, as the launcher (``entrypoint.errors.output_failed``); so does a stdout or stderr
+    closed at start (``>&-``: Python sets ``sys.stdout`` or ``sys.stderr`` to None), before
+    anything runs: a build's summary or an error would go nowhere.
     """
+    from entrypoint.errors import output_failed
+
     from .streams import redacted_output
 
+    if sys.stdout is None or sys.stderr is None:
+        return output_failed()
     try:
         with redacted_output():
             status = _run(argv)
         sys.stdout.flush()
         sys.stderr.flush()
     except OSError:  # the output cannot be written (>/dev/full, a closed pipe)
-        from entrypoint.errors import output_failed
-
         return output_failed()  # EXIT_OUTPUT, 74, as the launcher's
     return status
 

@@ -9,6 +9,8 @@ status meaning
 0      done
 1      a build, verification, pull or push failed (``BuildError``)
 2      bad arguments, a bad matrix or a malformed ``DOCKER_HOST`` (``UsageError``)
+74     the output could not be written (a full disk, a closed pipe, a closed stdout
+       or stderr: ``entrypoint.errors.output_failed``)
 130    interrupted
 ====== ===========================================================================
 """

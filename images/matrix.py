@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import string
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
@@ -33,9 +34,10 @@ class Options:
     Args:
         cuda: a CUDA variant such as cu130, or "all" (default: each engine's default variant).
         base_image: build FROM this image instead of the official base.
-        registry: HOST[:PORT] to prefix the repository with, e.g. 127.0.0.1:5000.
+        registry: HOST[:PORT] to prefix the repository with, e.g. registry.example.com;
+            it needs a '.' or a port, or is localhost (Docker reads others as Docker Hub).
         repository: the image repository (default: [tags].repository in images/matrix.toml).
-        tag: extra tag(s); may hold {engine} {version} {cuda} (several: --tag='[a,b]').
+        tag: extra tags; may hold {engine} {version} {cuda} {revision} (several: --tag='[a,b]').
         revision: the revision tag's value (default: from git).
     """
 
@@ -256,21 +258,13 @@ def _check_options(options: Options, repository: str) -> None:
         or ("@" in base and not _DIGEST_SUFFIX.search(base))
     ):
         raise UsageError(f"--base-image must be an image reference, got {shown(base)}")
-    registry = options.registry
-    port = None
-    if registry is not None:
-        match = _REGISTRY.fullmatch(registry) if isinstance(registry, str) else None
-        port = int(match[1]) if match and match[1] else None
-        if not match or (port is not None and not 1 <= port <= 65535):
-            raise UsageError(
-                f"--registry must be HOST or HOST:PORT with a port in 1..65535 "
-                f"(e.g. 127.0.0.1:5000), got {shown(registry)}"
-            )
     if not isinstance(repository, str) or not _REPOSITORY.fullmatch(repository):
         raise UsageError(
             f"--repository must be a lowercase image name such as "
             f"longcat-deploy or team/longcat, got {shown(repository)}"
         )
+    if options.registry is not None:
+        _check_registry(options.registry, repository)
     revision = options.revision
     if revision is not None and (not isinstance(revision, str) or not _TAG.fullmatch(revision)):
         raise UsageError(
@@ -278,19 +272,103 @@ def _check_options(options: Options, repository: str) -> None:
         )
 
 
+def is_registry_host(component: str) -> bool:
+    """Whether Docker reads ``component``, the first component of ``component/NAME``, as a
+    registry host rather than a Docker Hub namespace.
+
+    The docker SDK's rule (docker/auth.py, ``split_repo_name``, which picks the
+    credentials a push sends) and the one of Docker's reference parser (distribution/
+    reference, normalize.go, ``splitDockerDomain``): a host holds a '.' or a ':' or is
+    exactly ``localhost``; anything else is a namespace on docker.io. The parser's newer
+    versions also take a component with an uppercase letter for a host; the SDK does not,
+    so such a one is not accepted here either.
+    """
+    return "." in component or ":" in component or component == "localhost"
+
+
+def _check_registry(registry: object, repository: str) -> None:
+    """Refuse a ``--registry`` that is not ``HOST[:PORT]`` text Docker reads as a registry.
+
+    Raises:
+        UsageError: for a value that is not text (fire reads ``--registry=True`` as a
+            bool, ``--registry`` alone as True), that is no ``HOST[:PORT]`` with a port in
+            1..65535, or that Docker would take for a Docker Hub namespace
+            (``is_registry_host``): ``myreg/longcat-deploy`` is pushed to
+            docker.io/myreg/longcat-deploy.
+    """
+    example = "e.g. registry.example.com, registry.example.com:5000 or localhost:5000"
+    if not isinstance(registry, str):
+        raise UsageError(
+            f"--registry must be text, HOST or HOST:PORT ({example}), got {shown(registry)}"
+        )
+    match = _REGISTRY.fullmatch(registry)
+    port = int(match[1]) if match and match[1] else None
+    if not match or (port is not None and not 1 <= port <= 65535):
+        raise UsageError(
+            f"--registry must be HOST or HOST:PORT with a port in 1..65535 "
+            f"(e.g. 127.0.0.1:5000), got {shown(registry)}"
+        )
+    if not is_registry_host(registry):
+        raise UsageError(
+            f"--registry {shown(registry)} is no registry host to Docker: it would read "
+            f"{registry}/{repository} as docker.io/{registry}/{repository} and push it to "
+            "Docker Hub. A registry host holds a '.' or a port, or is localhost "
+            f"({example})"
+        )
+
+
+# The fields a tag template may hold (--tag, [tags] in images/matrix.toml), each as a plain
+# {name}: what ``plan`` fills in for every image.
+TAG_FIELDS = ("engine", "version", "cuda", "revision")
+
+
+def check_tag_template(template: str, origin: str) -> None:
+    """Refuse a tag template that holds anything but the plain fields ``TAG_FIELDS``.
+
+    ``str.format`` would follow ``{engine.__class__}`` (an attribute), ``{engine[0]}`` (an
+    index), ``{engine!r}`` (a conversion) and ``{cuda:>12}`` (a format spec); each field
+    ``string.Formatter().parse`` finds must be exactly one of the names.
+
+    Args:
+        template: e.g. ``"{engine}-{cuda}-custom"``.
+        origin: where it came from, for the message (``"--tag"``).
+
+    Raises:
+        UsageError: naming the field at fault (or the unbalanced brace) and the fields
+            accepted.
+    """
+    accepted = " ".join(f"{{{name}}}" for name in TAG_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
+        raise UsageError(
+            f"tag template {shown(template)} ({origin}): {exc} (a literal brace is written "
+            f"twice); the fields are {accepted}"
+        ) from None
+    for _, name, spec, conversion in parts:
+        if name is None or (name in TAG_FIELDS and not spec and conversion is None):
+            continue
+        written = f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+        raise UsageError(
+            f"tag template {shown(template)} ({origin}): unknown field {shown(written)}; the "
+            f"fields are {accepted}, each as written there (no attribute, index, conversion "
+            "or format spec)"
+        )
+
+
 def _render_tags(
     templates: list[tuple[str, str]], fields: dict, image_repo: str
 ) -> list[tuple[str, str]]:
-    """Fill each (template, origin) with ``fields``; return (repository:tag, origin) pairs."""
+    """Fill each (template, origin) with ``fields``; return (repository:tag, origin) pairs.
+
+    Raises:
+        UsageError: a template with other fields than ``TAG_FIELDS`` (``check_tag_template``)
+            or one that does not render to a valid tag.
+    """
     rendered = []
     for template, origin in templates:
-        try:
-            value = template.format(**fields)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise UsageError(
-                f"tag template {shown(template)} ({origin}): unknown field {shown(str(exc))}; "
-                "use {engine} {version} {cuda} {revision}"
-            ) from None
+        check_tag_template(template, origin)
+        value = template.format(**fields)
         if not _TAG.fullmatch(value):
             raise UsageError(
                 f"tag {shown(value)} (from {shown(template)}, {origin}) is not a valid tag: "

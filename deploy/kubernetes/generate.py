@@ -8,8 +8,9 @@
 
 Every file is written from ``render_all()`` below; edit this file, not the YAML, then run
 it and commit both. ``tests/deploy/test_kubernetes.py`` fails when they disagree. Exit
-status: 0; 1 when ``--check`` finds a file out of date; 2 for a bad argument or an
-unreadable ``images/matrix.toml`` (the example overlay's pinned tag comes from it).
+status: 0; 1 when ``--check`` finds a file out of date; 2 for a bad argument (an ``--out``
+that is not a directory or cannot be written included) or an unreadable
+``images/matrix.toml`` (the example overlay's pinned tag comes from it).
 
 Each deployment is a directory that ``kubectl apply -k`` takes, holding its manifest and a
 ``kustomization.yaml`` that lists that manifest and ``../hf-cache``. Kustomize loads no
@@ -621,7 +622,36 @@ def resource_name(text: str) -> str:
     return text
 
 
+def out_directory(text: str) -> Path:
+    """argparse type for ``--out``: a directory, or a path where one can be made.
+
+    Refused (``argparse.ArgumentTypeError``, exit status 2): a blank path (``Path("")`` is
+    the current directory, where every manifest directory would land unasked), and a path
+    that is, or lies below, something other than a directory (a file, ``/dev/full``): the
+    writes would end in ``NotADirectoryError``.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "a blank path is no directory; give one, e.g. --out my-manifests/"
+        )
+    path = Path(text)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == path else f" (it lies below {str(existing)!r})"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a directory{where}; give a directory, or one to create"
+        )
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Write (or, ``--check``, compare) every file of ``render_all()`` under ``--out``.
+
+    Returns:
+        The exit status: 0; 1 when ``--check`` finds a file out of date; 2 for a bad
+        argument, an ``--out`` that cannot be written (one line naming it, no
+        traceback) or an unreadable ``images/matrix.toml``.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--check",
@@ -629,7 +659,10 @@ def main(argv: list[str] | None = None) -> int:
         help="write nothing; exit 1 when a file differs from the output",
     )
     parser.add_argument(
-        "--out", type=Path, default=HERE, help="directory to write to or check (default: this one)"
+        "--out",
+        type=out_directory,
+        default=HERE,
+        help="directory to write to or check (default: this one)",
     )
     parser.add_argument(
         "--rdma-resource",
@@ -645,15 +678,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stale = []
-    for relative, content in files.items():
-        path = args.out / relative
-        current = path.read_text() if path.exists() else None
-        if current == content:
-            continue
-        stale.append(relative)
-        if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
+    try:
+        for relative, content in files.items():
+            path = args.out / relative
+            current = path.read_text() if path.exists() else None
+            if current == content:
+                continue
+            stale.append(relative)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content)
+    except OSError as exc:  # a directory that cannot be made or written: /proc/x, read-only
+        print(
+            f"error: --out {str(args.out)!r} cannot be written: {exc.filename or relative}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 2
     if args.check and stale:
         print(
             "out of date (run python deploy/kubernetes/generate.py): " + ", ".join(stale),

@@ -624,6 +624,37 @@ def test_a_malformed_rdma_resource_is_refused(tmp_path, bad):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "out, check",
+    [
+        (out, check)
+        for out in ("", "a-file", "/dev/full", "a-file/below")
+        for check in ([], ["--check"])
+    ]
+    + [("/proc/longcat", [])],  # --check: a directory not there yet is out of date, exit 1
+)
+def test_an_out_that_is_no_directory_is_refused_in_one_line(tmp_path, out, check):
+    """An existing file, /dev/full or a path below one ended in a NotADirectoryError
+    traceback, a directory that cannot be made in a FileNotFoundError one; ``--out ''``
+    wrote every directory into the current one."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a-file").write_text("kept\n")
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--out", out, *check],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (error,) = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert "--out" in error
+    assert sorted(p.name for p in work.iterdir()) == ["a-file"]
+    assert (work / "a-file").read_text() == "kept\n"
+
+
 # --- preflight, given what each shipped pod gets from a runtime with the default limit --
 
 # containerd's and Docker's default capability set (root's CapEff in a container), and the

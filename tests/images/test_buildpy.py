@@ -199,8 +199,74 @@ def test_plan_rejects_bad_input_with_a_clear_usage_error(matrix, kwargs, words):
         assert word in str(caught.value)
 
 
+@pytest.mark.parametrize("registry", ["myreg", "registry", "MyReg", "LOCALHOST", "127"])
+def test_a_registry_docker_would_read_as_a_docker_hub_namespace_is_refused(matrix, registry):
+    """Docker takes the first path component for a registry host only when it holds a '.'
+    or a ':' or is 'localhost' (docker/auth.py, ``split_repo_name``): ``myreg/longcat-deploy``
+    is docker.io/myreg/longcat-deploy, so ``push`` would have gone to Docker Hub."""
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, ["sglang"], registry=registry)
+    message = str(caught.value)
+    for word in (
+        repr(registry),
+        f"docker.io/{registry}/",
+        "registry.example.com",
+        "localhost:5000",
+    ):
+        assert word in message
+
+
+@pytest.mark.parametrize("registry", [True, False, 1, 5000.0, ["reg.example.com"]])
+def test_a_registry_that_is_not_text_is_refused(matrix, registry):
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, ["sglang"], registry=registry)
+    assert str(caught.value).startswith("--registry must be text")
+
+
+@pytest.mark.parametrize(
+    "template, field",
+    [
+        ("{engine.__class__}", "{engine.__class__}"),
+        ("{version.__init__.__globals__}", "{version.__init__.__globals__}"),
+        ("{engine[0]}", "{engine[0]}"),
+        ("{engine!r}", "{engine!r}"),
+        ("{cuda:>12}", "{cuda:>12}"),
+        ("{engine:{cuda}}", "{engine:{cuda}}"),
+        ("x-{}", "{}"),
+        ("{0}", "{0}"),
+        ("{nope}", "{nope}"),
+        ("{engine", "'{engine'"),
+        ("engine}", "'engine}'"),
+    ],
+)
+def test_a_tag_template_takes_only_the_plain_field_names(matrix, template, field):
+    """``--tag='{engine.__class__}'`` formatted the attribute (the message then showed
+    ``<class 'str'>``) and ``{engine[0]}`` an index: a field is one of the documented names,
+    without attribute, index, conversion or format spec."""
+    with pytest.raises(UsageError) as caught:
+        planned(matrix, ["sglang"], tag=template)
+    message = str(caught.value)
+    assert field in message
+    assert "{engine} {version} {cuda} {revision}" in message
+    assert "<class" not in message and "'s'" not in message
+
+
+def test_a_tag_template_with_every_field_is_accepted(matrix):
+    (target,) = planned(matrix, ["sglang"], tag="{engine}-{version}-{cuda}-{revision}-x")
+    assert target.tags[-1].endswith(f":sglang-{versions(matrix)['sglang']}-cu130-r1-x")
+
+
 def test_registry_ports_at_the_ends_of_the_range_are_accepted(matrix):
-    for registry in ("host:1", "host:65535", "[fd00::1]:5000", "registry.example.com"):
+    for registry in (
+        "host:1",
+        "host:65535",
+        "[fd00::1]:5000",
+        "registry.example.com",
+        "localhost",
+        "localhost:5000",
+        "127.0.0.1",
+        "Registry.Example.com",
+    ):
         (target,) = planned(matrix, ["sglang"], registry=registry)
         assert target.tags[0].startswith(f"{registry}/")
 
@@ -362,6 +428,11 @@ def test_cli_help_lists_the_commands_and_the_shared_options():
         (["plan", "--registry=http://x"], 2, ["--registry"]),
         (["plan", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
         (["build", "--registry=host:99999"], 2, ["--registry", "1..65535"]),
+        (["push", "vllm", "--registry=myreg"], 2, ["docker.io/myreg/longcat-deploy"]),
+        (["push", "vllm", "--registry=True"], 2, ["docker.io/True/longcat-deploy"]),
+        (["plan", "--registry", "1"], 2, ["docker.io/1/longcat-deploy"]),
+        (["plan", "--registry"], 2, ["--registry must be text", "True"]),
+        (["plan", "--tag={engine.__class__}"], 2, ["{engine.__class__}", "{revision}"]),
         (["plan", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
         (["build", "vllm", "--cuda=all", "--tag={engine}-custom"], 2, ["would name both"]),
         (["push", "--base-image=x"], 2, ["push has no option --base-image"]),
@@ -1065,6 +1136,23 @@ def test_a_base_image_pinned_by_digest_is_still_accepted():
     done = run_cli("plan", "vllm", f"--base-image=vllm/vllm-openai@{digest}")
     assert done.returncode == 0, done.stderr
     assert digest in done.stdout
+
+
+@pytest.mark.parametrize("closed", ["1", "2"])
+@pytest.mark.parametrize("args", [["plan"], ["--help"], ["plan", "--cuda=cu1"]])
+def test_a_closed_stdout_or_stderr_is_exit_74_without_a_traceback(closed, args):
+    """A descriptor closed at start (``>&-``) makes Python set ``sys.stdout`` or
+    ``sys.stderr`` to None: ``plan`` ended in two chained tracebacks and exit 1."""
+    done = subprocess.run(
+        ["bash", "-c", f'exec "$@" {closed}>&-', "bash", sys.executable, "build.py", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE if closed == "2" else None,
+        stderr=subprocess.PIPE if closed == "1" else None,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 74, (done.stdout, done.stderr)
+    assert (done.stdout or "") + (done.stderr or "") == ""
 
 
 def test_output_that_cannot_be_written_is_exit_74():

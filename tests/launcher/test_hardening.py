@@ -134,6 +134,37 @@ def test_a_launch_that_preflight_refuses_leaves_no_cache_directory_behind(tmp_pa
     assert not (tmp_path / "record.json").exists()
 
 
+@pytest.mark.parametrize("closed", ["1", "2"])
+@pytest.mark.parametrize(
+    "args, extra",
+    [
+        (["env-table"], {}),
+        (["--dry-run"], {"ENGINE": "vllm"}),
+        ([], {"ENGINE": "vllm", "DRY_RUN": "1"}),
+        ([], {"ENGINE": "vllm"}),  # the launch: the engine would inherit the closed stream
+        (["health"], {"ENGINE": "vllm"}),
+        (["--dry-run"], {"ENGINE": "bogus"}),  # an error with nowhere to say it
+    ],
+)
+def test_a_closed_stdout_or_stderr_is_exit_74_and_starts_nothing(closed, args, extra, tmp_path):
+    """A descriptor closed at start (``>&-``) makes Python set ``sys.stdout`` or
+    ``sys.stderr`` to None: env-table ended in a traceback, a dry run printed nothing and
+    exited 0, and the launch started the engine without its output."""
+    env = fake_env(tmp_path, **extra)
+    result = subprocess.run(
+        ["bash", "-c", f'exec "$@" {closed}>&-', "bash", sys.executable, "-m", "entrypoint"] + args,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE if closed == "2" else None,
+        stderr=subprocess.PIPE if closed == "1" else None,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 74, (result.stdout, result.stderr)
+    assert (result.stdout or "") + (result.stderr or "") == ""
+    assert not (tmp_path / "record.json").exists(), "the engine must not have started"
+
+
 def test_the_engine_is_found_on_the_path_it_will_run_with():
     assert vllm.find_engine({"PATH": str(FAKES / "bin")}) == str(FAKES / "bin" / "vllm")
     assert vllm.find_engine({"PATH": "/nonexistent"}) is None
