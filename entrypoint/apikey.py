@@ -18,6 +18,8 @@ How each engine gets the key (docs/engines.md, "Serving features"):
   ``api-key.yaml`` that points at ``/proc/self/fd/N``: the key is never on a disk or a
   command line, only the engine process itself can read it through the link (for any
   other process, ``/proc/self`` is that process), and it is gone when the engine exits.
+  The link and its private folder (``KEY_FOLDER_PREFIX``) hold no key; as the launcher
+  execs the engine, nothing is left to remove them then, and the next start does.
   SGLang itself still writes the key into its start-up log line ``server_args=...``
   (``srt/entrypoints/engine.py``, ``_launch_subprocesses``) and its ``/server_info``
   answer (behind the key): the README says so.

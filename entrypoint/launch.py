@@ -68,7 +68,7 @@ def describe_plan(
         "TOOL_CALLS": "on" if plan.tool_calls else "off",
         "SERVED_MODEL_NAME": plan.served_model_name,
         "API_KEY": "set (not shown)" if plan.api_key_source == "API_KEY" else "-",
-        "API_KEY_FILE": "set (read at launch)" if plan.api_key_source == "API_KEY_FILE" else "-",
+        "API_KEY_FILE": "set (its key not shown)" if plan.api_key_source == "API_KEY_FILE" else "-",
         "CONTEXT_LENGTH": plan.context_length or "- (the checkpoint's own)",
         "SHUTDOWN_TIMEOUT_S": (
             plan.shutdown_timeout_s if vllm else "- (SGLang drains without a limit)"

@@ -14,12 +14,12 @@ start (see ``benchmarks/launcher_startup.py``).
 from __future__ import annotations
 
 from .errors import ConfigError
-from .output import MIN_SECRET_CHARS
 from .platforms import PLATFORM_PREFIXES
 from .values import (
     ADDRESS_ACCEPTED,
     BOOL_ACCEPTED,
     LARGEST_WHOLE,
+    SECRET_ACCEPTED,
     check_secret,
     fullmatch,
     parse_address,
@@ -140,8 +140,7 @@ class Variable:
             "args": "engine flags, quoted the way a shell quotes them",
             "name": "a name of printable characters without spaces, not starting with -",
             "file": "the path of a readable file",
-            "secret": f"a key of {MIN_SECRET_CHARS} or more ASCII characters, without spaces, "
-            "newlines or control characters",
+            "secret": f"a key of {SECRET_ACCEPTED}",
         }
         return described[self.kind]
 
@@ -273,7 +272,7 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "Hugging Face token for gated or private checkpoints. Never printed.",
         secret=True,
-        accepted_doc="a token (read by huggingface_hub)",
+        accepted_doc=f"a token of {SECRET_ACCEPTED} (read by huggingface_hub)",
     ),
     Variable(
         "HF_HOME",

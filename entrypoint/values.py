@@ -171,6 +171,13 @@ def repo_id_of_cache_folder(path: str) -> str | None:
     return name[len(CACHE_FOLDER_PREFIX) :].replace("--", "/")
 
 
+# What check_secret accepts, in words; the README's variable table says the same.
+SECRET_ACCEPTED = (
+    f"{MIN_SECRET_CHARS} or more ASCII characters, without spaces, newlines or control "
+    "characters, and not part of the launcher's own text"
+)
+
+
 def check_secret(name: str, raw: str) -> None:
     """Refuse a secret that is short, holds whitespace or control characters, or is not
     ASCII, unshown.
@@ -185,17 +192,23 @@ def check_secret(name: str, raw: str) -> None:
     Raises:
         ConfigError: naming ``name``, never the value.
     """
-    accepted = (
-        f"a token of {MIN_SECRET_CHARS} or more ASCII characters, without spaces, "
-        "newlines or control characters"
-    )
-    if raw and (raw.strip() != raw or not raw.isprintable() or " " in raw):
+    accepted = SECRET_ACCEPTED
+    if raw and raw.strip() != raw:
         raise ConfigError(
             name,
             raw,
             accepted,
             "Remove the trailing newline or spaces (a Secret made from a file "
             "keeps them: create it with --from-literal, or strip the file).",
+            hide_value=True,
+        )
+    if not raw.isprintable() or " " in raw:
+        raise ConfigError(
+            name,
+            raw,
+            accepted,
+            "It holds a space, a line break or a control character inside: a token is one "
+            "word (copy it again, or strip the file to that word).",
             hide_value=True,
         )
     if not raw.isascii():
@@ -232,7 +245,7 @@ def check_not_launcher_text(name: str, secret: str) -> None:
     raise ConfigError(
         name,
         secret,
-        "a secret that is not part of the launcher's own text",
+        SECRET_ACCEPTED,
         "It is a word of the launcher's plan or messages, where the *** that blanks it "
         "would show it: choose a key that is not an ordinary word (openssl rand -hex 32).",
         hide_value=True,

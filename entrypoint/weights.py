@@ -897,8 +897,8 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
             read (exit status 2).
         ConfigError: ``HF_OIDC_RESOURCE`` is set but huggingface_hub has no identity token
             to exchange (``OIDCError``; exit status 2).
-        WeightsError: the exchange failed, or no answer came within ``stall_s`` (exit
-            status 4).
+        WeightsError: the exchange failed, no answer came within ``stall_s``, or
+            ``HF_HOME`` is a file (exit status 4).
     """
     if env.get("HF_TOKEN"):
         return env["HF_TOKEN"]
@@ -944,6 +944,12 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
             "identity token to exchange (HF_OIDC_ID_TOKEN, or GitHub Actions' own)",
             f"huggingface_hub: {_summary(error, None)}. Set HF_OIDC_ID_TOKEN, or unset "
             "HF_OIDC_RESOURCE and set HF_TOKEN.",
+        )
+    if isinstance(error, NotADirectoryError):  # HF_HOME (or HF_TOKEN_PATH's folder) a file
+        raise WeightsError(
+            f"cannot read the stored Hub token: {error.strerror}: {error.filename}. HF_HOME "
+            "(and HF_TOKEN_PATH, when set) must be a directory the launcher can read and "
+            "write, not a file"
         )
     if isinstance(error, OSError) and error.filename is not None:
         raise StoredTokenError(

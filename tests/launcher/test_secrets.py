@@ -24,6 +24,7 @@ from entrypoint.cli import main
 from entrypoint.errors import ConfigError
 from entrypoint.output import command_line, configure, is_secret_flag, redact, redact_argv
 from entrypoint.settings import SECRET_VARIABLES, VARIABLES
+from entrypoint.values import SECRET_ACCEPTED
 from tests.launcher.support import REPO, clean_env, run_launcher
 
 SECRET = "hf_Sup3rSecretT0ken9"
@@ -725,8 +726,9 @@ def test_the_stored_hub_token_and_a_key_file_are_looked_for_too(tmp_path):
 
 
 OWN_TEXT = (
-    "is refused (value not shown, {n} characters); accepted: a secret that is not part of the "
-    "launcher's own text. It is a word of the launcher's plan or messages, where the *** that "
+    "is refused (value not shown, {n} characters); accepted: "
+    + SECRET_ACCEPTED
+    + ". It is a word of the launcher's plan or messages, where the *** that "
     "blanks it would show it: choose a key that is not an ordinary word (openssl rand -hex 32)."
 )
 
@@ -1116,3 +1118,21 @@ def test_a_secret_with_bytes_that_are_not_utf8_is_no_traceback(name, value, comm
     assert b"Traceback" not in result.stderr
     assert result.returncode in (0, 2), result.stderr
     assert b"abcdefgh" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "token, says",
+    [
+        ("hf_Abc123defGhi\n", "Remove the trailing newline or spaces"),
+        ("hf_Abc123 defGhi", "It holds a space, a line break or a control character inside"),
+        ("hf_Abc123\ndefGhi", "It holds a space, a line break or a control character inside"),
+    ],
+)
+def test_a_token_with_whitespace_is_told_where_it_is(token, says):
+    """An inner space was told "Remove the trailing newline or spaces" (pass 11)."""
+    from entrypoint.values import check_secret
+
+    with pytest.raises(ConfigError) as refused:
+        check_secret("HF_TOKEN", token)
+    assert says in str(refused.value)
+    assert "Abc123" not in str(refused.value)

@@ -57,7 +57,7 @@ def plan(env: dict[str, str]) -> str:
             },
             {
                 "SERVED_MODEL_NAME": ["longcat", "environment"],
-                "API_KEY_FILE": ["set (read at launch)"],
+                "API_KEY_FILE": ["set (its key not shown)"],
                 "reasoning": ["apart from the content", "longcat_think"],
                 "API": ["VLLM_API_KEY", "API_KEY_FILE; /health and /metrics stay open"],
             },
