@@ -1143,14 +1143,9 @@ def test_a_base_image_pinned_by_digest_is_still_accepted():
 def test_a_closed_stdout_or_stderr_is_exit_74_without_a_traceback(closed, args):
     """A descriptor closed at start (``>&-``) makes Python set ``sys.stdout`` or
     ``sys.stderr`` to None: ``plan`` ended in two chained tracebacks and exit 1."""
-    done = subprocess.run(
-        ["bash", "-c", f'exec "$@" {closed}>&-', "bash", sys.executable, "build.py", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE if closed == "2" else None,
-        stderr=subprocess.PIPE if closed == "1" else None,
-        text=True,
-        timeout=120,
-    )
+    from tests.launcher.support import run_with_a_closed_descriptor
+
+    done = run_with_a_closed_descriptor([sys.executable, "build.py", *args], closed, ROOT)
     assert done.returncode == 74, (done.stdout, done.stderr)
     assert (done.stdout or "") + (done.stderr or "") == ""
 

@@ -96,3 +96,19 @@ def check_expect(argv: list[str], expect: dict) -> None:
         assert flag not in values, f"{flag} must not appear in {argv}"
     for left, right in expect.get("same") or []:
         assert values.get(left) == values.get(right), f"{left} != {right} in {argv}"
+
+
+def run_with_a_closed_descriptor(
+    argv: list[str], closed: str, cwd: Path, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run ``argv`` with file descriptor ``closed`` (``"1"`` or ``"2"``) closed at start, as
+    a shell's ``>&-`` leaves it (through bash, argv list), capturing the other stream."""
+    return subprocess.run(
+        ["bash", "-c", f'exec "$@" {closed}>&-', "bash", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE if closed == "2" else None,
+        stderr=subprocess.PIPE if closed == "1" else None,
+        text=True,
+        timeout=timeout,
+    )

@@ -18,7 +18,7 @@ import pytest
 from entrypoint.engines import vllm
 from entrypoint.execute import engine_environment
 from entrypoint.health import engine_process, http_health, pid_file
-from tests.launcher.support import REPO, clean_env, run_launcher
+from tests.launcher.support import REPO, clean_env, run_launcher, run_with_a_closed_descriptor
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "recorders"
 
@@ -151,14 +151,8 @@ def test_a_closed_stdout_or_stderr_is_exit_74_and_starts_nothing(closed, args, e
     ``sys.stderr`` to None: env-table ended in a traceback, a dry run printed nothing and
     exited 0, and the launch started the engine without its output."""
     env = fake_env(tmp_path, **extra)
-    result = subprocess.run(
-        ["bash", "-c", f'exec "$@" {closed}>&-', "bash", sys.executable, "-m", "entrypoint"] + args,
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE if closed == "2" else None,
-        stderr=subprocess.PIPE if closed == "1" else None,
-        text=True,
-        timeout=60,
+    result = run_with_a_closed_descriptor(
+        [sys.executable, "-m", "entrypoint", *args], closed, REPO, env=env, timeout=60
     )
     assert result.returncode == 74, (result.stdout, result.stderr)
     assert (result.stdout or "") + (result.stderr or "") == ""
