@@ -958,7 +958,7 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
     if isinstance(error, Exception):
         raise WeightsError(
             f"cannot get the Hub token: {what} failed: {_summary(error, None)}. Check "
-            f"HF_OIDC_RESOURCE and HF_OIDC_ID_TOKEN, or set HF_TOKEN"
+            "HF_OIDC_RESOURCE and HF_OIDC_ID_TOKEN, or set HF_TOKEN"
             if resource
             else f"cannot get the Hub token: {_summary(error, None)}"
         )
@@ -1002,14 +1002,14 @@ class HubRepo:
         missing_here: str = "",
     ):
         _hub()
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi, constants
 
         self.repo, self.revision, self.stall_s = repo, revision, stall_s
         self.endpoint = hub_endpoint(env)
         check_stored_token(env)
         self.credential = credential_sent(env)
-        self.api = HfApi(endpoint=self.endpoint, token=False)
-        self.token = resolve_hub_token(env, stall_s, self.api.endpoint)
+        # HfApi's own default without an endpoint (hf_api.py, HfApi.__init__).
+        self.token = resolve_hub_token(env, stall_s, self.endpoint or constants.ENDPOINT)
         # token=False: none, and huggingface_hub does not pick one again per request.
         self.api = HfApi(endpoint=self.endpoint, token=self.token or False)
         self.where = f"{repo}@{revision}"
