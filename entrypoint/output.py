@@ -92,6 +92,13 @@ def blank_also(secrets: Iterable[str]) -> None:
     configure([*_configured, *secrets])
 
 
+def blank_no_more(secret: str) -> None:
+    """Stop blanking ``secret``: a secret refused before any use, whose refusal is printed
+    next. The refusal's fixed words may hold it (an ``API_KEY`` of ``characters``), and
+    blanking them would tell it; unblanked, they tell nothing."""
+    configure([s for s in _configured if s.strip() != secret.strip()])
+
+
 def _spellings(secret: str) -> set[str]:
     """The forms ``secret`` takes in text but percent-encoding: raw, escaped and quoted."""
     forms = {secret, quote(secret)}

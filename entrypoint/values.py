@@ -194,6 +194,7 @@ def check_secret(name: str, raw: str) -> None:
     """
     accepted = SECRET_ACCEPTED
     if raw and raw.strip() != raw:
+        _forget(raw)
         raise ConfigError(
             name,
             raw,
@@ -203,6 +204,7 @@ def check_secret(name: str, raw: str) -> None:
             hide_value=True,
         )
     if not raw.isprintable() or " " in raw:
+        _forget(raw)
         raise ConfigError(
             name,
             raw,
@@ -212,6 +214,7 @@ def check_secret(name: str, raw: str) -> None:
             hide_value=True,
         )
     if not raw.isascii():
+        _forget(raw)
         raise ConfigError(
             name,
             raw,
@@ -221,6 +224,7 @@ def check_secret(name: str, raw: str) -> None:
             hide_value=True,
         )
     if raw and len(raw) < MIN_SECRET_CHARS:
+        _forget(raw)
         raise ConfigError(name, raw, accepted, hide_value=True)
     check_not_launcher_text(name, raw)
 
@@ -242,6 +246,7 @@ def check_not_launcher_text(name: str, secret: str) -> None:
     value = secret.strip()
     if len(value) < MIN_SECRET_CHARS or value.lower() not in _launcher_text():
         return
+    _forget(secret)
     raise ConfigError(
         name,
         secret,
@@ -250,6 +255,17 @@ def check_not_launcher_text(name: str, secret: str) -> None:
         "would show it: choose a key that is not an ordinary word (openssl rand -hex 32).",
         hide_value=True,
     )
+
+
+def _forget(secret: str) -> None:
+    """Stop blanking a refused secret that is part of the launcher's own text
+    (``entrypoint.output.blank_no_more``): the refusal's fixed words may hold it. Any other
+    refused secret stays blanked."""
+    value = secret.strip()
+    if len(value) >= MIN_SECRET_CHARS and value.lower() in _launcher_text():
+        from .output import blank_no_more
+
+        blank_no_more(secret)
 
 
 _launcher_text_read: list[str] = []

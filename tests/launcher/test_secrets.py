@@ -746,6 +746,9 @@ OWN_TEXT = (
         "GPUS_PER_NODE",
         "tool_calls",
         "ironment",  # a part of a word: "env***"
+        # words of the refusal itself: blanked there, they told the key
+        "launcher",
+        "characters",
     ],
 )
 @pytest.mark.parametrize("command", [["--dry-run"], ["check"], ["prefetch"], ["health"]])
