@@ -47,9 +47,9 @@ REDACTED = "***"
 _MIN_ABBREVIATION = 2
 
 # Each configured secret's spellings (raw, escaped, quoted), longest first, and one
-# pattern per secret for its percent-encoded forms (``_percent_pattern``).
+# pattern per secret for its percent-encoded and escaped forms (``_encoded_pattern``).
 _secrets: tuple[str, ...] = ()
-_percent_secrets: tuple[str, ...] = ()
+_encoded_secrets: tuple[str, ...] = ()
 # The values configure was given, for blank_also.
 _configured: tuple[str, ...] = ()
 # Patterns compiled on first use (``re`` is not imported at start for text without them).
@@ -69,7 +69,7 @@ def configure(secrets: Iterable[str]) -> None:
     are ignored: settings refuses them before anything else is printed, and blanking
     them would garble every message.
     """
-    global _secrets, _percent_secrets, _configured
+    global _secrets, _encoded_secrets, _configured
     secrets = _configured = tuple(secrets)
     values = {
         value
@@ -81,7 +81,7 @@ def configure(secrets: Iterable[str]) -> None:
     _secrets = tuple(
         sorted({form for v in values for form in _spellings(v)}, key=len, reverse=True)
     )
-    _percent_secrets = tuple(sorted(values, key=len, reverse=True))
+    _encoded_secrets = tuple(sorted(values, key=len, reverse=True))
     _patterns.clear()
 
 
@@ -120,25 +120,34 @@ def _spellings(secret: str) -> set[str]:
 
 def _pattern(kind: str, secret: str) -> re.Pattern[str]:
     """The pattern for ``secret`` compiled on first use: ``kind`` ``"case"``, its text in
-    any case; ``"percent"``, ``_percent_pattern``."""
+    any case; ``"encoded"``, ``_encoded_pattern``."""
     pattern = _patterns.get((kind, secret))
     if pattern is None:
         import re
 
-        source = _percent_pattern(secret) if kind == "percent" else re.escape(secret)
+        source = _encoded_pattern(secret) if kind == "encoded" else re.escape(secret)
         pattern = _patterns[kind, secret] = re.compile("(?i)" + source)
     return pattern
 
 
-def _percent_pattern(secret: str) -> str:
-    """A pattern for ``secret`` with any of its characters percent-encoded (each as the
-    escapes of its UTF-8 bytes; an undecodable byte of the environment, os.environ's lone
-    surrogate, as that byte), in any case: ``hf%5FAbc``, ``%68%66_abc``."""
+def _encoded_pattern(secret: str) -> str:
+    """A pattern for ``secret`` with any of its characters encoded, in any case: percent-
+    encoded (each as the escapes of its UTF-8 bytes, RFC 3986 section 2.1; an undecodable
+    byte of the environment, os.environ's lone surrogate, as that byte), or as a JSON or
+    Python string escapes it (``\\u0068``, RFC 8259 section 7; ``\\x68``), with its
+    backslash doubled too (the escape itself escaped, as ``repr`` shows it):
+    ``hf%5FAbc``, ``%68%66_abc``, ``\\u0068f_abc``."""
     import re
 
     def one(char: str) -> str:
-        escapes = "".join(f"%{b:02x}" for b in char.encode("utf-8", "surrogateescape"))
-        return f"(?:{re.escape(char)}|{escapes})"
+        code = ord(char)
+        forms = [re.escape(char)]
+        forms.append("".join(f"%{b:02x}" for b in char.encode("utf-8", "surrogateescape")))
+        if code < 0x10000:
+            forms.append(rf"\\{{1,2}}u{code:04x}")
+        if code < 0x100:
+            forms.append(rf"\\{{1,2}}x{code:02x}")
+        return f"(?:{'|'.join(forms)})"
 
     return "".join(one(char) for char in secret)
 
@@ -239,9 +248,9 @@ def _blank_secrets(text: str) -> str:
         for form in _secrets:
             pattern = _pattern("case", form)
             spans.extend(match.span() for match in pattern.finditer(text))
-    if "%" in text:
-        for secret in _percent_secrets:
-            pattern = _pattern("percent", secret)
+    if "%" in text or "\\" in text:
+        for secret in _encoded_secrets:
+            pattern = _pattern("encoded", secret)
             spans.extend(match.span() for match in pattern.finditer(text))
     if not spans:
         return text

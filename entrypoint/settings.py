@@ -544,14 +544,49 @@ def url_passwords(env: Mapping[str, str]) -> dict[str, str]:
 def named_secrets(env: Mapping[str, str]) -> dict[str, str]:
     """The secrets ``env`` configures, each under the name a message gives it: the
     ``SECRET_VARIABLES`` that are set, the stored Hub token (``stored_hub_token``) under
-    ``"the stored Hub token"``, and the passwords of ``url_passwords``. Values as given
+    ``"the stored Hub token"``, the tokens of huggingface_hub's stored-tokens file
+    (``stored_tokens``), and the passwords of ``url_passwords``. Values as given
     (``str``), not stripped."""
     secrets = {name: env[name] for name in SECRET_VARIABLES if env.get(name)}
     stored = stored_hub_token(env)
     if stored:
         secrets["the stored Hub token"] = stored
+    for number, token in enumerate(stored_tokens(env), 1):
+        secrets[f"token {number} in {stored_tokens_path(env)}"] = token
     secrets.update(url_passwords(env))
     return secrets
+
+
+def stored_tokens(env: Mapping[str, str]) -> list[str]:
+    """The tokens of huggingface_hub's stored-tokens file (``stored_tokens_path``): every
+    account's token and OAuth refresh token, as ``hf auth login`` writes them (``[name]``
+    sections of ``hf_token = ...``, ``refresh_token = ...``; huggingface_hub
+    ``utils/_auth.py``, ``_save_token``); ``[]`` when there is no such regular file.
+
+    Read as ``stored_hub_token`` reads the token file (a regular file, its first
+    ``MAX_TOKEN_FILE_BYTES``), line by line without ``configparser``: the value of each
+    ``key = value`` or ``key: value`` line whose key holds ``token``. A file that
+    huggingface_hub cannot parse is refused before it reads it
+    (``entrypoint.weights.check_stored_tokens``).
+    """
+    import os
+
+    path = stored_tokens_path(env)
+    try:
+        if not os.path.isfile(path):  # a FIFO or a device would block, or never end
+            return []
+        with open(path, "rb") as f:
+            text = f.read(MAX_TOKEN_FILE_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return []
+    tokens = []
+    for line in text.splitlines():
+        key, delimiter, value = line.partition("=")
+        if not delimiter or ":" in key:  # configparser's delimiters: "=" and ":"
+            key, delimiter, value = line.partition(":")
+        if delimiter and "token" in key.lower() and value.strip():
+            tokens.append(value.strip())
+    return tokens
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:

@@ -417,6 +417,11 @@ USERINFO_SPLIT = (
 )
 
 
+# The proxy schemes httpx takes (httpx/_config.py and httpx2/_config.py, Proxy.__init__:
+# "http", "https", "socks5", "socks5h"); any other ends in "Unknown scheme for proxy URL".
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
 def check_proxies(env: Mapping[str, str]) -> None:
     """Refuse a proxy variable (``entrypoint.settings.proxy_variables``) that is not a URL
     httpx can use, before
@@ -426,7 +431,8 @@ def check_proxies(env: Mapping[str, str]) -> None:
 
     Raises:
         ConfigError: naming the variable; whitespace, a port that is not a number, no
-            host, or user info that a ``/``, ``?`` or ``#`` cut short.
+            host, a scheme httpx cannot use (``PROXY_SCHEMES``), or user info that a
+            ``/``, ``?`` or ``#`` cut short.
     """
     from urllib.parse import urlsplit
 
@@ -445,6 +451,8 @@ def check_proxies(env: Mapping[str, str]) -> None:
             parts = urlsplit(url)
             if hide and "@" not in parts.netloc:
                 problem = USERINFO_SPLIT
+            elif parts.scheme.lower() not in PROXY_SCHEMES:
+                problem = f"Its scheme is not one httpx can use: {', '.join(PROXY_SCHEMES)}."
             else:
                 parts.port  # noqa: B018 - parses the port, raising ValueError on a bad one
                 if not parts.hostname:
@@ -770,8 +778,8 @@ def _not_a_token_file(path: str) -> str | None:
     if stat.S_ISREG(st.st_mode):
         if st.st_size > MAX_TOKEN_FILE_BYTES:
             return (
-                f"it is {st.st_size} bytes; a token file holds one token, and huggingface_hub "
-                "would read it whole into the Authorization header"
+                f"it is {st.st_size} bytes, more than a file of tokens holds "
+                f"({MAX_TOKEN_FILE_BYTES} bytes), and huggingface_hub would read it whole"
             )
         return None
     try:
@@ -909,7 +917,7 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
 
     from .errors import ConfigError, StoredTokenError
     from .output import blank_also
-    from .settings import stored_hub_token_path
+    from .settings import stored_hub_token_path, stored_tokens, stored_tokens_path
 
     blank_also(check_stored_tokens(env))
     outcome: dict[str, object] = {}
@@ -930,10 +938,16 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
         else f"the refresh of the OAuth token stored in {stored_hub_token_path(env)}"
     )
     if worker.is_alive():
+        waits = (
+            f"{endpoint} did not answer"
+            if resource
+            else f"{endpoint} did not answer, or another process holds "
+            f"{stored_tokens_path(env)}.lock"
+        )
         raise WeightsError(
-            f"cannot get the Hub token: {endpoint} did not answer {what} within "
-            f"{stall_s:g} s (DOWNLOAD_STALL_S). Check the network path to {endpoint} "
-            "(HF_ENDPOINT, proxy, firewall), or set HF_TOKEN"
+            f"cannot get the Hub token: {what} did not finish within {stall_s:g} s "
+            f"(DOWNLOAD_STALL_S): {waits}. Check the network path to {endpoint} "
+            "(HF_ENDPOINT, proxy, firewall), or set HF_TOKEN."
         )
     error = outcome.get("error")
     if isinstance(error, OIDCError):
@@ -958,14 +972,23 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
     if isinstance(error, Exception):
         raise WeightsError(
             f"cannot get the Hub token: {what} failed: {_summary(error, None)}. Check "
-            "HF_OIDC_RESOURCE and HF_OIDC_ID_TOKEN, or set HF_TOKEN"
+            "HF_OIDC_RESOURCE and HF_OIDC_ID_TOKEN, or set HF_TOKEN."
             if resource
-            else f"cannot get the Hub token: {_summary(error, None)}"
+            else f"cannot get the Hub token: {_summary(error, None)}."
         )
+    # A refresh may have saved a new token and a rotated refresh token (_save_token).
+    blank_also(stored_tokens(env))
     token = outcome.get("token")
     if not isinstance(token, str) or not token:
         return None
     blank_also([token])
+    if token.strip() != token or not (token.isascii() and token.isprintable()) or " " in token:
+        # Only a refresh or an exchange can give one: the other sources are checked first.
+        raise WeightsError(
+            f"cannot get the Hub token: {what} gave a token that is not printable ASCII "
+            "without spaces, which no HTTP header can carry (huggingface_hub saves a "
+            "refreshed one in its token file). Run `hf auth login` again, or set HF_TOKEN."
+        )
     return token
 
 
@@ -1068,6 +1091,13 @@ class HubRepo:
             why = (
                 f"{error.strerror}: {error.filename}. HF_HOME (and HF_TOKEN_PATH, when set) "
                 "must be a directory the launcher can read and write, not a file"
+            )
+        elif isinstance(error, HfHubHTTPError) and status == 401:
+            why = f"{endpoint} answered 401 Unauthorized ({_summary(error, token)}): " + (
+                f"it refused {self.credential} (expired, revoked or mistyped): set "
+                "HF_TOKEN to a valid token, or run `hf auth login` again"
+                if self.credential
+                else f"HF_TOKEN is not set, and {repo} needs a token that can read it"
             )
         elif isinstance(error, HfHubHTTPError) and status == 403:
             why = (

@@ -30,7 +30,11 @@ signature), as the Hub sends large files to its CDN (huggingface_hub/file_downlo
 ``hf_hub_url``'s docstring; ``_get_metadata_or_catch_error``, which downloads from the
 redirect's location, "a signed CDN url", without Authorization).
 A repository with a ``token`` answers 401 without ``Authorization: Bearer <token>``, as the
-Hub does for private repositories.
+Hub does for private repositories. With ``valid_tokens`` set, a request whose bearer token
+is not one of them answers 401 with ``X-Error-Message: Invalid credentials in
+Authorization header`` and no ``X-Error-Code``, as the Hub answers an invalid or revoked
+token on any repository (huggingface_hub ``utils/_http.py``, ``hf_raise_for_status``,
+tells that message apart from a private repository's 401).
 """
 
 from __future__ import annotations
@@ -195,6 +199,8 @@ class FakeHub(ThreadingHTTPServer):
         # proxy at HF_ENDPOINT can send instead: a hostile one (names that leave the cache)
         # or a broken one (keys missing, entries that are not objects, a 200 HTML page).
         self.rewrite_model_info: Callable[[dict], object] | None = None
+        # The bearer tokens the Hub knows; None: any (see the module's docstring).
+        self.valid_tokens: set[str] | None = None
         # POST /oauth/token: the form (or JSON) fields -> (status, body), or None to hold.
         self.oauth: Callable[[dict], tuple[int, dict] | None] | None = None
         self.oauth_requests: list[dict] = []
@@ -308,6 +314,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.silent:
             self.close_connection = True
             return self.server.hold()
+        bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if (
+            self.server.valid_tokens is not None
+            and bearer
+            and bearer not in self.server.valid_tokens
+        ):
+            message = "Invalid credentials in Authorization header"
+            return self._send_json(401, {"error": message}, [("X-Error-Message", message)])
         if parts[0] == "cdn" and len(parts) >= 5:  # /cdn/{org}/{name}/{sha}/{path}
             repo = self.server.repos.get("/".join(parts[1:3]))
             files = repo.commits.get(parts[3], {}) if repo else {}

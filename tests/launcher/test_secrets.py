@@ -1139,3 +1139,48 @@ def test_a_token_with_whitespace_is_told_where_it_is(token, says):
         check_secret("HF_TOKEN", token)
     assert says in str(refused.value)
     assert "Abc123" not in str(refused.value)
+
+
+def test_every_token_in_huggingface_hubs_stored_tokens_is_a_secret(tmp_path):
+    """Another account's token and a refresh token in HF_HOME/stored_tokens reached the
+    engine's command line, and one that was a word of the plan was blanked there (pass 12)."""
+    (tmp_path / "token").write_text("hf_ActiveTok9Qzxy")
+    (tmp_path / "stored_tokens").write_text(
+        "[act]\nhf_token = hf_ActiveTok9Qzxy\nrefresh_token = hf_oauth_RefrZ8kq11\n"
+        "expires_at = 1000\n\n[other]\nhf_token: hf_OtherTok5Wpm\n"
+    )
+    for reused in ("hf_oauth_RefrZ8kq11", "hf_OtherTok5Wpm"):
+        env = {"ENGINE": "vllm", "HF_HOME": str(tmp_path), "EXTRA_ARGS": f"--x {reused}"}
+        status, printed = run_main(["--dry-run"], env)
+        assert status == 2, printed
+        assert f"in {tmp_path / 'stored_tokens'}" in printed and reused not in printed
+    (tmp_path / "stored_tokens").write_text("[other]\nhf_token = complete\n")
+    status, printed = run_main(["--dry-run"], {"ENGINE": "vllm", "HF_HOME": str(tmp_path)})
+    assert status == 2, printed
+    assert "part of the launcher's own text" in printed
+
+
+def test_a_proxy_scheme_httpx_cannot_use_is_refused_unshown():
+    """HTTP_PROXY=ftp://... was reported as an unreadable model listing, exit 4 (pass 12)."""
+    from entrypoint.weights import check_proxies
+
+    with pytest.raises(ConfigError) as refused:
+        check_proxies({"HTTP_PROXY": "ftp://user:S0cksPassw0rd1@127.0.0.1:9"})
+    assert refused.value.exit_status == 2
+    assert "Its scheme is not one httpx can use" in str(refused.value)
+    assert "S0cksPassw0rd1" not in str(refused.value)
+    check_proxies({"HTTPS_PROXY": "socks5h://127.0.0.1:1080", "ALL_PROXY": "http://p:3128"})
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        "\\u0068f_Sup3rSecretT0ken9",
+        "\\\\u0068\\u0066_Sup3rSecretT0ken9",
+        "\\x68f_sup3rsecrett0ken9",
+    ],
+)
+def test_a_secret_with_json_or_python_escapes_in_an_echo_is_blanked(echoed):
+    """A server's answer with the token JSON-escaped was printed (pass 12)."""
+    configure([SECRET])
+    assert redact(f"<html>{echoed}</html>") == "<html>***</html>"

@@ -422,8 +422,8 @@ def test_an_oauth_refresh_that_never_answers_is_bounded_by_the_stall_bound(
     assert result.returncode == 4, result.stdout + result.stderr
     assert took < 15, took
     message = last_line(result)
-    assert f"{hub.url} did not answer the refresh of the OAuth token stored in" in message
-    assert "within 2 s (DOWNLOAD_STALL_S)" in message
+    assert "cannot get the Hub token: the refresh of the OAuth token stored in" in message
+    assert f"did not finish within 2 s (DOWNLOAD_STALL_S): {hub.url} did not answer" in message
     assert REFRESH not in result.stdout + result.stderr
     assert hub.oauth_requests[0]["refresh_token"] == REFRESH  # huggingface_hub's own request
 
@@ -441,6 +441,48 @@ def test_a_refused_refresh_never_prints_the_refresh_token_or_another_accounts(hu
     assert "has expired and could not be refreshed" in output  # huggingface_hub's warning
     assert REFRESH not in output and OTHER not in output and STORED not in output
     assert authorizations(hub.requests) == {f"Bearer {STORED}"}  # the old token, as before
+
+
+def test_a_rotated_refresh_token_is_never_printed(hub, repo, tmp_path):
+    """huggingface_hub saves the rotated refresh token (utils/_auth.py, _save_token); a
+    server echoing it printed it whole (pass 12)."""
+    rotated = "hfrt_Rot8tedRefr3sh77x"
+    logged_in(tmp_path, EXPIRED)
+    hub.oauth = lambda fields: (
+        200,
+        {"access_token": NEW, "refresh_token": rotated, "expires_in": 28800},
+    )
+    hub.rewrite_model_info = lambda body: dict(body, id=f"{rotated} {NEW}", sha="x")
+    result = launch(launcher_env(tmp_path, hub.url))
+    output = result.stdout + result.stderr
+    assert result.returncode == 4, output
+    assert rotated not in output and NEW not in output and REFRESH not in output
+
+
+@pytest.mark.parametrize("access_token", ["hf_NewAcc3ss\n", "hf_NewAcc\u00e9ss", "hf_New Acc3ss"])
+def test_a_refreshed_token_no_header_can_carry_is_named_as_such(hub, repo, tmp_path, access_token):
+    """It was retried three times as a network failure, or called an unreadable listing."""
+    logged_in(tmp_path, EXPIRED)
+    hub.oauth = lambda fields: (200, {"access_token": access_token, "expires_in": 28800})
+    result = launch(launcher_env(tmp_path, hub.url))
+    assert result.returncode == 4, result.stdout + result.stderr
+    message = last_line(result)
+    assert "the refresh of the OAuth token stored in" in message
+    assert "gave a token that is not printable ASCII without spaces" in message
+    assert "network path" not in result.stderr and "listing" not in result.stderr
+    assert not [r for r in hub.requests if r.path.startswith("/api/models/")]
+
+
+def test_a_401_names_the_token_that_was_refused(hub, repo, tmp_path):
+    """A 401 (an expired or revoked token) was reported as "Check the network path"."""
+    hub.valid_tokens = {"hf_TheRightTok3nValue"}
+    env = launcher_env(tmp_path, hub.url, HF_TOKEN="hf_WrongTok3nValue9")
+    result = launch(env)
+    assert result.returncode == 4, result.stdout + result.stderr
+    message = last_line(result)
+    assert "answered 401 Unauthorized" in message
+    assert "it refused HF_TOKEN (expired, revoked or mistyped)" in message
+    assert "network path" not in message and "Tok3n" not in result.stderr
 
 
 def test_a_refreshed_token_is_sent_and_never_printed(hub, repo, tmp_path, launcher_python):
