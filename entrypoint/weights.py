@@ -54,7 +54,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from types import ModuleType, TracebackType
-    from typing import Any
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
     from .plan import Plan
     from .transfer import RemoteFile
@@ -878,6 +880,45 @@ def check_stored_tokens(env: Mapping[str, str]) -> list[str]:
     ]
 
 
+class Unanswered(Exception):
+    """A Hub request that did not finish within its total deadline (``within``)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"no complete answer within {seconds:g} s")
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()``'s result, or ``Unanswered`` when it has not returned after ``seconds``.
+
+    huggingface_hub bounds each socket operation only (``timeout=``, httpx's read timeout
+    is per read): a server that sends a byte now and then holds a request for ever. The
+    call runs in a daemon thread the caller waits for; one that misses the deadline is
+    left to end with the process. Signals still reach the waiting thread.
+
+    Raises:
+        Unanswered: after ``seconds``. Whatever ``call`` raised, as it raised it.
+    """
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except Exception as error:  # raised again in the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="hub-request", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise Unanswered(seconds)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
 def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> str | None:
     """The token every Hub request of this launch carries, resolved once, before any
     request, within ``stall_s`` seconds; ``None`` for none.
@@ -910,8 +951,6 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
     """
     if env.get("HF_TOKEN"):
         return env["HF_TOKEN"]
-    import threading
-
     from huggingface_hub.errors import OIDCError
     from huggingface_hub.utils import get_token_to_send  # type: ignore[attr-defined]
 
@@ -921,23 +960,19 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
 
     blank_also(check_stored_tokens(env))
     outcome: dict[str, object] = {}
-
-    def resolve() -> None:
-        try:
-            outcome["token"] = get_token_to_send(None)
-        except Exception as error:  # reported by the launch's thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=resolve, name="hub-token", daemon=True)
-    worker.start()
-    worker.join(stall_s)
+    try:
+        outcome["token"] = within(stall_s, lambda: get_token_to_send(None))
+    except Unanswered:
+        outcome["late"] = True
+    except Exception as raised:
+        outcome["error"] = raised
     resource = env.get("HF_OIDC_RESOURCE")
     what = (
         f"the exchange of an identity token for HF_OIDC_RESOURCE={resource}"
         if resource
         else f"the refresh of the OAuth token stored in {stored_hub_token_path(env)}"
     )
-    if worker.is_alive():
+    if outcome.get("late"):
         waits = (
             f"{endpoint} did not answer"
             if resource
@@ -1085,6 +1120,11 @@ class HubRepo:
                 f"{endpoint} sent nothing for {self.stall_s:g} s (DOWNLOAD_STALL_S), "
                 f"{DOWNLOAD_ATTEMPTS} times. {self.check_path}"
             )
+        elif isinstance(error, Unanswered):
+            why = (
+                f"{endpoint} did not answer in full within {self.stall_s:g} s "
+                f"(DOWNLOAD_STALL_S), {DOWNLOAD_ATTEMPTS} times. {self.check_path}"
+            )
         elif isinstance(error, OSError) and error.filename is not None:
             # A local path, not the network: huggingface_hub reads its stored token under
             # HF_HOME (HF_TOKEN_PATH) before it sends anything.
@@ -1118,7 +1158,7 @@ class HubRepo:
         if isinstance(error, HfHubHTTPError):
             status = getattr(getattr(error, "response", None), "status_code", None)
             return status is None or status in (408, 429) or status >= 500
-        return isinstance(error, httpx.HTTPError)
+        return isinstance(error, (httpx.HTTPError, Unanswered))
 
     def files(self, log: Callable[[str], None]) -> tuple[str, list[RemoteFile]]:
         """(the commit, the files the engine loads there): ``HfApi.model_info`` with files
@@ -1137,8 +1177,11 @@ class HubRepo:
 
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
-                info = self.api.model_info(
-                    self.repo, revision=self.revision, files_metadata=True, timeout=self.stall_s
+                info = within(
+                    self.stall_s,
+                    lambda: self.api.model_info(
+                        self.repo, revision=self.revision, files_metadata=True, timeout=self.stall_s
+                    ),
                 )
                 break
             except Exception as error:

@@ -199,6 +199,9 @@ class FakeHub(ThreadingHTTPServer):
         # proxy at HF_ENDPOINT can send instead: a hostile one (names that leave the cache)
         # or a broken one (keys missing, entries that are not objects, a 200 HTML page).
         self.rewrite_model_info: Callable[[dict], object] | None = None
+        # Send the model info one byte every this many seconds (a server that holds a
+        # request open with a trickle, which no per-read timeout ends); None: at once.
+        self.drip_model_info: float | None = None
         # The bearer tokens the Hub knows; None: any (see the module's docstring).
         self.valid_tokens: set[str] | None = None
         # POST /oauth/token: the form (or JSON) fields -> (status, body), or None to hold.
@@ -294,6 +297,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _drip(self, data: bytes, every: float):
+        """Answer 200 with ``data``, one byte every ``every`` seconds."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        for i in range(len(data)):
+            if self.server.closing.wait(every):
+                return
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+
     def _not_found(self, code: str, message: str):
         self._send_json(
             404, {"error": message}, [("X-Error-Code", code), ("X-Error-Message", message)]
@@ -376,6 +391,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "lastModified": "2025-09-01T00:00:00.000Z",
             }
             rewrite = self.server.rewrite_model_info
+            if self.server.drip_model_info is not None:
+                return self._drip(json.dumps(body).encode(), self.server.drip_model_info)
             return self._send_json(200, body if rewrite is None else rewrite(body))
         if rest[0] == "tree":
             prefix = "/".join(rest[2:])

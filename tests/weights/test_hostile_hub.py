@@ -566,3 +566,19 @@ def test_a_good_stored_token_is_sent_and_a_bad_one_unused_is_not_refused(
         assert engine_record(env)["argv"][2].endswith(repo.refs["main"])
         expected = None if name == "implicit-off" else "Bearer hf_EnvironmentTok3n"
         assert authorizations(hub.requests[seen:]) == {expected}, name
+
+
+def test_a_listing_that_trickles_in_is_bounded_in_total(hub, repo, tmp_path):
+    """One byte every 0.5 s beats any per-read timeout: the launch hung past a minute,
+    printing nothing (pass 12). The listing now has a total deadline, DOWNLOAD_STALL_S."""
+    import time
+
+    hub.drip_model_info = 0.5
+    env = launcher_env(tmp_path, hub.url, DOWNLOAD_STALL_S=2)
+    started = time.monotonic()
+    result = launch(env, timeout=60)
+    took = time.monotonic() - started
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert took < 20, took  # 3 attempts of 2 s, and the pauses between them
+    message = last_line(result)
+    assert f"{hub.url} did not answer in full within 2 s (DOWNLOAD_STALL_S), 3 times" in message
