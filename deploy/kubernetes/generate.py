@@ -193,7 +193,7 @@ def pod_template(engine: str, nodes: int, leader: bool, rdma_resource: str | Non
         container["ports"] = [
             {"name": "http", "containerPort": ENGINE_PORT[engine], "protocol": "TCP"}
         ]
-    limits: dict = {"nvidia.com/gpu": GPUS_PER_NODE}
+    limits: dict = {GPU_RESOURCE: GPUS_PER_NODE}
     if rdma_resource:
         limits[rdma_resource] = RDMA_DEVICES_PER_POD
         # NCCL pins its RDMA buffers; the runtime's default memlock limit is small.
@@ -613,11 +613,22 @@ def render_all(rdma_resource: str = RDMA_RESOURCE) -> dict[str, str]:
     return files
 
 
+# The GPUs' extended resource, as NVIDIA's device plugin names it (k8s-device-plugin).
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
 def resource_name(text: str) -> str:
-    """argparse type: a Kubernetes extended resource name such as ``rdma/hca_shared_devices_a``."""
+    """argparse type: a Kubernetes extended resource name such as ``rdma/hca_shared_devices_a``;
+    not ``GPU_RESOURCE``, which each pod already requests (``GPUS_PER_NODE``): as the RDMA
+    resource it would replace that request with one device."""
     if not _RESOURCE_NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an extended resource name (DOMAIN/NAME, e.g. {RDMA_RESOURCE})"
+        )
+    if text == GPU_RESOURCE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is the GPUs' resource, which each pod already requests "
+            f"({GPUS_PER_NODE}); give the RDMA device plugin's resource, e.g. {RDMA_RESOURCE}"
         )
     return text
 

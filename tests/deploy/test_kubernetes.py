@@ -624,6 +624,28 @@ def test_a_malformed_rdma_resource_is_refused(tmp_path, bad):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_gpus_resource_is_refused_as_the_rdma_resource(tmp_path):
+    """It replaced each -rdma pod's 8 GPUs with 1 (pass 12)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(GENERATOR),
+            "--rdma-resource",
+            "nvidia.com/gpu",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "'nvidia.com/gpu' is the GPUs' resource, which each pod already requests (8)" in (
+        proc.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "out, check",
     [
