@@ -467,10 +467,40 @@ def check_proxies(env: Mapping[str, str]) -> None:
             raise ConfigError(name, raw, PROXY_ACCEPTED, problem, hide_value=hide)
 
 
+def check_certificate_paths(env: Mapping[str, str]) -> None:
+    """Refuse ``SSL_CERT_FILE`` that is not a regular file, and ``SSL_CERT_DIR`` that is not
+    a directory, before any request.
+
+    OpenSSL reads them when the Hub client makes its TLS context (``ssl``'s
+    ``set_default_verify_paths``; httpx 0.x reads ``SSL_CERT_FILE`` itself, httpx/_config.py):
+    a missing file ends in a ``FileNotFoundError`` that names no file, and a FIFO blocks the
+    client's first request.
+
+    Raises:
+        ConfigError: naming the variable and its path (exit status 2).
+    """
+    from .errors import ConfigError
+
+    for name, wanted in (("SSL_CERT_FILE", "a regular file"), ("SSL_CERT_DIR", "a directory")):
+        path = (env.get(name) or "").strip()
+        if not path:
+            continue
+        ok = os.path.isfile(path) if name == "SSL_CERT_FILE" else os.path.isdir(path)
+        if not ok:
+            where = "nothing is there" if not os.path.lexists(path) else f"it is not {wanted}"
+            raise ConfigError(
+                name,
+                path,
+                f"{wanted} of CA certificates in PEM (read by OpenSSL)",
+                f"{where.capitalize()}. Mount the certificates there, or unset {name}.",
+            )
+
+
 def hub_endpoint(env: Mapping[str, str]) -> str | None:
     """``HF_ENDPOINT``, checked: ``None`` when unset (huggingface_hub's default Hub).
 
-    The proxy variables are checked first (``check_proxies``).
+    The proxy variables and the certificate paths are checked first (``check_proxies``,
+    ``check_certificate_paths``).
 
     Raises:
         ConfigError: it is not an http(s) URL with a host (``http://[::1`` included, which
@@ -479,6 +509,7 @@ def hub_endpoint(env: Mapping[str, str]) -> str | None:
             ``@`` (user info, which may hold a password). A proxy variable, likewise.
     """
     check_proxies(env)
+    check_certificate_paths(env)
     raw = (env.get("HF_ENDPOINT") or "").strip()
     if not raw:
         return None

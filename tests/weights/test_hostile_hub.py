@@ -582,3 +582,26 @@ def test_a_listing_that_trickles_in_is_bounded_in_total(hub, repo, tmp_path):
     assert took < 20, took  # 3 attempts of 2 s, and the pauses between them
     message = last_line(result)
     assert f"{hub.url} did not answer in full within 2 s (DOWNLOAD_STALL_S), 3 times" in message
+
+
+@pytest.mark.parametrize(
+    "name, make, says",
+    [
+        ("SSL_CERT_FILE", lambda p: os.mkfifo(p), "It is not a regular file"),
+        ("SSL_CERT_FILE", lambda p: None, "Nothing is there"),
+        ("SSL_CERT_DIR", lambda p: p.write_text(""), "It is not a directory"),
+    ],
+    ids=["a FIFO", "missing", "a file for a directory"],
+)
+def test_certificate_paths_openssl_cannot_read_are_refused_before_any_request(
+    hub, repo, tmp_path, name, make, says
+):
+    """A FIFO blocked the first request; a missing file was a FileNotFoundError naming no
+    file, reported as a network failure (pass 12)."""
+    path = tmp_path / "ca"
+    make(path)
+    result = launch(launcher_env(tmp_path, hub.url, **{name: path}), timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = last_line(result)
+    assert message.startswith(f"longcat-deploy: error: {name} is '{path}'") and says in message
+    assert not hub.requests
