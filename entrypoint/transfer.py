@@ -333,6 +333,98 @@ def pointer_path(folder: str, commit: str, name: str) -> str:
     return os.path.join(folder, "snapshots", commit, *name.split("/"))
 
 
+# What a path can be instead of a regular file, in words (the stat module's S_IS* tests,
+# inode(7) "The file type and mode").
+_FILE_KINDS = (
+    ("S_ISLNK", "a symbolic link"),
+    ("S_ISDIR", "a directory"),
+    ("S_ISFIFO", "a FIFO (named pipe)"),
+    ("S_ISSOCK", "a socket"),
+    ("S_ISCHR", "a character device"),
+    ("S_ISBLK", "a block device"),
+)
+# The most read of a ref: it holds a commit id, 40 hex digits (huggingface_hub
+# file_download.py, _cache_commit_hash_for_specific_revision, writes just that).
+REF_MAX_BYTES = 1024
+
+
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` says a path is, in words: ``"a regular file"``, ``"a directory"``,
+    ``"a FIFO (named pipe)"``, ``"a character device"``..."""
+    import stat
+
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((name for test, name in _FILE_KINDS if getattr(stat, test)(mode)), "not a file")
+
+
+class NotAFile(TransferError):
+    """Something other than a regular file stands where the cache keeps one (a ref, the
+    download lease): a directory, a FIFO, a device, a socket, or, where links are not
+    followed, a symbolic link. ``str()``: ``"<path> is <kind>"``, then ``fix`` when given.
+
+    Attributes:
+        path (str): the path. mode (int): its ``st_mode``. kind (str): what it is, in words
+            (``file_kind``).
+    """
+
+    def __init__(self, path: str, mode: int, fix: str = ""):
+        self.path, self.mode, self.kind = path, mode, file_kind(mode)
+        super().__init__(f"{path} is {self.kind}{'; ' + fix if fix else ''}")
+
+
+def read_small_file(
+    path: str, limit: int, follow_links: bool = True
+) -> tuple[os.stat_result, bytes] | None:
+    """``(fstat of the open file, its first bytes, at most limit)`` of the regular file
+    ``path``; ``None`` when there is none (a dangling link, when links are followed).
+
+    Never blocks and never reads without end, whatever stands at ``path``: ``open()``
+    waits for a writer on a FIFO, and a device such as ``/dev/zero`` never ends. The path is
+    stat'ed first (a device or FIFO is not even opened), then opened with ``O_NONBLOCK`` (a
+    FIFO put there meanwhile opens at once, ``fifo(7)``) and checked again with ``fstat`` on
+    what was opened; at most ``limit`` bytes are read. ``follow_links=False`` refuses a
+    symbolic link (``O_NOFOLLOW``) instead of reading what it points at.
+
+    Raises:
+        NotAFile: ``path`` is something else than a regular file (``file_kind``).
+        OSError: it cannot be opened or read (permissions, I/O).
+    """
+    import stat
+
+    try:
+        mode = (os.stat if follow_links else os.lstat)(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode):
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags if follow_links else flags | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            if error.errno != errno.ELOOP or follow_links:
+                raise
+            mode = stat.S_IFLNK  # replaced by a link since the lstat
+        else:
+            try:
+                found = os.fstat(fd)
+                mode = found.st_mode
+                if stat.S_ISREG(mode):
+                    chunks: list[bytes] = []
+                    size = 0
+                    while size < limit:
+                        chunk = os.read(fd, limit - size)
+                        if not chunk:
+                            break
+                        chunks.append(chunk)
+                        size += len(chunk)
+                    return found, b"".join(chunks)
+            finally:
+                os.close(fd)
+    raise NotAFile(path, mode)
+
+
 def file_size(path: str) -> int:
     """The size of ``path`` in bytes, 0 when it does not exist."""
     try:
@@ -390,16 +482,33 @@ def write_ref(folder: str, revision: str, commit: str) -> None:
     """Record that ``revision`` (a branch or tag) is ``commit``: ``refs/<revision>``, as
     huggingface_hub does (``file_download.py``, ``_cache_commit_hash_for_specific_revision``).
 
+    The ref in place is read (``read_small_file``: never blocking, at most
+    ``REF_MAX_BYTES``) only to leave it untouched when it already says so. A FIFO, device,
+    socket or link to one there holds no ref: it is replaced (the new file is renamed over
+    the name, so nothing is opened through it), as its content is what the Hub just said.
+    A directory cannot be replaced that way, and may hold someone's files: refused.
+
     Raises:
+        NotAFile: a directory stands at ``refs/<revision>``.
         LocalWriteError: the refs folder cannot be written.
     """
     if revision == commit:
         return
     ref = os.path.join(folder, "refs", *revision.split("/"))
     try:
-        with open(ref) as f:
-            if f.read() == commit:
-                return
+        found = read_small_file(ref, REF_MAX_BYTES)
+        if found is not None and found[1] == commit.encode():
+            return
+    except NotAFile as error:
+        import stat
+
+        if stat.S_ISDIR(error.mode):
+            raise NotAFile(
+                ref,
+                error.mode,
+                "huggingface_hub keeps the commit of that branch or tag in a file there. "
+                f"Remove the directory (rm -r {ref}), then start again.",
+            ) from None
     except OSError:
         pass
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -36,15 +37,26 @@ def launcher_env(tmp_path: Path, hub_url: str | None = None, **extra) -> dict:
 
 
 def launch(
-    env: dict, args=(), timeout: float = 120, python_args=(), python: str | None = None
+    env: dict,
+    args=(),
+    timeout: float = 120,
+    python_args=(),
+    python: str | None = None,
+    memory_bytes: int | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``python -m entrypoint ARGS`` to its exec (or its refusal); capture its output.
 
-    ``python``: the interpreter (default: this test run's).
+    ``python``: the interpreter (default: this test run's). ``memory_bytes``: a cap on its
+    address space (``RLIMIT_AS``, as ``ulimit -v``), so a launcher that would read without
+    end fails with a MemoryError instead of growing until the OOM killer comes.
     """
     record = Path(env["FAKE_ENGINE_RECORD"]) if "FAKE_ENGINE_RECORD" in env else None
     if record is not None and record.exists():
         record.unlink()
+
+    def cap_memory() -> None:  # in the child: nothing imported there (other threads run)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
     return subprocess.run(
         [python or sys.executable, *python_args, "-m", "entrypoint", *args],
         env=env,
@@ -52,7 +64,15 @@ def launch(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=cap_memory if memory_bytes else None,
     )
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The ``longcat-deploy: error: ...`` lines of a launcher's stderr, without that prefix
+    (a refusal prints exactly one)."""
+    prefix = "longcat-deploy: error: "
+    return [line[len(prefix) :] for line in stderr.splitlines() if line.startswith(prefix)]
 
 
 def engine_record(env: dict) -> dict:

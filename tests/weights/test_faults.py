@@ -24,6 +24,7 @@ from tests.weights.support import (
     Running,
     blob_dir,
     engine_record,
+    error_lines,
     launch,
     launcher_env,
     partial_files,
@@ -250,3 +251,57 @@ def test_no_partial_file_is_left_by_a_successful_fetch(hub, repo, tmp_path, laun
     result = launch(launcher_env(tmp_path, hub.url), python=launcher_python)
     assert result.returncode == 0, result.stderr
     assert partial_files(tmp_path / "hf") == []
+
+
+# A prefetch that meets something else than a file at refs/main ends within this bound (the
+# interpreter's start, the Hub's listing and the tiny checkpoint's transfer included), where
+# it used to block after its "fetching" line (a FIFO) or read until the OOM killer came (a
+# link to /dev/zero: the cap on the address space makes that a quick failure here).
+DONE_WITHIN_S = 30
+HUNG_AFTER_S = 45
+MEMORY_CAP_BYTES = 4 * 2**30
+
+
+def repo_folder(hf_home) -> object:
+    return hf_home / "hub" / ("models--" + CHECKPOINT.replace("/", "--"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "a link to /dev/zero"])
+def test_a_ref_that_is_no_file_is_replaced_by_the_commit_the_hub_names(hub, repo, tmp_path, kind):
+    """The Hub just said which commit main is: a FIFO or device there holds no ref, and is
+    replaced (the name, never what it points at) by the file huggingface_hub would write."""
+    ref = repo_folder(tmp_path / "hf") / "refs" / "main"
+    ref.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(ref)
+    else:
+        ref.symlink_to("/dev/zero")
+    started = time.monotonic()
+    result = launch(
+        launcher_env(tmp_path, hub.url),
+        ["prefetch"],
+        timeout=HUNG_AFTER_S,
+        memory_bytes=MEMORY_CAP_BYTES,
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert not ref.is_symlink() and ref.read_text() == repo.refs["main"]
+    assert took < DONE_WITHIN_S, f"done after {took:.1f} s"
+
+
+def test_a_ref_that_is_a_directory_is_refused_before_any_transfer(hub, repo, tmp_path):
+    ref = repo_folder(tmp_path / "hf") / "refs" / "main"
+    (ref / "inside").mkdir(parents=True)
+    started = time.monotonic()
+    result = launch(launcher_env(tmp_path, hub.url), ["prefetch"], timeout=HUNG_AFTER_S)
+    took = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    assert error_lines(result.stderr) == [
+        f"cannot fetch {CHECKPOINT}@main: {ref} is a directory; huggingface_hub keeps the "
+        "commit of that branch or tag in a file there. Remove the directory "
+        f"(rm -r {ref}), then start again."
+    ], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not [r for r in hub.requests if "/resolve/" in r.path], "nothing was fetched"
+    assert (ref / "inside").is_dir(), "the directory is the user's to remove"
+    assert took < DONE_WITHIN_S, f"refused after {took:.1f} s"
