@@ -33,6 +33,9 @@ a new byte.
 from __future__ import annotations
 
 import os
+import stat
+
+from .errors import WeightsError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 
 # The lease lives with huggingface_hub's own lock files (``<cache>/.locks/<repo folder>/``).
 LEASE_NAME = "longcat-deploy.download.lease"
+# The most read of a lease file: its holder's JSON (host, process, token) is some 250 bytes.
+LEASE_MAX_BYTES = 4096
 # How often the waiting log says what the holder is doing.
 WAIT_LOG_EVERY_S = 15.0
 
@@ -89,6 +94,7 @@ class Lease:
         holder (str): who holds it, in words (after ``acquire``: this process).
 
     Raises (``acquire``):
+        WeightsError: something else than a regular file stands at ``path`` or its folder.
         OSError: the lease folder cannot be created or written (read-only, permissions).
     """
 
@@ -126,7 +132,11 @@ class Lease:
         """Try the exclusive create; True when this process now holds the lease."""
         import json
 
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except FileExistsError:  # something else than a folder stands there
+            raise self._not_a_file(folder, os.lstat(folder).st_mode) from None
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -140,8 +150,14 @@ class Lease:
         return True
 
     def _heartbeat(self) -> None:
+        from .transfer import NotAFile
+
         while not self._stop.wait(self.beat_s):
-            if self.token not in self._read()[1]:
+            try:
+                content = self._read()[1]
+            except (NotAFile, OSError):  # replaced or unreadable: not ours any more
+                content = ""
+            if self.token not in content:
                 self.lost.set()
                 return
             try:
@@ -157,7 +173,13 @@ class Lease:
         self._stop.set()
         if join and self._beat is not None and self._beat.is_alive():
             self._beat.join(self.beat_s + 1)
-        if self.holder == self.me and self.token in self._read()[1]:
+        from .transfer import NotAFile
+
+        try:
+            ours = self.holder == self.me and self.token in self._read()[1]
+        except (NotAFile, OSError):
+            ours = False
+        if ours:
             try:
                 os.unlink(self.path)
             except OSError:
@@ -177,14 +199,40 @@ class Lease:
         """((inode, mtime in ns), content) of the lease file, or (None, "") if absent.
 
         Opened rather than stat'ed: on NFS, an open revalidates the cached attributes
-        (close-to-open consistency), so a heartbeat shows within one poll.
+        (close-to-open consistency), so a heartbeat shows within one poll. Read only if it
+        is a regular file, not through a link, at most ``LEASE_MAX_BYTES``
+        (``transfer.read_small_file``): a FIFO there would block the open, a directory
+        would never open, and ``/dev/zero`` would never end.
+
+        Raises:
+            NotAFile: something else than a regular file is there (``_create`` never
+                makes one: ``O_EXCL`` creates a regular file and follows no link).
+            OSError: it cannot be read (permissions, I/O).
         """
-        try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                return (st.st_ino, st.st_mtime_ns), f.read(4096).decode("utf-8", "replace")
-        except OSError:
+        from .transfer import read_small_file
+
+        found = read_small_file(self.path, LEASE_MAX_BYTES, follow_links=False)
+        if found is None:
             return None, ""
+        st, content = found
+        return (st.st_ino, st.st_mtime_ns), content.decode("utf-8", "replace")
+
+    def _not_a_file(self, path: str, mode: int) -> WeightsError:
+        """The refusal for ``path`` (the lease file, or its folder) being ``mode``."""
+        from .transfer import file_kind
+
+        what = (
+            f"the download lease {path} is {file_kind(mode)}, not the file the launcher "
+            "keeps there while a node downloads into this cache"
+            if path == self.path
+            else f"{path}, the folder of the download lease {self.path}, is "
+            f"{file_kind(mode)}, not a folder"
+        )
+        remove = "rm -r" if stat.S_ISDIR(mode) else "rm"
+        return WeightsError(
+            f"{what}; no launcher can take the lease while it is there. Remove it "
+            f"({remove} {path}), then start again."
+        )
 
     def _gone(self, content: str) -> bool:
         """True when the holder ran in this PID namespace of this boot and is not running
@@ -237,9 +285,14 @@ class Lease:
         While waiting, logs who holds it and ``progress()`` every ``WAIT_LOG_EVERY_S``.
 
         Raises:
-            OSError: the lease cannot be created (read-only cache, permissions).
+            WeightsError: something else than a regular file (a directory, a FIFO, a
+                device, a link) stands where the lease file or its folder belongs; raised
+                at once, naming the path and what it is.
+            OSError: the lease cannot be created or read (read-only cache, permissions).
         """
         import threading
+
+        from .transfer import NotAFile
 
         self.lost.clear()
         self._stop.clear()
@@ -247,11 +300,19 @@ class Lease:
         bytes_seen, bytes_at = self.progress()[0], self.clock()
         logged_at = None
         poll_s = min(2.0, max(0.05, self.stale_s / 10))
+        absent_twice = False
         while not self._create():
             now = self.clock()
-            signature, content = self._read()
-            if signature is None:  # released between our create and our read
+            try:
+                signature, content = self._read()
+            except NotAFile as error:
+                raise self._not_a_file(error.path, error.mode) from None
+            if signature is None:  # released between our create and our read: retry,
+                if absent_twice:  # at once, unless it happens again
+                    self.sleep(poll_s)
+                absent_twice = True
                 continue
+            absent_twice = False
             holder = self._holder_of(content)
             if signature != seen:
                 seen, changed_at = signature, now

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from entrypoint.errors import WeightsError
+from entrypoint.lease import Lease, lease_path
 from tests.fakes.hub import sha256_hex
 from tests.machine import require_root
 from tests.weights.support import (
@@ -21,6 +23,8 @@ from tests.weights.support import (
     REPO_ROOT,
     Running,
     engine_record,
+    error_lines,
+    launch,
     launcher_env,
     partial_files,
     partial_size,
@@ -174,3 +178,73 @@ def test_a_waiting_node_takes_over_from_one_that_died_and_resumes_its_bytes(
         == hashlib.sha256(repo.commits[sha][SHARD_1]).digest()
     )
     assert partial_files(cache) == []
+
+
+# Bounds for a launcher that meets something else than a file where its lease belongs: it
+# refuses at once (in under REFUSED_WITHIN_S, the interpreter's start and the Hub's listing
+# included), where it used to spin or block without a word.
+REFUSED_WITHIN_S = 20
+HUNG_AFTER_S = 40
+
+
+def plant(path: Path, kind: str) -> None:
+    """Make ``path`` a ``kind``: "directory", "fifo", "a link to /dev/zero", "a dangling link"."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "directory":
+        path.mkdir()
+        (path / "something").write_text("left here")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "a link to /dev/zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.symlink_to(path.parent / "absent")
+
+
+@pytest.mark.parametrize(
+    "kind,said",
+    [
+        ("directory", "a directory"),
+        ("fifo", "a FIFO (named pipe)"),
+        ("a link to /dev/zero", "a symbolic link"),
+        ("a dangling link", "a symbolic link"),
+    ],
+)
+def test_a_lease_that_is_not_a_file_is_refused_at_once(hub, repo, tmp_path, kind, said):
+    """A directory, FIFO or link where the lease file belongs: the prefetch made it spin (a
+    directory: open() fails, read as "released", retried without a pause) or block (a FIFO:
+    open() waits for a writer), printing nothing."""
+    hf = tmp_path / "hf"
+    lease = hf / "hub" / ".locks" / f"models--{CHECKPOINT.replace('/', '--')}"
+    lease = lease / "longcat-deploy.download.lease"
+    plant(lease, kind)
+    started = time.monotonic()
+    result = launch(launcher_env(tmp_path, hub.url), ["prefetch"], timeout=HUNG_AFTER_S)
+    took = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    assert error_lines(result.stderr) == [
+        f"the download lease {lease} is {said}, not the file the launcher keeps "
+        "there while a node downloads into this cache; no launcher can take the lease "
+        f"while it is there. Remove it (rm {'-r ' if kind == 'directory' else ''}{lease}), "
+        "then start again."
+    ], result.stderr
+    assert "Traceback" not in result.stderr
+    assert took < REFUSED_WITHIN_S, f"refused after {took:.1f} s"
+    assert not [r for r in hub.requests if "/resolve/" in r.path], "nothing was fetched"
+    assert lease.is_symlink() or lease.exists(), "what was there is left for the user"
+
+
+def test_a_lease_folder_that_is_not_a_folder_is_refused_with_its_path(tmp_path):
+    """A FIFO where the lease's folder belongs: named, not reported as an unwritable cache
+    ("File exists", with advice to mount a writable volume)."""
+    folder = tmp_path / "hub" / ".locks" / f"models--{CHECKPOINT.replace('/', '--')}"
+    folder.parent.mkdir(parents=True)
+    os.mkfifo(folder)
+    lease = Lease(lease_path(str(tmp_path / "hub"), folder.name), 60, 60, log=lambda line: None)
+    with pytest.raises(WeightsError) as refused:
+        lease.acquire()
+    assert refused.value.message() == (
+        f"{folder}, the folder of the download lease {lease.path}, is a FIFO (named pipe), "
+        "not a folder; no launcher can take the lease while it is there. Remove it "
+        f"(rm {folder}), then start again."
+    )
