@@ -167,7 +167,21 @@ class Located:
 
 
 def _snapshot_of_cache_folder(folder: str, revision: str | None) -> str:
-    """The snapshot directory of a cache repository folder (``models--org--name``)."""
+    """The snapshot directory of a cache repository folder (``models--org--name``).
+
+    ``revision`` (``MODEL_REVISION``, ``None``: unset) names a snapshot (a commit) or a ref,
+    ``refs/<revision>``, else ``refs/main``; with no such ref and one snapshot, that one.
+    A ref is read only if it is a regular file, at most ``transfer.REF_MAX_BYTES``
+    (``transfer.read_small_file``: a FIFO would block, ``/dev/zero`` never end).
+
+    Raises:
+        WeightsError: no snapshot matches; or the ref is something else than a file (a
+            FIFO, a directory, a device), which huggingface_hub never writes: refused
+            rather than passed over, since the only snapshot, served instead, may not be
+            the commit that ref was meant to name.
+    """
+    from .transfer import REF_MAX_BYTES, NotAFile, read_small_file
+
     snapshots_dir = os.path.join(folder, "snapshots")
     try:
         snapshots = sorted(
@@ -182,10 +196,17 @@ def _snapshot_of_cache_folder(folder: str, revision: str | None) -> str:
         return os.path.join(snapshots_dir, wanted)
     ref = os.path.join(folder, "refs", *wanted.split("/"))
     try:
-        with open(ref) as f:
-            commit = f.read().strip()
+        found = read_small_file(ref, REF_MAX_BYTES)
+    except NotAFile as error:
+        raise WeightsError(
+            f"MODEL={folder} is a Hugging Face cache folder, but its ref {ref} is "
+            f"{error.kind}, not a file holding a commit id (huggingface_hub writes each ref "
+            "as a plain file). Remove it, set MODEL_REVISION to one of its snapshots "
+            f"({', '.join(snapshots) or 'none'}), or set MODEL to a snapshot directory."
+        ) from None
     except OSError:
-        commit = None
+        found = None
+    commit = found[1].decode("utf-8", "replace").strip() if found else None
     if commit in snapshots:
         return os.path.join(snapshots_dir, commit)
     if revision is None and len(snapshots) == 1:

@@ -166,3 +166,55 @@ def test_a_repo_id_huggingface_hub_refuses_is_a_weights_error(tmp_path):
         "refused by huggingface_hub",
     ):
         locate(plan, values, {"HF_HOME": str(tmp_path)})
+
+
+# A launch that meets something else than a file where a ref belongs refuses at once (the
+# interpreter's start included), where it used to block (a FIFO) or read without end (a
+# link to /dev/zero: the OOM killer ended it). The cap on its address space turns a read
+# without end into a quick failure of the test, not a host out of memory.
+REFUSED_WITHIN_S = 20
+HUNG_AFTER_S = 40
+MEMORY_CAP_BYTES = 2 * 2**30
+
+
+def plant_ref(ref: Path, kind: str) -> None:
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(ref)
+    elif kind == "directory":
+        ref.mkdir()
+    else:
+        ref.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize(
+    "kind,said",
+    [
+        ("fifo", "a FIFO (named pipe)"),
+        ("directory", "a directory"),
+        ("a link to /dev/zero", "a character device"),
+    ],
+)
+def test_a_cache_folder_whose_ref_is_not_a_file_is_refused_at_once(tmp_path, kind, said):
+    """Refused rather than passed over: with no usable refs/main the folder's only snapshot
+    would be served, which may not be the commit the ref was meant to name."""
+    import time
+
+    from tests.weights.support import error_lines, launch, launcher_env
+
+    folder = cache_folder(tmp_path, (COMMIT_A,))
+    ref = folder / "refs" / "main"
+    plant_ref(ref, kind)
+    env = launcher_env(tmp_path, MODEL=folder)
+    started = time.monotonic()
+    result = launch(env, timeout=HUNG_AFTER_S, memory_bytes=MEMORY_CAP_BYTES)
+    took = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    assert error_lines(result.stderr) == [
+        f"MODEL={folder} is a Hugging Face cache folder, but its ref {ref} is {said}, not "
+        "a file holding a commit id (huggingface_hub writes each ref as a plain file). "
+        f"Remove it, set MODEL_REVISION to one of its snapshots ({COMMIT_A}), or set MODEL "
+        "to a snapshot directory."
+    ], result.stderr
+    assert "Traceback" not in result.stderr
+    assert took < REFUSED_WITHIN_S, f"refused after {took:.1f} s"
