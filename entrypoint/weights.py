@@ -932,6 +932,18 @@ def check_stored_tokens(env: Mapping[str, str]) -> list[str]:
     ]
 
 
+# The file listing's total deadline beyond twice the stall bound: huggingface_hub's own first
+# request, for its agent registry (utils/_detect_agent.py, _REGISTRY_FETCH_TIMEOUT, 3 s),
+# runs inside the listing's call, and a silent Hub must still end on the per-read bound.
+LISTING_EXTRA_S = 5.0
+
+
+def listing_deadline(stall_s: float) -> float:
+    """Seconds the file listing may take in all, however slowly its bytes come:
+    ``2 * stall_s + LISTING_EXTRA_S``."""
+    return 2 * stall_s + LISTING_EXTRA_S
+
+
 class Unanswered(Exception):
     """A Hub request that did not finish within its total deadline (``within``)."""
 
@@ -1174,8 +1186,9 @@ class HubRepo:
             )
         elif isinstance(error, Unanswered):
             why = (
-                f"{endpoint} did not answer in full within {self.stall_s:g} s "
-                f"(DOWNLOAD_STALL_S), {DOWNLOAD_ATTEMPTS} times. {self.check_path}"
+                f"{endpoint} did not answer in full within {error.seconds:g} s (twice "
+                f"DOWNLOAD_STALL_S, and {LISTING_EXTRA_S:g} s), {DOWNLOAD_ATTEMPTS} times. "
+                f"{self.check_path}"
             )
         elif isinstance(error, OSError) and error.filename is not None:
             # A local path, not the network: huggingface_hub reads its stored token under
@@ -1230,7 +1243,7 @@ class HubRepo:
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
                 info = within(
-                    self.stall_s,
+                    listing_deadline(self.stall_s),
                     lambda: self.api.model_info(
                         self.repo, revision=self.revision, files_metadata=True, timeout=self.stall_s
                     ),

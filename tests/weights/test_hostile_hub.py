@@ -579,9 +579,10 @@ def test_a_listing_that_trickles_in_is_bounded_in_total(hub, repo, tmp_path):
     result = launch(env, timeout=60)
     took = time.monotonic() - started
     assert result.returncode == 4, result.stdout + result.stderr
-    assert took < 20, took  # 3 attempts of 2 s, and the pauses between them
+    assert took < 45, took  # 3 attempts of 2 * 2 + 5 s, and the pauses between them
     message = last_line(result)
-    assert f"{hub.url} did not answer in full within 2 s (DOWNLOAD_STALL_S), 3 times" in message
+    assert f"{hub.url} did not answer in full within 9 s (twice DOWNLOAD_STALL_S" in message
+    assert "3 times" in message
 
 
 @pytest.mark.parametrize(
