@@ -90,33 +90,27 @@ def read_api_key(plan: Plan, env: Mapping[str, str]) -> str | None:
     return key
 
 
-# What a path is when it is not a regular file, by the S_IS* test of its mode.
-_FILE_KINDS = (
-    ("S_ISDIR", "a directory"),
-    ("S_ISFIFO", "a FIFO (named pipe)"),
-    ("S_ISSOCK", "a socket"),
-    ("S_ISCHR", "a character device"),
-    ("S_ISBLK", "a block device"),
-)
-
-
 def _read_regular_file(variable: str, path: str, limit: int) -> bytes:
-    """Read at most ``limit`` bytes of the regular file ``path``, never blocking on it.
-
-    ``open()`` blocks on a FIFO until a writer comes, and a device may never end: the path
-    is opened with ``O_NONBLOCK`` (a FIFO then opens at once; ``fifo(7)``) and
-    ``O_CLOEXEC``, and refused unless ``fstat`` says it is a regular file. Symbolic links
-    are followed, as Kubernetes mounts each Secret key as a link to ``..data/KEY``.
+    """Read at most ``limit`` bytes of the regular file ``path``, never blocking on it
+    (``entrypoint.transfer.read_small_file``: a FIFO or a device is not read). Symbolic
+    links are followed, as Kubernetes mounts each Secret key as a link to ``..data/KEY``.
 
     Raises:
         ConfigError: naming ``variable``: the path cannot be opened or read, or is not a
             regular file (it says what it is: a FIFO, a device, a directory...).
     """
-    import stat
+    from .transfer import NotAFile, read_small_file
 
     accepted = "the path of a readable file holding the key"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        found = read_small_file(path, limit)
+    except NotAFile as error:
+        raise ConfigError(
+            variable,
+            path,
+            accepted,
+            f"It is {error.kind}, not a regular file. Mount the Secret or file there.",
+        ) from None
     except OSError as error:
         raise ConfigError(
             variable,
@@ -124,35 +118,14 @@ def _read_regular_file(variable: str, path: str, limit: int) -> bytes:
             accepted,
             f"It cannot be read: {error.strerror}. Mount the Secret or file there.",
         ) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            what = next(
-                (name for test, name in _FILE_KINDS if getattr(stat, test)(mode)),
-                "not a regular file",
-            )
-            raise ConfigError(
-                variable,
-                path,
-                accepted,
-                f"It is {what}, not a regular file. Mount the Secret or file there.",
-            )
-        os.set_blocking(fd, True)
-        chunks = []
-        size = 0
-        while size < limit:
-            chunk = os.read(fd, limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    except OSError as error:
+    if found is None:
         raise ConfigError(
-            variable, path, accepted, f"It cannot be read: {error.strerror}."
-        ) from None
-    finally:
-        os.close(fd)
+            variable,
+            path,
+            accepted,
+            "It cannot be read: No such file or directory. Mount the Secret or file there.",
+        )
+    return found[1]
 
 
 def check_engine_key(engine: str, variable: str, where: str | None, key: str) -> None:

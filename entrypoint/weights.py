@@ -799,16 +799,6 @@ def check_stored_token(env: Mapping[str, str]) -> None:
     raise StoredTokenError(path, why)
 
 
-# What each kind of file that is not a regular one is, for a message (stat.S_IFMT).
-_FILE_KINDS = {
-    "S_ISDIR": "a directory",
-    "S_ISFIFO": "a FIFO (a named pipe), which huggingface_hub would wait on for ever",
-    "S_ISSOCK": "a socket",
-    "S_ISCHR": "a character device, which huggingface_hub would read without end",
-    "S_ISBLK": "a block device",
-}
-
-
 def _not_a_token_file(path: str) -> str | None:
     """Why huggingface_hub cannot read the file at ``path`` as a token, in words; ``None``
     when it can, or when there is no file there (no token is sent).
@@ -841,11 +831,13 @@ def _not_a_token_file(path: str) -> str | None:
             return None  # reads empty: no token
     except OSError:
         pass
-    kind = next(
-        (words for test, words in _FILE_KINDS.items() if getattr(stat, test)(st.st_mode)),
-        "not a regular file",
-    )
-    return f"it is {kind}, not a regular file"
+    from .transfer import file_kind
+
+    why = {
+        stat.S_IFIFO: ", which huggingface_hub would wait on for ever",
+        stat.S_IFCHR: ", which huggingface_hub would read without end",
+    }.get(stat.S_IFMT(st.st_mode), "")
+    return f"it is {file_kind(st.st_mode)}{why}, not a regular file"
 
 
 def credential_sent(env: Mapping[str, str]) -> str | None:

@@ -294,7 +294,7 @@ def _oversize(path):
 @pytest.mark.parametrize(
     "make,why",
     [
-        (_fifo, "it is a FIFO (a named pipe)"),
+        (_fifo, "it is a FIFO (named pipe)"),
         (_directory, "it is a directory, not a regular file"),
         (lambda _: "/dev/zero", "it is a character device"),
         (_oversize, "it is 16387 bytes"),
