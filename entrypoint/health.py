@@ -107,9 +107,26 @@ def pid_file(env: Mapping[str, str]) -> str:
 
 
 def record_engine_pid(path: str) -> None:
-    """Write this process's ID to ``path``; the exec that follows keeps the ID."""
-    with open(path, "w") as f:
-        f.write(f"{os.getpid()}\n")
+    """Write this process's ID to ``path``; the exec that follows keeps the ID.
+
+    Written to a new file beside it, then renamed over ``path``: whatever stood there is
+    replaced, never written through. ``/tmp`` is shared on a workstation, and another user
+    may have put a link there (to a file of ours) or a FIFO (an open would wait on it).
+
+    Raises:
+        OSError: the folder cannot be written, or a directory stands at ``path``.
+    """
+    temporary = f"{path}.{os.getpid()}.new"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    try:
+        os.replace(temporary, path)
+    except OSError:
+        os.unlink(temporary)
+        raise
 
 
 def engine_process(path: str, marker: str = HEADLESS_MARKER, proc: str = "/proc") -> int | None:
@@ -125,14 +142,18 @@ def engine_process(path: str, marker: str = HEADLESS_MARKER, proc: str = "/proc"
         The process ID, or ``None`` when there is no record or that process is gone, a
         zombie, or something else.
     """
+    from .transfer import NotAFile, read_small_file
+
     try:
-        with open(path) as f:
-            pid = int(f.read().strip())
+        found = read_small_file(path, 64)  # a FIFO or /dev/zero there is no record
+        if found is None:
+            return None
+        pid = int(found[1].strip())
         with open(f"{proc}/{pid}/cmdline", "rb") as f:
             argv = f.read().decode(errors="replace").split("\0")
         with open(f"{proc}/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, NotAFile):
         return None
     names = set(argv) | {a.rsplit("/", 1)[-1] for a in argv}
     if state == "Z" or not all(word in names for word in marker.split()):

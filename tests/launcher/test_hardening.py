@@ -364,6 +364,41 @@ def test_the_launcher_records_the_headless_engine_before_the_exec(tmp_path):
     assert (tmp_path / "longcat-deploy-engine.pid").read_text() == f"{process.pid}\n"
 
 
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_a_pid_record_that_is_no_file_is_no_record_at_once(tmp_path, kind):
+    """A FIFO at the record held health past a minute; a link to /dev/zero ended in a
+    MemoryError traceback (pass 13)."""
+    import time
+
+    record = tmp_path / "longcat-deploy-engine.pid"
+    if kind == "fifo":
+        os.mkfifo(record)
+    else:
+        record.symlink_to("/dev/zero")
+    started = time.monotonic()
+    assert engine_process(str(record)) is None
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to a file of ours"])
+def test_the_pid_record_replaces_what_stands_there_never_writing_through_it(tmp_path, kind):
+    """The launch hung on a FIFO there, and wrote its PID through a link into the file
+    it names (pass 13: /tmp is shared on a workstation)."""
+    from entrypoint.health import record_engine_pid
+
+    record = tmp_path / "longcat-deploy-engine.pid"
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    if kind == "fifo":
+        os.mkfifo(record)
+    else:
+        record.symlink_to(victim)
+    record_engine_pid(str(record))
+    assert not record.is_symlink() and record.read_text() == f"{os.getpid()}\n"
+    assert victim.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([record.name, victim.name])
+
+
 def test_an_unreadable_pid_record_is_unhealthy_not_a_traceback(tmp_path):
     record = tmp_path / "record.pid"
     record.write_text("not a number")
