@@ -178,9 +178,32 @@ def git_revision(root: Path = ROOT) -> str | None:
 
 
 def source_url(root: Path = ROOT) -> str:
-    """The repository URL for the OCI ``url`` and ``source`` labels: git's ``origin``, or
-    ``unknown``."""
-    return _git(root, "remote", "get-url", "origin") or "unknown"
+    """The repository URL for the OCI ``url`` and ``source`` labels: git's ``origin``
+    without its user info, or ``unknown``.
+
+    A CI clone's origin often carries a credential (GitLab CI's
+    ``https://gitlab-ci-token:TOKEN@host/...``; a token in a GitHub URL): labels are part
+    of the image's configuration, which every puller reads (``docker inspect``), so only
+    the scheme, host, port and path go there (``without_user_info``).
+    """
+    url = _git(root, "remote", "get-url", "origin")
+    return without_user_info(url) if url else "unknown"
+
+
+def without_user_info(url: str) -> str:
+    """``url`` without the user info of its authority (RFC 3986, section 3.2.1):
+    ``https://user:TOKEN@host/path`` is ``https://host/path``, and scp-like git URLs
+    (``git@host:org/repo``) drop ``git@``. Text that is neither is returned as it is."""
+    if "@" not in url:
+        return url
+    scheme, separator, rest = url.partition("://")
+    if separator:
+        authority, slash, path = rest.partition("/")
+        return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    head, colon, path = url.partition(":")  # git's scp-like syntax: [user@]host:path
+    if colon and "/" not in head:
+        return f"{head.rpartition('@')[2]}:{path}"
+    return url
 
 
 # Docker's reference grammar (distribution/reference, reference.go): a tag is

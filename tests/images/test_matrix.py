@@ -285,3 +285,27 @@ def test_standin_recipe_carries_exactly_what_the_bases_provide(matrix):
         text=True,
     )
     assert done.stdout.strip() == standin.image_name(ROOT)
+
+
+@pytest.mark.parametrize(
+    "origin, label",
+    [
+        (
+            "https://gitlab-ci-token:glcbt-Sekret7Xw@gitlab.example/org/repo.git",
+            "https://gitlab.example/org/repo.git",
+        ),
+        ("https://ghp_Sekret7Xw@github.com/org/repo", "https://github.com/org/repo"),
+        ("git@github.com:org/repo.git", "github.com:org/repo.git"),
+        ("https://github.com/org/repo.git", "https://github.com/org/repo.git"),
+    ],
+)
+def test_the_source_label_holds_no_credential_of_the_origin(tmp_path, origin, label):
+    """A CI clone's origin carries a token; the labels went into the image whole, which
+    every puller reads (pass 13: only the printed plan blanked it)."""
+    import subprocess
+
+    from images.matrix import source_url
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", origin], check=True)
+    assert source_url(tmp_path) == label
