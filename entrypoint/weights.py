@@ -45,7 +45,7 @@ from __future__ import annotations
 import os
 
 from .errors import WeightsError
-from .output import format_gb, log, redact_logs
+from .output import format_gb, log, redact, redact_logs
 from .settings import HUB_TRUE_VALUES as _TRUE  # huggingface_hub's "on" words
 from .units import GB
 from .values import CACHE_FOLDER_PREFIX, is_local_model, repo_id_of_cache_folder
@@ -576,18 +576,19 @@ def _free_bytes(directory: str) -> int:
     return shutil.disk_usage(path).free
 
 
-def _summary(error: Exception, token: str | None) -> str:
-    """``Type: first line of the message (HTTP status)``, with the token (if any) blanked
-    out, and no "." or ":" at its end (a message goes on after it)."""
+def _summary(error: Exception) -> str:
+    """``Type: first line of the message (HTTP status)``, with every secret blanked
+    (``entrypoint.output.redact``: all of them at once, so one that holds or overlaps
+    another is blanked whole), and no "." or ":" at its end (a message goes on after it)."""
     text = str(error).strip()
     text = text.splitlines()[0].rstrip(".: ") if text else ""
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(status, int) and str(status) not in text:
         text = f"{text} (HTTP {status})" if text else f"HTTP {status}"
-    return f"{type(error).__name__}: {text.replace(token, '***') if token else text}"
+    return f"{type(error).__name__}: {redact(text)}"
 
 
-def _unreadable_listing(error: Exception, token: str | None) -> str | None:
+def _unreadable_listing(error: Exception) -> str | None:
     """What a model listing lacks, when ``error`` is ``HfApi.model_info`` failing to read the
     answer; ``None`` for any other error (a refusal, the network, an argument it refuses).
 
@@ -611,11 +612,11 @@ def _unreadable_listing(error: Exception, token: str | None) -> str | None:
     if isinstance(error, json.JSONDecodeError):
         return f"it is not JSON ({error.msg} at character {error.pos})"
     if isinstance(error, (TypeError, AttributeError)):
-        return f"an entry is not of the type the Hub sends ({_summary(error, token)})"
+        return f"an entry is not of the type the Hub sends ({_summary(error)})"
     if isinstance(error, ValueError) and not isinstance(
         error, (HFValidationError, UnicodeDecodeError)
     ):
-        return f"a value the Hub sends is not readable ({_summary(error, token)})"
+        return f"a value the Hub sends is not readable ({_summary(error)})"
     return None
 
 
@@ -1047,7 +1048,7 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
             resource,
             "a Hub repo or user name to scope a Trusted Publishers token to, with an "
             "identity token to exchange (HF_OIDC_ID_TOKEN, or GitHub Actions' own)",
-            f"huggingface_hub: {_summary(error, None)}. Set HF_OIDC_ID_TOKEN, or unset "
+            f"huggingface_hub: {_summary(error)}. Set HF_OIDC_ID_TOKEN, or unset "
             "HF_OIDC_RESOURCE and set HF_TOKEN.",
         )
     if isinstance(error, NotADirectoryError):  # HF_HOME (or HF_TOKEN_PATH's folder) a file
@@ -1062,10 +1063,10 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
         ) from None
     if isinstance(error, Exception):
         raise WeightsError(
-            f"cannot get the Hub token: {what} failed: {_summary(error, None)}. Check "
+            f"cannot get the Hub token: {what} failed: {_summary(error)}. Check "
             "HF_OIDC_RESOURCE and HF_OIDC_ID_TOKEN, or set HF_TOKEN."
             if resource
-            else f"cannot get the Hub token: {_summary(error, None)}."
+            else f"cannot get the Hub token: {_summary(error)}."
         )
     # A refresh may have saved a new token and a rotated refresh token (_save_token).
     blank_also(stored_tokens(env))
@@ -1153,7 +1154,7 @@ class HubRepo:
 
         from .transfer import DOWNLOAD_ATTEMPTS
 
-        repo, token, endpoint = self.repo, self.token, self.api.endpoint
+        repo, endpoint = self.repo, self.api.endpoint
         lacks = f"{self.credential} lacks access" if self.credential else "HF_TOKEN is not set"
         status = getattr(getattr(error, "response", None), "status_code", None)
         if isinstance(error, GatedRepoError):
@@ -1190,7 +1191,7 @@ class HubRepo:
                 "must be a directory the launcher can read and write, not a file"
             )
         elif isinstance(error, HfHubHTTPError) and status == 401:
-            why = f"{endpoint} answered 401 Unauthorized ({_summary(error, token)}): " + (
+            why = f"{endpoint} answered 401 Unauthorized ({_summary(error)}): " + (
                 f"it refused {self.credential} (expired, revoked or mistyped): set "
                 "HF_TOKEN to a valid token, or run `hf auth login` again"
                 if self.credential
@@ -1198,12 +1199,12 @@ class HubRepo:
             )
         elif isinstance(error, HfHubHTTPError) and status == 403:
             why = (
-                f"{endpoint} answered 403 Forbidden ({_summary(error, token)}). "
+                f"{endpoint} answered 403 Forbidden ({_summary(error)}). "
                 f"{lacks}: use a token that "
                 f"can read {repo}, or check what a proxy or mirror at HF_ENDPOINT allows"
             )
         else:
-            why = f"{_summary(error, token)}. {self.check_path}"
+            why = f"{_summary(error)}. {self.check_path}"
         return WeightsError(f"cannot {doing} {self.where}: {why}{self.missing_here}.")
 
     @staticmethod
@@ -1242,13 +1243,13 @@ class HubRepo:
                 )
                 break
             except Exception as error:
-                unreadable = _unreadable_listing(error, self.token)
+                unreadable = _unreadable_listing(error)
                 if unreadable is not None:
                     raise self.cannot_read(unreadable) from None
                 if attempt == DOWNLOAD_ATTEMPTS or not self.transient(error):
                     raise self.refuse(error, "look up") from None
                 log(
-                    f"weights: looking up {self.where}: {_summary(error, self.token)}; trying "
+                    f"weights: looking up {self.where}: {_summary(error)}; trying "
                     f"again (attempt {attempt + 1} of {DOWNLOAD_ATTEMPTS})"
                 )
                 time.sleep(RETRY_PAUSE_S)

@@ -606,3 +606,18 @@ def test_certificate_paths_openssl_cannot_read_are_refused_before_any_request(
     message = last_line(result)
     assert message.startswith(f"longcat-deploy: error: {name} is '{path}'") and says in message
     assert not hub.requests
+
+
+def test_two_secrets_where_one_holds_the_other_are_blanked_whole_in_a_hub_message():
+    """The token was blanked first, alone, and the API key's tail was printed from a
+    server's 403 message (pass 13)."""
+    from entrypoint.output import configure
+    from entrypoint.weights import _summary
+
+    token, key = "hfTOKq7Zx91LmWv3", "hfTOKq7Zx91LmWv3Zsuffix12"
+    configure([token, key])
+    try:
+        text = _summary(PermissionError(f"403 Forbidden: A={key} B={token}"))
+    finally:
+        configure([])
+    assert text == "PermissionError: 403 Forbidden: A=*** B=***"
