@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from .errors import EXIT_CONFIG, LaunchError, output_failed
+from .errors import EXIT_CONFIG, ConfigError, LaunchError, output_failed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at every container start
@@ -119,6 +119,29 @@ def parse_command_line(args: Sequence[str]) -> tuple[str, list[str], bool]:
     return "launch", [a for a in before if a != DRY_RUN] + after, dry_run
 
 
+def refuse_secret_in_revision(revision: str, secrets: Mapping[str, str]) -> None:
+    """Refuse a ``MODEL_REVISION`` that holds a secret's value (any case): the revision
+    goes into the Hub's URLs (``/api/models/REPO/revision/REV``, in every proxy's and
+    mirror's log) and names a file in the cache (``refs/REV``), whether or not the engine's
+    command line gets it.
+
+    Raises:
+        ConfigError: naming ``MODEL_REVISION`` and the secret, neither value shown.
+    """
+    from .output import MIN_SECRET_CHARS
+
+    for name, secret in secrets.items():
+        value = secret.strip()
+        if len(value) >= MIN_SECRET_CHARS and value.lower() in revision.lower():
+            raise ConfigError(
+                "MODEL_REVISION",
+                revision,
+                f"a branch, tag or commit, not the value of {name}",
+                "A revision goes into the Hub's URLs and the cache's file names.",
+                hide_value=True,
+            )
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run the launcher; return the exit status (``exec`` does not return at all).
 
@@ -151,6 +174,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
             for name, value in secrets.items():
                 check_not_launcher_text(name, value)
+            refuse_secret_in_revision(env.get("MODEL_REVISION") or "", secrets)
         if command == "check":
             from .check import run_check
 

@@ -445,6 +445,15 @@ USERINFO_SPLIT = (
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
 
+def _has_socksio() -> bool:
+    """Whether ``socksio`` is importable: httpx needs it for a SOCKS proxy (httpx's
+    ``_transports/default.py``: "Using SOCKS proxy, but the 'socksio' package is not
+    installed")."""
+    import importlib.util
+
+    return importlib.util.find_spec("socksio") is not None
+
+
 def check_proxies(env: Mapping[str, str]) -> None:
     """Refuse a proxy variable (``entrypoint.settings.proxy_variables``) that is not a URL
     httpx can use, before
@@ -476,6 +485,11 @@ def check_proxies(env: Mapping[str, str]) -> None:
                 problem = USERINFO_SPLIT
             elif parts.scheme.lower() not in PROXY_SCHEMES:
                 problem = f"Its scheme is not one httpx can use: {', '.join(PROXY_SCHEMES)}."
+            elif parts.scheme.lower().startswith("socks") and not _has_socksio():
+                problem = (
+                    "httpx needs the socksio package for a SOCKS proxy, and it is not "
+                    "installed here: use an http:// proxy, or install socksio."
+                )
             else:
                 parts.port  # noqa: B018 - parses the port, raising ValueError on a bad one
                 if not parts.hostname:

@@ -1165,9 +1165,17 @@ def test_every_token_in_huggingface_hubs_stored_tokens_is_a_secret(tmp_path):
     assert "part of the launcher's own text" in printed
 
 
-def test_a_proxy_scheme_httpx_cannot_use_is_refused_unshown():
-    """HTTP_PROXY=ftp://... was reported as an unreadable model listing, exit 4 (pass 12)."""
+def test_a_proxy_scheme_httpx_cannot_use_is_refused_unshown(monkeypatch):
+    """HTTP_PROXY=ftp://... was reported as an unreadable model listing, exit 4 (pass 12);
+    a SOCKS proxy without socksio failed only at the first request (pass 13)."""
+    from entrypoint import weights
     from entrypoint.weights import check_proxies
+
+    monkeypatch.setattr(weights, "_has_socksio", lambda: False)
+    with pytest.raises(ConfigError) as refused:
+        check_proxies({"ALL_PROXY": "socks5h://127.0.0.1:1080"})
+    assert "httpx needs the socksio package for a SOCKS proxy" in str(refused.value)
+    monkeypatch.setattr(weights, "_has_socksio", lambda: True)
 
     with pytest.raises(ConfigError) as refused:
         check_proxies({"HTTP_PROXY": "ftp://user:S0cksPassw0rd1@127.0.0.1:9"})
@@ -1189,3 +1197,14 @@ def test_a_secret_with_json_or_python_escapes_in_an_echo_is_blanked(echoed):
     """A server's answer with the token JSON-escaped was printed (pass 12)."""
     configure([SECRET])
     assert redact(f"<html>{echoed}</html>") == "<html>***</html>"
+
+
+@pytest.mark.parametrize("command", [["--dry-run"], ["prefetch"]])
+def test_a_revision_that_holds_a_secret_is_refused_whatever_the_download(command):
+    """Refused only with DOWNLOAD=0 (the engine's command line); with the download on, the
+    token went into the Hub's URL and named a file in the cache (pass 13)."""
+    env = {"ENGINE": "vllm", "HF_TOKEN": SECRET, "MODEL_REVISION": SECRET.lower()}
+    status, printed = run_main(command, env)
+    assert status == 2, printed
+    assert printed.startswith("longcat-deploy: error: MODEL_REVISION is refused")
+    assert "not the value of HF_TOKEN" in printed and SECRET.lower() not in printed.lower()
