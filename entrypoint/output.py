@@ -141,12 +141,13 @@ def _encoded_pattern(secret: str) -> str:
 
     def one(char: str) -> str:
         code = ord(char)
-        forms = [re.escape(char)]
-        forms.append("".join(f"%{b:02x}" for b in char.encode("utf-8", "surrogateescape")))
+        # The encoded forms first: a "%" of the secret itself must match "%25" whole.
+        forms = ["".join(f"%{b:02x}" for b in char.encode("utf-8", "surrogateescape"))]
         if code < 0x10000:
             forms.append(rf"\\{{1,2}}u{code:04x}")
         if code < 0x100:
             forms.append(rf"\\{{1,2}}x{code:02x}")
+        forms.append(re.escape(char))
         return f"(?:{'|'.join(forms)})"
 
     return "".join(one(char) for char in secret)
