@@ -77,7 +77,8 @@ def import_parser_modules(engine: str, modules: Sequence[str]) -> None:
 
     A package can be found (``find_spec``) and still not import: a partial install lacks a
     subpackage (``ModuleNotFoundError``), a wheel built for CUDA lacks its shared library on
-    this host (``ImportError`` or ``OSError`` from the loader).
+    this host (``ImportError`` or ``OSError`` from the loader), or its start-up code fails
+    (``RuntimeError: Failed to infer device type``, any other exception).
 
     Raises:
         EngineNotImportable: naming the engine, the module and the exception (exit 127).
@@ -90,7 +91,7 @@ def import_parser_modules(engine: str, modules: Sequence[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except (ImportError, OSError) as error:
+        except Exception as error:  # whatever the engine's import raises: one message
             raise EngineNotImportable(engine, name, error) from None
 
 

@@ -317,7 +317,7 @@ class EngineNotImportable(LaunchError):
     Args:
         engine: ``"sglang"`` or ``"vllm"``.
         module: the module that failed to import, e.g. ``"sglang.srt.server_args"``.
-        error: the exception its import raised (``ImportError``, ``OSError``).
+        error: the exception its import raised (``ImportError``, ``OSError``, any other).
     """
 
     exit_status = EXIT_ENGINE_MISSING

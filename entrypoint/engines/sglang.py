@@ -194,6 +194,9 @@ def parser_rejections(argv: list[str]) -> list[str]:
 
     Returns:
         One line per rejected flag or value; empty when the parser accepts ``argv``.
+
+    Raises:
+        EngineNotImportable: building the parser failed (exit status 127).
     """
     import argparse
     import contextlib
@@ -201,11 +204,17 @@ def parser_rejections(argv: list[str]) -> list[str]:
 
     from sglang.srt.server_args import ServerArgs
 
+    from ..errors import EngineNotImportable
     from . import unknown_flags
 
     args = argv[argv.index(MODULE) + 1 :]
     parser = argparse.ArgumentParser(prog="sglang.launch_server")
-    ServerArgs.add_cli_args(parser)
+    try:
+        ServerArgs.add_cli_args(parser)
+    except Exception as error:  # a broken install: one message (exit 127), not a traceback
+        raise EngineNotImportable(
+            "sglang", "sglang.srt.server_args (ServerArgs.add_cli_args)", error
+        ) from None
     known = set(parser._option_string_actions)  # argparse's table of option strings
     problems = unknown_flags(args, known, f"sglang {installed_version()}")
     stderr = io.StringIO()

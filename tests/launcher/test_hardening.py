@@ -86,6 +86,53 @@ def test_check_with_a_vllm_missing_its_shared_library_is_127_naming_the_error(tm
     assert "libcudart.so.12" in message
 
 
+SECRET_TOKEN = "hf_Zq9Sekret7XwBroken"
+
+
+@pytest.mark.parametrize(
+    "engine, module, code",
+    [
+        ("vllm", "vllm/__init__.py", "raise RuntimeError('Failed to infer device type')\n"),
+        (
+            "sglang",
+            "sglang/srt/server_args.py",
+            "import os\nraise ValueError('bad install, token ' + os.environ['HF_TOKEN'])\n",
+        ),
+        (
+            "sglang",
+            "sglang/srt/server_args.py",
+            "import os\n"
+            "class ServerArgs:\n"
+            "    @staticmethod\n"
+            "    def add_cli_args(parser):\n"
+            "        raise RuntimeError('add_cli_args failed for ' + os.environ['HF_TOKEN'])\n",
+        ),
+    ],
+    ids=["vllm import", "sglang import", "sglang parser"],
+)
+def test_check_with_an_engine_that_fails_to_load_is_127_in_one_blanked_line(
+    tmp_path, engine, module, code
+):
+    """Anything but ImportError or OSError from the engine's own code was a traceback,
+    exit 1, with the token in it unblanked (pass 14)."""
+    path = tmp_path / "site" / module
+    path.parent.mkdir(parents=True)
+    for folder in [path.parent, *path.parent.parents]:
+        if folder == tmp_path / "site":
+            break
+        (folder / "__init__.py").touch()
+    path.write_text(code)
+    if engine == "sglang":
+        (tmp_path / "site" / "sglang" / "launch_server.py").touch()
+    env = fake_env(tmp_path, ENGINE=engine, HF_TOKEN=SECRET_TOKEN)
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    result = run_launcher(["check"], env)
+    message = refused(result, status=127)
+    assert len(message.strip().splitlines()) == 1, message
+    assert f"ENGINE={engine}" in message and "not importable" in message
+    assert "Traceback" not in result.stderr and SECRET_TOKEN not in result.stdout + result.stderr
+
+
 DRY_RUN_IMPORTS = r"""
 import json, os, sys
 from entrypoint.cli import main
