@@ -881,9 +881,9 @@ def credential_sent(env: Mapping[str, str]) -> str | None:
     return f"the token stored in {stored_hub_token_path(env)}"
 
 
-def check_stored_tokens(env: Mapping[str, str]) -> list[str]:
-    """Check huggingface_hub's stored-tokens file before it reads it; return the tokens it
-    holds, for output to blank (``entrypoint.output.blank_also``).
+def check_stored_tokens(env: Mapping[str, str]) -> None:
+    """Check huggingface_hub's stored-tokens file before it reads it. The tokens it holds
+    are secrets from the launcher's start (``entrypoint.settings.stored_tokens``).
 
     Whenever huggingface_hub sends the stored token (``credential_sent``), it first reads
     ``stored_tokens`` (``entrypoint.settings.stored_tokens_path``) to find that token's
@@ -892,26 +892,20 @@ def check_stored_tokens(env: Mapping[str, str]) -> list[str]:
     That file holds every account's token and refresh token. A file it cannot parse is
     logged with the offending lines quoted (``"Error parsing stored tokens file: ..."``),
     tokens included; a FIFO blocks it. So such a file is refused here, before it is read
-    (the same rules as the token file: ``_not_a_token_file``), and the values of a good one
-    are returned to be blanked: a refresh the Hub refuses is logged with the Hub's answer,
-    which may quote the refresh token.
-
-    Returns:
-        Every value of an option whose name holds ``token`` (``hf_token``,
-        ``refresh_token``), in every section; ``[]`` when the stored token is not sent or
-        there is no such file.
+    (the same rules as the token file: ``_not_a_token_file``). Nothing is checked when the
+    stored token is not sent, or there is no such file.
 
     Raises:
         StoredTokenError: (exit status 2) naming the file and what is wrong, no content.
     """
     if not (credential_sent(env) or "").startswith("the token stored in"):
-        return []
+        return
     from .errors import StoredTokenError
     from .settings import MAX_TOKEN_FILE_BYTES, stored_tokens_path
 
     path = stored_tokens_path(env)
     if not os.path.lexists(path):
-        return []
+        return
     unreadable = _not_a_token_file(path)
     if unreadable:
         raise StoredTokenError(path, unreadable, what="huggingface_hub's stored tokens")
@@ -931,12 +925,6 @@ def check_stored_tokens(env: Mapping[str, str]) -> list[str]:
             "hf_token = ...), and huggingface_hub would print its lines",
             what="huggingface_hub's stored tokens",
         ) from None
-    return [
-        value
-        for section in parser.sections()
-        for name, value in parser.items(section)
-        if "token" in name and value
-    ]
 
 
 # The file listing's total deadline beyond twice the stall bound: huggingface_hub's own first
@@ -1002,8 +990,9 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
     ``HF_ENDPOINT``'s ``/oauth/token`` that huggingface_hub bounds per socket operation
     only (``HF_HUB_DOWNLOAD_TIMEOUT``), or not at all. It runs in a thread the launch waits
     for at most ``stall_s`` (``DOWNLOAD_STALL_S``), as long as any other Hub request. The
-    stored-tokens file is checked first (``check_stored_tokens``); the tokens it holds and
-    the token returned (a refreshed or exchanged one) are blanked in all output from then.
+    stored-tokens file is checked first (``check_stored_tokens``); a refreshed or exchanged
+    token, and the stored tokens as the refresh leaves them, are blanked in all output from
+    then (the launcher blanks the stored tokens from its start).
     Callers pass the result as ``token=`` (``False`` for none), so huggingface_hub does
     not pick again on each request.
 
@@ -1029,21 +1018,16 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
     from .output import blank_also
     from .settings import stored_hub_token_path, stored_tokens, stored_tokens_path
 
-    blank_also(check_stored_tokens(env))
-    outcome: dict[str, object] = {}
-    try:
-        outcome["token"] = within(stall_s, lambda: get_token_to_send(None))
-    except Unanswered:
-        outcome["late"] = True
-    except Exception as raised:
-        outcome["error"] = raised
+    check_stored_tokens(env)
     resource = env.get("HF_OIDC_RESOURCE")
     what = (
         f"the exchange of an identity token for HF_OIDC_RESOURCE={resource}"
         if resource
         else f"the refresh of the OAuth token stored in {stored_hub_token_path(env)}"
     )
-    if outcome.get("late"):
+    try:
+        token = within(stall_s, lambda: get_token_to_send(None))
+    except Unanswered:
         waits = (
             f"{endpoint} did not answer"
             if resource
@@ -1054,9 +1038,8 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
             f"cannot get the Hub token: {what} did not finish within {stall_s:g} s "
             f"(DOWNLOAD_STALL_S): {waits}. Check the network path to {endpoint} "
             "(HF_ENDPOINT, proxy, firewall), or set HF_TOKEN."
-        )
-    error = outcome.get("error")
-    if isinstance(error, OIDCError):
+        ) from None
+    except OIDCError as error:
         raise ConfigError(
             "HF_OIDC_RESOURCE",
             resource,
@@ -1064,27 +1047,26 @@ def resolve_hub_token(env: Mapping[str, str], stall_s: float, endpoint: str) -> 
             "identity token to exchange (HF_OIDC_ID_TOKEN, or GitHub Actions' own)",
             f"huggingface_hub: {_summary(error)}. Set HF_OIDC_ID_TOKEN, or unset "
             "HF_OIDC_RESOURCE and set HF_TOKEN.",
-        )
-    if isinstance(error, NotADirectoryError):  # HF_HOME (or HF_TOKEN_PATH's folder) a file
+        ) from None
+    except NotADirectoryError as error:  # HF_HOME (or HF_TOKEN_PATH's folder) a file
         raise WeightsError(
             f"cannot read the stored Hub token: {error.strerror}: {error.filename}. HF_HOME "
             "(and HF_TOKEN_PATH, when set) must be a directory the launcher can read and "
             "write, not a file"
-        )
-    if isinstance(error, OSError) and error.filename is not None:
-        raise StoredTokenError(
-            str(error.filename), f"it cannot be read ({error.strerror})"
         ) from None
-    if isinstance(error, Exception):
+    except Exception as error:
+        if isinstance(error, OSError) and error.filename is not None:
+            raise StoredTokenError(
+                str(error.filename), f"it cannot be read ({error.strerror})"
+            ) from None
         raise WeightsError(
             f"cannot get the Hub token: {what} failed: {_summary(error)}. Check "
             "HF_OIDC_RESOURCE and HF_OIDC_ID_TOKEN, or set HF_TOKEN."
             if resource
             else f"cannot get the Hub token: {_summary(error)}."
-        )
+        ) from None
     # A refresh may have saved a new token and a rotated refresh token (_save_token).
     blank_also(stored_tokens(env))
-    token = outcome.get("token")
     if not isinstance(token, str) or not token:
         return None
     blank_also([token])
